@@ -1,0 +1,53 @@
+"""`nnprog`: the command-line home of nnunet-progressive's tools.
+
+Each subcommand lives in its own module under ``nnunet_progressive.cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to the callable that runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nnunet_progressive import __version__
+
+# Modules are imported lazily by name so that a subcommand with a heavy or optional dependency
+# never breaks `nnprog --help` or the other subcommands.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "nnunet_progressive.cli.env_cmd",
+    "nnunet_progressive.cli.schedule_cmd",
+    "nnunet_progressive.cli.demo_cmd",
+    "nnunet_progressive.cli.rank_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnprog",
+        description="nnunet-progressive: progressive training strategies for nnU-Net v2.",
+    )
+    parser.add_argument("--version", action="version", version=f"nnunet-progressive {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue  # subcommand not shipped in this version
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

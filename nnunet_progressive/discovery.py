@@ -1,0 +1,41 @@
+"""Where nnU-Net finds this package's trainers: the folder for ``nnUNet_extTrainer``."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+from pathlib import Path
+
+TRAINERS_PACKAGE = "nnunet_progressive_trainers"
+
+
+def trainers_directory() -> Path:
+    """The installed folder of trainer modules (``trainers/`` of the source tree in editable installs)."""
+    spec = importlib.util.find_spec(TRAINERS_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0]).resolve()
+    source_tree = Path(__file__).resolve().parent.parent / "trainers"
+    if source_tree.is_dir():
+        return source_tree
+    raise RuntimeError(
+        f"cannot find the package {TRAINERS_PACKAGE!r}; reinstall nnunet-progressive (pip install -e .)"
+    )
+
+
+def ext_trainer_value(current: str | None = None) -> str:
+    """``nnUNet_extTrainer`` with our folder first, keeping any folders the user already listed."""
+    ours = str(trainers_directory())
+    existing = [p for p in (current or "").split(os.pathsep) if p.strip() and Path(p).resolve() != Path(ours)]
+    return os.pathsep.join([ours, *existing])
+
+
+def export_line(current: str | None = None) -> str:
+    """The shell line that makes ``nnUNetv2_train``/``nnUNetv2_predict`` find the trainers."""
+    return f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(current))}"
+
+
+def environment_with_trainers(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default: os.environ) with nnUNet_extTrainer set, for subprocesses."""
+    env = dict(os.environ if base is None else base)
+    env["nnUNet_extTrainer"] = ext_trainer_value(env.get("nnUNet_extTrainer"))
+    return env

@@ -1,0 +1,317 @@
+"""The PGPS stage schedule: a pure function of the plan and the knobs.
+
+Patches grow from the smallest size the planned network can train on to the planned size, one axis
+at a time by that axis' total pooling stride. Epochs are split over the stages; the last stage always
+uses the planned patch. Nothing here touches nnU-Net, torch or the file system.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from nnunet_progressive.errors import ProgressiveConfigError
+
+MODES = ("efficiency", "performance")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the curriculum.
+
+    ``first_epoch`` is inclusive, ``last_epoch`` exclusive; ``batch_size`` is the GLOBAL batch (what the
+    plans call batch_size), split over DDP ranks by the trainer.
+    """
+
+    index: int
+    patch_size: tuple[int, ...]
+    batch_size: int
+    first_epoch: int
+    last_epoch: int
+
+    @property
+    def num_epochs(self) -> int:
+        return self.last_epoch - self.first_epoch
+
+    @property
+    def patch_voxels(self) -> int:
+        return math.prod(self.patch_size)
+
+    @property
+    def voxels_per_iteration(self) -> int:
+        return self.patch_voxels * self.batch_size
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """All stages of a run plus what they were computed from."""
+
+    stages: tuple[Stage, ...]
+    planned_patch_size: tuple[int, ...]
+    planned_batch_size: int
+    num_epochs: int
+
+    def stage_at_epoch(self, epoch: int) -> Stage:
+        """The stage that trains epoch ``epoch`` (0-based). Epochs past the end use the last stage."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        for stage in self.stages:
+            if epoch < stage.last_epoch:
+                return stage
+        return self.stages[-1]
+
+    def relative_compute(self) -> float:
+        """Voxels processed over the run relative to constant planned patch and batch (1.0 = same).
+
+        This is the ideal train-time ratio if time were proportional to voxels per iteration.
+        """
+        planned = self.planned_batch_size * math.prod(self.planned_patch_size) * self.num_epochs
+        used = sum(stage.voxels_per_iteration * stage.num_epochs for stage in self.stages)
+        return used / planned
+
+    def to_dict(self) -> dict:
+        return {
+            "planned_patch_size": list(self.planned_patch_size),
+            "planned_batch_size": self.planned_batch_size,
+            "num_epochs": self.num_epochs,
+            "relative_compute": self.relative_compute(),
+            "stages": [
+                {**asdict(stage), "patch_size": list(stage.patch_size), "num_epochs": stage.num_epochs}
+                for stage in self.stages
+            ],
+        }
+
+
+def total_strides(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> tuple[int, ...]:
+    """Per-axis product of the pooling strides of all encoder stages (the first entry is usually 1s)."""
+    if len(pool_op_kernel_sizes) == 0:
+        raise ProgressiveConfigError("the plan has no pooling strides (arch_kwargs 'strides' is empty)")
+    dims = {len(s) for s in pool_op_kernel_sizes}
+    if len(dims) != 1:
+        raise ProgressiveConfigError(f"pooling strides have inconsistent dimensions: {pool_op_kernel_sizes}")
+    return tuple(math.prod(int(s[axis]) for s in pool_op_kernel_sizes) for axis in range(dims.pop()))
+
+
+def _check_multiple(patch: Sequence[int], strides: Sequence[int], what: str) -> None:
+    bad = [axis for axis, (p, s) in enumerate(zip(patch, strides, strict=True)) if p % s != 0 or p < s]
+    if bad:
+        raise ProgressiveConfigError(
+            f"{what} {tuple(patch)} is not a positive multiple of the network's total pooling stride "
+            f"{tuple(strides)} on axes {bad}: the decoder cannot concatenate skip connections. "
+            f"Use sizes that are multiples of {tuple(strides)}."
+        )
+
+
+def smallest_patch(planned_patch: Sequence[int], strides: Sequence[int]) -> tuple[int, ...]:
+    """The smallest patch the planned network trains on.
+
+    Each axis is one total stride (a bottleneck of one voxel on that axis), except one axis that gets
+    two, so the bottleneck holds more than one voxel (instance norm needs at least two values). That
+    axis is the one with the largest planned bottleneck extent (ties: the first), so it never exceeds
+    the plan. If the plan's bottleneck is a single voxel, the planned patch is the only valid one.
+    """
+    if len(planned_patch) != len(strides):
+        raise ProgressiveConfigError(
+            f"planned patch {tuple(planned_patch)} has {len(planned_patch)} axes but the pooling strides "
+            f"{tuple(strides)} have {len(strides)}"
+        )
+    _check_multiple(planned_patch, strides, "the planned patch size")
+    bottleneck = [p // s for p, s in zip(planned_patch, strides, strict=True)]
+    if math.prod(bottleneck) <= 1:
+        return tuple(int(p) for p in planned_patch)
+    grow_axis = max(range(len(bottleneck)), key=lambda a: (bottleneck[a], -a))
+    return tuple(int(s) * (2 if axis == grow_axis else 1) for axis, s in enumerate(strides))
+
+
+def validate_min_patch(min_patch: Sequence[int], planned_patch: Sequence[int], strides: Sequence[int]) -> None:
+    """Raise if a user-chosen smallest patch cannot be trained by the planned network."""
+    if len(min_patch) != len(planned_patch):
+        raise ProgressiveConfigError(
+            f"the smallest patch {tuple(min_patch)} has {len(min_patch)} axes but the planned patch "
+            f"{tuple(planned_patch)} has {len(planned_patch)}"
+        )
+    _check_multiple(min_patch, strides, "the smallest patch")
+    too_big = [a for a, (m, p) in enumerate(zip(min_patch, planned_patch, strict=True)) if m > p]
+    if too_big:
+        raise ProgressiveConfigError(
+            f"the smallest patch {tuple(min_patch)} exceeds the planned patch {tuple(planned_patch)} on axes "
+            f"{too_big}; choose sizes <= the planned patch"
+        )
+    if math.prod(m // s for m, s in zip(min_patch, strides, strict=True)) <= 1 and tuple(min_patch) != tuple(
+        planned_patch
+    ):
+        raise ProgressiveConfigError(
+            f"the smallest patch {tuple(min_patch)} gives a 1-voxel bottleneck with strides {tuple(strides)}; "
+            f"instance norm cannot train on it. Double one axis, e.g. {smallest_patch(planned_patch, strides)}"
+        )
+
+
+def patch_sequence(
+    planned_patch: Sequence[int], strides: Sequence[int], min_patch: Sequence[int] | None = None
+) -> list[tuple[int, ...]]:
+    """Patch sizes of all stages, smallest first, the planned patch last.
+
+    One axis grows by its stride per stage (clipped at the planned size). The axis that grows is the one
+    furthest behind its planned size (smallest current/planned ratio; ties: the smaller absolute size,
+    then the lower axis index), so the patch approaches the planned aspect ratio on anisotropic plans.
+    Number of stages: 1 + sum over axes of ceil((planned - min) / stride).
+    """
+    planned = tuple(int(p) for p in planned_patch)
+    strides = tuple(int(s) for s in strides)
+    if min_patch is None:
+        current = list(smallest_patch(planned, strides))
+    else:
+        validate_min_patch(min_patch, planned, strides)
+        current = [int(m) for m in min_patch]
+    sequence = [tuple(current)]
+    while tuple(current) != planned:
+        growable = [a for a in range(len(planned)) if current[a] < planned[a]]
+        axis = min(growable, key=lambda a: (current[a] / planned[a], current[a], a))
+        current[axis] = min(current[axis] + strides[axis], planned[axis])
+        sequence.append(tuple(current))
+    return sequence
+
+
+def split_epochs(num_epochs: int, num_stages: int, growth_share: float | None = None) -> list[int]:
+    """Epochs per stage.
+
+    ``growth_share=None`` (the published trainers): every stage gets ``num_epochs // num_stages`` and the
+    last (planned-patch) stage also takes the remainder. Otherwise the growing stages share
+    ``round(growth_share * num_epochs)`` epochs as evenly as possible (earlier stages get the extra one)
+    and the last stage gets the rest. Every stage gets at least one epoch.
+    """
+    if num_epochs < 1:
+        raise ProgressiveConfigError(f"the number of epochs must be >= 1, got {num_epochs}")
+    if num_epochs < num_stages:
+        raise ProgressiveConfigError(
+            f"{num_epochs} epochs cannot cover {num_stages} patch-size stages (each needs at least one "
+            f"epoch). Train for at least {num_stages} epochs (NNPROG_EPOCHS) or start from a larger "
+            f"smallest patch (NNPROG_MIN_PATCH)."
+        )
+    if num_stages == 1:
+        return [num_epochs]
+    if growth_share is None:
+        per_stage = num_epochs // num_stages
+        return [per_stage] * (num_stages - 1) + [num_epochs - per_stage * (num_stages - 1)]
+    if not 0.0 < growth_share < 1.0:
+        raise ProgressiveConfigError(
+            f"the growth share must lie strictly between 0 and 1 (share of epochs spent on the growing "
+            f"stages), got {growth_share}"
+        )
+    growing_epochs = round(growth_share * num_epochs)
+    growing_stages = num_stages - 1
+    if growing_epochs < growing_stages or num_epochs - growing_epochs < 1:
+        raise ProgressiveConfigError(
+            f"a growth share of {growth_share} of {num_epochs} epochs gives {growing_epochs} epochs for "
+            f"{growing_stages} growing stages plus at least one final epoch; raise the epochs or adjust "
+            f"the share (NNPROG_GROWTH_SHARE)"
+        )
+    base, extra = divmod(growing_epochs, growing_stages)
+    growing = [base + (1 if i < extra else 0) for i in range(growing_stages)]
+    return growing + [num_epochs - growing_epochs]
+
+
+def performance_batch_sizes(
+    patches: Sequence[Sequence[int]],
+    planned_batch: int,
+    voxel_budget: int | None = None,
+    max_batch: int | None = None,
+) -> list[int]:
+    """Batch per stage so batch x patch voxels stays near the planned footprint.
+
+    ``batch_k = floor(voxel_budget / voxels(p_k))`` clipped to ``[planned_batch, max_batch]``, where
+    ``voxel_budget`` defaults to ``planned_batch * voxels(planned patch)`` (the planned memory
+    footprint). The planned batch is the floor even if the budget is smaller.
+    """
+    if planned_batch < 1:
+        raise ProgressiveConfigError(f"the planned batch size must be >= 1, got {planned_batch}")
+    if max_batch is not None and max_batch < planned_batch:
+        raise ProgressiveConfigError(
+            f"the batch cap {max_batch} (NNPROG_MAX_BATCH) is below the planned batch size {planned_batch}; "
+            f"the Performance mode never trains below the planned batch"
+        )
+    budget = voxel_budget if voxel_budget is not None else planned_batch * math.prod(patches[-1])
+    if budget < 1:
+        raise ProgressiveConfigError(f"the voxel budget must be positive, got {budget}")
+    sizes = []
+    for patch in patches:
+        batch = max(planned_batch, budget // math.prod(patch))
+        if max_batch is not None:
+            batch = min(batch, max_batch)
+        sizes.append(int(batch))
+    return sizes
+
+
+def build_schedule(
+    planned_patch: Sequence[int],
+    pool_op_kernel_sizes: Sequence[Sequence[int]],
+    planned_batch: int,
+    num_epochs: int,
+    mode: str = "efficiency",
+    min_patch: Sequence[int] | None = None,
+    growth_share: float | None = None,
+    max_batch: int | None = None,
+    batch_budget_factor: float = 1.0,
+) -> Schedule:
+    """The full PGPS schedule.
+
+    Args:
+        planned_patch: the plan's patch size, nnU-Net axis order (2 or 3 entries).
+        pool_op_kernel_sizes: the plan's per-stage pooling strides (``arch_kwargs['strides']``).
+        planned_batch: the plan's (global) batch size.
+        num_epochs: total epochs of the run.
+        mode: "efficiency" (constant batch) or "performance" (batch grows while patches are small).
+        min_patch: smallest patch; default: the smallest the network accepts (see ``smallest_patch``).
+        growth_share: share of epochs spent before the planned patch; default: even split per stage.
+        max_batch: hard batch cap for performance mode (None: no cap beyond the voxel budget).
+        batch_budget_factor: performance mode's voxel budget as a multiple of the planned footprint.
+    """
+    if mode not in MODES:
+        raise ProgressiveConfigError(f"unknown PGPS mode {mode!r}; expected one of {MODES}")
+    if len(planned_patch) not in (2, 3):
+        raise ProgressiveConfigError(f"PGPS needs a 2D or 3D patch, got {tuple(planned_patch)}")
+    if batch_budget_factor <= 0:
+        raise ProgressiveConfigError(f"the batch budget factor must be > 0, got {batch_budget_factor}")
+    strides = total_strides(pool_op_kernel_sizes)
+    patches = patch_sequence(planned_patch, strides, min_patch)
+    epochs = split_epochs(num_epochs, len(patches), growth_share)
+    if mode == "efficiency":
+        batches = [int(planned_batch)] * len(patches)
+    else:
+        budget = int(batch_budget_factor * planned_batch * math.prod(planned_patch))
+        batches = performance_batch_sizes(patches, planned_batch, budget, max_batch)
+    stages = []
+    first = 0
+    for index, (patch, batch, n) in enumerate(zip(patches, batches, epochs, strict=True)):
+        stages.append(Stage(index, patch, batch, first, first + n))
+        first += n
+    return Schedule(tuple(stages), tuple(int(p) for p in planned_patch), int(planned_batch), int(num_epochs))
+
+
+def random_patch_pool(
+    planned_patch: Sequence[int],
+    pool_op_kernel_sizes: Sequence[Sequence[int]],
+    min_patch: Sequence[int] | None = None,
+) -> list[tuple[int, ...]]:
+    """The patch sizes RPSS draws from (uniformly, one per iteration): the PGPS stage sizes."""
+    return patch_sequence(planned_patch, total_strides(pool_op_kernel_sizes), min_patch)
+
+
+def foreground_oversampling(
+    batch_size: int, planned_batch: int, planned_percent: float
+) -> tuple[float, bool]:
+    """Oversampling setting that keeps the planned foreground share at ``batch_size``.
+
+    nnU-Net forces the last ``b - round(b * (1 - p))`` samples of a batch to contain foreground, so the
+    share it actually trains with depends on the batch (0.33 at batch 2 gives 1/2; at batch 1 gives 0).
+    Returns ``(percent, probabilistic)``: nnU-Net's positional rule where it yields the planned share,
+    else a per-sample draw with the planned share.
+    """
+
+    def positional_share(b: int) -> float:
+        return (b - round(b * (1 - planned_percent))) / b
+
+    planned_share = positional_share(planned_batch)
+    if math.isclose(positional_share(batch_size), planned_share):
+        return planned_percent, False
+    return planned_share, True

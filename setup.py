@@ -1,0 +1,38 @@
+"""nnunet-progressive: training strategies for stock nnU-Net v2 (no fork, no patches)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+exec((ROOT / "nnunet_progressive" / "_version.py").read_text(), version)
+
+setup(
+    name="nnunet-progressive",
+    version=version["__version__"],
+    description="Progressive patch size (PGPS), progressive data (PDL) and transfer learning for nnU-Net v2",
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # The trainer modules live in trainers/ (what nnU-Net's nnUNet_extTrainer search imports); they are
+    # installed as the package nnunet_progressive_trainers so `nnprog env` can find them after any install.
+    packages=find_packages(include=["nnunet_progressive", "nnunet_progressive.*"])
+    + ["nnunet_progressive_trainers"],
+    package_dir={"nnunet_progressive_trainers": "trainers"},
+    install_requires=[
+        "nnunetv2>=2.8.1,<2.9",  # tested range: 2.8.1
+        "torch>=2.1",
+        "batchgenerators>=0.25",
+        "SimpleITK>=2.2",
+        "acvl-utils>=0.2",
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "ruff"],
+    },
+    entry_points={"console_scripts": ["nnprog=nnunet_progressive.cli.main:main"]},
+)
