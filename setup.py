@@ -19,6 +19,7 @@ setup(
     packages=find_packages(include=["nnunet_progressive", "nnunet_progressive.*"])
     + ["nnunet_progressive_trainers"],
     package_dir={"nnunet_progressive_trainers": "trainers"},
+    package_data={"nnunet_progressive.compat": ["cpu_torchvision/*.py"]},
     install_requires=[
         "nnunetv2>=2.8.1,<2.9",  # tested range: 2.8.1
         "torch>=2.1",

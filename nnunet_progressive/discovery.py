@@ -6,6 +6,8 @@ import os
 import shlex
 from pathlib import Path
 
+from nnunet_progressive.compat import pythonpath_with_compat
+
 TRAINERS_PACKAGE = "nnunet_progressive_trainers"
 
 
@@ -29,13 +31,22 @@ def ext_trainer_value(current: str | None = None) -> str:
     return os.pathsep.join([ours, *existing])
 
 
-def export_line(current: str | None = None) -> str:
-    """The shell line that makes ``nnUNetv2_train``/``nnUNetv2_predict`` find the trainers."""
-    return f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(current))}"
+def export_lines(environ: dict[str, str] | None = None) -> str:
+    """The shell lines that make ``nnUNetv2_train``/``nnUNetv2_predict`` find the trainers."""
+    environ = dict(os.environ if environ is None else environ)
+    lines = [f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(environ.get('nnUNet_extTrainer')))}"]
+    pythonpath = pythonpath_with_compat(environ.get("PYTHONPATH"))
+    if pythonpath != environ.get("PYTHONPATH"):
+        lines.append("# torchvision cannot load its operators here (CPU torch, CUDA torchvision): work-around")
+        lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}")
+    return "\n".join(lines)
 
 
 def environment_with_trainers(base: dict[str, str] | None = None) -> dict[str, str]:
-    """A copy of ``base`` (default: os.environ) with nnUNet_extTrainer set, for subprocesses."""
+    """A copy of ``base`` (default: os.environ) set up as ``nnprog env`` would, for subprocesses."""
     env = dict(os.environ if base is None else base)
     env["nnUNet_extTrainer"] = ext_trainer_value(env.get("nnUNet_extTrainer"))
+    pythonpath = pythonpath_with_compat(env.get("PYTHONPATH"))
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     return env

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from nnunet_progressive.discovery import export_line, trainers_directory
+from nnunet_progressive.discovery import export_lines, trainers_directory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,5 +17,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(trainers_directory() if args.path else export_line(os.environ.get("nnUNet_extTrainer")))
+    print(trainers_directory() if args.path else export_lines())
     return 0
