@@ -1,0 +1,96 @@
+"""Run length (epochs, iterations, checkpoint interval) from NNPROG_* knobs, kept across `--c`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from nnunet_progressive.io_utils import atomic_write_json
+from nnunet_progressive.settings import ProgressiveSettings, settings_from_env
+
+SIDECAR_SUFFIX = ".nnprog.json"
+
+
+def sidecar_path(checkpoint_file: str) -> str:
+    """Where a checkpoint's nnunet-progressive state lives (nnU-Net's checkpoint format stays stock)."""
+    return checkpoint_file + SIDECAR_SUFFIX
+
+
+class RunLengthMixin:
+    """Applies ``default_settings`` + NNPROG_* variables to an nnUNetTrainer and restores them on `--c`.
+
+    Subclasses add state by extending ``progressive_state`` / ``restore_progressive_state``; the state is
+    written next to every checkpoint as ``<checkpoint>.nnprog.json`` (atomically, after the checkpoint).
+    """
+
+    default_settings = ProgressiveSettings()
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.progressive_settings = settings_from_env(self.default_settings)
+        self._apply_run_length()
+
+    def _apply_run_length(self) -> None:
+        settings = self.progressive_settings
+        if settings.epochs is not None:
+            self.num_epochs = settings.epochs
+        if settings.iterations is not None:
+            self.num_iterations_per_epoch = settings.iterations
+        if settings.val_iterations is not None:
+            self.num_val_iterations_per_epoch = settings.val_iterations
+        if settings.save_every is not None:
+            self.save_every = settings.save_every
+
+    # --- state kept beside checkpoints -------------------------------------------------------------
+    def progressive_state(self) -> dict:
+        """What `--c` needs besides nnU-Net's checkpoint. Extend in subclasses (call super)."""
+        from nnunet_progressive import __version__
+
+        return {
+            "package_version": __version__,
+            "trainer": self.__class__.__name__,
+            "current_epoch": self.current_epoch + 1,  # as nnU-Net stores it: the next epoch to train
+            "settings": self.progressive_settings.to_dict(),
+        }
+
+    def restore_progressive_state(self, state: dict) -> None:
+        """Continue with the settings the run started with, whatever the environment says now."""
+        saved = ProgressiveSettings.from_dict(state.get("settings", {}))
+        differences = self.progressive_settings.differences(saved)
+        if differences:
+            listed = ", ".join(f"{k}: now {now!r}, run {run!r}" for k, (now, run) in differences.items())
+            self.print_to_log_file(
+                f"WARNING: NNPROG settings differ from the run being continued ({listed}). Continuing with "
+                f"the run's own settings so its schedule stays the same; start a new run to change them."
+            )
+        self.progressive_settings = saved
+        self._apply_run_length()
+
+    def save_checkpoint(self, filename: str) -> None:
+        super().save_checkpoint(filename)
+        if self.local_rank == 0 and not self.disable_checkpointing:
+            atomic_write_json(sidecar_path(filename), self.progressive_state())
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        if not isinstance(filename_or_checkpoint, str):
+            return
+        path = Path(sidecar_path(filename_or_checkpoint))
+        if not path.is_file():
+            self.print_to_log_file(
+                f"WARNING: {path.name} not found next to the checkpoint; continuing with the current "
+                f"NNPROG settings (the schedule is the same if they equal the original run's)."
+            )
+            return
+        self.restore_progressive_state(json.loads(path.read_text()))
+
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        # nnU-Net deletes checkpoint_latest.pth at the end of training; its sidecar goes with it
+        if self.local_rank == 0:
+            latest = sidecar_path(os.path.join(self.output_folder, "checkpoint_latest.pth"))
+            if os.path.isfile(latest):
+                os.remove(latest)

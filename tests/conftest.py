@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny generated dataset planned and preprocessed once by nnU-Net itself."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, plan_and_preprocess, write_small_plans
+from nnunet_progressive.data.synthetic import write_preset
+
+
+@dataclass(frozen=True)
+class Workspace:
+    folders: NnunetFolders
+    dataset_id: int
+    dataset_name: str
+    configuration: str
+    plans: str = SMALL_PLANS
+
+    @property
+    def preprocessed_dataset(self) -> Path:
+        return self.folders.preprocessed / self.dataset_name
+
+    def plans_json(self) -> dict:
+        return json.loads((self.preprocessed_dataset / f"{self.plans}.json").read_text())
+
+
+def _prepare(root: Path, preset: str, dataset_id: int, configuration: str) -> Workspace:
+    folders = NnunetFolders.under(root)
+    dataset_folder = write_preset(preset, folders.raw, dataset_id)
+    plan_and_preprocess(dataset_id, folders, (configuration,), num_processes=2, log_file=root / "plan.log")
+    write_small_plans(folders.preprocessed / dataset_folder.name / "nnUNetPlans.json", [configuration],
+                      features_per_stage=(4, 8, 16, 32, 32, 32, 32, 32))
+    return Workspace(folders, dataset_id, dataset_folder.name, configuration)
+
+
+@pytest.fixture(scope="session")
+def tiny3d(tmp_path_factory) -> Workspace:
+    """8 cases of 32^3; planned patch 32^3, pooling stride 8 per axis: 9 PGPS stages."""
+    return _prepare(tmp_path_factory.mktemp("tiny3d"), "tiny3d", 501, "3d_fullres")
+
+
+@pytest.fixture(scope="session")
+def tiny2d(tmp_path_factory) -> Workspace:
+    """8 single-slice cases of 64x64 for nnU-Net's 2d configuration."""
+    return _prepare(tmp_path_factory.mktemp("tiny2d"), "tiny2d", 502, "2d")

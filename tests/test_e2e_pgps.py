@@ -1,0 +1,155 @@
+"""End to end through the real nnUNetv2_train / nnUNetv2_predict on CPU, tiny generated data."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_progressive.pgps.schedule import build_schedule
+from nnunet_progressive.runner import TrainingRun, predict, train
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1"}
+STAGE_LINE = re.compile(r"PGPS stage (\d+)/(\d+) \| patch ([\dx]+) \| batch (\d+) \| [\d,]+ voxels/s")
+EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
+
+
+def _expected_schedule(ws, epochs: int, mode: str = "efficiency", max_batch=None):
+    config = ws.plans_json()["configurations"][ws.configuration]
+    return build_schedule(config["patch_size"], config["architecture"]["arch_kwargs"]["strides"],
+                          config["batch_size"], epochs, mode=mode, max_batch=max_batch)
+
+
+def _stage_lines_per_epoch(fold: Path) -> dict[int, tuple[int, str, int]]:
+    """epoch -> (stage index, patch text, batch) from all training logs of a fold (resumes included)."""
+    per_epoch = {}
+    for log in sorted(fold.glob("training_log_*.txt")):
+        epoch = None
+        for line in log.read_text().splitlines():
+            if match := EPOCH_LINE.search(line):
+                epoch = int(match.group(1))
+            elif (match := STAGE_LINE.search(line)) and epoch is not None:
+                per_epoch[epoch] = (int(match.group(1)) - 1, match.group(3), int(match.group(4)))
+    return per_epoch
+
+
+def _patch_text(patch) -> str:
+    return "x".join(map(str, patch))
+
+
+def _assert_follows_schedule(fold: Path, schedule) -> None:
+    seen = _stage_lines_per_epoch(fold)
+    assert sorted(seen) == list(range(schedule.num_epochs))
+    for epoch, (stage_index, patch, batch) in seen.items():
+        stage = schedule.stage_at_epoch(epoch)
+        assert (stage_index, patch, batch) == (stage.index, _patch_text(stage.patch_size), stage.batch_size), epoch
+
+
+def test_efficiency_trains_validates_and_predicts(tiny3d, tmp_path):
+    schedule = _expected_schedule(tiny3d, 9)
+    assert len(schedule.stages) == 9, "tiny3d plan: 32^3 patch, stride 8 -> 9 stages"
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9"})
+    train(run, tiny3d.folders, tmp_path / "train.log")
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+
+    _assert_follows_schedule(fold, schedule)
+    curriculum = json.loads((fold / "curriculum.json").read_text())
+    assert curriculum["schedule"] == json.loads(json.dumps(schedule.to_dict()))
+    assert [s["epochs_done"] for s in curriculum["stages"]] == [1] * 9
+    assert all(s["voxels_per_second"] > 0 for s in curriculum["stages"])
+    assert curriculum["epochs_done"] == 9 and curriculum["total_switch_seconds"] > 0
+    for name in ("checkpoint_final.pth", "pgps_schedule.png", "progress.png", "validation/summary.json"):
+        assert (fold / name).is_file(), name
+    assert not (fold / "checkpoint_latest.pth.nnprog.json").exists()
+    # inference artefacts carry the PLANNED patch size
+    saved_plans = json.loads((fold.parent / "plans.json").read_text())
+    assert saved_plans["configurations"]["3d_fullres"]["patch_size"] == list(schedule.planned_patch_size)
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+
+    images = tmp_path / "images"
+    images.mkdir()
+    raw_images = tiny3d.folders.raw / tiny3d.dataset_name / "imagesTr"
+    for source in sorted(raw_images.glob("*_0000.nii.gz"))[:2]:
+        shutil.copy(source, images / source.name)
+    predict(images, tmp_path / "predictions", run, tiny3d.folders, tmp_path / "predict.log")
+    for source in sorted(images.glob("*_0000.nii.gz")):
+        prediction = tmp_path / "predictions" / source.name.replace("_0000.nii.gz", ".nii.gz")
+        assert prediction.is_file()
+        predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(prediction)))
+        assert predicted.shape == sitk.GetArrayFromImage(sitk.ReadImage(str(source))).shape
+        assert set(np.unique(predicted)) <= {0, 1, 2}
+
+
+def test_performance_grows_batch_within_cap(tiny3d, tmp_path):
+    schedule = _expected_schedule(tiny3d, 9, mode="performance", max_batch=8)
+    assert schedule.stages[0].batch_size == 8 and schedule.stages[-1].batch_size == 2
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_PGPS_Performance", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_MAX_BATCH": "8"})
+    train(run, tiny3d.folders, tmp_path / "train.log")
+    _assert_follows_schedule(run.output_folder(tiny3d.folders, tiny3d.dataset_name), schedule)
+
+
+def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path):
+    schedule = _expected_schedule(tiny3d, 9)
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 5\s*$", text, re.M) is not None)
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
+    assert json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"] == 5
+    # resume with a different environment: the run's own settings must win
+    resumed = replace(run, knobs={**FAST, "NNPROG_EPOCHS": "30"})
+    train(resumed, tiny3d.folders, log, extra=["--c"])
+    text = log.read_text()
+    assert "Continuing at epoch 5: PGPS stage 6/9 | patch 24x24x24" in text
+    assert "NNPROG settings differ from the run being continued" in text
+    _assert_follows_schedule(fold, schedule)
+    curriculum = json.loads((fold / "curriculum.json").read_text())
+    assert curriculum["epochs_done"] == 9 and [s["epochs_done"] for s in curriculum["stages"]] == [1] * 9
+
+
+def test_rpss_and_constant_patch_run(tiny3d, tmp_path):
+    rpss = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 3, "nnUNetTrainer_RPSS", tiny3d.plans,
+                       knobs={**FAST, "NNPROG_EPOCHS": "9"})
+    train(rpss, tiny3d.folders, tmp_path / "rpss.log")
+    fold = rpss.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    assert (tmp_path / "rpss.log").read_text().count("RPSS: 9 patch sizes drawn per batch | batch 2 | ") == 9
+    assert json.loads((fold / "curriculum.json").read_text())["mode"] == "rpss"
+
+    constant = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 3, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                           knobs={**FAST, "NNPROG_EPOCHS": "2"})
+    train(constant, tiny3d.folders, tmp_path / "constant.log")
+    text = (tmp_path / "constant.log").read_text()
+    assert re.search(r": Epoch 1\s*$", text, re.M) and not re.search(r": Epoch 2\s*$", text, re.M)
+    assert (constant.output_folder(tiny3d.folders, tiny3d.dataset_name) / "checkpoint_final.pth").is_file()
+
+
+def test_2d_configuration(tiny2d, tmp_path):
+    config = tiny2d.plans_json()["configurations"]["2d"]
+    epochs = len(_expected_schedule(tiny2d, 100).stages)
+    schedule = _expected_schedule(tiny2d, epochs)
+    assert len(config["patch_size"]) == 2 and len(schedule.stages) >= 2
+    run = TrainingRun(str(tiny2d.dataset_id), "2d", 0, "nnUNetTrainer_PGPS_Efficiency", tiny2d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": str(epochs)})
+    train(run, tiny2d.folders, tmp_path / "train.log")
+    fold = run.output_folder(tiny2d.folders, tiny2d.dataset_name)
+    _assert_follows_schedule(fold, schedule)
+    assert (fold / "validation" / "summary.json").is_file()
+
+
+def test_bad_knob_is_a_clear_error(tiny3d, tmp_path):
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "3"})
+    with pytest.raises(RuntimeError) as failure:
+        train(run, tiny3d.folders, tmp_path / "train.log")
+    assert "3 epochs cannot cover 9 patch-size stages" in str(failure.value)
