@@ -11,6 +11,7 @@ from nnunet_progressive.io_utils import atomic_write_json
 from nnunet_progressive.settings import ProgressiveSettings, settings_from_env
 
 SIDECAR_SUFFIX = ".nnprog.json"
+RUN_SUMMARY_JSON = "run_summary.json"
 
 
 def sidecar_path(checkpoint_file: str) -> str:
@@ -94,3 +95,28 @@ class RunLengthMixin:
             latest = sidecar_path(os.path.join(self.output_folder, "checkpoint_latest.pth"))
             if os.path.isfile(latest):
                 os.remove(latest)
+            atomic_write_json(os.path.join(self.output_folder, RUN_SUMMARY_JSON), self.run_summary())
+
+    def run_summary(self) -> dict:
+        """run_summary.json: what a benchmark compares (time, epochs, memory, environment)."""
+        from importlib.metadata import version
+
+        from nnunet_progressive import __version__
+
+        starts = self.logger.get_value("epoch_start_timestamps", step=None)
+        ends = self.logger.get_value("epoch_end_timestamps", step=None)
+        cuda = self.device.type == "cuda"
+        return {
+            "trainer": self.__class__.__name__,
+            "package_version": __version__,
+            "nnunetv2_version": version("nnunetv2"),
+            "torch_version": torch.__version__,
+            "device": str(self.device),
+            "gpu_name": torch.cuda.get_device_name(self.device) if cuda else None,
+            "epochs_done": min(len(starts), len(ends)),
+            "num_epochs": self.num_epochs,
+            "num_iterations_per_epoch": self.num_iterations_per_epoch,
+            "train_wall_seconds": float(sum(e - s for s, e in zip(starts, ends))),
+            "peak_gpu_memory_bytes": int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
+            "settings": self.progressive_settings.to_dict(),
+        }

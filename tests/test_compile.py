@@ -1,0 +1,40 @@
+"""torch.compile strategy: one graph per patch shape, no silent fallback to eager."""
+import pytest
+import torch
+import torch._dynamo.config as dynamo_config
+
+from nnunet_progressive.training.compile import configure_dynamo_for_shapes
+
+
+@pytest.fixture
+def fresh_dynamo(monkeypatch):
+    for name in ("recompile_limit", "cache_size_limit", "automatic_dynamic_shapes", "fail_on_recompile_limit_hit",
+                 "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            monkeypatch.setattr(dynamo_config, name, getattr(dynamo_config, name))
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _run_shapes(num_shapes: int) -> int:
+    network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.InstanceNorm3d(2))
+    compiled = torch.compile(network, backend="eager")
+    frames_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for i in range(num_shapes):
+        compiled(torch.randn(2, 1, 8, 8, 8 + 4 * i))
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"] - frames_before
+
+
+def test_each_stage_shape_gets_its_own_graph(fresh_dynamo):
+    applied = configure_dynamo_for_shapes(12)
+    assert applied["automatic_dynamic_shapes"] is False
+    assert _run_shapes(12) == 12, "one static graph per patch shape, none skipped"
+
+
+def test_without_configuration_dynamo_would_not_compile_every_shape(fresh_dynamo):
+    dynamo_config.automatic_dynamic_shapes = False
+    if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
+        dynamo_config.fail_on_recompile_limit_hit = True
+        with pytest.raises(Exception, match="(?i)recompile|cache_size|limit"):
+            _run_shapes(12)
