@@ -31,6 +31,8 @@ setup(
         "scikit-image",
         "matplotlib",
         "tqdm",
+        "pyyaml",  # benchmark specs in YAML (imported lazily; JSON specs need nothing)
+        "submitit",  # SLURM executor of `nnprog benchmark run` (imported lazily)
     ],
     extras_require={
         "test": ["pytest>=7", "ruff"],

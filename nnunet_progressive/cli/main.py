@@ -18,6 +18,9 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.schedule_cmd",
     "nnunet_progressive.cli.demo_cmd",
     "nnunet_progressive.cli.rank_cmd",
+    "nnunet_progressive.cli.convert_cmd",
+    "nnunet_progressive.cli.benchmark_cmd",
+    "nnunet_progressive.cli.compare_cmd",
 )
 
 

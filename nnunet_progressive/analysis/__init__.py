@@ -1,0 +1,1 @@
+"""Pure analysis of finished runs (tables, statistics, plots); no nnU-Net, GPU or training needed."""

@@ -1,0 +1,164 @@
+"""What one finished run produced, read from its fold folder, and the per-run records of a benchmark.
+
+A fold folder (``nnUNet_results/.../<trainer>__<plans>__<configuration>/fold_<f>``) may hold:
+
+- ``run_summary.json``: written by this package's trainers at the end of training (time, epochs, memory,
+  environment);
+- ``validation/summary.json``: nnU-Net's final validation (``foreground_mean.Dice``, ``mean[label].Dice``);
+- ``curriculum.json``: the PGPS trainers' schedule and per-stage times;
+- ``time_to_dice.json``: the Dice checks of the ``*_StopAtDice`` and PDL trainers;
+- ``checkpoint_final.pth`` and ``debug.json``: nnU-Net's own; read for plain nnU-Net trainers that write no
+  run_summary.json (epoch timestamps of the checkpoint's log, epochs and device of debug.json).
+
+Records live in ``<results_dir>/runs/<run_id>.json`` (see :mod:`nnunet_progressive.benchmark.run`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nnunet_progressive.analysis.time_to_dice import validate_time_to_dice
+from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.io_utils import atomic_write_json
+
+# File names written by the trainers (kept here as strings: importing the trainer modules pulls in torch)
+RUN_SUMMARY_JSON = "run_summary.json"
+CURRICULUM_JSON = "curriculum.json"
+TIME_TO_DICE_JSON = "time_to_dice.json"
+VALIDATION_SUMMARY = os.path.join("validation", "summary.json")
+RUNS_DIR = "runs"
+ENVIRONMENT_KEYS = ("trainer", "package_version", "nnunetv2_version", "torch_version", "device", "gpu_name")
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise ProgressiveConfigError(f"{path} is not valid JSON ({error}); delete it and rerun") from None
+
+
+def validation_dice(summary: Mapping[str, Any]) -> tuple[float | None, dict[str, float]]:
+    """(foreground mean Dice, Dice per label key) from nnU-Net's ``validation/summary.json``."""
+    mean = summary.get("foreground_mean", {}).get("Dice")
+    per_class = {str(k): float(v["Dice"]) for k, v in summary.get("mean", {}).items()
+                 if isinstance(v, Mapping) and v.get("Dice") is not None}
+    return (None if mean is None else float(mean)), per_class
+
+
+def logged_epoch_times(checkpoint_file: str | os.PathLike) -> tuple[float, int] | None:
+    """(training wall seconds, epochs) from the epoch timestamps nnU-Net logs in a checkpoint; None if absent."""
+    import torch
+
+    try:
+        checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        return None
+    logging = checkpoint.get("logging", {})
+    starts, ends = logging.get("epoch_start_timestamps", []), logging.get("epoch_end_timestamps", [])
+    epochs = min(len(starts), len(ends))
+    if epochs == 0:
+        return None
+    return float(sum(e - s for s, e in zip(starts[:epochs], ends[:epochs]))), epochs
+
+
+def load_time_to_dice(fold_folder: str | os.PathLike) -> dict[str, Any]:
+    """The validated ``time_to_dice.json`` of a fold folder; a clear error if it is missing."""
+    path = Path(fold_folder) / TIME_TO_DICE_JSON
+    data = _read_json(path)
+    if data is None:
+        raise ProgressiveConfigError(
+            f"{path} does not exist. It is written by the trainers that check the validation Dice during "
+            f"training: the variants whose names end in `_StopAtDice` (e.g. nnUNetTrainer_StopAtDice) and the "
+            f"Progressive DL trainers (nnUNetTrainer_PDL*). "
+            f"Train with one of those (expected a fold folder such as "
+            f"nnUNet_results/Dataset.../<trainer>__<plans>__<configuration>/fold_0)"
+        )
+    return validate_time_to_dice(data, str(path))
+
+
+def collect_run(fold_folder: str | os.PathLike) -> dict[str, Any]:
+    """Everything a report compares, read from a fold folder (keys are None where nothing was written).
+
+    Keys: ``dice_mean``, ``dice_per_class`` ({label: Dice}), ``class_names`` ({label: name}),
+    ``train_wall_seconds`` and ``train_wall_source`` (``run_summary`` | ``checkpoint_logging`` | None),
+    ``epochs_done``, ``num_epochs``, ``num_iterations_per_epoch``, ``peak_gpu_memory_bytes``, ``environment``
+    (trainer, versions, device, gpu_name), ``settings``, ``curriculum``, ``time_to_dice``.
+    """
+    folder = Path(fold_folder)
+    summary = _read_json(folder / RUN_SUMMARY_JSON) or {}
+    debug = _read_json(folder / "debug.json") or {}
+    validation = _read_json(folder / VALIDATION_SUMMARY)
+    dice_mean, dice_per_class = validation_dice(validation) if validation else (None, {})
+    dataset_json = _read_json(folder.parent / "dataset.json") or {}
+    class_names = {str(v): k for k, v in dataset_json.get("labels", {}).items() if isinstance(v, int) and v > 0}
+
+    train_seconds, source, epochs_done = summary.get("train_wall_seconds"), None, summary.get("epochs_done")
+    if train_seconds is not None:
+        source = "run_summary"
+    else:
+        logged = logged_epoch_times(folder / "checkpoint_final.pth")
+        if logged is None:
+            logged = logged_epoch_times(folder / "checkpoint_latest.pth")
+        if logged is not None:
+            train_seconds, epochs_done = logged
+            source = "checkpoint_logging"
+
+    def _int_or_none(value: Any) -> int | None:
+        try:
+            return None if value is None else int(value)
+        except (TypeError, ValueError):
+            return None
+
+    environment = {key: summary.get(key) for key in ENVIRONMENT_KEYS}
+    if not summary:  # plain nnU-Net trainer: what its debug.json says
+        environment.update(device=debug.get("device"), torch_version=debug.get("torch_version"),
+                           gpu_name=debug.get("gpu_name"))
+    time_to_dice = _read_json(folder / TIME_TO_DICE_JSON)
+    return {
+        "fold_folder": str(folder),
+        "dice_mean": dice_mean,
+        "dice_per_class": dice_per_class,
+        "class_names": class_names,
+        "train_wall_seconds": None if train_seconds is None else float(train_seconds),
+        "train_wall_source": source,
+        "epochs_done": _int_or_none(epochs_done),
+        "num_epochs": _int_or_none(summary.get("num_epochs", debug.get("num_epochs"))),
+        "num_iterations_per_epoch": _int_or_none(
+            summary.get("num_iterations_per_epoch", debug.get("num_iterations_per_epoch"))),
+        "peak_gpu_memory_bytes": _int_or_none(summary.get("peak_gpu_memory_bytes")),
+        "environment": environment,
+        "settings": summary.get("settings"),
+        "curriculum": _read_json(folder / CURRICULUM_JSON),
+        "time_to_dice": None if time_to_dice is None else validate_time_to_dice(
+            time_to_dice, str(folder / TIME_TO_DICE_JSON)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- records
+
+def record_path(results_dir: str | os.PathLike, run_id: str) -> Path:
+    return Path(results_dir) / RUNS_DIR / f"{run_id}.json"
+
+
+def read_record(results_dir: str | os.PathLike, run_id: str) -> dict[str, Any] | None:
+    return _read_json(record_path(results_dir, run_id))
+
+
+def write_record(results_dir: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    atomic_write_json(record_path(results_dir, record["run_id"]), dict(record))
+
+
+def load_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records under ``<results_dir>/runs`` (sorted by run id)."""
+    folder = Path(results_dir) / RUNS_DIR
+    if not folder.is_dir():
+        raise ProgressiveConfigError(
+            f"{folder} does not exist: expected the results_dir of a benchmark (the folder `nnprog benchmark "
+            f"run` writes runs/<run_id>.json into)"
+        )
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]

@@ -1,0 +1,560 @@
+"""The benchmark runner: prepare the datasets, train every run of a spec with nnU-Net's own commands, record it.
+
+One run = (dataset, configuration, plans, trainer, fold, seed). Its state is read from its fold folder:
+
+- ``done``: ``checkpoint_final.pth`` and ``validation/summary.json`` exist -> skipped;
+- ``trained``: ``checkpoint_final.pth`` without the validation summary -> ``nnUNetv2_train ... --val``;
+- ``interrupted``: ``checkpoint_latest.pth`` exists -> ``nnUNetv2_train ... --c``;
+- ``new``: anything else -> ``nnUNetv2_train ...``.
+
+So a second ``nnprog benchmark run`` skips finished runs, resumes interrupted ones and retries failed ones.
+Each run's record is ``<results_dir>/runs/<run_id>.json`` (written atomically at every state change)::
+
+    {"run_id", "dataset", "dataset_id", "configuration", "plans", "trainer", "fold", "seed", "knobs",
+     "status": "running" | "done" | "failed" | "interrupted",
+     "fold_folder", "log_file", "error",
+     "attempts": [{"mode": "new" | "continue" | "validate", "command", "started_at", "ended_at",
+                   "wall_seconds", "outcome": "ok" | "failed" | "interrupted", "host", "pid", "gpu",
+                   "slurm_job_id"}],
+     "runner_wall_seconds",     # sum of the attempts' subprocess wall time (None if never run here)
+     "gpus_used", "gpu_hours",  # gpu_hours = training wall hours x GPUs one run occupies (None on CPU)
+     "environment",             # host, versions, GPU name (the trainer's run_summary.json wins)
+     "result",                  # results.collect_run(fold_folder) once done
+     "updated_at"}
+
+Executors (``executor.type`` in the spec): ``local`` trains sequentially, or with ``gpus: [0, 1, ...]`` one run
+per GPU at a time (``CUDA_VISIBLE_DEVICES`` set per subprocess); ``slurm`` submits one submitit job array
+(``slurm_array_parallelism``), whose tasks are :class:`SlurmRunJob` callables that submitit requeues after a
+time-out or preemption, resuming with ``--c``. Datasets are planned and preprocessed by the process that
+runs ``nnprog benchmark run``, before anything is trained or submitted.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from nnunet_progressive.benchmark.results import (
+    VALIDATION_SUMMARY,
+    collect_run,
+    read_record,
+    record_path,
+    write_record,
+)
+from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, DatasetSpec, SlurmSpec, expand_runs
+from nnunet_progressive.data.prepare import NnunetFolders, plan_and_preprocess, run_logged, write_small_plans
+from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.io_utils import atomic_write_json
+from nnunet_progressive.runner import TrainingRun, train
+
+STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
+MODE_FOR_STATUS = {STATUS_NEW: ("new", ()), STATUS_INTERRUPTED: ("continue", ("--c",)),
+                   STATUS_TRAINED: ("validate", ("--val",))}
+SLURM_ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_status(fold_folder: str | os.PathLike) -> str:
+    """``done``, ``trained``, ``interrupted`` or ``new`` from the files nnU-Net leaves in a fold folder."""
+    folder = Path(fold_folder)
+    if (folder / "checkpoint_final.pth").is_file():
+        return STATUS_DONE if (folder / VALIDATION_SUMMARY).is_file() else STATUS_TRAINED
+    if (folder / "checkpoint_latest.pth").is_file():
+        return STATUS_INTERRUPTED
+    return STATUS_NEW
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every run of a benchmark shares (picklable: it travels to SLURM jobs)."""
+
+    folders: NnunetFolders  # nnUNet_results here is the root; repeat s trains into <root>/seed_<s>
+    results_dir: Path
+    device: str = "cuda"
+    gpus_per_run: int = 1
+    timeout_seconds: float = math.inf
+
+    def seed_folders(self, seed: int) -> NnunetFolders:
+        return NnunetFolders(self.folders.raw, self.folders.preprocessed, self.folders.results / f"seed_{seed}")
+
+    def training_run(self, run: BenchmarkRun, gpu: int | None = None) -> TrainingRun:
+        knobs = dict(run.knobs)
+        if gpu is not None:
+            knobs["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        return TrainingRun(str(run.dataset_id), run.configuration, run.fold, run.trainer, run.plans, self.device,
+                           knobs)
+
+    def fold_folder(self, run: BenchmarkRun) -> Path:
+        return self.training_run(run).output_folder(self.seed_folders(run.seed), run.dataset)
+
+    def log_file(self, run: BenchmarkRun) -> Path:
+        return self.results_dir / "logs" / f"{run.run_id}.log"
+
+
+def context_for(spec: BenchmarkSpec, folders: NnunetFolders | None = None) -> RunContext:
+    hours = spec.executor.run_timeout_hours
+    return RunContext(folders or spec.folders(), spec.results_dir, spec.executor.device, spec.executor.gpus_per_run,
+                      math.inf if hours is None else hours * 3600.0)
+
+
+# ------------------------------------------------------------------------------------------- environment
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _gpu_name(gpu: int | str | None) -> str | None:
+    """Name of a GPU by nvidia-smi index or UUID (default: the first visible one); None if unknown."""
+    if gpu is None:
+        gpu = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", str(gpu)],
+                                capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = result.stdout.strip().splitlines()
+    return name[0] if result.returncode == 0 and name else None
+
+
+def runner_environment(device: str, gpu: int | None = None) -> dict[str, Any]:
+    """Host, versions and GPU of the process that runs nnUNetv2_train."""
+    from nnunet_progressive import __version__
+
+    return {
+        "hostname": socket.gethostname(),
+        "python_version": platform.python_version(),
+        "package_version": __version__,
+        "nnunetv2_version": _package_version("nnunetv2"),
+        "torch_version": _package_version("torch"),
+        "device": device,
+        "gpu_name": _gpu_name(gpu) if device == "cuda" else None,
+        "cuda_visible_devices": str(gpu) if gpu is not None else os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- one run
+
+def _new_record(run: BenchmarkRun, context: RunContext) -> dict[str, Any]:
+    return {**run.to_dict(), "status": STATUS_NEW, "fold_folder": str(context.fold_folder(run)),
+            "log_file": str(context.log_file(run)), "error": None, "attempts": [], "runner_wall_seconds": None,
+            "gpus_used": context.gpus_per_run, "gpu_hours": None, "environment": {}, "result": None,
+            "updated_at": _now()}
+
+
+def _save(context: RunContext, record: dict[str, Any]) -> dict[str, Any]:
+    record["updated_at"] = _now()
+    write_record(context.results_dir, record)
+    return record
+
+
+def _finish(record: dict[str, Any], context: RunContext) -> dict[str, Any]:
+    """Mark done: read the fold folder, sum the runner's wall time, derive GPU hours."""
+    result = collect_run(record["fold_folder"])
+    walls = [a["wall_seconds"] for a in record["attempts"] if a.get("wall_seconds") is not None]
+    record["runner_wall_seconds"] = float(sum(walls)) if walls else None
+    device = result["environment"].get("device") or context.device
+    gpus = context.gpus_per_run if str(device).startswith("cuda") else 0
+    seconds = result["train_wall_seconds"]
+    if seconds is None:
+        seconds = record["runner_wall_seconds"]
+    record.update(status=STATUS_DONE, error=None, result=result, gpus_used=gpus,
+                  gpu_hours=None if not gpus or seconds is None else seconds / 3600.0 * gpus)
+    record["environment"] = {**record.get("environment", {}),
+                             **{k: v for k, v in result["environment"].items() if v is not None}}
+    return _save(context, record)
+
+
+def _active_elsewhere(record: dict[str, Any]) -> str | None:
+    """Why another live process on this host is training the run right now (None if none is)."""
+    if record.get("status") != "running" or not record.get("attempts"):
+        return None
+    last = record["attempts"][-1]
+    pid, slurm_job = last.get("pid"), last.get("slurm_job_id")
+    if last.get("host") != socket.gethostname() or not pid or pid == os.getpid():
+        return None
+    if slurm_job is not None and slurm_job == os.environ.get("SLURM_JOB_ID"):
+        return None  # this job, requeued
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.is_file() and not any(word in cmdline.read_bytes() for word in (b"nnprog", b"python")):
+        return None  # the pid was reused by an unrelated program
+    return f"already running in process {pid} on {last['host']}"
+
+
+def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, force_continue: bool = False,
+                stop: threading.Event | None = None) -> dict[str, Any]:
+    """Bring one run to ``done`` (train, resume or validate as its fold folder requires); returns its record.
+
+    A failure is recorded (status ``failed``, the log's tail in ``error``) and returned, not raised; an
+    interruption (Ctrl-C, SLURM's preemption signal, ``stop`` being set) is recorded as ``interrupted``.
+    """
+    record = read_record(context.results_dir, run.run_id) or _new_record(run, context)
+    record.update(run.to_dict(), fold_folder=str(context.fold_folder(run)), log_file=str(context.log_file(run)))
+    status = run_status(record["fold_folder"])
+    if status == STATUS_DONE:
+        if record.get("status") != STATUS_DONE or record.get("result") is None:
+            return _finish(record, context)
+        return record
+    busy = _active_elsewhere(record)
+    if busy:
+        return {**record, "skipped_because": busy}
+    mode, extra = MODE_FOR_STATUS[status]
+    if force_continue and status == STATUS_NEW:
+        mode, extra = "continue", ("--c",)  # a requeued SLURM job; nnU-Net starts over if nothing was saved
+    training_run = context.training_run(run, gpu)
+    attempt = {"mode": mode, "command": training_run.command(extra), "started_at": _now(), "ended_at": None,
+               "wall_seconds": None, "outcome": None, "host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu,
+               "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    record["attempts"] = [*record.get("attempts", []), attempt]
+    record.update(status="running", error=None, environment=runner_environment(context.device, gpu))
+    _save(context, record)
+    context.log_file(run).parent.mkdir(parents=True, exist_ok=True)
+    stop_when = None if stop is None else (lambda _output: stop.is_set())
+    start = time.perf_counter()
+
+    def close(outcome: str, error: str | None = None) -> None:
+        attempt.update(ended_at=_now(), wall_seconds=time.perf_counter() - start, outcome=outcome)
+        walls = [a["wall_seconds"] for a in record["attempts"] if a.get("wall_seconds") is not None]
+        record["runner_wall_seconds"] = float(sum(walls))
+        if outcome != "ok":
+            record.update(status=STATUS_INTERRUPTED if outcome == "interrupted" else "failed", error=error)
+
+    try:
+        train(training_run, context.seed_folders(run.seed), context.log_file(run), extra=extra,
+              stop_when=stop_when, timeout=context.timeout_seconds)
+    except Exception as error:  # recorded; the other runs go on
+        close("failed", str(error)[-4000:])
+        return _save(context, record)
+    except BaseException:  # KeyboardInterrupt, SystemExit from submitit's preemption handler
+        close("interrupted")
+        _save(context, record)
+        raise
+    if stop is not None and stop.is_set():
+        close("interrupted")
+        return _save(context, record)
+    close("ok")
+    if run_status(record["fold_folder"]) != STATUS_DONE:
+        record.update(status="failed", error=f"nnUNetv2_train exited normally but {record['fold_folder']} has no "
+                                            f"checkpoint_final.pth and {VALIDATION_SUMMARY}; see {record['log_file']}")
+        return _save(context, record)
+    return _finish(record, context)
+
+
+# ------------------------------------------------------------------------------------------- preparation
+
+def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
+    """The ``DatasetXXX_Name`` folder of a spec dataset (from its name, its preset or nnU-Net's folders)."""
+    if dataset.name:
+        return dataset.name
+    if dataset.synthetic_preset:
+        from nnunet_progressive.data.synthetic import PRESETS
+
+        return f"Dataset{dataset.id:03d}_{PRESETS[dataset.synthetic_preset].name}"
+    for root in (folders.raw, folders.preprocessed):
+        found = sorted(p.name for p in root.glob(f"Dataset{dataset.id:03d}_*") if p.is_dir())
+        if len(found) > 1:
+            raise ProgressiveConfigError(f"dataset id {dataset.id} is ambiguous in {root}: {found}; give `name:`")
+        if found:
+            return found[0]
+    raise ProgressiveConfigError(
+        f"dataset id {dataset.id}: no Dataset{dataset.id:03d}_* folder in {folders.raw} or {folders.preprocessed}; "
+        f"convert the dataset into nnUNet_raw first, or set prepare.synthetic_preset to generate one"
+    )
+
+
+def _configuration_data_folder(plans: dict, configuration: str) -> str | None:
+    configurations = plans.get("configurations", {})
+    seen = set()
+    while configuration in configurations and configuration not in seen:
+        seen.add(configuration)
+        entry = configurations[configuration]
+        if "data_identifier" in entry:
+            return entry["data_identifier"]
+        configuration = entry.get("inherits_from")
+    return None
+
+
+def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFolders, log_dir: Path) -> str:
+    """Generate (synthetic preset), plan and preprocess where needed, write the small plans; returns the name."""
+    name = resolve_dataset_name(dataset, folders)
+    dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
+    log_file = log_dir / f"prepare_{name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    if dataset.synthetic_preset and not (folders.raw / name / "dataset.json").is_file():
+        from nnunet_progressive.data.synthetic import write_preset
+
+        print(f"generating {name} (synthetic preset {dataset.synthetic_preset})", file=sys.stderr)
+        write_preset(dataset.synthetic_preset, folders.raw, dataset_id)
+    plans_file = folders.preprocessed / name / f"{dataset.plans}.json"
+    if not plans_file.is_file():
+        if dataset.plans != "nnUNetPlans":
+            raise ProgressiveConfigError(
+                f"{plans_file} does not exist; plans {dataset.plans!r} need their own planner: run "
+                f"nnUNetv2_plan_and_preprocess -d {dataset_id} -pl <planner> first (the runner only plans "
+                f"nnUNetPlans itself)"
+            )
+        if not (folders.raw / name).is_dir():
+            raise ProgressiveConfigError(
+                f"{name} is neither in {folders.raw} nor preprocessed in {folders.preprocessed}; convert it first"
+            )
+        print(f"planning and preprocessing {name} {list(dataset.configurations)} (log: {log_file})", file=sys.stderr)
+        plan_and_preprocess(dataset_id, folders, dataset.configurations, dataset.num_processes, log_file)
+    plans = json.loads(plans_file.read_text())
+    unknown = [c for c in dataset.configurations if c not in plans.get("configurations", {})]
+    if unknown:
+        raise ProgressiveConfigError(f"configurations {unknown} are not in {plans_file}; it has "
+                                     f"{sorted(plans.get('configurations', {}))}")
+    missing = []
+    for configuration in dataset.configurations:
+        identifier = _configuration_data_folder(plans, configuration)
+        data_folder = folders.preprocessed / name / (identifier or "")
+        if identifier is None or not data_folder.is_dir() or not any(data_folder.iterdir()):
+            missing.append(configuration)
+    if missing:
+        print(f"preprocessing {name} {missing} (log: {log_file})", file=sys.stderr)
+        run_logged(["nnUNetv2_preprocess", "-d", str(dataset_id), "-plans_name", dataset.plans, "-c", *missing,
+                    "-np", *([str(dataset.num_processes)] * len(missing))], folders.environment(), log_file)
+    if spec.small_network is not None:
+        write_small_plans(plans_file, dataset.configurations, spec.small_network.features_per_stage,
+                          spec.small_network.convs_per_stage, plans_name=spec.training_plans(dataset))
+    return name
+
+
+# --------------------------------------------------------------------------------------------- executors
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", desc="benchmark", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def run_local(runs: Sequence[BenchmarkRun], context: RunContext, gpus: Sequence[int] | None = None,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Sequentially, or one run per GPU of ``gpus`` at a time (a thread per GPU, each waiting on its subprocess)."""
+    records: list[dict[str, Any]] = []
+    bar = _progress(len(runs), progress)
+    try:
+        if not gpus or len(gpus) == 1:
+            gpu = gpus[0] if gpus else None
+            for run in runs:
+                bar.set_postfix_str(f"{run.trainer} fold {run.fold} seed {run.seed}", refresh=True)
+                records.append(execute_run(run, context, gpu=gpu))
+                bar.update()
+            return records
+        free: queue.Queue[int] = queue.Queue()
+        for gpu in gpus:
+            free.put(gpu)
+        stop = threading.Event()
+
+        def work(run: BenchmarkRun) -> dict[str, Any]:
+            gpu = free.get()
+            try:
+                return execute_run(run, context, gpu=gpu, stop=stop)
+            finally:
+                free.put(gpu)
+
+        pool = ThreadPoolExecutor(max_workers=len(gpus), thread_name_prefix="nnprog-gpu")
+        try:
+            futures = [pool.submit(work, run) for run in runs]
+            for future in as_completed(futures):
+                records.append(future.result())
+                bar.update()
+        except BaseException:
+            stop.set()  # the workers kill their nnUNetv2_train and record the run as interrupted
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        order = {run.run_id: i for i, run in enumerate(runs)}
+        return sorted(records, key=lambda r: order[r["run_id"]])
+    finally:
+        bar.close()
+
+
+_SLURM_JOB_CLASS: type | None = None
+
+
+def _slurm_job_class() -> type:
+    """:class:`SlurmRunJob`, built on first use so that submitit is imported only by the SLURM executor."""
+    global _SLURM_JOB_CLASS
+    if _SLURM_JOB_CLASS is None:
+        import submitit
+
+        class SlurmRunJob(submitit.helpers.Checkpointable):
+            """One array task: brings a run to ``done``; requeued by submitit with ``--c`` after a preemption."""
+
+            def __init__(self, resume: bool = False) -> None:
+                self.resume = resume
+
+            def __call__(self, run: BenchmarkRun, context: RunContext) -> dict[str, Any]:
+                return execute_run(run, context, force_continue=self.resume)
+
+            def checkpoint(self, run: BenchmarkRun, context: RunContext) -> submitit.helpers.DelayedSubmission:
+                return submitit.helpers.DelayedSubmission(type(self)(resume=True), run, context)
+
+        SlurmRunJob.__module__ = __name__
+        SlurmRunJob.__qualname__ = "SlurmRunJob"
+        _SLURM_JOB_CLASS = SlurmRunJob
+    return _SLURM_JOB_CLASS
+
+
+def __getattr__(name: str) -> Any:  # module attribute `SlurmRunJob`, resolvable by pickle in the job
+    if name == "SlurmRunJob":
+        return _slurm_job_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def slurm_executor(slurm: SlurmSpec, folder: Path, device: str, job_name: str = "nnprog"):
+    """A configured ``submitit.AutoExecutor`` (``slurm.cluster``: slurm, or local/debug for testing)."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=slurm.cluster,
+                                     slurm_max_num_timeout=slurm.max_num_resubmits)
+    parameters: dict[str, Any] = {
+        "name": job_name,
+        "timeout_min": slurm.time_min,
+        "gpus_per_node": slurm.gpus_per_node if device == "cuda" else 0,
+        "cpus_per_task": slurm.cpus_per_task,
+        "mem_gb": slurm.mem_gb,
+        "slurm_partition": slurm.partition,
+        "slurm_array_parallelism": slurm.array_parallelism,
+        "slurm_setup": list(slurm.setup) or None,
+        **{f"slurm_{key}": value for key, value in slurm.extra.items()},
+    }
+    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    return executor
+
+
+def _slurm_jobs_file(context: RunContext) -> Path:
+    return context.results_dir / "slurm" / "jobs.json"
+
+
+def _active_slurm_jobs(context: RunContext, folder: Path) -> dict[str, str]:
+    """run_id -> job id of runs whose previously submitted SLURM job is still queued or running."""
+    import submitit
+
+    path = _slurm_jobs_file(context)
+    if not path.is_file():
+        return {}
+    active = {}
+    for run_id, job_id in json.loads(path.read_text()).items():
+        try:
+            state = submitit.SlurmJob(folder=folder, job_id=job_id).state
+        except Exception:  # sacct unavailable or job unknown: treat as finished
+            continue
+        if state.split(" ")[0] in SLURM_ACTIVE_STATES:
+            active[run_id] = job_id
+    return active
+
+
+def submit_slurm(runs: Sequence[BenchmarkRun], context: RunContext, slurm: SlurmSpec,
+                 folder: Path | None = None) -> list[Any]:
+    """Submit the runs that are not done (nor still queued from an earlier call) as one job array."""
+    folder = folder or context.results_dir / "slurm" / "%j"
+    active = _active_slurm_jobs(context, folder) if slurm.cluster == "slurm" else {}
+    pending = []
+    for run in runs:
+        if run_status(context.fold_folder(run)) == STATUS_DONE:
+            execute_run(run, context)  # only writes its record
+        elif run.run_id not in active:
+            pending.append(run)
+    if active:
+        print(f"{len(active)} run(s) still queued or running in SLURM, not resubmitted", file=sys.stderr)
+    if not pending:
+        return []
+    executor = slurm_executor(slurm, folder, context.device)
+    jobs = executor.map_array(_slurm_job_class()(), pending, [context] * len(pending))
+    jobs_file = _slurm_jobs_file(context)
+    previous = json.loads(jobs_file.read_text()) if jobs_file.is_file() else {}
+    atomic_write_json(jobs_file, {**previous, **{r.run_id: j.job_id for r, j in zip(pending, jobs)}})
+    return jobs
+
+
+def wait_for_jobs(jobs: Sequence[Any], progress: bool = True) -> list[dict[str, Any]]:
+    """Block until every submitit job has finished; returns the records they returned (None if a job failed)."""
+    records = []
+    bar = _progress(len(jobs), progress)
+    try:
+        for job in jobs:
+            try:
+                records.append(job.result())
+            except Exception as error:  # the job itself failed (not the training: that is in the record)
+                print(f"job {job.job_id} failed: {error}", file=sys.stderr)
+                records.append(None)
+            bar.update()
+    finally:
+        bar.close()
+    return records
+
+
+# ----------------------------------------------------------------------------------------- orchestration
+
+@dataclass
+class BenchmarkOutcome:
+    runs: list[BenchmarkRun]
+    statuses: dict[str, str] = field(default_factory=dict)  # run_id -> fold-folder status before this call
+    records: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[Any] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[str]:
+        """Runs that failed or were interrupted in this call."""
+        bad = ("failed", STATUS_INTERRUPTED)
+        return [r["run_id"] for r in self.records if r is not None and r.get("status") in bad]
+
+
+def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: bool = False, wait: bool = False,
+                  progress: bool = True, log: Callable[[str], None] = print) -> BenchmarkOutcome:
+    """Prepare, then train every run of ``spec`` with its executor (see the module docstring)."""
+    folders = spec.folders()
+    context = context_for(spec, folders)
+    if dry_run:
+        names = [resolve_dataset_name(d, folders) for d in spec.datasets]
+        runs = expand_runs(spec, names)
+        return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs})
+    spec.results_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(spec.results_dir / "spec.json", spec.to_dict())
+    names = [prepare_dataset(spec, d, folders, spec.results_dir / "logs") for d in spec.datasets]
+    runs = expand_runs(spec, names)
+    outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs})
+    if prepare_only:
+        return outcome
+    counts = {s: list(outcome.statuses.values()).count(s) for s in (STATUS_DONE, STATUS_INTERRUPTED, STATUS_TRAINED)}
+    log(f"{len(runs)} runs: {counts[STATUS_DONE]} done (skipped), {counts[STATUS_INTERRUPTED]} to resume with --c, "
+        f"{counts[STATUS_TRAINED]} to validate, {len(runs) - sum(counts.values())} new; records in "
+        f"{spec.results_dir / 'runs'}")
+    if spec.executor.type == "local":
+        outcome.records = run_local(runs, context, spec.executor.gpus, progress)
+        return outcome
+    outcome.jobs = submit_slurm(runs, context, spec.executor.slurm)
+    log(f"submitted {len(outcome.jobs)} run(s) as a submitit job array"
+        + (f" ({outcome.jobs[0].job_id.split('_')[0]})" if outcome.jobs else ""))
+    if wait or spec.executor.slurm.cluster != "slurm":
+        wait_for_jobs(outcome.jobs, progress)
+        outcome.records = [read_record(spec.results_dir, r.run_id) for r in runs if
+                           record_path(spec.results_dir, r.run_id).is_file()]
+    return outcome

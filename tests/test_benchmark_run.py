@@ -1,0 +1,308 @@
+"""Benchmark runner: run status, idempotence, resume, executors (local, multi-GPU, submitit) and one real e2e run."""
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nnunet_progressive.benchmark import run as bench_run
+from nnunet_progressive.benchmark.results import collect_run, load_records, read_record
+from nnunet_progressive.benchmark.spec import load_spec
+from nnunet_progressive.cli.main import main
+from nnunet_progressive.errors import ProgressiveConfigError
+
+DATASET = "Dataset777_Fake"
+TRAINERS = ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency"]
+PLANS = {"dataset_name": DATASET, "plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
+    "data_identifier": "nnUNetPlans_3d_fullres", "patch_size": [32, 32, 32],
+    "architecture": {"arch_kwargs": {"n_stages": 3, "features_per_stage": [32, 64, 128], "n_conv_per_stage": [2, 2, 2],
+                                     "n_conv_per_stage_decoder": [2, 2]}}}}}
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """An nnU-Net root with a 'preprocessed' dataset (plans + one data file), so nothing is planned."""
+    data = tmp_path / "nnunet" / "nnUNet_preprocessed" / DATASET / "nnUNetPlans_3d_fullres"
+    data.mkdir(parents=True)
+    (data / "case_000.b2nd").write_text("x")
+    (data.parent / "nnUNetPlans.json").write_text(json.dumps(PLANS))
+    return tmp_path
+
+
+def write_spec(root: Path, **changes) -> Path:
+    spec = {"results_dir": "results", "nnunet_root": "nnunet", "executor": {"type": "local", "device": "cpu"},
+            "datasets": [{"id": 777, "configurations": ["3d_fullres"]}], "trainers": TRAINERS, "folds": [0, 1],
+            "knobs": {"NNPROG_EPOCHS": 3}, **changes}
+    path = root / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+class FakeTrain:
+    """Stands in for runner.train: records the call and leaves a finished fold folder behind."""
+
+    def __init__(self, fail=(), sleep=0.0):
+        self.calls, self.fail, self.sleep = [], set(fail), sleep
+
+    def __call__(self, run, folders, log_file, extra=(), stop_when=None, timeout=3600):
+        start = time.perf_counter()
+        time.sleep(self.sleep)
+        self.calls.append({"trainer": run.trainer, "fold": run.fold, "extra": list(extra), "knobs": dict(run.knobs),
+                           "results": folders.results, "plans": run.plans, "start": start, "end": time.perf_counter()})
+        if (run.trainer, run.fold) in self.fail:
+            raise RuntimeError("nnUNetv2_train failed (exit 1):\nboom")
+        device = "cuda:0" if run.device == "cuda" else "cpu"
+        finish_fold(run.output_folder(folders, DATASET), run.trainer, device=device)
+        return 0.01
+
+
+def finish_fold(folder: Path, trainer: str, dice: float = 0.75, device: str = "cpu") -> None:
+    (folder / "validation").mkdir(parents=True, exist_ok=True)
+    (folder / "checkpoint_final.pth").write_bytes(b"")
+    (folder / "validation" / "summary.json").write_text(json.dumps(
+        {"foreground_mean": {"Dice": dice}, "mean": {"1": {"Dice": dice + 0.1}, "2": {"Dice": dice - 0.1}}}))
+    (folder / "run_summary.json").write_text(json.dumps(
+        {"trainer": trainer, "package_version": "0.1.0", "nnunetv2_version": "2.8.1", "torch_version": "2.13",
+         "device": device, "gpu_name": None, "epochs_done": 3, "num_epochs": 3, "num_iterations_per_epoch": 2,
+         "train_wall_seconds": 7200.0, "peak_gpu_memory_bytes": None, "settings": {}}))
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(bench_run, "train", fake)
+    return fake
+
+
+def fold_folder(root: Path, trainer: str, fold: int, seed: int = 0, plans: str = "nnUNetPlans") -> Path:
+    return root / "nnunet" / "nnUNet_results" / f"seed_{seed}" / DATASET / f"{trainer}__{plans}__3d_fullres" / \
+        f"fold_{fold}"
+
+
+def test_run_status_from_fold_folder(tmp_path):
+    folder = tmp_path / "fold_0"
+    assert bench_run.run_status(folder) == "new"
+    folder.mkdir()
+    (folder / "checkpoint_latest.pth").write_bytes(b"")
+    assert bench_run.run_status(folder) == "interrupted"
+    (folder / "checkpoint_final.pth").write_bytes(b"")
+    assert bench_run.run_status(folder) == "trained"
+    (folder / "validation").mkdir()
+    (folder / "validation" / "summary.json").write_text("{}")
+    assert bench_run.run_status(folder) == "done"
+
+
+def test_second_run_skips_done_runs(workspace, fake_train):
+    spec = load_spec(write_spec(workspace))
+    outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(fake_train.calls) == 4 and outcome.failed == []
+    assert all(c["extra"] == [] for c in fake_train.calls)
+    assert all(c["results"] == workspace / "nnunet" / "nnUNet_results" / "seed_0" for c in fake_train.calls)
+    records = load_records(spec.results_dir)
+    assert len(records) == 4 and {r["status"] for r in records} == {"done"}
+    record = read_record(spec.results_dir, outcome.runs[0].run_id)
+    assert record["result"]["dice_mean"] == 0.75 and record["result"]["dice_per_class"] == {"1": 0.85, "2": 0.65}
+    assert record["result"]["train_wall_seconds"] == 7200.0 and record["result"]["train_wall_source"] == "run_summary"
+    assert record["runner_wall_seconds"] > 0 and record["gpus_used"] == 0 and record["gpu_hours"] is None
+    assert record["knobs"] == {"NNPROG_EPOCHS": "3"} and record["attempts"][0]["mode"] == "new"
+    assert json.loads((spec.results_dir / "spec.json").read_text())["trainers"][0]["name"] == TRAINERS[0]
+
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(fake_train.calls) == 4  # nothing trained again
+    assert read_record(spec.results_dir, outcome.runs[0].run_id)["attempts"] == record["attempts"]
+
+
+def test_interrupted_runs_resume_with_c_and_trained_runs_validate(workspace, fake_train):
+    interrupted = fold_folder(workspace, TRAINERS[0], 0)
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint_latest.pth").write_bytes(b"")
+    trained = fold_folder(workspace, TRAINERS[1], 0)
+    trained.mkdir(parents=True)
+    (trained / "checkpoint_final.pth").write_bytes(b"")
+    spec = load_spec(write_spec(workspace))
+    outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    extras = {(c["trainer"], c["fold"]): c["extra"] for c in fake_train.calls}
+    assert extras == {(TRAINERS[0], 0): ["--c"], (TRAINERS[1], 0): ["--val"], (TRAINERS[0], 1): [],
+                      (TRAINERS[1], 1): []}
+    assert outcome.statuses[outcome.runs[0].run_id] == "interrupted"
+    assert read_record(spec.results_dir, outcome.runs[0].run_id)["attempts"][0]["mode"] == "continue"
+
+
+def test_failed_run_is_recorded_then_retried_with_wall_time_summed(workspace, monkeypatch, capsys):
+    fake = FakeTrain(fail={(TRAINERS[1], 1)})
+    monkeypatch.setattr(bench_run, "train", fake)
+    spec_file = write_spec(workspace)
+    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 1
+    assert "not done: " in capsys.readouterr().out
+    spec = load_spec(spec_file)
+    failed_id = [r for r in load_records(spec.results_dir) if r["status"] == "failed"]
+    assert len(failed_id) == 1 and "boom" in failed_id[0]["error"]
+
+    retry = FakeTrain()
+    monkeypatch.setattr(bench_run, "train", retry)
+    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
+    assert [(c["trainer"], c["fold"]) for c in retry.calls] == [(TRAINERS[1], 1)]
+    record = read_record(spec.results_dir, failed_id[0]["run_id"])
+    assert record["status"] == "done" and [a["outcome"] for a in record["attempts"]] == ["failed", "ok"]
+    assert record["runner_wall_seconds"] == pytest.approx(sum(a["wall_seconds"] for a in record["attempts"]))
+
+
+def test_local_multi_gpu_runs_one_run_per_gpu(workspace, monkeypatch):
+    fake = FakeTrain(sleep=0.3)
+    monkeypatch.setattr(bench_run, "train", fake)
+    monkeypatch.setattr(bench_run, "_gpu_name", lambda gpu: f"GPU{gpu}")
+    spec = load_spec(write_spec(workspace, executor={"type": "local", "device": "cuda", "gpus": [0, 1]},
+                                folds=[0, 1, 2]))
+    outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(fake.calls) == 6 and [r["run_id"] for r in outcome.records] == [r.run_id for r in outcome.runs]
+    gpus = [c["knobs"]["CUDA_VISIBLE_DEVICES"] for c in fake.calls]
+    assert set(gpus) == {"0", "1"}
+    for gpu in ("0", "1"):  # never two runs on one GPU at the same time
+        spans = sorted((c["start"], c["end"]) for c in fake.calls if c["knobs"]["CUDA_VISIBLE_DEVICES"] == gpu)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    overlapping = any(a["start"] < b["end"] and b["start"] < a["end"] for a in fake.calls for b in fake.calls
+                      if a is not b)
+    assert overlapping, "the two GPUs should train at the same time"
+    record = outcome.records[0]
+    assert record["gpus_used"] == 1 and record["gpu_hours"] == pytest.approx(2.0)  # 7200 s x 1 GPU
+    assert record["environment"]["gpu_name"] == f"GPU{record['attempts'][0]['gpu']}"
+
+
+def test_stop_event_interrupts_and_records(workspace, monkeypatch):
+    stop = threading.Event()
+    stop.set()
+    monkeypatch.setattr(bench_run, "train", lambda *a, **k: 0.0)  # as runner.train returns after stop_when kills
+    spec = load_spec(write_spec(workspace))
+    context = bench_run.context_for(spec)
+    run = bench_run.expand_runs(spec, [DATASET])[0]
+    record = bench_run.execute_run(run, context, stop=stop)
+    assert record["status"] == "interrupted" and record["attempts"][0]["outcome"] == "interrupted"
+
+
+def test_submitit_debug_executor_runs_the_array_and_resumes_with_c(workspace, fake_train):
+    submitit = pytest.importorskip("submitit")
+    spec = load_spec(write_spec(workspace, executor={
+        "type": "slurm", "device": "cpu",
+        "slurm": {"cluster": "debug", "partition": "gpu", "array_parallelism": 2, "extra": {"account": "lab"}}}))
+    outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(outcome.jobs) == 4 and len(fake_train.calls) == 4
+    assert {r["status"] for r in outcome.records} == {"done"}
+    jobs = json.loads((spec.results_dir / "slurm" / "jobs.json").read_text())
+    assert set(jobs) == {r.run_id for r in outcome.runs}
+    # a second submission has nothing left to do
+    assert bench_run.run_benchmark(spec, progress=False, log=lambda _: None).jobs == []
+
+    # preemption: checkpoint() hands submitit a resubmission that continues with --c
+    job = bench_run.SlurmRunJob()
+    assert isinstance(job, submitit.helpers.Checkpointable)
+    assert type(pickle.loads(pickle.dumps(job))) is bench_run.SlurmRunJob
+    context = bench_run.context_for(spec)
+    run = bench_run.expand_runs(spec, [DATASET])[0]
+    delayed = job.checkpoint(run, context)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission) and delayed.function.resume
+    fold = context.fold_folder(run)
+    for name in ("checkpoint_final.pth", "validation/summary.json"):
+        (fold / name).unlink()
+    record = delayed.function(*delayed.args, **delayed.kwargs)
+    assert fake_train.calls[-1]["extra"] == ["--c"] and record["status"] == "done"
+
+
+def test_small_network_plans_and_seed_folders(workspace, fake_train):
+    spec = load_spec(write_spec(workspace, small_network={"features_per_stage": [4, 8, 16]}, seeds=[0, 1], folds=[0]))
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    small = json.loads((workspace / "nnunet" / "nnUNet_preprocessed" / DATASET / "nnUNetPlans_small.json").read_text())
+    assert small["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] == [4, 8, 16]
+    assert {c["plans"] for c in fake_train.calls} == {"nnUNetPlans_small"}
+    assert {c["results"].name for c in fake_train.calls} == {"seed_0", "seed_1"}
+    assert fold_folder(workspace, TRAINERS[0], 0, seed=1, plans="nnUNetPlans_small").is_dir()
+
+
+def test_preparation_errors_and_missing_preprocessing(workspace, monkeypatch, fake_train):
+    spec = load_spec(write_spec(workspace, datasets=[{"id": 778, "configurations": ["3d_fullres"]}]))
+    with pytest.raises(ProgressiveConfigError, match="synthetic_preset"):
+        bench_run.run_benchmark(spec, progress=False)
+    spec = load_spec(write_spec(workspace, datasets=[{"id": 777, "configurations": ["2d"]}]))
+    with pytest.raises(ProgressiveConfigError, match=r"configurations \['2d'\] are not in"):
+        bench_run.run_benchmark(spec, progress=False)
+    commands = []
+    monkeypatch.setattr(bench_run, "run_logged", lambda command, env, log: commands.append(command))
+    data = workspace / "nnunet" / "nnUNet_preprocessed" / DATASET / "nnUNetPlans_3d_fullres"
+    (data / "case_000.b2nd").unlink()
+    spec = load_spec(write_spec(workspace))
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
+    assert commands == [["nnUNetv2_preprocess", "-d", "777", "-plans_name", "nnUNetPlans", "-c", "3d_fullres",
+                         "-np", "2"]]
+
+
+def test_plain_nnunet_trainer_times_come_from_the_checkpoint_log(tmp_path):
+    import torch
+
+    folder = tmp_path / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
+    (folder / "validation").mkdir(parents=True)
+    torch.save({"logging": {"epoch_start_timestamps": [100.0, 110.0, 125.0],
+                            "epoch_end_timestamps": [108.0, 121.0, 130.0]}}, folder / "checkpoint_final.pth")
+    debug = {"num_epochs": "3", "num_iterations_per_epoch": "250", "device": "cuda:0", "gpu_name": "NVIDIA H100",
+             "torch_version": "2"}
+    (folder / "debug.json").write_text(json.dumps(debug))
+    (folder / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": 0.5}, "mean": {}}))
+    (folder.parent / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1}}))
+    result = collect_run(folder)
+    assert result["train_wall_seconds"] == pytest.approx(24.0) and result["train_wall_source"] == "checkpoint_logging"
+    assert (result["epochs_done"], result["num_epochs"], result["num_iterations_per_epoch"]) == (3, 3, 250)
+    assert result["environment"]["gpu_name"] == "NVIDIA H100" and result["class_names"] == {"1": "liver"}
+    assert result["curriculum"] is None and result["time_to_dice"] is None
+
+
+def test_cli_dry_run_and_bad_spec(workspace, fake_train, capsys):
+    spec_file = write_spec(workspace)
+    assert main(["benchmark", "run", str(spec_file), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| new | new |") == 4 and fake_train.calls == []
+    bad = write_spec(workspace, executor={"type": "cloud"})
+    assert main(["benchmark", "run", str(bad)]) == 2
+    assert "executor.type: expected one of ('local', 'slurm'), got 'cloud'" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_benchmark_end_to_end_on_cpu(tmp_path):
+    """Real nnUNetv2_plan_and_preprocess + nnUNetv2_train for two tiny runs, then the report (about 2-3 min)."""
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "results_dir: results\n"
+        "nnunet_root: nnunet\n"
+        "executor: {type: local, device: cpu}\n"
+        "datasets: [{id: 511, configurations: [3d_fullres], prepare: {synthetic_preset: tiny3d}}]\n"
+        "trainers: [nnUNetTrainer_ConstantPatch, nnUNetTrainer_PGPS_Efficiency]\n"
+        "folds: [0]\n"
+        "seeds: [0]\n"
+        "knobs: {NNPROG_EPOCHS: 9, NNPROG_ITERATIONS: 2, NNPROG_VAL_ITERATIONS: 1}\n"
+        "small_network: {features_per_stage: [4, 8, 16, 32, 32, 32, 32, 32]}\n"
+    )
+    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
+    records = {r["trainer"]: r for r in load_records(tmp_path / "results")}
+    assert set(records) == set(TRAINERS)
+    for trainer, record in records.items():
+        result = record["result"]
+        assert record["status"] == "done" and record["runner_wall_seconds"] > 0
+        assert 0.0 <= result["dice_mean"] <= 1.0 and set(result["dice_per_class"]) == {"1", "2"}
+        assert result["train_wall_source"] == "run_summary" and result["epochs_done"] == 9
+        assert result["environment"]["trainer"] == trainer and result["environment"]["nnunetv2_version"]
+        assert "seed_0" in record["fold_folder"] and "nnUNetPlans_small" in record["fold_folder"]
+    assert records["nnUNetTrainer_PGPS_Efficiency"]["result"]["curriculum"]["epochs_done"] == 9
+    assert records["nnUNetTrainer_ConstantPatch"]["result"]["curriculum"] is None
+
+    start = time.perf_counter()
+    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0  # everything done: skipped
+    assert time.perf_counter() - start < 30
+    assert [len(r["attempts"]) for r in load_records(tmp_path / "results")] == [1, 1]
+
+    assert main(["benchmark", "report", str(tmp_path / "results")]) == 0
+    report = tmp_path / "results" / "report"
+    text = (report / "report.md").read_text()
+    assert "Reference trainer: **nnUNetTrainer_ConstantPatch**" in text and "nnUNetTrainer_PGPS_Efficiency" in text
+    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png"):
+        assert (report / name).stat().st_size > 0

@@ -1,0 +1,173 @@
+"""Benchmark spec: parsing (YAML and JSON), validation errors, run expansion."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnunet_progressive.benchmark.spec import (
+    BenchmarkRun,
+    expand_runs,
+    load_spec,
+    parse_spec,
+)
+from nnunet_progressive.errors import ProgressiveConfigError
+
+YAML_SPEC = """
+results_dir: results/run1
+nnunet_root: work
+executor:
+  type: local
+  device: cuda
+  gpus: [0, 1]
+datasets:
+  - id: 501
+    configurations: [3d_fullres]
+    prepare: {synthetic_preset: tiny3d}
+  - name: Dataset004_Hippocampus
+    configurations: [2d, 3d_fullres]
+    plans: nnUNetPlans
+trainers:
+  - nnUNetTrainer_ConstantPatch
+  - name: nnUNetTrainer_PGPS_Performance
+    knobs: {NNPROG_MAX_BATCH: 8, NNPROG_EPOCHS: 50}
+folds: [0, 1]
+seeds: [0, 3]
+knobs: {NNPROG_EPOCHS: 100, NNPROG_ITERATIONS: 2}
+small_network: true
+reference_trainer: nnUNetTrainer_ConstantPatch
+"""
+
+MINIMAL = {"results_dir": "out", "datasets": [{"id": 4, "configurations": ["3d_fullres"]}],
+           "trainers": ["nnUNetTrainer"]}
+
+
+def test_yaml_spec_is_parsed_with_paths_relative_to_the_file(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(YAML_SPEC)
+    spec = load_spec(path)
+    assert spec.results_dir == (tmp_path / "results" / "run1").resolve()
+    assert spec.folders().results == (tmp_path / "work" / "nnUNet_results").resolve()
+    assert spec.executor.gpus == (0, 1) and spec.executor.device == "cuda" and spec.executor.gpus_per_run == 1
+    assert [d.configurations for d in spec.datasets] == [("3d_fullres",), ("2d", "3d_fullres")]
+    assert spec.datasets[0].synthetic_preset == "tiny3d"
+    assert spec.trainer_names == ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Performance"]
+    assert spec.knobs == {"NNPROG_EPOCHS": "100", "NNPROG_ITERATIONS": "2"}
+    assert spec.training_plans(spec.datasets[0]) == "nnUNetPlans_small"
+    assert spec.folds == (0, 1) and spec.seeds == (0, 3)
+
+
+def test_json_spec_equals_yaml_spec(tmp_path):
+    import yaml
+
+    (tmp_path / "a.yaml").write_text(YAML_SPEC)
+    (tmp_path / "b.json").write_text(json.dumps(yaml.safe_load(YAML_SPEC)))
+    assert load_spec(tmp_path / "a.yaml") == load_spec(tmp_path / "b.json")
+
+
+def test_to_dict_round_trips(tmp_path):
+    (tmp_path / "a.yaml").write_text(YAML_SPEC)
+    spec = load_spec(tmp_path / "a.yaml")
+    assert parse_spec(json.loads(json.dumps(spec.to_dict())), tmp_path) == spec
+
+
+def test_defaults_of_a_minimal_spec(tmp_path):
+    spec = parse_spec(MINIMAL, tmp_path)
+    assert spec.executor.type == "local" and spec.executor.device == "cuda" and spec.executor.gpus is None
+    assert spec.folds == (0,) and spec.seeds == (0,) and spec.small_network is None
+    assert spec.datasets[0].plans == "nnUNetPlans" and spec.training_plans(spec.datasets[0]) == "nnUNetPlans"
+
+
+def test_expand_runs_merges_knobs_and_orders_trainers_innermost(tmp_path):
+    (tmp_path / "a.yaml").write_text(YAML_SPEC)
+    spec = load_spec(tmp_path / "a.yaml")
+    runs = expand_runs(spec, ["Dataset501_NNProgTiny3D", "Dataset004_Hippocampus"])
+    # (1 + 2 configurations) x 2 folds x 2 seeds x 2 trainers
+    assert len(runs) == 24 and len({r.run_id for r in runs}) == 24
+    assert [r.trainer for r in runs[:2]] == spec.trainer_names
+    performance = runs[1]
+    assert performance.knobs == {"NNPROG_EPOCHS": "50", "NNPROG_ITERATIONS": "2", "NNPROG_MAX_BATCH": "8"}
+    assert runs[0].knobs == {"NNPROG_EPOCHS": "100", "NNPROG_ITERATIONS": "2"}
+    assert runs[0].run_id == "Dataset501_NNProgTiny3D__3d_fullres__nnUNetPlans_small__nnUNetTrainer_ConstantPatch" \
+                             "__fold0__seed0"
+    assert runs[0].dataset_id == 501
+    assert BenchmarkRun.from_dict(performance.to_dict()) == performance
+
+
+def test_folders_from_environment(tmp_path, monkeypatch):
+    spec = parse_spec(MINIMAL, tmp_path)
+    env = {"nnUNet_raw": str(tmp_path / "r"), "nnUNet_preprocessed": str(tmp_path / "p"),
+           "nnUNet_results": str(tmp_path / "s")}
+    assert spec.folders(env).preprocessed == (tmp_path / "p").resolve()
+    with pytest.raises(ProgressiveConfigError, match="nnUNet_results is not set.*nnunet_root"):
+        spec.folders({k: v for k, v in env.items() if k != "nnUNet_results"})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, r"unknown key\(s\) \['colour'\].*valid keys"),
+    ({"trainers": None}, "missing required key 'trainers'"),
+    ({"trainers": []}, "missing required key 'trainers'"),
+    ({"executor": {"type": "kubernetes"}}, r"executor.type: expected one of \('local', 'slurm'\), got 'kubernetes'"),
+    ({"executor": {"type": "local", "gpu": [0]}}, r"executor: unknown key\(s\) \['gpu'\]"),
+    ({"executor": {"type": "slurm", "gpus": [0, 1]}}, "gpus_per_node"),
+    ({"executor": {"device": "cpu", "gpus": [0]}}, "set device: cuda"),
+    ({"executor": {"gpus": [0, 0]}}, "distinct GPU indices"),
+    ({"executor": {"type": "slurm", "slurm": {"partitions": "gpu"}}}, r"executor.slurm: unknown key\(s\)"),
+    ({"executor": {"slurm": {"cluster": "pbs"}}}, "executor.slurm.cluster"),
+    ({"datasets": [{"configurations": ["2d"]}]}, "needs `id: 4` or `name"),
+    ({"datasets": [{"id": 4}]}, r"datasets\[0\].configurations: expected a non-empty list"),
+    ({"datasets": [{"id": 4, "name": "Dataset005_X", "configurations": ["2d"]}]}, "id and name to agree"),
+    ({"datasets": [{"id": 4, "configurations": ["2d"], "prepare": {"synthetic_preset": "huge"}}]}, "one of"),
+    ({"datasets": [{"name": "Hippocampus", "configurations": ["2d"]}]}, "Dataset004_Hippocampus"),
+    ({"trainers": ["A", "A"]}, "listed twice"),
+    ({"trainers": [{"knobs": {}}]}, "needs `name"),
+    ({"reference_trainer": "B"}, "reference_trainer: expected one of the trainers"),
+    ({"knobs": {"NNPROG EPOCHS": 3}}, "environment variable names"),
+    ({"knobs": {"NNPROG_EPOCHS": [3]}}, "a string or number"),
+    ({"folds": [-1]}, r"folds\[0\]: expected an integer >= 0"),
+    ({"small_network": {"features": [4]}}, r"small_network: unknown key"),
+])
+def test_invalid_specs_say_what_is_wrong(tmp_path, change, message):
+    with pytest.raises(ProgressiveConfigError, match=message):
+        parse_spec({**MINIMAL, **change}, tmp_path)
+
+
+def test_load_spec_errors_name_the_file(tmp_path):
+    with pytest.raises(ProgressiveConfigError, match="does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "spec.toml"
+    bad.write_text("x = 1")
+    with pytest.raises(ProgressiveConfigError, match=r"expected a .yaml, .yml or .json file"):
+        load_spec(bad)
+    broken = tmp_path / "spec.json"
+    broken.write_text("{")
+    with pytest.raises(ProgressiveConfigError, match="not valid JSON"):
+        load_spec(broken)
+    unknown = tmp_path / "u.json"
+    unknown.write_text(json.dumps({**MINIMAL, "foldz": [0]}))
+    with pytest.raises(ProgressiveConfigError, match=str(Path(unknown).resolve())):
+        load_spec(unknown)
+
+
+def test_slurm_section_and_all_folds(tmp_path):
+    spec = parse_spec({**MINIMAL, "folds": "all", "executor": {
+        "type": "slurm", "slurm": {"partition": "gpu", "time_min": 600, "gpus_per_node": 1, "mem_gb": 32,
+                                   "array_parallelism": 4, "max_num_resubmits": 5, "setup": ["module load cuda"],
+                                   "extra": {"account": "lab"}}}}, tmp_path)
+    slurm = spec.executor.slurm
+    assert spec.folds == ("all",)
+    assert (slurm.partition, slurm.time_min, slurm.array_parallelism, slurm.max_num_resubmits) == ("gpu", 600, 4, 5)
+    assert slurm.setup == ("module load cuda",) and slurm.extra == {"account": "lab"}
+
+
+def test_yaml_without_pyyaml_says_how_to_fix(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml -> ImportError
+    path = tmp_path / "spec.yaml"
+    path.write_text(YAML_SPEC)
+    with pytest.raises(ProgressiveConfigError, match="pip install pyyaml"):
+        load_spec(path)
+    (tmp_path / "spec.json").write_text(json.dumps(MINIMAL))
+    assert load_spec(tmp_path / "spec.json").trainer_names == ["nnUNetTrainer"]
