@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from nnunet_progressive.errors import ProgressiveConfigError
 
 ENV_PREFIX = "NNPROG_"
+DICE_METHODS = ("sliding_window", "pseudo_dice")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class ProgressiveSettings:
     max_batch: int | None = None  # NNPROG_MAX_BATCH: Performance mode's hard batch cap
     batch_budget: float = 1.0  # NNPROG_BATCH_BUDGET: Performance voxel budget / planned footprint
     save_every: int | None = None  # NNPROG_SAVE_EVERY: checkpoint_latest every N epochs (default 50)
+    target_dice: float | None = None  # NNPROG_TARGET_DICE: stop when the validation Dice reaches it
+    check_every: int = 5  # NNPROG_CHECK_EVERY: epochs between validation Dice checks (StopAtDice, PDL)
+    dice_method: str = "sliding_window"  # NNPROG_DICE_METHOD: sliding_window | pseudo_dice
+    set1_share: float = 0.5  # NNPROG_SET1_SHARE: PDL Set 1 size as a share of the fold's training cases
+    set1_epochs: int = 10  # NNPROG_SET1_EPOCHS: PDL epochs on Set 1 alone
+    pdl_seed: int = 0  # NNPROG_PDL_SEED: seed of the random Set 1 (PDL_Random control)
+    ranking_file: str | None = None  # NNPROG_RANKING: similarity ranking JSON (default: the dataset's)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -65,6 +73,19 @@ def _parse_float(name: str, text: str) -> float:
         raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={text!r} is not a number") from None
 
 
+def _parse_fraction(name: str, text: str) -> float:
+    value = _parse_float(name, text)
+    if not 0.0 < value <= 1.0:
+        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={value} must lie in (0, 1]")
+    return value
+
+
+def _parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={text!r} must be one of {choices}")
+    return text
+
+
 def _parse_patch(name: str, text: str) -> tuple[int, ...]:
     parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
     try:
@@ -93,6 +114,13 @@ def settings_from_env(
         "max_batch": lambda n, t: _parse_int(n, t, 1),
         "batch_budget": _parse_float,
         "save_every": lambda n, t: _parse_int(n, t, 1),
+        "target_dice": _parse_fraction,
+        "check_every": lambda n, t: _parse_int(n, t, 1),
+        "dice_method": lambda n, t: _parse_choice(n, t, DICE_METHODS),
+        "set1_share": _parse_fraction,
+        "set1_epochs": lambda n, t: _parse_int(n, t, 1),
+        "pdl_seed": lambda n, t: _parse_int(n, t, 0),
+        "ranking_file": lambda n, t: t,
     }
     updates = {}
     for field_name, parse in parsers.items():
@@ -115,5 +143,12 @@ def env_variable_help() -> str:
             "NNPROG_MAX_BATCH       Performance mode: hard batch cap (default 64)",
             "NNPROG_BATCH_BUDGET    Performance mode: voxel budget as a multiple of the planned footprint",
             "NNPROG_SAVE_EVERY      write checkpoint_latest every N epochs (nnU-Net: 50)",
+            "NNPROG_TARGET_DICE     stop when the validation Dice reaches this (StopAtDice and PDL trainers)",
+            "NNPROG_CHECK_EVERY     epochs between validation Dice checks (default 5)",
+            "NNPROG_DICE_METHOD     sliding_window (default, real Dice) or pseudo_dice (cheap, patches)",
+            "NNPROG_SET1_SHARE      PDL: Set 1 share of the fold's training cases (default 0.5)",
+            "NNPROG_SET1_EPOCHS     PDL: epochs on Set 1 alone (default 10)",
+            "NNPROG_PDL_SEED        PDL_Random: seed of the random Set 1 (default 0)",
+            "NNPROG_RANKING         PDL: ranking JSON (default: written by nnprog rank in nnUNet_preprocessed)",
         ]
     )

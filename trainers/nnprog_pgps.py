@@ -9,8 +9,6 @@ from nnunet_progressive.settings import ProgressiveSettings
 from nnunet_progressive.training.progressive_patch import ProgressivePatchMixin, RandomPatchSizeMixin
 from nnunet_progressive.training.run_length import RunLengthMixin
 
-PERFORMANCE_MAX_BATCH = 64  # hard cap on top of the planned memory footprint; NNPROG_MAX_BATCH overrides
-
 
 class nnUNetTrainer_ConstantPatch(RunLengthMixin, nnUNetTrainer):
     """Plain nnU-Net (constant planned patch and batch) that honours the NNPROG_* run-length knobs."""
@@ -26,7 +24,6 @@ class nnUNetTrainer_PGPS_Performance(ProgressivePatchMixin, nnUNetTrainer):
     """PGPS, Performance mode: larger batches while patches are small (planned footprint, capped)."""
 
     pgps_mode = "performance"
-    default_settings = ProgressiveSettings(max_batch=PERFORMANCE_MAX_BATCH)
 
 
 class nnUNetTrainer_RPSS(RandomPatchSizeMixin, nnUNetTrainer):

@@ -30,17 +30,24 @@ from nnunet_progressive.training.loaders import (
     replace_data_loader,
     shutdown_augmenter,
 )
-from nnunet_progressive.training.run_length import RunLengthMixin
+from nnunet_progressive.training.staged_loader import StagedTrainingLoaderMixin
 
 NNUNET_DEFAULT_EPOCHS = 1000
 CURRICULUM_JSON = "curriculum.json"
 CURRICULUM_PNG = "pgps_schedule.png"
+PERFORMANCE_MAX_BATCH = 64  # hard batch cap on top of the planned footprint (NNPROG_MAX_BATCH overrides)
 
 
 def schedule_for_configuration(
     configuration_manager, mode: str, settings: ProgressiveSettings, num_epochs: int
 ) -> Schedule:
-    """The PGPS schedule of an nnU-Net configuration (plans) under ``settings``."""
+    """The PGPS schedule of an nnU-Net configuration (plans) under ``settings``.
+
+    Performance mode caps the batch at ``PERFORMANCE_MAX_BATCH`` unless NNPROG_MAX_BATCH says otherwise.
+    """
+    max_batch = settings.max_batch
+    if mode == "performance" and max_batch is None:
+        max_batch = max(PERFORMANCE_MAX_BATCH, configuration_manager.batch_size)
     return build_schedule(
         planned_patch=configuration_manager.patch_size,
         pool_op_kernel_sizes=configuration_manager.pool_op_kernel_sizes,
@@ -49,12 +56,12 @@ def schedule_for_configuration(
         mode=mode,
         min_patch=settings.min_patch,
         growth_share=settings.growth_share,
-        max_batch=settings.max_batch,
+        max_batch=max_batch,
         batch_budget_factor=settings.batch_budget,
     )
 
 
-class ProgressivePatchMixin(RunLengthMixin):
+class ProgressivePatchMixin(StagedTrainingLoaderMixin):
     """Put before ``nnUNetTrainer`` (or any of its variants) in the bases to train with PGPS."""
 
     pgps_mode = "efficiency"
@@ -63,9 +70,7 @@ class ProgressivePatchMixin(RunLengthMixin):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.schedule = self._build_schedule()
-        self._active_stage_key = None
         self._train_seconds: dict[int, float] = {}
-        self._switch_seconds: dict[str, float] = {}
         self._epoch_train_start = None
 
     # --- schedule ------------------------------------------------------------------------------------
@@ -77,18 +82,20 @@ class ProgressivePatchMixin(RunLengthMixin):
     def _num_training_shapes(self) -> int:
         return len(self.schedule.stages)
 
-    def _stage_key(self, epoch: int):
-        """Identifies the training loader an epoch needs; a change triggers a rebuild."""
-        return self.schedule.stage_at_epoch(epoch).index
+    def _stage_key(self, epoch: int) -> tuple:
+        return super()._stage_key(epoch) + (("pgps", self.schedule.stage_at_epoch(epoch).index),)
 
     def _stage_description(self, epoch: int) -> tuple[str, int]:
-        """Log text for the epoch's stage and the voxels one training iteration processes."""
+        """Log text for the epoch's patch stage and the voxels one training iteration processes."""
         stage = self.schedule.stage_at_epoch(epoch)
         text = (
             f"PGPS stage {stage.index + 1}/{len(self.schedule.stages)} | patch "
             f"{'x'.join(map(str, stage.patch_size))} | batch {stage.batch_size}"
         )
         return text, stage.voxels_per_iteration
+
+    def _stage_log_parts(self, epoch: int) -> list[str]:
+        return super()._stage_log_parts(epoch) + [self._stage_description(epoch)[0]]
 
     # --- nnU-Net hooks ---------------------------------------------------------------------------------
     def initialize(self):
@@ -106,8 +113,7 @@ class ProgressivePatchMixin(RunLengthMixin):
             plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
 
     def on_train_epoch_start(self):
-        self.ensure_training_stage(self.current_epoch)
-        super().on_train_epoch_start()
+        super().on_train_epoch_start()  # switches the training loader when the stage changes
         self._epoch_train_start = perf_counter()
 
     def on_train_epoch_end(self, train_outputs):
@@ -127,22 +133,6 @@ class ProgressivePatchMixin(RunLengthMixin):
         self._write_curriculum(final=True)
 
     # --- loaders ---------------------------------------------------------------------------------------
-    def ensure_training_stage(self, epoch: int) -> None:
-        """Give ``self.dataloader_train`` the patch and batch of ``epoch``'s stage (rebuild on change)."""
-        key = self._stage_key(epoch)
-        if key == self._active_stage_key:
-            return
-        start = perf_counter()
-        new_augmenter = self._make_training_augmenter(epoch)
-        shutdown_augmenter(self.dataloader_train)
-        self.dataloader_train = new_augmenter
-        self._active_stage_key = key
-        seconds = perf_counter() - start
-        self._switch_seconds[str(epoch)] = seconds
-        self.print_to_log_file(
-            f"Training loader rebuilt for epoch {epoch} in {seconds:.2f} s: {self._stage_description(epoch)[0]}"
-        )
-
     @contextlib.contextmanager
     def _stage_configuration(self, patch_size, batch_size: int):
         """Temporarily give the configuration the stage's patch and (global) batch.
@@ -170,22 +160,15 @@ class ProgressivePatchMixin(RunLengthMixin):
             configuration["patch_size"], configuration["batch_size"] = saved_config
             self.batch_size, self.oversample_foreground_percent, self.probabilistic_oversampling = saved_attrs
 
-    def _training_augmenter_for(self, patch_size, batch_size: int):
-        """nnU-Net's training augmenter for one patch and batch (its validation twin is shut down)."""
-        with self._stage_configuration(patch_size, batch_size):
-            train_augmenter, val_augmenter = self.get_dataloaders()
-        shutdown_augmenter(val_augmenter)
-        return train_augmenter
-
     def _make_training_augmenter(self, epoch: int):
         stage = self.schedule.stage_at_epoch(epoch)
-        return self._training_augmenter_for(stage.patch_size, stage.batch_size)
+        with self._stage_configuration(stage.patch_size, stage.batch_size):
+            return super()._make_training_augmenter(epoch)
 
     # --- records ---------------------------------------------------------------------------------------
     def progressive_state(self) -> dict:
         state = super().progressive_state()
         state["train_seconds"] = {str(k): v for k, v in self._train_seconds.items()}
-        state["switch_seconds"] = dict(self._switch_seconds)
         return state
 
     def restore_progressive_state(self, state: dict) -> None:
@@ -193,9 +176,6 @@ class ProgressivePatchMixin(RunLengthMixin):
         self.schedule = self._build_schedule()
         self._train_seconds = {
             int(k): float(v) for k, v in state.get("train_seconds", {}).items() if int(k) < self.current_epoch
-        }
-        self._switch_seconds = {
-            k: float(v) for k, v in state.get("switch_seconds", {}).items() if int(k) < self.current_epoch
         }
         if self._do_i_compile():
             configure_dynamo_for_shapes(self._num_training_shapes())
@@ -250,8 +230,8 @@ class RandomPatchSizeMixin(ProgressivePatchMixin):
             self.progressive_settings.min_patch,
         )
 
-    def _stage_key(self, epoch: int):
-        return "random"
+    def _stage_key(self, epoch: int) -> tuple:
+        return super(ProgressivePatchMixin, self)._stage_key(epoch) + (("rpss",),)
 
     def _stage_description(self, epoch: int) -> tuple[str, int]:
         pool = self._patch_pool()
@@ -269,7 +249,10 @@ class RandomPatchSizeMixin(ProgressivePatchMixin):
 
     def _make_training_augmenter(self, epoch: int):
         pool = self._patch_pool()
-        augmenters = [self._training_augmenter_for(p, self.schedule.planned_batch_size) for p in pool]
+        augmenters = []
+        for patch in pool:
+            with self._stage_configuration(patch, self.schedule.planned_batch_size):
+                augmenters.append(super(ProgressivePatchMixin, self)._make_training_augmenter(epoch))
         loaders = [inner_data_loader(a) for a in augmenters]
         for augmenter in augmenters[:-1]:
             shutdown_augmenter(augmenter)

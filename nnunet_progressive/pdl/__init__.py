@@ -1,0 +1,1 @@
+"""Progressive DL: which training cases each stage uses (pure functions)."""

@@ -1,0 +1,59 @@
+"""Set 1 of Progressive DL: the training cases the first stage uses alone (pure functions)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnunet_progressive.errors import ProgressiveConfigError
+
+ORDERS = ("dissimilar_first", "similar_first", "random")
+
+
+def set1_size(num_training_cases: int, share: float) -> int:
+    """ceil(share x N), at least 1 and at most N."""
+    if num_training_cases < 1:
+        raise ProgressiveConfigError("the fold has no training cases")
+    if not 0.0 < share <= 1.0:
+        raise ProgressiveConfigError(f"the Set 1 share must lie in (0, 1], got {share}")
+    return min(num_training_cases, max(1, math.ceil(share * num_training_cases)))
+
+
+def select_set1(
+    training_ids: Sequence[str],
+    share: float,
+    order: str,
+    ranking_order: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """The Set 1 case ids of one fold.
+
+    Args:
+        training_ids: the fold's training cases (validation cases are never part of any set).
+        share: Set 1 size as a share of ``training_ids``.
+        order: "dissimilar_first" (the paper's default), "similar_first", or "random" (control).
+        ranking_order: all ranked case ids, most dissimilar first (``order`` in the ranking JSON);
+            needed unless ``order`` is "random".
+        seed: seed of the random control.
+    """
+    if order not in ORDERS:
+        raise ProgressiveConfigError(f"unknown PDL order {order!r}; expected one of {ORDERS}")
+    size = set1_size(len(training_ids), share)
+    if order == "random":
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(sorted(training_ids), size=size, replace=False)
+        return sorted(str(c) for c in chosen)
+    if ranking_order is None:
+        raise ProgressiveConfigError("a similarity ranking is needed for similarity-ordered PDL")
+    train = set(training_ids)
+    missing = sorted(train - set(ranking_order))
+    if missing:
+        raise ProgressiveConfigError(
+            f"{len(missing)} training cases are not in the similarity ranking (e.g. {missing[:3]}); "
+            f"the ranking is stale: rerun nnprog rank"
+        )
+    ranked = [case for case in ranking_order if case in train]
+    if order == "similar_first":
+        ranked = ranked[::-1]
+    return ranked[:size]

@@ -1,0 +1,70 @@
+"""Training loaders that change between epochs (patch size, case subset) while validation stays put.
+
+Each mixin that changes the training data extends ``_stage_key`` (what identifies the loader an epoch
+needs) and ``_make_training_augmenter`` (wrap the build in a context that changes the configuration).
+The build itself is always nnU-Net's own ``get_dataloaders()``; its validation twin is shut down.
+"""
+from __future__ import annotations
+
+from time import perf_counter
+
+from nnunet_progressive.training.loaders import shutdown_augmenter
+from nnunet_progressive.training.run_length import RunLengthMixin
+
+
+class StagedTrainingLoaderMixin(RunLengthMixin):
+    """Rebuilds ``dataloader_train`` at the start of an epoch whose stage key differs from the last."""
+
+    _active_stage_key = None
+
+    def _stage_key(self, epoch: int) -> tuple:
+        """Identifies the training loader ``epoch`` needs; extend with ``super()._stage_key(epoch) + (...)``."""
+        return ()
+
+    def _stage_log_parts(self, epoch: int) -> list[str]:
+        """Text describing ``epoch``'s stage, one part per mixin."""
+        return []
+
+    def _make_training_augmenter(self, epoch: int):
+        """nnU-Net's training augmenter as the configuration stands now (mixins wrap this in contexts)."""
+        train_augmenter, val_augmenter = self.get_dataloaders()
+        shutdown_augmenter(val_augmenter)
+        return train_augmenter
+
+    def ensure_training_stage(self, epoch: int) -> None:
+        """Give ``self.dataloader_train`` the data of ``epoch``'s stage (rebuilt only when it changes)."""
+        key = self._stage_key(epoch)
+        if key == self._active_stage_key:
+            return
+        start = perf_counter()
+        new_augmenter = self._make_training_augmenter(epoch)
+        shutdown_augmenter(self.dataloader_train)
+        self.dataloader_train = new_augmenter
+        self._active_stage_key = key
+        seconds = perf_counter() - start
+        self._switch_seconds[str(epoch)] = seconds
+        self.print_to_log_file(
+            f"Training loader rebuilt for epoch {epoch} in {seconds:.2f} s: {' | '.join(self._stage_log_parts(epoch))}"
+        )
+
+    @property
+    def _switch_seconds(self) -> dict[str, float]:
+        if "_switch_seconds_store" not in self.__dict__:
+            self._switch_seconds_store = {}
+        return self._switch_seconds_store
+
+    def on_train_epoch_start(self):
+        self.ensure_training_stage(self.current_epoch)
+        super().on_train_epoch_start()
+
+    def progressive_state(self) -> dict:
+        state = super().progressive_state()
+        state["switch_seconds"] = dict(self._switch_seconds)
+        return state
+
+    def restore_progressive_state(self, state: dict) -> None:
+        super().restore_progressive_state(state)
+        self._switch_seconds.clear()
+        self._switch_seconds.update(
+            {k: float(v) for k, v in state.get("switch_seconds", {}).items() if int(k) < self.current_epoch}
+        )

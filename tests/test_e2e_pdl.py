@@ -1,0 +1,138 @@
+"""PDL and stop-at-Dice end to end: nnprog rank, then the real nnUNetv2_train / nnUNetv2_predict on CPU."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+
+import pytest
+
+from nnunet_progressive.pdl.subsets import select_set1
+from nnunet_progressive.runner import TrainingRun, predict, train
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"NNPROG_ITERATIONS": "3", "NNPROG_VAL_ITERATIONS": "1"}
+EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
+SEEN_LINE = re.compile(r"PDL stage (\d)/2 cases seen this epoch: (\[.*\])")
+
+
+@pytest.fixture(scope="module")
+def ranked(tiny3d):
+    """tiny3d with a similarity ranking written by `nnprog rank`."""
+    result = subprocess.run(["nnprog", "rank", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans,
+                             "--registration", "rigid"],
+                            capture_output=True, text=True, env=tiny3d.folders.environment())
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ranking = json.loads((tiny3d.preprocessed_dataset / "similarity_ranking_3d_fullres.json").read_text())
+    return tiny3d, ranking
+
+
+def _splits(ws, fold):
+    splits = json.loads((ws.preprocessed_dataset / "splits_final.json").read_text())
+    return splits[fold]["train"], splits[fold]["val"]
+
+
+def _cases_seen_per_epoch(fold_folder) -> dict[int, tuple[int, set[str]]]:
+    seen = {}
+    for log in sorted(fold_folder.glob("training_log_*.txt")):
+        epoch = None
+        for line in log.read_text().splitlines():
+            if match := EPOCH_LINE.search(line):
+                epoch = int(match.group(1))
+            elif (match := SEEN_LINE.search(line)) and epoch is not None:
+                seen[epoch] = (int(match.group(1)), set(ast.literal_eval(match.group(2))))
+    return seen
+
+
+def test_pdl_trains_set1_first_then_all_and_resumes(ranked, tmp_path):
+    ws, ranking = ranked
+    run = TrainingRun(str(ws.dataset_id), "3d_fullres", 0, "nnUNetTrainer_PDL", ws.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SET1_EPOCHS": "2", "NNPROG_CHECK_EVERY": "2",
+                             "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, ws.folders, log, stop_when=lambda text: re.search(r": Epoch 1\s*$", text, re.M) is not None)
+    fold = run.output_folder(ws.folders, ws.dataset_name)
+    assert not (fold / "checkpoint_final.pth").exists()
+    train(run, ws.folders, log, extra=["--c"])  # resumed inside Set 1
+
+    training_ids, validation_ids = _splits(ws, 0)
+    set1 = select_set1(training_ids, 0.5, "dissimilar_first", ranking["order"])
+    assert len(set1) == 3 and not set(set1) & set(validation_ids)
+    text = log.read_text()
+    assert f"PDL stage 1/2: Set 1 (dissimilar_first) = 3 training cases {set1}" in text
+    assert text.count("Training loader rebuilt for epoch 1 in") == 1, "the resumed run rebuilds Set 1"
+    seen = _cases_seen_per_epoch(fold)
+    assert sorted(seen) == [0, 1, 2, 3]
+    for epoch in (0, 1):
+        assert seen[epoch][0] == 1 and seen[epoch][1] <= set(set1)
+    for epoch in (2, 3):
+        assert seen[epoch][0] == 2 and seen[epoch][1] <= set(training_ids)
+    assert seen[2][1] | seen[3][1] - set(set1), "stage 2 draws from all training cases"
+
+    time_to_dice = json.loads((fold / "time_to_dice.json").read_text())
+    assert [c["epoch"] for c in time_to_dice["checks"]] == [1, 3]
+    assert [c["stage"] for c in time_to_dice["checks"]] == ["set1", "all"]
+    assert time_to_dice["method"] == "sliding_window" and time_to_dice["stopped_by"] == "max_epochs"
+    first, second = time_to_dice["checks"]
+    assert 0 < first["train_wall_seconds"] < second["train_wall_seconds"]
+    assert len(first["dice_per_class"]) == 2 and 0.0 <= first["dice"] <= 1.0
+
+
+def test_stop_at_dice_stops_before_max_epochs(tiny3d, tmp_path):
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_StopAtDice", tiny3d.plans,
+                      knobs={"NNPROG_ITERATIONS": "6", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_EPOCHS": "12",
+                             "NNPROG_CHECK_EVERY": "1", "NNPROG_TARGET_DICE": "0.001"})
+    train(run, tiny3d.folders, tmp_path / "train.log")
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    time_to_dice = json.loads((fold / "time_to_dice.json").read_text())
+    assert time_to_dice["stopped_by"] == "target"
+    assert time_to_dice["reached"]["dice"] >= 0.001  # an untrained network's Dice is small but not 0
+    last_epoch = time_to_dice["reached"]["epoch"]
+    assert last_epoch < 11 and [c["epoch"] for c in time_to_dice["checks"]] == list(range(last_epoch + 1))
+    summary = json.loads((fold / "run_summary.json").read_text())
+    assert summary["epochs_done"] == last_epoch + 1
+    assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
+
+
+def test_pdl_with_pgps_and_controls_train_and_predict(ranked, tmp_path):
+    ws, ranking = ranked
+    cheap = {**FAST, "NNPROG_DICE_METHOD": "pseudo_dice", "NNPROG_CHECK_EVERY": "1"}
+    combined = TrainingRun(str(ws.dataset_id), "3d_fullres", 2, "nnUNetTrainer_PDL_PGPS_Efficiency", ws.plans,
+                           knobs={**cheap, "NNPROG_EPOCHS": "9", "NNPROG_SET1_EPOCHS": "3"})
+    train(combined, ws.folders, tmp_path / "combined.log")
+    text = (tmp_path / "combined.log").read_text()
+    assert "PGPS stage 1/9 | patch 16x8x8 | batch 2 | PDL stage 1/2: Set 1" in text
+    assert "PGPS stage 4/9 | patch 24x16x16 | batch 2 | PDL stage 2/2: all training cases" in text
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted((ws.folders.raw / ws.dataset_name / "imagesTr").glob("*_0000.nii.gz"))[0]
+    shutil.copy(source, images / source.name)
+    predict(images, tmp_path / "predictions", combined, ws.folders, tmp_path / "predict.log")
+    assert (tmp_path / "predictions" / source.name.replace("_0000", "")).is_file()
+
+    training_ids, _ = _splits(ws, 2)
+    for trainer, expected in (
+        ("nnUNetTrainer_PDL_Random", select_set1(training_ids, 0.5, "random", None, seed=0)),
+        ("nnUNetTrainer_PDL_SimilarFirst", select_set1(training_ids, 0.5, "similar_first", ranking["order"])),
+    ):
+        control = replace(combined, trainer=trainer, knobs={**cheap, "NNPROG_EPOCHS": "2", "NNPROG_SET1_EPOCHS": "1"})
+        train(control, ws.folders, tmp_path / f"{trainer}.log")
+        assert f"= 3 training cases {expected}" in (tmp_path / f"{trainer}.log").read_text()
+
+
+def test_missing_or_stale_ranking_names_the_rank_command(ranked, tmp_path):
+    ws, ranking = ranked
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({**ranking, "case_list_fingerprint": "0" * 64}))
+    for ranking_file, problem in ((tmp_path / "missing.json", "no similarity ranking"), (stale, "it is stale")):
+        run = TrainingRun(str(ws.dataset_id), "3d_fullres", 3, "nnUNetTrainer_PDL", ws.plans,
+                          knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SET1_EPOCHS": "2",
+                                 "NNPROG_RANKING": str(ranking_file)})
+        with pytest.raises(RuntimeError) as failure:
+            train(run, ws.folders, tmp_path / "train.log")
+        assert problem in str(failure.value)
+        assert f"nnprog rank -d {ws.dataset_name} -c 3d_fullres -p {ws.plans}" in str(failure.value)
