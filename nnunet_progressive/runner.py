@@ -53,7 +53,7 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
           stop_when: Callable[[str], bool] | None = None, timeout: float = 3600) -> float:
     """Run ``nnUNetv2_train``; returns wall seconds. Output is appended to ``log_file``.
 
-    ``stop_when(output_so_far)`` (polled every 0.5 s) kills the run, as an interruption would; the
+    ``stop_when(output_so_far)`` (polled every 0.1 s) kills the run, as an interruption would; the
     return value is then the time until the kill.
     """
     env = run_environment(folders, run.knobs, run.device)
@@ -71,7 +71,7 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
                     return time.perf_counter() - start
-                time.sleep(0.5)
+                time.sleep(0.1)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)

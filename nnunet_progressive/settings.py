@@ -34,7 +34,7 @@ class ProgressiveSettings:
     set1_share: float = 0.5  # NNPROG_SET1_SHARE: PDL Set 1 size as a share of the fold's training cases
     set1_epochs: int = 10  # NNPROG_SET1_EPOCHS: PDL epochs on Set 1 alone
     pdl_seed: int = 0  # NNPROG_PDL_SEED: seed of the random Set 1 (PDL_Random control)
-    ranking_file: str | None = None  # NNPROG_RANKING: similarity ranking JSON (default: the dataset's)
+    ranking: str | None = None  # NNPROG_RANKING: similarity ranking JSON (default: the dataset's)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -120,7 +120,7 @@ def settings_from_env(
         "set1_share": _parse_fraction,
         "set1_epochs": lambda n, t: _parse_int(n, t, 1),
         "pdl_seed": lambda n, t: _parse_int(n, t, 0),
-        "ranking_file": lambda n, t: t,
+        "ranking": lambda n, t: t,
     }
     updates = {}
     for field_name, parse in parsers.items():

@@ -51,30 +51,33 @@ def _cases_seen_per_epoch(fold_folder) -> dict[int, tuple[int, set[str]]]:
 def test_pdl_trains_set1_first_then_all_and_resumes(ranked, tmp_path):
     ws, ranking = ranked
     run = TrainingRun(str(ws.dataset_id), "3d_fullres", 0, "nnUNetTrainer_PDL", ws.plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SET1_EPOCHS": "2", "NNPROG_CHECK_EVERY": "2",
+                      knobs={**FAST, "NNPROG_EPOCHS": "6", "NNPROG_SET1_EPOCHS": "3", "NNPROG_CHECK_EVERY": "3",
                              "NNPROG_SAVE_EVERY": "1"})
     log = tmp_path / "train.log"
     train(run, ws.folders, log, stop_when=lambda text: re.search(r": Epoch 1\s*$", text, re.M) is not None)
     fold = run.output_folder(ws.folders, ws.dataset_name)
     assert not (fold / "checkpoint_final.pth").exists()
-    train(run, ws.folders, log, extra=["--c"])  # resumed inside Set 1
+    resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
+    assert resume_epoch in (1, 2), "interrupted inside Set 1"
+    train(run, ws.folders, log, extra=["--c"])
 
     training_ids, validation_ids = _splits(ws, 0)
     set1 = select_set1(training_ids, 0.5, "dissimilar_first", ranking["order"])
     assert len(set1) == 3 and not set(set1) & set(validation_ids)
     text = log.read_text()
     assert f"PDL stage 1/2: Set 1 (dissimilar_first) = 3 training cases {set1}" in text
-    assert text.count("Training loader rebuilt for epoch 1 in") == 1, "the resumed run rebuilds Set 1"
+    resumed_line = f"Training loader rebuilt for epoch {resume_epoch} in"
+    assert text.count(resumed_line) == 1 and "PDL stage 1/2: Set 1" in text.split(resumed_line)[1].splitlines()[0]
     seen = _cases_seen_per_epoch(fold)
-    assert sorted(seen) == [0, 1, 2, 3]
-    for epoch in (0, 1):
+    assert sorted(seen) == list(range(6))
+    for epoch in (0, 1, 2):
         assert seen[epoch][0] == 1 and seen[epoch][1] <= set(set1)
-    for epoch in (2, 3):
+    for epoch in (3, 4, 5):
         assert seen[epoch][0] == 2 and seen[epoch][1] <= set(training_ids)
-    assert seen[2][1] | seen[3][1] - set(set1), "stage 2 draws from all training cases"
+    assert (seen[3][1] | seen[4][1] | seen[5][1]) - set(set1), "stage 2 draws from all training cases"
 
     time_to_dice = json.loads((fold / "time_to_dice.json").read_text())
-    assert [c["epoch"] for c in time_to_dice["checks"]] == [1, 3]
+    assert [c["epoch"] for c in time_to_dice["checks"]] == [2, 5]
     assert [c["stage"] for c in time_to_dice["checks"]] == ["set1", "all"]
     assert time_to_dice["method"] == "sliding_window" and time_to_dice["stopped_by"] == "max_epochs"
     first, second = time_to_dice["checks"]

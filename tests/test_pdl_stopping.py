@@ -62,3 +62,15 @@ def test_settings_from_env_parses_and_rejects():
                        ({"NNPROG_DICE_METHOD": "fast"}, "must be one of"), ({"NNPROG_MIN_PATCH": "32"}, "2 or 3")):
         with pytest.raises(ProgressiveConfigError, match=match):
             settings_from_env(environ=env)
+
+
+def test_every_knob_is_documented_under_its_environment_name():
+    from dataclasses import fields
+
+    from nnunet_progressive.settings import env_variable_help
+
+    documented = env_variable_help()
+    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    for field in fields(ProgressiveSettings):
+        name = f"NNPROG_{field.name.upper()}"
+        assert name in documented and f"`{name}`" in readme, name

@@ -66,7 +66,7 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
     def ranking_file(self) -> Path:
         from nnunet_progressive.similarity.rank_dataset import default_output_path
 
-        chosen = self.progressive_settings.ranking_file
+        chosen = self.progressive_settings.ranking
         if chosen:
             return Path(chosen)
         return default_output_path(self.preprocessed_dataset_folder_base, self.configuration_name)

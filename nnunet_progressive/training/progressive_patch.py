@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from time import perf_counter
 
 import numpy as np
 import torch
@@ -70,8 +69,6 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.schedule = self._build_schedule()
-        self._train_seconds: dict[int, float] = {}
-        self._epoch_train_start = None
 
     # --- schedule ------------------------------------------------------------------------------------
     def _build_schedule(self) -> Schedule:
@@ -112,14 +109,9 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
             self.print_to_log_file(f"Progressive settings: {self.progressive_settings.to_dict()}")
             plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
 
-    def on_train_epoch_start(self):
-        super().on_train_epoch_start()  # switches the training loader when the stage changes
-        self._epoch_train_start = perf_counter()
-
     def on_train_epoch_end(self, train_outputs):
-        train_seconds = perf_counter() - self._epoch_train_start
-        self._train_seconds[self.current_epoch] = train_seconds
-        super().on_train_epoch_end(train_outputs)
+        super().on_train_epoch_end(train_outputs)  # records the seconds of this epoch's training iterations
+        train_seconds = self._train_seconds[self.current_epoch]
         text, voxels_per_iteration = self._stage_description(self.current_epoch)
         throughput = voxels_per_iteration * self.num_iterations_per_epoch / max(train_seconds, 1e-9)
         self.print_to_log_file(f"{text} | {throughput:,.0f} voxels/s")
@@ -166,17 +158,9 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
             return super()._make_training_augmenter(epoch)
 
     # --- records ---------------------------------------------------------------------------------------
-    def progressive_state(self) -> dict:
-        state = super().progressive_state()
-        state["train_seconds"] = {str(k): v for k, v in self._train_seconds.items()}
-        return state
-
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)
         self.schedule = self._build_schedule()
-        self._train_seconds = {
-            int(k): float(v) for k, v in state.get("train_seconds", {}).items() if int(k) < self.current_epoch
-        }
         if self._do_i_compile():
             configure_dynamo_for_shapes(self._num_training_shapes())
         self.print_to_log_file(

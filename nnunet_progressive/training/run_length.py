@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from time import perf_counter
 
 import torch
 
@@ -33,6 +34,8 @@ class RunLengthMixin:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.progressive_settings = settings_from_env(self.default_settings)
         self._apply_run_length()
+        self._train_seconds: dict[int, float] = {}  # epoch -> seconds of its training iterations
+        self._epoch_train_start = 0.0
 
     def _apply_run_length(self) -> None:
         settings = self.progressive_settings
@@ -45,6 +48,15 @@ class RunLengthMixin:
         if settings.save_every is not None:
             self.save_every = settings.save_every
 
+    # --- timing of the training iterations (validation, checkpoints and plots excluded) ---------------
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._epoch_train_start = perf_counter()
+
+    def on_train_epoch_end(self, train_outputs):
+        self._train_seconds[self.current_epoch] = perf_counter() - self._epoch_train_start
+        super().on_train_epoch_end(train_outputs)
+
     # --- state kept beside checkpoints -------------------------------------------------------------
     def progressive_state(self) -> dict:
         """What `--c` needs besides nnU-Net's checkpoint. Extend in subclasses (call super)."""
@@ -55,6 +67,7 @@ class RunLengthMixin:
             "trainer": self.__class__.__name__,
             "current_epoch": self.current_epoch + 1,  # as nnU-Net stores it: the next epoch to train
             "settings": self.progressive_settings.to_dict(),
+            "train_seconds": {str(k): v for k, v in self._train_seconds.items()},
         }
 
     def restore_progressive_state(self, state: dict) -> None:
@@ -69,6 +82,9 @@ class RunLengthMixin:
             )
         self.progressive_settings = saved
         self._apply_run_length()
+        self._train_seconds = {
+            int(k): float(v) for k, v in state.get("train_seconds", {}).items() if int(k) < self.current_epoch
+        }
 
     def save_checkpoint(self, filename: str) -> None:
         super().save_checkpoint(filename)
@@ -117,6 +133,7 @@ class RunLengthMixin:
             "num_epochs": self.num_epochs,
             "num_iterations_per_epoch": self.num_iterations_per_epoch,
             "train_wall_seconds": float(sum(e - s for s, e in zip(starts, ends))),
+            "train_iteration_seconds": float(sum(self._train_seconds.values())),
             "peak_gpu_memory_bytes": int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
             "settings": self.progressive_settings.to_dict(),
         }
