@@ -39,3 +39,45 @@ def atomic_save_figure(figure, path: str | os.PathLike, **kwargs) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def claim_raw_dataset_folder(raw_root: Path, dataset_id: int, folder_name: str, overwrite: bool,
+                             how: str = "overwrite=True") -> Path:
+    """Check that ``raw_root/folder_name`` may be (re)written; returns it.
+
+    nnU-Net resolves datasets by their 3-digit id, so a second folder with the same id is always refused
+    (and never deleted); an existing target needs ``overwrite``. ``how`` names the overwrite switch.
+    """
+    target = raw_root / folder_name
+    clashes = sorted(p.name for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.name != folder_name)
+    if clashes:
+        raise FileExistsError(f"Dataset id {dataset_id} is already used by {clashes} in {raw_root}; nnU-Net needs "
+                              f"unique ids. Pick another dataset id or remove that folder.")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists. Pass {how} to replace it, or pick another dataset id.")
+    return target
+
+
+def temporary_sibling(target: Path) -> Path:
+    """A hidden work folder next to ``target`` (its name does not start with DatasetXXX, so nnU-Net ignores it)."""
+    import uuid
+
+    return target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+
+
+def move_folder_into_place(built: Path, target: Path) -> None:
+    """Rename ``built`` to ``target``; an existing target is swapped out first and deleted only afterwards."""
+    import shutil
+    import uuid
+
+    if not target.exists():
+        os.replace(built, target)
+        return
+    trash = target.parent / f".trash-{target.name}-{uuid.uuid4().hex[:8]}"
+    os.replace(target, trash)
+    try:
+        os.replace(built, target)
+    except BaseException:
+        os.replace(trash, target)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)

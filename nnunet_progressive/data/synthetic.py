@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, replace
 from numbers import Integral, Real
 from pathlib import Path
@@ -35,6 +33,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.io_utils import claim_raw_dataset_folder, move_folder_into_place, temporary_sibling
 
 __all__ = ["PRESETS", "SyntheticDatasetSpec", "generate_case", "write_dataset", "write_preset"]
 
@@ -462,17 +461,8 @@ def write_dataset(spec: SyntheticDatasetSpec, raw_root: str | Path, dataset_id: 
                                      f"uses 3-digit ids); got {dataset_id!r}.")
     raw_root = Path(raw_root)
     raw_root.mkdir(parents=True, exist_ok=True)
-    folder_name = f"Dataset{dataset_id:03d}_{spec.name}"
-    target = raw_root / folder_name
-    clashes = sorted(p.name for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.name != folder_name)
-    if clashes:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {clashes} in {raw_root}; nnU-Net "
-                              f"needs unique ids. Pick another dataset_id or remove that folder.")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists. Pass overwrite=True to replace it, or choose "
-                              f"another dataset_id or name.")
-
-    tmp = raw_root / f".tmp-{folder_name}-{uuid.uuid4().hex[:8]}"
+    target = claim_raw_dataset_folder(raw_root, dataset_id, f"Dataset{dataset_id:03d}_{spec.name}", overwrite)
+    tmp = temporary_sibling(target)
     try:
         (tmp / "imagesTr").mkdir(parents=True)
         (tmp / "labelsTr").mkdir()
@@ -490,17 +480,7 @@ def write_dataset(spec: SyntheticDatasetSpec, raw_root: str | Path, dataset_id: 
                             useCompression=True)
         (tmp / "dataset.json").write_text(json.dumps(_dataset_json(spec), indent=2) + "\n")
 
-        if target.exists():  # overwrite=True: swap, then delete the old folder
-            trash = raw_root / f".trash-{folder_name}-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(trash, target)
-                raise
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        move_folder_into_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

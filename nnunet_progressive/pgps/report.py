@@ -83,32 +83,34 @@ def plot_schedule(schedule: Schedule, path: str | os.PathLike, current_epoch: in
 
     from nnunet_progressive.io_utils import atomic_save_figure
 
-    epochs = list(range(schedule.num_epochs))
-    stages = [schedule.stage_at_epoch(e) for e in epochs]
-    fig, (ax_patch, ax_batch) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-    for axis in range(len(schedule.planned_patch_size)):
-        ax_patch.step(epochs, [s.patch_size[axis] for s in stages], where="post", label=f"patch axis {axis}")
-    ax_patch.set_ylabel("patch size (voxels per axis)")
-    ax_voxels = ax_patch.twinx()
-    ax_voxels.step(epochs, [s.patch_voxels for s in stages], where="post", color="black", ls="--",
-                   label="voxels per patch")
-    ax_voxels.set_ylabel("voxels per patch")
-    lines = ax_patch.get_legend_handles_labels()
-    extra = ax_voxels.get_legend_handles_labels()
-    ax_patch.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper left", fontsize=8)
-    ax_batch.step(epochs, [s.batch_size for s in stages], where="post", color="tab:red", label="batch size")
-    ax_batch.set_ylabel("batch size")
-    ax_batch.set_xlabel("epoch")
-    ax_batch.set_ylim(bottom=0)
-    for ax in (ax_patch, ax_batch):
-        for stage in schedule.stages[1:]:
-            ax.axvline(stage.first_epoch, color="grey", lw=0.5, alpha=0.5)
-        if current_epoch is not None:
-            ax.axvline(current_epoch, color="green", lw=1.5, label="current epoch")
-    fig.suptitle(
-        f"PGPS schedule: {len(schedule.stages)} stages, predicted compute "
-        f"{schedule.relative_compute():.2f} x constant patch"
-    )
-    fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=100)
-    plt.close(fig)
+    # nnU-Net's progress plot sets a global seaborn style (font_scale 2.5); draw with matplotlib's defaults
+    with plt.style.context("default"):
+        epochs = list(range(schedule.num_epochs))
+        stages = [schedule.stage_at_epoch(e) for e in epochs]
+        fig, (ax_patch, ax_batch) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+        for axis in range(len(schedule.planned_patch_size)):
+            ax_patch.step(epochs, [s.patch_size[axis] for s in stages], where="post", label=f"patch axis {axis}")
+        ax_patch.set_ylabel("patch size (voxels per axis)")
+        ax_voxels = ax_patch.twinx()
+        ax_voxels.step(epochs, [s.patch_voxels for s in stages], where="post", color="black", ls="--",
+                       label="voxels per patch")
+        ax_voxels.set_ylabel("voxels per patch")
+        lines = ax_patch.get_legend_handles_labels()
+        extra = ax_voxels.get_legend_handles_labels()
+        ax_patch.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper left", fontsize=8)
+        ax_batch.step(epochs, [s.batch_size for s in stages], where="post", color="tab:red", label="batch size")
+        ax_batch.set_ylabel("batch size")
+        ax_batch.set_xlabel("epoch")
+        ax_batch.set_ylim(bottom=0)
+        for ax in (ax_patch, ax_batch):
+            for stage in schedule.stages[1:]:
+                ax.axvline(stage.first_epoch, color="grey", lw=0.5, alpha=0.5)
+            if current_epoch is not None:
+                ax.axvline(current_epoch, color="magenta", lw=1.5, ls=":", label="current epoch")
+        fig.suptitle(
+            f"PGPS schedule: {len(schedule.stages)} stages, predicted compute "
+            f"{schedule.relative_compute():.2f} x constant patch"
+        )
+        fig.tight_layout()
+        atomic_save_figure(fig, path, dpi=100)
+        plt.close(fig)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import uuid
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from nnunet_progressive.benchmark.converters._common import (
 )
 from nnunet_progressive.benchmark.converters.tasks import TASKS, TaskInfo, TaskSetting
 from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.io_utils import claim_raw_dataset_folder, move_folder_into_place, temporary_sibling
 
 __all__ = ["TASKS", "CaseCountError", "SourceLayoutError", "TaskInfo", "TaskSetting", "convert",
            "resolve_settings", "target_folder_name"]
@@ -119,34 +119,18 @@ def convert(task_key: str, source: str | os.PathLike, raw_root: str | os.PathLik
 
     raw_root = Path(raw_root).expanduser().resolve()
     raw_root.mkdir(parents=True, exist_ok=True)
-    target = raw_root / folder_name
-    clashes = sorted(p.name for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.name != folder_name)
-    if clashes:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {clashes} in {raw_root}; nnU-Net needs "
-                              f"unique ids. Pass another dataset_id (CLI: --dataset-id) or remove that folder.")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists. Pass overwrite=True (CLI: --overwrite) to replace it, or "
-                              f"another dataset_id (CLI: --dataset-id).")
+    target = claim_raw_dataset_folder(raw_root, dataset_id, folder_name, overwrite,
+                                      how="overwrite=True (CLI: --overwrite)")
     if source == target or target in source.parents:
         raise ProgressiveConfigError(f"source {source} lies inside the target {target}; convert into another folder.")
 
-    work = raw_root / f".tmp-{folder_name}-{uuid.uuid4().hex[:8]}"
+    work = temporary_sibling(target)
     try:
         work.mkdir()
         built = _module(task).build(task, source, work, dataset_id, options)
         expected = built.notes.pop("expected_cases", task.expected_cases)
         finalize_dataset_json(built.folder, task, source, options, expected, built.notes)
-        if target.exists():  # overwrite=True: swap, then delete the old folder
-            trash = raw_root / f".trash-{folder_name}-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-            try:
-                os.replace(built.folder, target)
-            except BaseException:
-                os.replace(trash, target)
-                raise
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(built.folder, target)
+        move_folder_into_place(built.folder, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
