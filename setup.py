@@ -35,7 +35,8 @@ setup(
         "submitit",  # SLURM executor of `nnprog benchmark run` (imported lazily)
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff"],
+        "test": ["pytest>=7", "ruff", "nilearn"],
+        "offline": ["nilearn"],  # ships the MNI152 template used by nnunet_progressive.data.mni152
     },
     entry_points={"console_scripts": ["nnprog=nnunet_progressive.cli.main:main"]},
 )
