@@ -38,3 +38,15 @@ def test_bad_settings_and_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         write_mni152_dataset(tmp_path, num_cases=2, spacing_mm=6.0)
     assert [p.name for p in tmp_path.iterdir()] == ["Dataset520_NNProgMNI152Tissue"], "no temporary folder left"
+
+
+def test_benchmark_spec_accepts_the_mni152_dataset(tmp_path):
+    from nnunet_progressive.benchmark.spec import parse_spec
+    from nnunet_progressive.data.generated import generated_dataset_names, generated_task_name
+
+    assert "mni152" in generated_dataset_names() and "tiny3d" in generated_dataset_names()
+    spec = parse_spec({"results_dir": str(tmp_path), "trainers": ["nnUNetTrainer_ConstantPatch"],
+                       "datasets": [{"id": 520, "configurations": ["3d_fullres"],
+                                     "prepare": {"synthetic_preset": "mni152"}}]}, base_dir=tmp_path)
+    assert spec.datasets[0].synthetic_preset == "mni152"
+    assert generated_task_name("mni152") == "NNProgMNI152Tissue"

@@ -272,9 +272,9 @@ def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
     if dataset.name:
         return dataset.name
     if dataset.synthetic_preset:
-        from nnunet_progressive.data.synthetic import PRESETS
+        from nnunet_progressive.data.generated import generated_task_name
 
-        return f"Dataset{dataset.id:03d}_{PRESETS[dataset.synthetic_preset].name}"
+        return f"Dataset{dataset.id:03d}_{generated_task_name(dataset.synthetic_preset)}"
     for root in (folders.raw, folders.preprocessed):
         found = sorted(p.name for p in root.glob(f"Dataset{dataset.id:03d}_*") if p.is_dir())
         if len(found) > 1:
@@ -306,10 +306,10 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
     log_file = log_dir / f"prepare_{name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     if dataset.synthetic_preset and not (folders.raw / name / "dataset.json").is_file():
-        from nnunet_progressive.data.synthetic import write_preset
+        from nnunet_progressive.data.generated import write_generated
 
-        print(f"generating {name} (synthetic preset {dataset.synthetic_preset})", file=sys.stderr)
-        write_preset(dataset.synthetic_preset, folders.raw, dataset_id)
+        print(f"generating {name} (generated dataset {dataset.synthetic_preset})", file=sys.stderr)
+        write_generated(dataset.synthetic_preset, folders.raw, dataset_id)
     plans_file = folders.preprocessed / name / f"{dataset.plans}.json"
     if not plans_file.is_file():
         if dataset.plans != "nnUNetPlans":

@@ -27,7 +27,7 @@ the spec file. Example (every key shown; only ``results_dir``, ``datasets`` and 
         configurations: [3d_fullres]
         plans: nnUNetPlans                  # plans identifier (default nnUNetPlans)
         prepare:
-          synthetic_preset: tiny3d          # generate the raw data (nnunet_progressive.data.synthetic.PRESETS)
+          synthetic_preset: tiny3d          # generate the raw data (nnunet_progressive.data.generated)
           num_processes: 2                  # -np / -npfp of nnU-Net's planning and preprocessing
     trainers:                               # order = column order of the report
       - nnUNetTrainer_ConstantPatch
@@ -360,13 +360,13 @@ def _dataset(data: Any, index: int) -> DatasetSpec:
     prepare = _check_keys(data.get("prepare") or {}, _PREPARE_KEYS, f"{where}.prepare")
     preset = prepare.get("synthetic_preset")
     if preset is not None:
-        from nnunet_progressive.data.synthetic import PRESETS
+        from nnunet_progressive.data.generated import generated_dataset_names, generated_task_name
 
-        if preset not in PRESETS:
-            _fail(f"{where}.prepare.synthetic_preset", f"one of {sorted(PRESETS)}", preset)
+        if preset not in generated_dataset_names():
+            _fail(f"{where}.prepare.synthetic_preset", f"one of {generated_dataset_names()}", preset)
         if dataset_id is None:
             raise ProgressiveConfigError(f"{where}: a synthetic_preset needs the dataset `id` to write it under")
-        expected = f"Dataset{dataset_id:03d}_{PRESETS[preset].name}"
+        expected = f"Dataset{dataset_id:03d}_{generated_task_name(preset)}"
         if name is not None and name != expected:
             _fail(f"{where}.name", f"{expected!r} (the preset's folder name)", name, "drop `name` or fix it")
     return DatasetSpec(
