@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, plan_and_preprocess, write_small_plans
-from nnunet_progressive.data.synthetic import PRESETS, write_preset
+from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
+from nnunet_progressive.data.synthetic import PRESETS
 from nnunet_progressive.io_utils import atomic_save_figure, atomic_write_text
 from nnunet_progressive.runner import TrainingRun, train
 
@@ -103,14 +103,10 @@ def run_demo(workspace: str | os.PathLike, epochs: int, iterations: int, preset:
     folders = NnunetFolders.under(workspace)
     log = workspace / "demo.log"
     spec = PRESETS[preset]
-    steps = tqdm(total=2 + len(DEMO_TRAINERS), desc="nnprog demo", unit="step")
-    steps.set_postfix_str("generating data")
-    dataset_folder = write_preset(preset, folders.raw, DEMO_DATASET_ID, overwrite=True)
-    dataset_name = dataset_folder.name
-    steps.update()
-    steps.set_postfix_str("nnUNetv2_plan_and_preprocess")
-    plan_and_preprocess(DEMO_DATASET_ID, folders, ("3d_fullres",), num_processes=2, log_file=log)
-    write_small_plans(folders.preprocessed / dataset_name / "nnUNetPlans.json", ["3d_fullres"])
+    steps = tqdm(total=1 + len(DEMO_TRAINERS), desc="nnprog demo", unit="step")
+    steps.set_postfix_str("generating data, nnUNetv2_plan_and_preprocess")
+    dataset_name = prepare_generated_dataset(preset, DEMO_DATASET_ID, folders, log_file=log)
+    dataset_folder = folders.raw / dataset_name
     steps.update()
     knobs = {"NNPROG_EPOCHS": str(epochs), "NNPROG_ITERATIONS": str(iterations), "NNPROG_VAL_ITERATIONS": "2"}
     results = []

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, plan_and_preprocess, write_small_plans
-from nnunet_progressive.data.synthetic import write_preset
+from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
 from nnunet_progressive.runner import TrainingRun, run_environment, train
 
 TRAINERS = ("nnUNetTrainer_StopAtDice", "nnUNetTrainer_PDL", "nnUNetTrainer_PDL_Random",
@@ -43,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     workspace.mkdir(parents=True, exist_ok=True)
     folders = NnunetFolders.under(workspace)
     log = workspace / "benchmark.log"
-    dataset = write_preset(args.preset, folders.raw, DATASET_ID, overwrite=True)
-    plan_and_preprocess(DATASET_ID, folders, ("3d_fullres",), num_processes=2, log_file=log)
-    write_small_plans(folders.preprocessed / dataset.name / "nnUNetPlans.json", ["3d_fullres"])
+    dataset_name = prepare_generated_dataset(args.preset, DATASET_ID, folders, log_file=log)
     start = time.perf_counter()
     subprocess.run(["nnprog", "rank", "-d", str(DATASET_ID), "-c", "3d_fullres", "-p", SMALL_PLANS],
                    env=run_environment(folders), check=True, stdout=subprocess.DEVNULL)
@@ -56,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     fold_folders = []
     for trainer in tqdm(TRAINERS, desc="trainers", unit="run"):
         run = TrainingRun(str(DATASET_ID), "3d_fullres", 0, trainer, SMALL_PLANS, device=args.device, knobs=knobs)
-        fold = run.output_folder(folders, dataset.name)
+        fold = run.output_folder(folders, dataset_name)
         if fold.exists():
             shutil.rmtree(fold)
         train(run, folders, log)
@@ -65,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(["nnprog", "compare", *fold_folders, "--labels", labels, "-o", str(workspace / "benchmark_pdl")],
                    check=True)
     command = "python scripts/benchmark_pdl.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"\nCommand: `{command.strip()}`\nRanking ({dataset.name}, nnprog rank): {rank_seconds:.0f} s")
+    print(f"\nCommand: `{command.strip()}`\nRanking ({dataset_name}, nnprog rank): {rank_seconds:.0f} s")
     print((workspace / "benchmark_pdl.md").read_text())
     return 0
 

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, plan_and_preprocess, write_small_plans
-from nnunet_progressive.data.synthetic import write_preset
+from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
 from nnunet_progressive.io_utils import atomic_save_figure, atomic_write_json, atomic_write_text
 from nnunet_progressive.runner import TrainingRun, train
 
@@ -31,17 +30,15 @@ DATASET_ID = 991
 def measure(workspace: Path, preset: str, epochs: int, iterations: int, device: str, small: bool) -> list[dict]:
     folders = NnunetFolders.under(workspace)
     log = workspace / "benchmark.log"
-    dataset = write_preset(preset, folders.raw, DATASET_ID, overwrite=True)
-    plan_and_preprocess(DATASET_ID, folders, ("3d_fullres",), num_processes=2, log_file=log)
-    plans = "nnUNetPlans"
-    if small:
-        write_small_plans(folders.preprocessed / dataset.name / "nnUNetPlans.json", ["3d_fullres"])
-        plans = SMALL_PLANS
+    small_features = (8, 16, 32, 64, 64, 64, 64, 64) if small else None
+    dataset_name = prepare_generated_dataset(preset, DATASET_ID, folders, log_file=log,
+                                             features_per_stage=small_features)
+    plans = SMALL_PLANS if small else "nnUNetPlans"
     knobs = {"NNPROG_EPOCHS": str(epochs), "NNPROG_ITERATIONS": str(iterations), "NNPROG_VAL_ITERATIONS": "2"}
     rows = []
     for trainer in tqdm(TRAINERS, desc="trainers", unit="run"):
         run = TrainingRun(str(DATASET_ID), "3d_fullres", 0, trainer, plans, device=device, knobs=knobs)
-        fold = run.output_folder(folders, dataset.name)
+        fold = run.output_folder(folders, dataset_name)
         if fold.exists():
             shutil.rmtree(fold)
         process_seconds = train(run, folders, log)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, plan_and_preprocess, write_small_plans
-from nnunet_progressive.data.synthetic import write_preset
+from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,9 @@ class Workspace:
 
 def _prepare(root: Path, preset: str, dataset_id: int, configuration: str) -> Workspace:
     folders = NnunetFolders.under(root)
-    dataset_folder = write_preset(preset, folders.raw, dataset_id)
-    plan_and_preprocess(dataset_id, folders, (configuration,), num_processes=2, log_file=root / "plan.log")
-    write_small_plans(folders.preprocessed / dataset_folder.name / "nnUNetPlans.json", [configuration],
-                      features_per_stage=(4, 8, 16, 32, 32, 32, 32, 32))
-    return Workspace(folders, dataset_id, dataset_folder.name, configuration)
+    dataset_name = prepare_generated_dataset(preset, dataset_id, folders, (configuration,), root / "plan.log",
+                                             features_per_stage=(4, 8, 16, 32, 32, 32, 32, 32))
+    return Workspace(folders, dataset_id, dataset_name, configuration)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import replace
 
 import pytest
+from training_logs import matches_per_epoch
 
 from nnunet_progressive.pdl.subsets import select_set1
 from nnunet_progressive.runner import TrainingRun, predict, train
@@ -16,7 +17,6 @@ from nnunet_progressive.runner import TrainingRun, predict, train
 pytestmark = pytest.mark.e2e
 
 FAST = {"NNPROG_ITERATIONS": "3", "NNPROG_VAL_ITERATIONS": "1"}
-EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
 SEEN_LINE = re.compile(r"PDL stage (\d)/2 cases seen this epoch: (\[.*\])")
 
 
@@ -37,15 +37,8 @@ def _splits(ws, fold):
 
 
 def _cases_seen_per_epoch(fold_folder) -> dict[int, tuple[int, set[str]]]:
-    seen = {}
-    for log in sorted(fold_folder.glob("training_log_*.txt")):
-        epoch = None
-        for line in log.read_text().splitlines():
-            if match := EPOCH_LINE.search(line):
-                epoch = int(match.group(1))
-            elif (match := SEEN_LINE.search(line)) and epoch is not None:
-                seen[epoch] = (int(match.group(1)), set(ast.literal_eval(match.group(2))))
-    return seen
+    return {epoch: (int(m.group(1)), set(ast.literal_eval(m.group(2))))
+            for epoch, m in matches_per_epoch(fold_folder, SEEN_LINE).items()}
 
 
 def test_pdl_trains_set1_first_then_all_and_resumes(ranked, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from training_logs import matches_per_epoch
 
 from nnunet_progressive.pgps.schedule import build_schedule
 from nnunet_progressive.runner import TrainingRun, predict, train
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.e2e
 
 FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1"}
 STAGE_LINE = re.compile(r"PGPS stage (\d+)/(\d+) \| patch ([\dx]+) \| batch (\d+) \| [\d,]+ voxels/s")
-EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
 
 
 def _expected_schedule(ws, epochs: int, mode: str = "efficiency", max_batch=None):
@@ -29,15 +29,8 @@ def _expected_schedule(ws, epochs: int, mode: str = "efficiency", max_batch=None
 
 def _stage_lines_per_epoch(fold: Path) -> dict[int, tuple[int, str, int]]:
     """epoch -> (stage index, patch text, batch) from all training logs of a fold (resumes included)."""
-    per_epoch = {}
-    for log in sorted(fold.glob("training_log_*.txt")):
-        epoch = None
-        for line in log.read_text().splitlines():
-            if match := EPOCH_LINE.search(line):
-                epoch = int(match.group(1))
-            elif (match := STAGE_LINE.search(line)) and epoch is not None:
-                per_epoch[epoch] = (int(match.group(1)) - 1, match.group(3), int(match.group(4)))
-    return per_epoch
+    return {epoch: (int(m.group(1)) - 1, m.group(3), int(m.group(4)))
+            for epoch, m in matches_per_epoch(fold, STAGE_LINE).items()}
 
 
 def _patch_text(patch) -> str:

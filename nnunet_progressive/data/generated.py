@@ -27,12 +27,12 @@ def generated_task_name(name: str) -> str:
     return PRESETS[name].name
 
 
-def write_generated(name: str, raw_root: str | Path, dataset_id: int) -> Path:
+def write_generated(name: str, raw_root: str | Path, dataset_id: int, overwrite: bool = False) -> Path:
     """Write the generated dataset ``name`` under ``raw_root`` with ``dataset_id``; returns its folder."""
     if name == MNI152:
         from nnunet_progressive.data.mni152 import write_mni152_dataset
 
-        return write_mni152_dataset(raw_root, dataset_id)
+        return write_mni152_dataset(raw_root, dataset_id, overwrite=overwrite)
     from nnunet_progressive.data.synthetic import write_preset
 
-    return write_preset(name, raw_root, dataset_id)
+    return write_preset(name, raw_root, dataset_id, overwrite=overwrite)

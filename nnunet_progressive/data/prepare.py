@@ -83,6 +83,28 @@ def plan_and_preprocess(
     run_logged(command, folders.environment(), log_file)
 
 
+def prepare_generated_dataset(
+    name: str,
+    dataset_id: int,
+    folders: NnunetFolders,
+    configurations: Sequence[str] = ("3d_fullres",),
+    log_file: str | os.PathLike | None = None,
+    features_per_stage: Sequence[int] | None = (8, 16, 32, 64, 64, 64, 64, 64),
+) -> str:
+    """Generate a dataset (``data.generated``), plan and preprocess it with nnU-Net, write small plans.
+
+    ``features_per_stage=None`` keeps nnU-Net's planned network only. Returns ``DatasetXXX_Name``.
+    """
+    from nnunet_progressive.data.generated import write_generated
+
+    dataset_name = write_generated(name, folders.raw, dataset_id, overwrite=True).name
+    plan_and_preprocess(dataset_id, folders, configurations, num_processes=2, log_file=log_file)
+    if features_per_stage is not None:
+        write_small_plans(folders.preprocessed / dataset_name / "nnUNetPlans.json", configurations,
+                          features_per_stage=features_per_stage)
+    return dataset_name
+
+
 def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
     """Run a command; on failure raise with the command and the end of its output."""
     if log_file is None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from time import perf_counter
 
+import torch
+
 from nnunet_progressive.training.loaders import shutdown_augmenter
 from nnunet_progressive.training.run_length import RunLengthMixin
 
@@ -15,7 +17,11 @@ from nnunet_progressive.training.run_length import RunLengthMixin
 class StagedTrainingLoaderMixin(RunLengthMixin):
     """Rebuilds ``dataloader_train`` at the start of an epoch whose stage key differs from the last."""
 
-    _active_stage_key = None
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._active_stage_key: tuple | None = None
+        self._switch_seconds: dict[str, float] = {}  # epoch -> seconds its loader rebuild took
 
     def _stage_key(self, epoch: int) -> tuple:
         """Identifies the training loader ``epoch`` needs; extend with ``super()._stage_key(epoch) + (...)``."""
@@ -47,12 +53,6 @@ class StagedTrainingLoaderMixin(RunLengthMixin):
             f"Training loader rebuilt for epoch {epoch} in {seconds:.2f} s: {' | '.join(self._stage_log_parts(epoch))}"
         )
 
-    @property
-    def _switch_seconds(self) -> dict[str, float]:
-        if "_switch_seconds_store" not in self.__dict__:
-            self._switch_seconds_store = {}
-        return self._switch_seconds_store
-
     def on_train_epoch_start(self):
         self.ensure_training_stage(self.current_epoch)
         super().on_train_epoch_start()
@@ -64,7 +64,6 @@ class StagedTrainingLoaderMixin(RunLengthMixin):
 
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)
-        self._switch_seconds.clear()
-        self._switch_seconds.update(
-            {k: float(v) for k, v in state.get("switch_seconds", {}).items() if int(k) < self.current_epoch}
-        )
+        self._switch_seconds = {
+            k: float(v) for k, v in state.get("switch_seconds", {}).items() if int(k) < self.current_epoch
+        }
