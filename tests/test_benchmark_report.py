@@ -7,9 +7,11 @@ import json
 import pytest
 
 from nnunet_progressive.benchmark.report import (
+    MAX_CLASSES_IN_TABLE,
     choose_reference,
     run_rows,
     summary_table,
+    task_markdown,
     task_table,
     trainer_order,
     wilcoxon_test,
@@ -69,6 +71,22 @@ def test_task_table_known_answers():
     assert first[PERF].relative_time == pytest.approx(0.89)
     assert first[PERF].relative_dice_pct == pytest.approx(1.25)  # 0.01 / 0.80
     assert first[PERF].gpu_hours == pytest.approx(89 / 3600)
+    assert first[REF].dice_per_class == pytest.approx({"1": 0.80, "2": 0.40})
+
+
+def test_dice_per_class_named_and_shown_only_for_few_classes():
+    named = paper_like_records(1)
+    for r in named:
+        r["result"]["class_names"] = {"1": "liver", "2": "tumour"}
+    table = task_table(run_rows(named), [REF, EFF, PERF], REF)
+    assert table[0].dice_per_class == pytest.approx({"liver": 0.80, "tumour": 0.40})
+    text = task_markdown(table, table[0].task, ("s", 1.0))
+    assert "| Dice per class |" in text and "liver 0.800, tumour 0.400" in text
+    many = paper_like_records(1)
+    for r in many:
+        r["result"]["dice_per_class"] = {str(k): 0.5 for k in range(1, MAX_CLASSES_IN_TABLE + 2)}
+    table = task_table(run_rows(many), [REF, EFF, PERF], REF)
+    assert "Dice per class" not in task_markdown(table, table[0].task, ("s", 1.0))
 
 
 def test_summary_mean_gain_and_wilcoxon_known_answers():

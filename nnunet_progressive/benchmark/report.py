@@ -39,6 +39,7 @@ from nnunet_progressive.io_utils import atomic_save_figure, atomic_write_text
 
 CONSTANT_PATCH_PREFIX = "nnUNetTrainer_ConstantPatch"
 EQUAL_TOLERANCE = 1e-12
+MAX_CLASSES_IN_TABLE = 8  # more classes (TotalSegmentator) stay in report.csv only
 WILCOXON_MIN_TASKS = 6  # below this, the exact two-sided p-value cannot go under 0.05
 
 
@@ -57,6 +58,7 @@ class RunRow:
     status: str
     dice_mean: float | None = None
     dice_per_class: Mapping[str, float] = field(default_factory=dict)
+    class_names: Mapping[str, str] = field(default_factory=dict)
     train_seconds: float | None = None
     time_source: str | None = None
     runner_wall_seconds: float | None = None
@@ -85,6 +87,7 @@ class TaskTrainerRow:
     epochs: float | None
     peak_gpu_memory_gib: float | None
     is_reference: bool
+    dice_per_class: Mapping[str, float] = field(default_factory=dict)  # class name (or label) -> mean Dice
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,9 @@ def run_rows(records: Sequence[Mapping[str, Any]]) -> list[RunRow]:
             run_id=record["run_id"], task=task, dataset=record["dataset"], configuration=record["configuration"],
             plans=record["plans"], trainer=record["trainer"], fold=record["fold"], seed=int(record["seed"]),
             status=record.get("status", "new"), dice_mean=result.get("dice_mean"),
-            dice_per_class=dict(result.get("dice_per_class") or {}), train_seconds=seconds, time_source=source,
+            dice_per_class=dict(result.get("dice_per_class") or {}),
+            class_names={str(k): str(v) for k, v in (result.get("class_names") or {}).items()},
+            train_seconds=seconds, time_source=source,
             runner_wall_seconds=record.get("runner_wall_seconds"), gpu_hours=record.get("gpu_hours"),
             gpus_used=record.get("gpus_used"), epochs_done=result.get("epochs_done"),
             num_epochs=result.get("num_epochs"), peak_gpu_memory_bytes=result.get("peak_gpu_memory_bytes"),
@@ -170,6 +175,18 @@ def _tasks(rows: Sequence[RunRow]) -> list[str]:
     return list(dict.fromkeys(r.task for r in rows))
 
 
+def mean_dice_per_class(runs: Sequence[RunRow]) -> dict[str, float]:
+    """Mean Dice per class over runs, keyed by class name where the records name it, in label order."""
+    labels = sorted({k for r in runs for k in r.dice_per_class}, key=lambda k: (len(k), k))
+    names = {k: v for r in runs for k, v in r.class_names.items()}
+    means = {}
+    for label in labels:
+        mean = _mean([r.dice_per_class.get(label) for r in runs])
+        if mean is not None:
+            means[names.get(label, label)] = mean
+    return means
+
+
 def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) -> list[TaskTrainerRow]:
     """Per task (in order of appearance) one row per trainer that has finished runs there."""
     table = []
@@ -192,6 +209,7 @@ def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) 
                 relative_dice_pct=None if dice is None or not ref_dice else 100.0 * (dice - ref_dice) / ref_dice,
                 gpu_hours=_mean([r.gpu_hours for r in runs]), epochs=_mean([r.epochs_done for r in runs]),
                 peak_gpu_memory_gib=max(memory) / 2**30 if memory else None, is_reference=trainer == reference,
+                dice_per_class=mean_dice_per_class(runs),
             ))
     return table
 
@@ -281,12 +299,17 @@ def _signed(value: float | None, digits: int = 2) -> str:
 
 def task_markdown(table: Sequence[TaskTrainerRow], task: str, unit: tuple[str, float]) -> str:
     name, per_unit = unit
-    headers = ["Trainer", "Runs", "Dice", "Δ Dice (%)", f"Train time ({name})", "Rel. time", "GPU h", "Epochs",
-               "Peak GPU mem (GiB)"]
+    rows = [r for r in table if r.task == task]
+    classes = list(dict.fromkeys(name for r in rows for name in r.dice_per_class))
+    per_class = 0 < len(classes) <= MAX_CLASSES_IN_TABLE
+    headers = ["Trainer", "Runs", "Dice", *(["Dice per class"] if per_class else []), "Δ Dice (%)",
+               f"Train time ({name})", "Rel. time", "GPU h", "Epochs", "Peak GPU mem (GiB)"]
     body = []
-    for row in (r for r in table if r.task == task):
+    for row in rows:
         dice = _fmt(row.dice_mean, 4) + (f" ± {row.dice_std:.4f}" if row.dice_std is not None else "")
+        classes_text = ", ".join(f"{c} {_fmt(row.dice_per_class.get(c), 3)}" for c in classes)
         body.append([row.trainer + (" (ref)" if row.is_reference else ""), row.n_runs, dice,
+                     *([classes_text] if per_class else []),
                      _signed(row.relative_dice_pct), _fmt(None if row.train_seconds is None else
                                                           row.train_seconds / per_unit, 2),
                      _fmt(row.relative_time, 3), _fmt(row.gpu_hours, 2), _fmt(row.epochs, 0),
