@@ -262,6 +262,11 @@ def test_cli_dry_run_and_bad_spec(workspace, fake_train, capsys):
     assert main(["benchmark", "run", str(spec_file), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("| new | new |") == 4 and fake_train.calls == []
+    assert main(["benchmark", "run", str(spec_file), "--dry-run", "--seeds", "0,3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| new | new |") == 8 and out.count("__seed3 |") == 4
+    assert main(["benchmark", "run", str(spec_file), "--dry-run", "--seeds", "0,-1"]) == 2
+    assert "--seeds: expected comma-separated integers >= 0" in capsys.readouterr().err
     bad = write_spec(workspace, executor={"type": "cloud"})
     assert main(["benchmark", "run", str(bad)]) == 2
     assert "executor.type: expected one of ('local', 'slurm'), got 'cloud'" in capsys.readouterr().err

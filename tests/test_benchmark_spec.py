@@ -10,7 +10,9 @@ from nnunet_progressive.benchmark.spec import (
     BenchmarkRun,
     expand_runs,
     load_spec,
+    parse_seeds,
     parse_spec,
+    with_seeds,
 )
 from nnunet_progressive.errors import ProgressiveConfigError
 
@@ -171,3 +173,13 @@ def test_yaml_without_pyyaml_says_how_to_fix(tmp_path, monkeypatch):
         load_spec(path)
     (tmp_path / "spec.json").write_text(json.dumps(MINIMAL))
     assert load_spec(tmp_path / "spec.json").trainer_names == ["nnUNetTrainer"]
+
+
+def test_seeds_from_the_command_line(tmp_path):
+    assert parse_seeds("0, 1,1,4") == (0, 1, 4)
+    for bad in ("", "a", "0,,1", "-1", "1.5"):
+        with pytest.raises(ProgressiveConfigError, match="--seeds"):
+            parse_seeds(bad)
+    spec = with_seeds(parse_spec({"results_dir": "r", "datasets": [{"id": 1, "configurations": ["3d_fullres"]}],
+                                   "trainers": ["A"]}, tmp_path), [2, 0])
+    assert spec.seeds == (2, 0) and [r.seed for r in expand_runs(spec, ["Dataset001_X"])] == [2, 0]

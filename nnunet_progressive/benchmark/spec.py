@@ -52,7 +52,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,22 @@ def _int(value: Any, where: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         _fail(where, f"an integer >= {minimum}", value)
     return value
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1"`` -> ``(0, 1)``: repeat indices given on the command line (non-negative, duplicates dropped)."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise ProgressiveConfigError(f"--seeds: expected comma-separated integers >= 0 such as 0,1, got {text!r}")
+        seeds.append(int(part))
+    return tuple(dict.fromkeys(seeds))
+
+
+def with_seeds(spec: BenchmarkSpec, seeds: Sequence[int]) -> BenchmarkSpec:
+    """The spec with other repeat indices (the runs of seeds already done are skipped as usual)."""
+    return replace(spec, seeds=tuple(dict.fromkeys(_int(s, f"seeds[{i}]") for i, s in enumerate(seeds))))
 
 
 def _name(value: Any, where: str) -> str:

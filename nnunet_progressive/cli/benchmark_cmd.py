@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--prepare-only", action="store_true", help="only generate/plan/preprocess the datasets")
     run_parser.add_argument("--wait", action="store_true", help="slurm executor: wait until the submitted jobs end")
     run_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_parser.add_argument("--seeds", default=None, help="repeat indices instead of the spec's, e.g. 0,1 adds "
+                            "repeat 1 to a results folder where repeat 0 is done (done runs are skipped)")
     run_parser.set_defaults(func=run_action)
     report_parser = actions.add_parser(
         "report", help="tables (markdown, CSV), Wilcoxon test, time to Dice and plots of a results folder",
@@ -52,10 +54,12 @@ def _error(message: str) -> int:
 def run_action(args: argparse.Namespace) -> int:
     from nnunet_progressive.analysis.time_to_dice import markdown_table
     from nnunet_progressive.benchmark.run import MODE_FOR_STATUS, run_benchmark
-    from nnunet_progressive.benchmark.spec import load_spec
+    from nnunet_progressive.benchmark.spec import load_spec, parse_seeds, with_seeds
 
     try:
         spec = load_spec(args.spec)
+        if args.seeds is not None:
+            spec = with_seeds(spec, parse_seeds(args.seeds))
         outcome = run_benchmark(spec, dry_run=args.dry_run, prepare_only=args.prepare_only, wait=args.wait,
                                 progress=not args.no_progress)
     except (ProgressiveConfigError, RuntimeError) as error:
