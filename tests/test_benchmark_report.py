@@ -74,6 +74,18 @@ def test_task_table_known_answers():
     assert first[REF].dice_per_class == pytest.approx({"1": 0.80, "2": 0.40})
 
 
+def test_mean_relative_dice_says_when_the_reference_dice_is_zero():
+    records = paper_like_records(6)
+    for r in records:
+        if r["dataset"].startswith("Dataset001") and r["trainer"] == REF:
+            r["result"]["dice_mean"] = 0.0
+    table = task_table(run_rows(records), [REF, EFF, PERF], REF)
+    efficiency = summary_table(table, [REF, EFF, PERF], REF)[0]
+    assert (efficiency.n_tasks, efficiency.relative_dice_tasks, efficiency.better) == (6, 5, 1)
+    assert efficiency.mean_relative_dice_pct == pytest.approx(0.0)
+    assert efficiency.note.startswith("mean Δ Dice over 5 of 6 tasks")
+
+
 def test_dice_per_class_named_and_shown_only_for_few_classes():
     named = paper_like_records(1)
     for r in named:

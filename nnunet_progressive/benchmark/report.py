@@ -108,6 +108,16 @@ class TrainerSummary:
     equal: int
     worse: int
     wilcoxon: WilcoxonResult
+    relative_dice_tasks: int = 0  # tasks the mean relative Dice averages (not those where the reference has 0)
+
+    @property
+    def note(self) -> str:
+        """Caveats of the row: tasks without a relative Dice, then the Wilcoxon test's note."""
+        notes = []
+        if self.relative_dice_tasks < self.n_tasks:
+            notes.append(f"mean Δ Dice over {self.relative_dice_tasks} of {self.n_tasks} tasks (the reference's "
+                         f"Dice is 0 on the others, so no relative change exists there)")
+        return "; ".join(notes + ([self.wilcoxon.note] if self.wilcoxon.note else []))
 
 
 # ------------------------------------------------------------------------------------------ pure tables
@@ -256,6 +266,7 @@ def summary_table(table: Sequence[TaskTrainerRow], trainers: Sequence[str], refe
         summaries.append(TrainerSummary(
             trainer=trainer, n_tasks=len(pairs),
             mean_relative_dice_pct=_mean([mine.relative_dice_pct for mine, _ in pairs]),
+            relative_dice_tasks=sum(mine.relative_dice_pct is not None for mine, _ in pairs),
             mean_relative_time=_mean([mine.relative_time for mine, _ in pairs]),
             better=sum(d > EQUAL_TOLERANCE for d in differences),
             equal=sum(abs(d) <= EQUAL_TOLERANCE for d in differences),
@@ -322,7 +333,7 @@ def summary_markdown(summaries: Sequence[TrainerSummary]) -> str:
                "p", "Note"]
     body = [[s.trainer, s.n_tasks, _signed(s.mean_relative_dice_pct), _fmt(s.mean_relative_time, 3),
              f"{s.better} / {s.equal} / {s.worse}", _fmt(s.wilcoxon.statistic, 1), _fmt(s.wilcoxon.p_value, 4),
-             s.wilcoxon.note] for s in summaries]
+             s.note] for s in summaries]
     return markdown_table(headers, body)
 
 
@@ -354,11 +365,12 @@ def tasks_csv(table: Sequence[TaskTrainerRow]) -> str:
 
 
 def summary_csv(summaries: Sequence[TrainerSummary], reference: str) -> str:
-    headers = ["trainer", "reference", "n_tasks", "mean_relative_dice_pct", "mean_relative_time", "better",
-               "equal", "worse", "wilcoxon_n", "wilcoxon_statistic", "wilcoxon_p", "note"]
-    return csv_text(headers, [[s.trainer, reference, s.n_tasks, s.mean_relative_dice_pct, s.mean_relative_time,
-                               s.better, s.equal, s.worse, s.wilcoxon.n, s.wilcoxon.statistic,
-                               s.wilcoxon.p_value, s.wilcoxon.note] for s in summaries])
+    headers = ["trainer", "reference", "n_tasks", "mean_relative_dice_pct", "relative_dice_tasks",
+               "mean_relative_time", "better", "equal", "worse", "wilcoxon_n", "wilcoxon_statistic", "wilcoxon_p",
+               "note"]
+    return csv_text(headers, [[s.trainer, reference, s.n_tasks, s.mean_relative_dice_pct, s.relative_dice_tasks,
+                               s.mean_relative_time, s.better, s.equal, s.worse, s.wilcoxon.n,
+                               s.wilcoxon.statistic, s.wilcoxon.p_value, s.note] for s in summaries])
 
 
 # ----------------------------------------------------------------------------------------------- plots
@@ -421,11 +433,15 @@ def plot_relative(table: Sequence[TaskTrainerRow], trainers: Sequence[str], refe
         dices = [getattr(by_key.get((t, trainer)), "relative_dice_pct", None) for t in tasks]
         top.bar(xs, [math.nan if v is None else v for v in times], width, color=colors[trainer], label=trainer)
         bottom.bar(xs, [math.nan if v is None else v for v in dices], width, color=colors[trainer], label=trainer)
+        for x, task, dice in zip(xs, tasks, dices):
+            if dice is None and (task, trainer) in by_key:  # the reference's Dice is 0 or missing: no ratio
+                bottom.annotate("n/a", (x, 0.0), xytext=(0, 3), textcoords="offset points", ha="center",
+                                fontsize="x-small", color=colors[trainer])
     top.axhline(1.0, color="black", linewidth=0.8)
     bottom.axhline(0.0, color="black", linewidth=0.8)
     top.set_title(f"Relative to {reference}", fontsize="medium")
     top.set_ylabel("training time (x reference)")
-    bottom.set_ylabel("Dice change (%)")
+    bottom.set_ylabel("Dice change (%)\n(n/a: reference Dice 0)")
     bottom.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right", fontsize="small")
     for axes in (top, bottom):
         axes.grid(axis="y", alpha=0.3)
