@@ -43,7 +43,6 @@ import json
 import math
 import multiprocessing
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from tqdm import tqdm
 
 from nnunet_progressive import __version__
 from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.io_utils import atomic_write_text
 from nnunet_progressive.similarity import ranking
 from nnunet_progressive.similarity.metrics import (
     METRIC_NAMES,
@@ -296,21 +296,8 @@ def summarise(
 
 
 def write_json_atomic(path: Path, content: Mapping[str, Any]) -> None:
-    """Write ``content`` as JSON to ``path`` via a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(content, indent=1, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Write ``content`` as JSON to ``path`` via a temporary file in the same folder (NaN refused)."""
+    atomic_write_text(path, json.dumps(content, indent=1, allow_nan=False))
 
 
 def cache_path_for(output: Path) -> Path:
