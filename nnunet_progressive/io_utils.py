@@ -3,36 +3,34 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def _default_file_mode() -> int:
-    """What a plain ``open(path, "w")`` would give: 0o666 less the process umask (mkstemp gives 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _unique_name() -> str:
+    return uuid.uuid4().hex[:8]
 
 
 @contextmanager
 def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it gets normal permissions and replaces ``path``.
+    """Yield a new empty temporary file beside ``path``; on success it replaces ``path``.
 
-    On any error the temporary file is removed and ``path`` is left as it was.
+    The file is created with mode 0o666 less the umask, like a plain ``open(path, "w")`` (mkstemp would give
+    0o600 and hide results from the group). On any error it is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{_unique_name()}{suffix}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
-        os.chmod(tmp, _default_file_mode())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -74,20 +72,15 @@ def claim_raw_dataset_folder(raw_root: Path, dataset_id: int, folder_name: str, 
 
 def temporary_sibling(target: Path) -> Path:
     """A hidden work folder next to ``target`` (its name does not start with DatasetXXX, so nnU-Net ignores it)."""
-    import uuid
-
-    return target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+    return target.parent / f".tmp-{target.name}-{_unique_name()}"
 
 
 def move_folder_into_place(built: Path, target: Path) -> None:
     """Rename ``built`` to ``target``; an existing target is swapped out first and deleted only afterwards."""
-    import shutil
-    import uuid
-
     if not target.exists():
         os.replace(built, target)
         return
-    trash = target.parent / f".trash-{target.name}-{uuid.uuid4().hex[:8]}"
+    trash = target.parent / f".trash-{target.name}-{_unique_name()}"
     os.replace(target, trash)
     try:
         os.replace(built, target)
@@ -95,3 +88,21 @@ def move_folder_into_place(built: Path, target: Path) -> None:
         os.replace(trash, target)
         raise
     shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def new_raw_dataset_folder(raw_root: str | os.PathLike, dataset_id: int, folder_name: str,
+                           overwrite: bool) -> Iterator[Path]:
+    """Claim ``raw_root/folder_name`` (:func:`claim_raw_dataset_folder`) and yield a hidden work folder holding
+    empty ``imagesTr`` and ``labelsTr``; on success it becomes the dataset folder, on error it is removed."""
+    raw_root = Path(raw_root)
+    raw_root.mkdir(parents=True, exist_ok=True)
+    target = claim_raw_dataset_folder(raw_root, dataset_id, folder_name, overwrite)
+    work = temporary_sibling(target)
+    try:
+        (work / "imagesTr").mkdir(parents=True)
+        (work / "labelsTr").mkdir()
+        yield work
+        move_folder_into_place(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_progressive.errors import ProgressiveConfigError
-from nnunet_progressive.io_utils import claim_raw_dataset_folder, move_folder_into_place, temporary_sibling
+from nnunet_progressive.io_utils import new_raw_dataset_folder
 
 DATASET_NAME = "NNProgMNI152Tissue"
 _FILES = {
@@ -98,16 +98,11 @@ def write_mni152_dataset(raw_root: str | Path, dataset_id: int = 520, num_cases:
         raise ProgressiveConfigError(f"num_cases must be >= 2 (nnU-Net needs cases to split), got {num_cases}")
     if not 1.0 <= spacing_mm <= 8.0:
         raise ProgressiveConfigError(f"spacing_mm must lie in [1, 8] mm, got {spacing_mm}")
-    raw_root = Path(raw_root)
-    raw_root.mkdir(parents=True, exist_ok=True)
-    target = claim_raw_dataset_folder(raw_root, dataset_id, f"Dataset{dataset_id:03d}_{DATASET_NAME}", overwrite)
-    images = template_images()
-    grid = _reference_grid(images["t1"], spacing_mm)
-    rng = np.random.default_rng(seed)
-    work = temporary_sibling(target)
-    try:
-        (work / "imagesTr").mkdir(parents=True)
-        (work / "labelsTr").mkdir()
+    folder_name = f"Dataset{dataset_id:03d}_{DATASET_NAME}"
+    with new_raw_dataset_folder(raw_root, dataset_id, folder_name, overwrite) as work:
+        images = template_images()
+        grid = _reference_grid(images["t1"], spacing_mm)
+        rng = np.random.default_rng(seed)
         for index in range(num_cases):
             image, label = make_case(images, grid, rng)
             case = f"{DATASET_NAME}_{index:03d}"
@@ -125,10 +120,4 @@ def write_mni152_dataset(raw_root: str | Path, dataset_id: int = 520, num_cases:
             "nnunet_progressive": {"spacing_mm": spacing_mm, "seed": seed},
         }
         (work / "dataset.json").write_text(json.dumps(dataset_json, indent=2) + "\n")
-        move_folder_into_place(work, target)
-    finally:
-        if work.exists():
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
-    return target
+    return Path(raw_root) / folder_name

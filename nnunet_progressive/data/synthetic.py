@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from dataclasses import asdict, dataclass, replace
 from numbers import Integral, Real
 from pathlib import Path
@@ -33,7 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunet_progressive.errors import ProgressiveConfigError
-from nnunet_progressive.io_utils import claim_raw_dataset_folder, move_folder_into_place, temporary_sibling
+from nnunet_progressive.io_utils import new_raw_dataset_folder
 
 __all__ = ["PRESETS", "SyntheticDatasetSpec", "generate_case", "write_dataset", "write_preset"]
 
@@ -459,13 +458,8 @@ def write_dataset(spec: SyntheticDatasetSpec, raw_root: str | Path, dataset_id: 
     if not _is_int(dataset_id) or not 1 <= dataset_id <= 999:
         raise ProgressiveConfigError(f"write_dataset: dataset_id must be an integer in [1, 999] (nnU-Net "
                                      f"uses 3-digit ids); got {dataset_id!r}.")
-    raw_root = Path(raw_root)
-    raw_root.mkdir(parents=True, exist_ok=True)
-    target = claim_raw_dataset_folder(raw_root, dataset_id, f"Dataset{dataset_id:03d}_{spec.name}", overwrite)
-    tmp = temporary_sibling(target)
-    try:
-        (tmp / "imagesTr").mkdir(parents=True)
-        (tmp / "labelsTr").mkdir()
+    folder_name = f"Dataset{dataset_id:03d}_{spec.name}"
+    with new_raw_dataset_folder(raw_root, dataset_id, folder_name, overwrite) as work:
         is_2d = len(spec.shape) == 2
         spacing = ((_SLICE_SPACING_2D, *spec.spacing) if is_2d else spec.spacing)
         for i in range(spec.num_cases):
@@ -474,17 +468,12 @@ def write_dataset(spec: SyntheticDatasetSpec, raw_root: str | Path, dataset_id: 
                 image, label = image[:, None], label[None]
             case = f"{spec.name}_{i:03d}"
             for c in range(spec.num_channels):
-                sitk.WriteImage(_to_sitk(image[c], spacing), str(tmp / "imagesTr" / f"{case}_{c:04d}.nii.gz"),
+                sitk.WriteImage(_to_sitk(image[c], spacing), str(work / "imagesTr" / f"{case}_{c:04d}.nii.gz"),
                                 useCompression=True)
-            sitk.WriteImage(_to_sitk(label, spacing), str(tmp / "labelsTr" / f"{case}.nii.gz"),
+            sitk.WriteImage(_to_sitk(label, spacing), str(work / "labelsTr" / f"{case}.nii.gz"),
                             useCompression=True)
-        (tmp / "dataset.json").write_text(json.dumps(_dataset_json(spec), indent=2) + "\n")
-
-        move_folder_into_place(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        (work / "dataset.json").write_text(json.dumps(_dataset_json(spec), indent=2) + "\n")
+    return Path(raw_root) / folder_name
 
 
 # ----------------------------------------------------------------------------------------------- presets
