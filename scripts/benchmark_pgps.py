@@ -19,7 +19,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
+from nnunet_progressive.data.prepare import (
+    SMALL_FEATURES_PER_STAGE,
+    SMALL_PLANS,
+    NnunetFolders,
+    prepare_generated_dataset,
+)
 from nnunet_progressive.io_utils import atomic_save_figure, atomic_write_json, atomic_write_text
 from nnunet_progressive.runner import TrainingRun, train
 
@@ -30,7 +35,7 @@ DATASET_ID = 991
 def measure(workspace: Path, preset: str, epochs: int, iterations: int, device: str, small: bool) -> list[dict]:
     folders = NnunetFolders.under(workspace)
     log = workspace / "benchmark.log"
-    small_features = (8, 16, 32, 64, 64, 64, 64, 64) if small else None
+    small_features = SMALL_FEATURES_PER_STAGE if small else None
     dataset_name = prepare_generated_dataset(preset, DATASET_ID, folders, log_file=log,
                                              features_per_stage=small_features)
     plans = SMALL_PLANS if small else "nnUNetPlans"

@@ -185,9 +185,14 @@ def _tasks(rows: Sequence[RunRow]) -> list[str]:
     return list(dict.fromkeys(r.task for r in rows))
 
 
+def class_labels(rows: Sequence[RunRow]) -> list[str]:
+    """Every label key of the rows' per-class Dice, in numeric order ("2" before "10")."""
+    return sorted({k for r in rows for k in r.dice_per_class}, key=lambda k: (len(k), k))
+
+
 def mean_dice_per_class(runs: Sequence[RunRow]) -> dict[str, float]:
     """Mean Dice per class over runs, keyed by class name where the records name it, in label order."""
-    labels = sorted({k for r in runs for k in r.dice_per_class}, key=lambda k: (len(k), k))
+    labels = class_labels(runs)
     names = {k: v for r in runs for k, v in r.class_names.items()}
     means = {}
     for label in labels:
@@ -339,7 +344,7 @@ def summary_markdown(summaries: Sequence[TrainerSummary]) -> str:
 
 def runs_csv(rows: Sequence[RunRow]) -> str:
     """One line per run (times in seconds, memory in bytes)."""
-    labels = sorted({k for r in rows for k in r.dice_per_class}, key=lambda k: (len(k), k))
+    labels = class_labels(rows)
     headers = ["run_id", "task", "dataset", "configuration", "plans", "trainer", "fold", "seed", "status",
                "dice_mean", *[f"dice_class_{k}" for k in labels], "train_wall_seconds", "time_source",
                "runner_wall_seconds", "gpus_used", "gpu_hours", "epochs_done", "num_epochs",

@@ -56,13 +56,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nnunet_progressive.data.prepare import NnunetFolders
+from nnunet_progressive.data.prepare import SMALL_FEATURES_PER_STAGE, NnunetFolders
 from nnunet_progressive.errors import ProgressiveConfigError
 
 EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")
 SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
-DEFAULT_SMALL_FEATURES = (8, 16, 32, 64, 64, 64, 64, 64)
 
 _TOP_KEYS = {"results_dir", "nnunet_root", "executor", "datasets", "trainers", "folds", "seeds", "knobs",
              "small_network", "reference_trainer"}
@@ -134,7 +133,7 @@ class TrainerSpec:
 class SmallNetworkSpec:
     """Train with a narrow copy of the plans (:func:`nnunet_progressive.data.prepare.write_small_plans`)."""
 
-    features_per_stage: tuple[int, ...] = DEFAULT_SMALL_FEATURES
+    features_per_stage: tuple[int, ...] = SMALL_FEATURES_PER_STAGE
     convs_per_stage: int = 1
 
 
@@ -408,7 +407,7 @@ def _small_network(data: Any) -> SmallNetworkSpec | None:
     if data is True:
         return SmallNetworkSpec()
     data = _check_keys(data, _SMALL_KEYS, "small_network")
-    features = data.get("features_per_stage", DEFAULT_SMALL_FEATURES)
+    features = data.get("features_per_stage", SMALL_FEATURES_PER_STAGE)
     if isinstance(features, str) or not features or not all(
             isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
         _fail("small_network.features_per_stage", "a list of positive channel counts", features)

@@ -12,6 +12,7 @@ from pathlib import Path
 from nnunet_progressive.io_utils import atomic_write_json
 
 SMALL_PLANS = "nnUNetPlans_small"
+SMALL_FEATURES_PER_STAGE = (8, 16, 32, 64, 64, 64, 64, 64)  # narrow network of SMALL_PLANS (first N used)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class NnunetFolders:
 def write_small_plans(
     plans_file: str | os.PathLike,
     configurations: Sequence[str],
-    features_per_stage: Sequence[int] = (8, 16, 32, 64, 64, 64, 64, 64),
+    features_per_stage: Sequence[int] = SMALL_FEATURES_PER_STAGE,
     convs_per_stage: int = 1,
     plans_name: str = SMALL_PLANS,
 ) -> Path:
@@ -89,7 +90,7 @@ def prepare_generated_dataset(
     folders: NnunetFolders,
     configurations: Sequence[str] = ("3d_fullres",),
     log_file: str | os.PathLike | None = None,
-    features_per_stage: Sequence[int] | None = (8, 16, 32, 64, 64, 64, 64, 64),
+    features_per_stage: Sequence[int] | None = SMALL_FEATURES_PER_STAGE,
 ) -> str:
     """Generate a dataset (``data.generated``), plan and preprocess it with nnU-Net, write small plans.
 
