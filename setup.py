@@ -19,7 +19,7 @@ setup(
     packages=find_packages(include=["nnunet_progressive", "nnunet_progressive.*"])
     + ["nnunet_progressive_trainers"],
     package_dir={"nnunet_progressive_trainers": "trainers"},
-    package_data={"nnunet_progressive.compat": ["cpu_torchvision/*.py"]},
+    package_data={"nnunet_progressive.nnunet.compat": ["cpu_torchvision/*.py"]},
     install_requires=[
         "nnunetv2>=2.8.1,<2.9",  # tested range: 2.8.1
         "torch>=2.1",
@@ -36,7 +36,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "ruff", "nilearn"],
-        "offline": ["nilearn"],  # ships the MNI152 template used by nnunet_progressive.data.mni152
+        "offline": ["nilearn"],  # ships the MNI152 template used by nnunet_progressive.datasets.mni152
     },
     entry_points={"console_scripts": ["nnprog=nnunet_progressive.cli.main:main"]},
 )

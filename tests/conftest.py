@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_progressive.data.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
+from nnunet_progressive.datasets.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
 
 
 @dataclass(frozen=True)

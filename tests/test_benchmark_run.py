@@ -13,7 +13,7 @@ from nnunet_progressive.benchmark import run as bench_run
 from nnunet_progressive.benchmark.results import collect_run, load_records, read_record
 from nnunet_progressive.benchmark.spec import load_spec
 from nnunet_progressive.cli.main import main
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
 
 DATASET = "Dataset777_Fake"
 TRAINERS = ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency"]

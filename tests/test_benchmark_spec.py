@@ -14,7 +14,7 @@ from nnunet_progressive.benchmark.spec import (
     parse_spec,
     with_seeds,
 )
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
 
 YAML_SPEC = """
 results_dir: results/run1

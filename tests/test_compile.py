@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch._dynamo.config as dynamo_config
 
-from nnunet_progressive.training.compile import configure_dynamo_for_shapes
+from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_progressive.benchmark.converters import TASKS, CaseCountError, SourceLayoutError, convert
-from nnunet_progressive.benchmark.converters.totalsegmentator import CLASSES, SUBSETS
 from nnunet_progressive.cli.main import main
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.datasets.converters import TASKS, CaseCountError, SourceLayoutError, convert
+from nnunet_progressive.datasets.converters.totalsegmentator import CLASSES, SUBSETS
 
 SHAPE = (16, 16, 16)  # numpy (z, y, x) for SimpleITK writers, (x, y, z) for nibabel: all axes equal here
 _RNG = np.random.default_rng(0)

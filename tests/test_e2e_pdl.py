@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 from training_logs import matches_per_epoch
 
+from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
 from nnunet_progressive.pdl.subsets import select_set1
-from nnunet_progressive.runner import TrainingRun, predict, train
 
 pytestmark = pytest.mark.e2e
 

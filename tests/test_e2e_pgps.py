@@ -12,8 +12,8 @@ import pytest
 import SimpleITK as sitk
 from training_logs import matches_per_epoch
 
+from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
 from nnunet_progressive.pgps.schedule import build_schedule
-from nnunet_progressive.runner import TrainingRun, predict, train
 
 pytestmark = pytest.mark.e2e
 

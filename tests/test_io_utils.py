@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from nnunet_progressive.io_utils import atomic_save_figure, atomic_write_json, atomic_write_text, replacing
+from nnunet_progressive.core.io import atomic_save_figure, atomic_write_json, atomic_write_text, replacing
 
 
 def _mode(path) -> int:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_progressive.data.mni152 import write_mni152_dataset
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.datasets.mni152 import write_mni152_dataset
 
 
 def test_cases_differ_have_both_tissues_and_pass_nnunet_integrity(tmp_path, capfd):
@@ -42,7 +42,7 @@ def test_bad_settings_and_overwrite(tmp_path):
 
 def test_benchmark_spec_accepts_the_mni152_dataset(tmp_path):
     from nnunet_progressive.benchmark.spec import parse_spec
-    from nnunet_progressive.data.generated import generated_dataset_names, generated_task_name
+    from nnunet_progressive.datasets.generated import generated_dataset_names, generated_task_name
 
     assert "mni152" in generated_dataset_names() and "tiny3d" in generated_dataset_names()
     spec = parse_spec({"results_dir": str(tmp_path), "trainers": ["nnUNetTrainer_ConstantPatch"],

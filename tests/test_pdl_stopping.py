@@ -3,10 +3,10 @@ import math
 
 import pytest
 
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
 from nnunet_progressive.pdl.subsets import select_set1, set1_size
-from nnunet_progressive.settings import ProgressiveSettings, settings_from_env
-from nnunet_progressive.stopping import aggregate_dice, dice_from_counts, is_check_epoch, reached
+from nnunet_progressive.stopping.dice import aggregate_dice, dice_from_counts, is_check_epoch, reached
 
 ORDER = ["c", "a", "e", "b", "d", "f"]  # most dissimilar first
 
@@ -67,7 +67,7 @@ def test_settings_from_env_parses_and_rejects():
 def test_every_knob_is_documented_under_its_environment_name():
     from dataclasses import fields
 
-    from nnunet_progressive.settings import env_variable_help
+    from nnunet_progressive.core.knobs import env_variable_help
 
     documented = env_variable_help()
     readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()

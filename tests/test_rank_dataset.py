@@ -12,11 +12,11 @@ from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnU
 
 from nnunet_progressive import __version__
 from nnunet_progressive.cli import main as cli_main
-from nnunet_progressive.cli import rank_cmd
-from nnunet_progressive.errors import ProgressiveConfigError
-from nnunet_progressive.similarity import rank_dataset as rd
-from nnunet_progressive.similarity import ranking
-from nnunet_progressive.similarity.registration import REGISTRATION_METHODS
+from nnunet_progressive.cli import pdl as rank_cmd
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.nnunet import pdl_ranking as rd
+from nnunet_progressive.pdl.similarity import ranking
+from nnunet_progressive.pdl.similarity.registration import REGISTRATION_METHODS
 
 DATASET = "Dataset901_FakeRank"
 DATA_IDENTIFIER = {"3d_fullres": "nnUNetPlans_3d_fullres", "2d": "nnUNetPlans_2d"}

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.pgps.schedule import (
     build_schedule,
     foreground_oversampling,

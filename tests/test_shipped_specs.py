@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
-from nnunet_progressive.benchmark.converters import TASKS
 from nnunet_progressive.benchmark.spec import load_spec
+from nnunet_progressive.datasets.converters import TASKS
 
 SPECS = sorted((Path(__file__).parent.parent / "benchmarks").glob("*.yaml"))
 

@@ -10,7 +10,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.ndimage import shift as nd_shift
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from nnunet_progressive.similarity.metrics import (
+from nnunet_progressive.pdl.similarity.metrics import (
     PSNR_CAP_DB,
     compare_channels,
     dissimilarity,
@@ -21,7 +21,7 @@ from nnunet_progressive.similarity.metrics import (
     uqi,
     uqi_map,
 )
-from nnunet_progressive.similarity.registration import (
+from nnunet_progressive.pdl.similarity.registration import (
     background_value,
     register,
     resample_to_grid,

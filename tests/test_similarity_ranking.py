@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnunet_progressive.similarity import ranking
-from nnunet_progressive.similarity.metrics import dissimilarity
-from nnunet_progressive.similarity.rank_dataset import (
+from nnunet_progressive.pdl.similarity import ranking
+from nnunet_progressive.pdl.similarity.compare import (
     PairResult,
     Thumbnail,
     body_mask,
@@ -18,6 +17,7 @@ from nnunet_progressive.similarity.rank_dataset import (
     make_thumbnail,
     summarise,
 )
+from nnunet_progressive.pdl.similarity.metrics import dissimilarity
 
 
 def test_choose_mode_threshold_and_estimate() -> None:

@@ -1,4 +1,4 @@
-"""Tests for nnunet_progressive.data.synthetic (synthetic nnU-Net v2 raw datasets)."""
+"""Tests for nnunet_progressive.datasets.synthetic (synthetic nnU-Net v2 raw datasets)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_progressive.data.synthetic import (
+from nnunet_progressive.datasets.synthetic import (
     PRESETS,
     SyntheticDatasetSpec,
     generate_case,
@@ -146,7 +146,7 @@ def test_overwrite_behaviour(tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nnunet_progressive.data.synthetic as synthetic
+    import nnunet_progressive.datasets.synthetic as synthetic
 
     calls = {"n": 0}
     real = synthetic.generate_case

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from nnunet_progressive.analysis.time_to_dice import (
+from nnunet_progressive.cli.main import main
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.stopping.time_to_dice import (
     default_thresholds,
     parse_thresholds,
     plot_dice_vs_time,
@@ -17,8 +19,6 @@ from nnunet_progressive.analysis.time_to_dice import (
     time_to_reach,
     validate_time_to_dice,
 )
-from nnunet_progressive.cli.main import main
-from nnunet_progressive.errors import ProgressiveConfigError
 
 
 def checks(*pairs):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-from nnunet_progressive.training.loaders import inner_data_loader, shutdown_augmenter
+from nnunet_progressive.nnunet.loaders import inner_data_loader, shutdown_augmenter
 
 
 def _make_trainer(ws, trainer_class, monkeypatch, fold: int, knobs: dict[str, str]):

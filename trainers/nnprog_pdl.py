@@ -5,8 +5,8 @@ NNPROG_PDL_SEED, NNPROG_RANKING, plus the run-length knobs (NNPROG_EPOCHS, ...).
 """
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_progressive.training.progressive_data import ProgressiveDataMixin
-from nnunet_progressive.training.progressive_patch import ProgressivePatchMixin
+from nnunet_progressive.nnunet.pdl import ProgressiveDataMixin
+from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin
 
 
 class nnUNetTrainer_PDL(ProgressiveDataMixin, nnUNetTrainer):

@@ -5,9 +5,9 @@ are read from the environment; `nnprog schedule` prints the resulting stages bef
 """
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_progressive.settings import ProgressiveSettings
-from nnunet_progressive.training.progressive_patch import ProgressivePatchMixin, RandomPatchSizeMixin
-from nnunet_progressive.training.run_length import RunLengthMixin
+from nnunet_progressive.core.knobs import ProgressiveSettings
+from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin, RandomPatchSizeMixin
+from nnunet_progressive.nnunet.run_state import RunLengthMixin
 
 
 class nnUNetTrainer_ConstantPatch(RunLengthMixin, nnUNetTrainer):

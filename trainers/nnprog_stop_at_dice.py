@@ -4,8 +4,8 @@ Every variant writes time_to_dice.json in its fold folder (for `nnprog compare`)
 """
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_progressive.training.progressive_patch import ProgressivePatchMixin, RandomPatchSizeMixin
-from nnunet_progressive.training.stop_at_dice import StopAtDiceMixin
+from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin, RandomPatchSizeMixin
+from nnunet_progressive.nnunet.stopping import StopAtDiceMixin
 
 
 class nnUNetTrainer_StopAtDice(StopAtDiceMixin, nnUNetTrainer):

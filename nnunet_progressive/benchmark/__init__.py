@@ -1,4 +1,2 @@
 """Benchmarks: the spec (:mod:`.spec`), the runner and its executors (:mod:`.run`), per-run records
-(:mod:`.results`) and the report (:mod:`.report`). See ``docs/benchmark.md``."""
-# Dataset converters for the paper's 15 tasks (official download layout -> nnU-Net raw): :mod:`.converters`,
-# see docs/datasets.md.
+(:mod:`.results`), the report (:mod:`.report`) and the demo built on them (:mod:`.demo`). See ``docs/benchmark.md``."""

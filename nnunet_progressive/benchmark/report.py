@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnunet_progressive.analysis.time_to_dice import (
+from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
+from nnunet_progressive.stopping.time_to_dice import (
     Check,
     TimeToDiceRow,
     csv_text,
@@ -35,7 +36,6 @@ from nnunet_progressive.analysis.time_to_dice import (
     time_to_dice_table,
     time_unit,
 )
-from nnunet_progressive.io_utils import atomic_save_figure, atomic_write_text
 
 CONSTANT_PATCH_PREFIX = "nnUNetTrainer_ConstantPatch"
 EQUAL_TOLERANCE = 1e-12

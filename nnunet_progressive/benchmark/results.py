@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nnunet_progressive.analysis.time_to_dice import validate_time_to_dice
-from nnunet_progressive.errors import ProgressiveConfigError
-from nnunet_progressive.io_utils import atomic_write_json
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.stopping.time_to_dice import validate_time_to_dice
 
 # File names written by the trainers (kept here as strings: importing the trainer modules pulls in torch)
 RUN_SUMMARY_JSON = "run_summary.json"

@@ -55,10 +55,10 @@ from nnunet_progressive.benchmark.results import (
     write_record,
 )
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, DatasetSpec, SlurmSpec, expand_runs
-from nnunet_progressive.data.prepare import NnunetFolders, plan_and_preprocess, run_logged, write_small_plans
-from nnunet_progressive.errors import ProgressiveConfigError
-from nnunet_progressive.io_utils import atomic_write_json
-from nnunet_progressive.runner import TrainingRun, train
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.datasets.prepare import NnunetFolders, plan_and_preprocess, run_logged, write_small_plans
+from nnunet_progressive.nnunet.runner import TrainingRun, train
 
 STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
 MODE_FOR_STATUS = {STATUS_NEW: ("new", ()), STATUS_INTERRUPTED: ("continue", ("--c",)),
@@ -272,7 +272,7 @@ def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
     if dataset.name:
         return dataset.name
     if dataset.synthetic_preset:
-        from nnunet_progressive.data.generated import generated_task_name
+        from nnunet_progressive.datasets.generated import generated_task_name
 
         return f"Dataset{dataset.id:03d}_{generated_task_name(dataset.synthetic_preset)}"
     for root in (folders.raw, folders.preprocessed):
@@ -306,7 +306,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
     log_file = log_dir / f"prepare_{name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     if dataset.synthetic_preset and not (folders.raw / name / "dataset.json").is_file():
-        from nnunet_progressive.data.generated import write_generated
+        from nnunet_progressive.datasets.generated import write_generated
 
         print(f"generating {name} (generated dataset {dataset.synthetic_preset})", file=sys.stderr)
         write_generated(dataset.synthetic_preset, folders.raw, dataset_id)

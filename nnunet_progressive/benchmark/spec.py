@@ -27,7 +27,7 @@ the spec file. Example (every key shown; only ``results_dir``, ``datasets`` and 
         configurations: [3d_fullres]
         plans: nnUNetPlans                  # plans identifier (default nnUNetPlans)
         prepare:
-          synthetic_preset: tiny3d          # generate the raw data (nnunet_progressive.data.generated)
+          synthetic_preset: tiny3d          # generate the raw data (nnunet_progressive.datasets.generated)
           num_processes: 2                  # -np / -npfp of nnU-Net's planning and preprocessing
     trainers:                               # order = column order of the report
       - nnUNetTrainer_ConstantPatch
@@ -56,8 +56,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nnunet_progressive.data.prepare import SMALL_FEATURES_PER_STAGE, NnunetFolders
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE, NnunetFolders
 
 EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")
@@ -131,7 +131,7 @@ class TrainerSpec:
 
 @dataclass(frozen=True)
 class SmallNetworkSpec:
-    """Train with a narrow copy of the plans (:func:`nnunet_progressive.data.prepare.write_small_plans`)."""
+    """Train with a narrow copy of the plans (:func:`nnunet_progressive.datasets.prepare.write_small_plans`)."""
 
     features_per_stage: tuple[int, ...] = SMALL_FEATURES_PER_STAGE
     convs_per_stage: int = 1
@@ -375,7 +375,7 @@ def _dataset(data: Any, index: int) -> DatasetSpec:
     prepare = _check_keys(data.get("prepare") or {}, _PREPARE_KEYS, f"{where}.prepare")
     preset = prepare.get("synthetic_preset")
     if preset is not None:
-        from nnunet_progressive.data.generated import generated_dataset_names, generated_task_name
+        from nnunet_progressive.datasets.generated import generated_dataset_names, generated_task_name
 
         if preset not in generated_dataset_names():
             _fail(f"{where}.prepare.synthetic_preset", f"one of {generated_dataset_names()}", preset)

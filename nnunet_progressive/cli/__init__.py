@@ -1,1 +1,1 @@
-"""cli."""
+"""The `nnprog` command line: one module per method or tool (see main.py)."""

@@ -14,13 +14,13 @@ from nnunet_progressive import __version__
 # Modules are imported lazily by name so that a subcommand with a heavy or optional dependency
 # never breaks `nnprog --help` or the other subcommands.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "nnunet_progressive.cli.env_cmd",
-    "nnunet_progressive.cli.schedule_cmd",
-    "nnunet_progressive.cli.demo_cmd",
-    "nnunet_progressive.cli.rank_cmd",
-    "nnunet_progressive.cli.convert_cmd",
-    "nnunet_progressive.cli.benchmark_cmd",
-    "nnunet_progressive.cli.compare_cmd",
+    "nnunet_progressive.cli.env",
+    "nnunet_progressive.cli.pgps",
+    "nnunet_progressive.cli.demo",
+    "nnunet_progressive.cli.pdl",
+    "nnunet_progressive.cli.datasets",
+    "nnunet_progressive.cli.benchmark",
+    "nnunet_progressive.cli.stopping",
 )
 
 

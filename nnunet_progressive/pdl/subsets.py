@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
 
 ORDERS = ("dissimilar_first", "similar_first", "random")
 

@@ -1,1 +1,1 @@
-"""pgps."""
+"""Progressive Growing of Patch Size: the stage schedule (pure) and its report."""

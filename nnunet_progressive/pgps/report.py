@@ -81,7 +81,7 @@ def plot_schedule(schedule: Schedule, path: str | os.PathLike, current_epoch: in
     matplotlib.use("agg")
     import matplotlib.pyplot as plt
 
-    from nnunet_progressive.io_utils import atomic_save_figure
+    from nnunet_progressive.core.io import atomic_save_figure
 
     # nnU-Net's progress plot sets a global seaborn style (font_scale 2.5); draw with matplotlib's defaults
     with plt.style.context("default"):

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from nnunet_progressive.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError
 
 MODES = ("efficiency", "performance")
 

@@ -1,0 +1,96 @@
+"""`nnprog rank`: rank a preprocessed dataset's training cases by image dissimilarity (Progressive DL)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+# Only light constants here: the heavy imports (nnU-Net, SimpleITK) happen when the command runs.
+MODES = ("auto", "pairwise", "reference")
+REGISTRATIONS = ("rigid_affine", "rigid", "affine", "none")
+REGIONS = ("body", "image")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``rank`` subcommand to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "rank",
+        help="rank training cases by image dissimilarity (MSE, PSNR, SSIM, UQI after registration)",
+        description=(
+            "Rank the preprocessed training cases of an nnU-Net dataset by image dissimilarity for "
+            "Progressive DL. Each case is resampled onto a common 64^3 grid, registered to the cases it is "
+            "compared with, and scored with MSE, PSNR, SSIM and UQI; the combined rank (0 = most dissimilar) "
+            "is the mean of the per-metric ranks. Writes "
+            "$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<CONFIG>.json; a re-run reuses the pair "
+            "cache next to it."
+        ),
+    )
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id, e.g. 4 or Dataset004_Hippocampus")
+    parser.add_argument(
+        "-c", "--configuration", default="3d_fullres", help="nnU-Net configuration (default: 3d_fullres)"
+    )
+    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="pairwise: every pair of cases (N(N-1)/2 registrations); reference: every case against one "
+        "reference (N-1); auto (default): pairwise up to 64 cases, else reference",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="CASE_ID",
+        help="reference case for reference mode (default: the case closest to the mean image); implies "
+        "reference mode under --mode auto",
+    )
+    parser.add_argument(
+        "--registration",
+        choices=REGISTRATIONS,
+        default="rigid_affine",
+        help="registration before comparing (default: rigid_affine = rigid, then affine)",
+    )
+    parser.add_argument(
+        "--region",
+        choices=REGIONS,
+        default="body",
+        help="body (default): compare inside the union of both cases' body masks; image: all voxels",
+    )
+    parser.add_argument(
+        "-np",
+        "--num-processes",
+        dest="num_processes",
+        type=int,
+        default=1,
+        help="worker processes (default: 1)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output JSON (default: $nnUNet_preprocessed/DatasetXXX/similarity_ranking_<CONFIG>.json)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``nnprog rank`` with parsed ``args``; returns the exit code."""
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+    from nnunet_progressive.nnunet.pdl_ranking import rank_dataset
+
+    try:
+        rank_dataset(
+            args.dataset,
+            configuration=args.configuration,
+            plans=args.plans,
+            mode=args.mode,
+            reference=args.reference,
+            registration=args.registration,
+            region=args.region,
+            num_processes=args.num_processes,
+            output=args.output,
+        )
+    except ProgressiveConfigError as error:
+        print(f"nnprog rank: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,1 @@
+"""The torch-free, nnU-Net-free core: errors, knobs, record formats, file helpers, tables, naming."""

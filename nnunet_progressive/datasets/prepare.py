@@ -1,0 +1,122 @@
+"""Generate, plan and preprocess a small dataset with nnU-Net's own commands (demo, tests, benchmarks)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_progressive.core.io import atomic_write_json
+
+SMALL_PLANS = "nnUNetPlans_small"
+SMALL_FEATURES_PER_STAGE = (8, 16, 32, 64, 64, 64, 64, 64)  # narrow network of SMALL_PLANS (first N used)
+
+
+@dataclass(frozen=True)
+class NnunetFolders:
+    """The three nnU-Net folders of one workspace."""
+
+    raw: Path
+    preprocessed: Path
+    results: Path
+
+    @classmethod
+    def under(cls, root: str | os.PathLike) -> NnunetFolders:
+        root = Path(root).resolve()
+        return cls(root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results")
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default os.environ) with nnU-Net's folder variables pointing here."""
+        env = dict(os.environ if base is None else base)
+        env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
+                   nnUNet_results=str(self.results))
+        return env
+
+
+def write_small_plans(
+    plans_file: str | os.PathLike,
+    configurations: Sequence[str],
+    features_per_stage: Sequence[int] = SMALL_FEATURES_PER_STAGE,
+    convs_per_stage: int = 1,
+    plans_name: str = SMALL_PLANS,
+) -> Path:
+    """A copy of nnU-Net plans with a narrower, shallower-per-stage network, for CPU runs.
+
+    Patch size, pooling, spacing and the data identifier stay as planned, so the preprocessed data is
+    shared with the source plans. Returns the new plans file (written next to the source).
+    """
+    plans_file = Path(plans_file)
+    plans = json.loads(plans_file.read_text())
+    small = copy.deepcopy(plans)
+    small["plans_name"] = plans_name
+    for name in configurations:
+        if name not in small["configurations"]:
+            raise ValueError(f"configuration {name!r} not in {plans_file.name}; have {list(small['configurations'])}")
+        arch = small["configurations"][name]["architecture"]["arch_kwargs"]
+        n_stages = arch["n_stages"]
+        if len(features_per_stage) < n_stages:
+            raise ValueError(f"need {n_stages} feature counts, got {len(features_per_stage)}")
+        arch["features_per_stage"] = [int(f) for f in features_per_stage[:n_stages]]
+        conv_key = "n_conv_per_stage" if "n_conv_per_stage" in arch else "n_blocks_per_stage"
+        arch[conv_key] = [convs_per_stage] * n_stages
+        arch["n_conv_per_stage_decoder"] = [convs_per_stage] * (n_stages - 1)
+    target = plans_file.with_name(f"{plans_name}.json")
+    atomic_write_json(target, small)
+    return target
+
+
+def plan_and_preprocess(
+    dataset_id: int,
+    folders: NnunetFolders,
+    configurations: Sequence[str] = ("3d_fullres",),
+    num_processes: int = 2,
+    log_file: str | os.PathLike | None = None,
+) -> None:
+    """``nnUNetv2_plan_and_preprocess`` for one dataset (output to ``log_file`` if given)."""
+    command = [
+        "nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", *configurations,
+        "-np", *([str(num_processes)] * len(configurations)), "-npfp", str(num_processes),
+        "--verify_dataset_integrity",
+    ]
+    run_logged(command, folders.environment(), log_file)
+
+
+def prepare_generated_dataset(
+    name: str,
+    dataset_id: int,
+    folders: NnunetFolders,
+    configurations: Sequence[str] = ("3d_fullres",),
+    log_file: str | os.PathLike | None = None,
+    features_per_stage: Sequence[int] | None = SMALL_FEATURES_PER_STAGE,
+) -> str:
+    """Generate a dataset (``data.generated``), plan and preprocess it with nnU-Net, write small plans.
+
+    ``features_per_stage=None`` keeps nnU-Net's planned network only. Returns ``DatasetXXX_Name``.
+    """
+    from nnunet_progressive.datasets.generated import write_generated
+
+    dataset_name = write_generated(name, folders.raw, dataset_id, overwrite=True).name
+    plan_and_preprocess(dataset_id, folders, configurations, num_processes=2, log_file=log_file)
+    if features_per_stage is not None:
+        write_small_plans(folders.preprocessed / dataset_name / "nnUNetPlans.json", configurations,
+                          features_per_stage=features_per_stage)
+    return dataset_name
+
+
+def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
+    """Run a command; on failure raise with the command and the end of its output."""
+    if log_file is None:
+        result = subprocess.run(list(command), env=env, capture_output=True, text=True)
+        output = result.stdout + result.stderr
+    else:
+        with open(log_file, "a") as handle:
+            handle.write(f"$ {' '.join(command)}\n")
+            handle.flush()
+            result = subprocess.run(list(command), env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
+        output = Path(log_file).read_text()
+    if result.returncode != 0:
+        tail = "\n".join(output.splitlines()[-30:])
+        raise RuntimeError(f"command failed with exit code {result.returncode}: {' '.join(command)}\n{tail}")

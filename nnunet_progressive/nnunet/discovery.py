@@ -1,0 +1,52 @@
+"""Where nnU-Net finds this package's trainers: the folder for ``nnUNet_extTrainer``."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+from pathlib import Path
+
+from nnunet_progressive.nnunet.compat import pythonpath_with_compat
+
+TRAINERS_PACKAGE = "nnunet_progressive_trainers"
+
+
+def trainers_directory() -> Path:
+    """The installed folder of trainer modules (``trainers/`` of the source tree in editable installs)."""
+    spec = importlib.util.find_spec(TRAINERS_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0]).resolve()
+    source_tree = Path(__file__).resolve().parent.parent / "trainers"
+    if source_tree.is_dir():
+        return source_tree
+    raise RuntimeError(
+        f"cannot find the package {TRAINERS_PACKAGE!r}; reinstall nnunet-progressive (pip install -e .)"
+    )
+
+
+def ext_trainer_value(current: str | None = None) -> str:
+    """``nnUNet_extTrainer`` with our folder first, keeping any folders the user already listed."""
+    ours = str(trainers_directory())
+    existing = [p for p in (current or "").split(os.pathsep) if p.strip() and Path(p).resolve() != Path(ours)]
+    return os.pathsep.join([ours, *existing])
+
+
+def export_lines(environ: dict[str, str] | None = None) -> str:
+    """The shell lines that make ``nnUNetv2_train``/``nnUNetv2_predict`` find the trainers."""
+    environ = dict(os.environ if environ is None else environ)
+    lines = [f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(environ.get('nnUNet_extTrainer')))}"]
+    pythonpath = pythonpath_with_compat(environ.get("PYTHONPATH"))
+    if pythonpath != environ.get("PYTHONPATH"):
+        lines.append("# torchvision cannot load its operators here (CPU torch, CUDA torchvision): work-around")
+        lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}")
+    return "\n".join(lines)
+
+
+def environment_with_trainers(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default: os.environ) set up as ``nnprog env`` would, for subprocesses."""
+    env = dict(os.environ if base is None else base)
+    env["nnUNet_extTrainer"] = ext_trainer_value(env.get("nnUNet_extTrainer"))
+    pythonpath = pythonpath_with_compat(env.get("PYTHONPATH"))
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    return env

@@ -1,0 +1,417 @@
+"""`nnprog rank`'s nnU-Net side: read a preprocessed dataset, run the comparison of
+:mod:`nnunet_progressive.pdl.similarity.compare` over its case pairs (in a spawn pool), write the ranking JSON.
+
+See :mod:`nnunet_progressive.pdl.similarity.compare` for the method, the output format and the pair cache.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from nnunet_progressive import __version__
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.pdl.similarity import ranking
+from nnunet_progressive.pdl.similarity.compare import (
+    CACHE_FORMAT,
+    DEFAULT_GRID_SIZE,
+    MODE_CHOICES,
+    OUTPUT_FORMAT,
+    REGIONS,
+    SEED,
+    PairCache,
+    PairResult,
+    Thumbnail,
+    cache_path_for,
+    case_list_fingerprint,
+    channel_data_ranges,
+    common_grid,
+    compare_pair,
+    make_thumbnail,
+    summarise,
+    write_json_atomic,
+)
+from nnunet_progressive.pdl.similarity.metrics import METRIC_NAMES, PSNR_CAP_DB
+from nnunet_progressive.pdl.similarity.registration import REGISTRATION_METHODS
+
+__all__ = ["rank_dataset", "rank_preprocessed_folder", "default_output_path", "case_list_fingerprint",
+           "cache_path_for", "write_json_atomic", "compare_pair", "REGIONS", "DEFAULT_GRID_SIZE"]
+
+def _case_spacing(
+    configuration_spacing: Sequence[float],
+    ndim: int,
+    properties: Mapping[str, Any],
+    transpose_forward: Sequence[int],
+    case_id: str,
+) -> tuple[float, ...]:
+    """Spacing (mm, array axis order) of a preprocessed case: the configuration's, or for 2d
+    configurations (two spacings for 3D arrays) the case's own slice spacing plus the in-plane ones."""
+    spacing = [float(s) for s in configuration_spacing]
+    if len(spacing) == ndim:
+        return tuple(spacing)
+    if len(spacing) == ndim - 1 and "spacing" in properties:
+        original = [float(properties["spacing"][i]) for i in transpose_forward]
+        return (original[0], *spacing)
+    raise ProgressiveConfigError(
+        f"Case {case_id}: cannot tell its spacing: the configuration has {len(spacing)} spacings "
+        f"{spacing} for {ndim}D data and the case properties hold no 'spacing'."
+    )
+
+
+def _open_dataset(data_folder: Path) -> tuple[type, Any]:
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    try:
+        dataset_class = infer_dataset_class(str(data_folder))
+    except (AssertionError, KeyError, FileNotFoundError) as error:
+        raise ProgressiveConfigError(
+            f"Cannot read preprocessed cases in {data_folder}: expected nnU-Net's .b2nd (or .npz) case files "
+            f"and .pkl properties ({error}). Re-run nnUNetv2_preprocess for this configuration."
+        ) from error
+    return dataset_class, dataset_class(str(data_folder))
+
+
+def _load_case(dataset: Any, case_id: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    data, seg, _, properties = dataset.load_case(case_id)
+    data = np.asarray(data[:], dtype=np.float32)
+    nonzero = None if seg is None else np.asarray(seg[:])[0] >= 0
+    return data, nonzero, properties
+
+
+# Worker-side state (set by _init_worker in spawned processes, or used in-process).
+_WORKER_DATASET: dict[str, Any] = {}
+
+
+def _init_worker(sitk_threads: int) -> None:
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(sitk_threads)))
+
+
+def _thumbnail_task(task: tuple) -> tuple[str, Thumbnail]:
+    data_folder, case_id, spacing, grid_shape, grid_spacing = task
+    dataset = _WORKER_DATASET.get(data_folder)
+    if dataset is None:
+        _, dataset = _open_dataset(Path(data_folder))
+        _WORKER_DATASET.clear()
+        _WORKER_DATASET[data_folder] = dataset
+    data, nonzero, _ = _load_case(dataset, case_id)
+    return case_id, make_thumbnail(data, spacing, grid_shape, grid_spacing, nonzero, name=case_id)
+
+
+def _compare_task(task: tuple) -> tuple[ranking.Pair, PairResult, float]:
+    fixed_id, moving_id, fixed, moving, grid_spacing, data_ranges, registration, region = task
+    start = time.perf_counter()
+    # Looked up as a module global on every call so tests can monkeypatch it (in-process runs).
+    result = compare_pair(
+        fixed, moving, grid_spacing, data_ranges, registration, region, name=f"{fixed_id} vs {moving_id}"
+    )
+    return (fixed_id, moving_id), result, time.perf_counter() - start
+
+
+def _run_tasks(
+    function: Callable[[tuple], Any],
+    tasks: Sequence[tuple],
+    num_processes: int,
+    description: str,
+    progress: bool,
+) -> Iterable[Any]:
+    """Yield ``function(task)`` for all tasks, in-process or in a spawn pool (order not guaranteed)."""
+    bar = tqdm(total=len(tasks), desc=description, disable=not progress or not tasks, unit="item")
+    try:
+        if num_processes <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                yield function(task)
+                bar.update()
+            return
+        threads = max(1, (os.cpu_count() or 1) // num_processes)
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(min(num_processes, len(tasks)), initializer=_init_worker, initargs=(threads,)) as pool:
+            for output in pool.imap_unordered(function, tasks, chunksize=1):
+                yield output
+                bar.update()
+    finally:
+        bar.close()
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def rank_preprocessed_folder(
+    data_folder: str | os.PathLike,
+    configuration_spacing: Sequence[float],
+    output: str | os.PathLike,
+    *,
+    transpose_forward: Sequence[int] = (0, 1, 2),
+    mode: str = "auto",
+    reference: str | None = None,
+    registration: str = "rigid_affine",
+    region: str = "body",
+    num_processes: int = 1,
+    grid_size: int = DEFAULT_GRID_SIZE,
+    pairwise_limit: int = ranking.PAIRWISE_LIMIT,
+    extra_settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Rank the cases in one preprocessed data folder (``<nnUNet_preprocessed>/DatasetX/<data_identifier>``).
+
+    ``configuration_spacing``: the configuration's spacing (mm, array axis order). ``output``: the JSON
+    file to write; the pair cache goes next to it. ``extra_settings`` (e.g. configuration and plans) are
+    stored in the output and the cache key. Returns the output path.
+    """
+    if mode not in MODE_CHOICES:
+        raise ProgressiveConfigError(f"Unknown mode {mode!r}; expected one of {', '.join(MODE_CHOICES)}.")
+    if registration not in REGISTRATION_METHODS:
+        raise ProgressiveConfigError(
+            f"Unknown registration {registration!r}; expected one of {', '.join(REGISTRATION_METHODS)}."
+        )
+    if region not in REGIONS:
+        raise ProgressiveConfigError(f"Unknown region {region!r}; expected one of {', '.join(REGIONS)}.")
+    if num_processes < 1:
+        raise ProgressiveConfigError(f"num_processes must be >= 1; received {num_processes}.")
+    if mode == "pairwise" and reference is not None:
+        raise ProgressiveConfigError(
+            f"A reference ({reference}) is only used in reference mode; pass mode='reference' or 'auto', "
+            "or drop the reference."
+        )
+    started = time.perf_counter()
+    data_folder = Path(data_folder)
+    output = Path(output)
+    if not data_folder.is_dir():
+        raise ProgressiveConfigError(
+            f"Preprocessed data folder {data_folder} does not exist. Run nnUNetv2_preprocess (or "
+            "nnUNetv2_plan_and_preprocess) for this dataset and configuration first."
+        )
+    _, dataset = _open_dataset(data_folder)
+    case_ids = sorted(dataset.identifiers)
+    if len(case_ids) < 2:
+        raise ProgressiveConfigError(
+            f"Ranking needs at least 2 preprocessed cases; found {len(case_ids)} in {data_folder} "
+            f"({case_ids}). Check that preprocessing finished."
+        )
+
+    # Header pass: shapes, channels, spacings (blosc2 opens lazily, so this reads no voxel data).
+    shapes, spacings, channels = {}, {}, {}
+    for case_id in case_ids:
+        data, _, _, properties = dataset.load_case(case_id)
+        channels[case_id] = int(data.shape[0])
+        shapes[case_id] = tuple(int(n) for n in data.shape[1:])
+        spacings[case_id] = _case_spacing(
+            configuration_spacing, len(shapes[case_id]), properties, transpose_forward, case_id
+        )
+    if len(set(channels.values())) > 1:
+        counts: dict[int, list[str]] = {}
+        for case_id, count in channels.items():
+            counts.setdefault(count, []).append(case_id)
+        detail = "; ".join(f"{n} channel(s): {ids[:5]}{' ...' if len(ids) > 5 else ''}" for n, ids in counts.items())
+        raise ProgressiveConfigError(
+            f"All cases must have the same number of channels; found {detail}. Fix the raw dataset "
+            "(one image per channel_names entry for every case) and preprocess again."
+        )
+    grid_shape, grid_spacing = common_grid([shapes[c] for c in case_ids], [spacings[c] for c in case_ids], grid_size)
+
+    chosen_mode = (
+        ("reference" if reference is not None else ranking.choose_mode(len(case_ids), pairwise_limit))
+        if mode == "auto"
+        else mode
+    )
+    if reference is not None and reference not in case_ids:
+        raise ProgressiveConfigError(
+            f"Reference case {reference!r} is not among the {len(case_ids)} preprocessed cases "
+            f"(e.g. {case_ids[:5]}). Pass one of them or leave it out to pick one automatically."
+        )
+
+    print(
+        f"Ranking {len(case_ids)} cases of {data_folder}: mode {chosen_mode}, registration {registration}, "
+        f"region {region}, grid {grid_shape} at {tuple(round(s, 3) for s in grid_spacing)} mm.",
+        flush=True,
+    )
+    thumbnail_tasks = [(str(data_folder), c, spacings[c], grid_shape, grid_spacing) for c in case_ids]
+    thumbnails: dict[str, Thumbnail] = dict(
+        _run_tasks(_thumbnail_task, thumbnail_tasks, num_processes, "Loading cases", progress)
+    )
+    data_ranges = channel_data_ranges([thumbnails[c].image for c in case_ids])
+    if chosen_mode == "reference" and reference is None:
+        reference = ranking.medoid_reference({c: thumbnails[c].image for c in case_ids})
+        print(f"Reference case (closest to the mean image): {reference}", flush=True)
+
+    settings = {
+        "format": CACHE_FORMAT,
+        "registration": registration,
+        "region": region,
+        "seed": SEED,
+        "grid_shape": list(grid_shape),
+        "grid_spacing": [round(s, 6) for s in grid_spacing],
+        "data_ranges": [round(r, 6) for r in data_ranges],
+        **dict(extra_settings or {}),
+    }
+    cache = PairCache(cache_path_for(output), settings)
+    if cache.discarded:
+        print(f"Pair cache {cache.path} holds {cache.discarded} pairs of other settings; starting afresh.")
+    pairs = ranking.planned_pairs(case_ids, chosen_mode, reference)
+    pending = [pair for pair in pairs if pair not in cache.results]
+
+    def task(pair: ranking.Pair) -> tuple:
+        fixed_id, moving_id = pair
+        return (
+            fixed_id,
+            moving_id,
+            thumbnails[fixed_id],
+            thumbnails[moving_id],
+            grid_spacing,
+            data_ranges,
+            registration,
+            region,
+        )
+
+    if pending:
+        print(f"{len(pairs)} pairs, {len(pairs) - len(pending)} cached, {len(pending)} to compute.", flush=True)
+        pair, result, seconds = _compare_task(task(pending[0]))
+        cache.add(pair, result, seconds)
+        full_run = ranking.estimate_seconds(len(case_ids), chosen_mode, seconds, num_processes)
+        remaining = (len(pending) - 1) * seconds / num_processes
+        print(
+            f"First pair took {seconds:.2f} s. Estimated time with {num_processes} process(es): about "
+            f"{_format_seconds(remaining)} for the remaining {len(pending) - 1} pairs "
+            f"(a full run of {len(pairs)} pairs: {_format_seconds(full_run)}).",
+            flush=True,
+        )
+        try:
+            outputs = _run_tasks(
+                _compare_task, [task(p) for p in pending[1:]], num_processes, "Comparing pairs", progress
+            )
+            for pair, result, seconds in outputs:
+                cache.add(pair, result, seconds)
+        finally:
+            cache.flush()
+    else:
+        print(f"All {len(pairs)} pairs found in the cache {cache.path}.", flush=True)
+
+    summary = summarise(case_ids, {pair: cache.results[pair] for pair in pairs}, chosen_mode, reference)
+    content = {
+        "format": OUTPUT_FORMAT,
+        "package_version": __version__,
+        "case_ids": case_ids,
+        "case_list_fingerprint": case_list_fingerprint(case_ids),
+        "mode": chosen_mode,
+        "reference": reference,
+        "registration": registration,
+        "region": region,
+        "metrics": list(METRIC_NAMES),
+        "score_definition": "per case and metric: dissimilarity, higher = more dissimilar (mse; -psnr in dB, "
+        f"capped at {PSNR_CAP_DB:g} dB; 1 - ssim; 1 - uqi), mean over pairs (pairwise) or to the reference",
+        "rank_definition": "combined_rank: mean of per-metric ranks (0 = most dissimilar), ties by case id; "
+        "order lists the cases most dissimilar first",
+        **summary,
+        "num_pairs": len(pairs),
+        "grid_shape": list(grid_shape),
+        "grid_spacing": list(grid_spacing),
+        "data_ranges": data_ranges,
+        "data_folder": str(data_folder),
+        "pair_cache": cache.path.name,
+        "settings": {k: v for k, v in settings.items() if k not in ("format",)},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json_atomic(output, content)
+    failures = len(summary["failures"])
+    print(
+        f"Wrote {output} ({len(case_ids)} cases; {failures} pair(s) compared unregistered after a "
+        f"registration failure). Most dissimilar: {summary['order'][:5]}",
+        flush=True,
+    )
+    return output
+
+
+def default_output_path(preprocessed_dataset_folder: str | os.PathLike, configuration: str) -> Path:
+    """``<preprocessed dataset folder>/similarity_ranking_<configuration>.json``."""
+    return Path(preprocessed_dataset_folder) / f"similarity_ranking_{configuration}.json"
+
+
+def rank_dataset(
+    dataset_name_or_id: str | int,
+    configuration: str = "3d_fullres",
+    plans: str = "nnUNetPlans",
+    mode: str = "auto",
+    reference: str | None = None,
+    registration: str = "rigid_affine",
+    region: str = "body",
+    num_processes: int = 1,
+    output: str | os.PathLike | None = None,
+) -> Path:
+    """Rank the preprocessed training cases of an nnU-Net dataset; returns the written JSON path.
+
+    Reads ``$nnUNet_preprocessed/DatasetXXX_Name/<plans>.json`` for the configuration's data identifier
+    and spacing, and the cases in ``<data_identifier>/``. See the module doc for the method and output.
+    """
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    if not nnUNet_preprocessed.is_set():
+        raise ProgressiveConfigError(
+            "The environment variable nnUNet_preprocessed is not set; set it to the folder holding your "
+            "preprocessed datasets (see nnU-Net's documentation/setting_up_paths.md)."
+        )
+    dataset_id_hint = str(dataset_name_or_id)
+    try:
+        dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    except (RuntimeError, ValueError) as error:
+        raise ProgressiveConfigError(
+            f"Dataset {dataset_name_or_id!r} was not found under nnUNet_preprocessed="
+            f"{nnUNet_preprocessed.get()} (nor nnUNet_raw/nnUNet_results). Check the id, or run "
+            f"`nnUNetv2_plan_and_preprocess -d {dataset_id_hint} -c {configuration}` first."
+        ) from error
+    dataset_id = dataset_name[7:10] if dataset_name.startswith("Dataset") else dataset_id_hint
+    dataset_folder = Path(nnUNet_preprocessed.get()) / dataset_name
+    plans_file = dataset_folder / f"{plans}.json"
+    if not plans_file.is_file():
+        raise ProgressiveConfigError(
+            f"Dataset {dataset_name} is not planned: {plans_file} does not exist. Run "
+            f"`nnUNetv2_plan_and_preprocess -d {int(dataset_id)} -c {configuration}`"
+            + ("" if plans == "nnUNetPlans" else f" with the planner that writes {plans}.json")
+            + " first."
+        )
+    plans_manager = PlansManager(str(plans_file))
+    if configuration not in plans_manager.available_configurations:
+        raise ProgressiveConfigError(
+            f"Configuration {configuration!r} is not in {plans_file}; available: "
+            f"{plans_manager.available_configurations}."
+        )
+    configuration_manager = plans_manager.get_configuration(configuration)
+    data_folder = dataset_folder / configuration_manager.data_identifier
+    if not data_folder.is_dir() or not any(data_folder.iterdir()):
+        raise ProgressiveConfigError(
+            f"Dataset {dataset_name} is not preprocessed for configuration {configuration}: {data_folder} "
+            f"is missing or empty. Run `nnUNetv2_preprocess -d {int(dataset_id)} -plans_name {plans} "
+            f"-c {configuration}` (or nnUNetv2_plan_and_preprocess) first."
+        )
+    output_path = Path(output) if output is not None else default_output_path(dataset_folder, configuration)
+    return rank_preprocessed_folder(
+        data_folder,
+        configuration_manager.spacing,
+        output_path,
+        transpose_forward=plans_manager.transpose_forward,
+        mode=mode,
+        reference=reference,
+        registration=registration,
+        region=region,
+        num_processes=num_processes,
+        extra_settings={
+            "dataset": dataset_name,
+            "configuration": configuration,
+            "plans": plans,
+            "data_identifier": configuration_manager.data_identifier,
+        },
+    )

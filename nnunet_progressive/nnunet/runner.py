@@ -1,0 +1,93 @@
+"""Run nnU-Net's own commands (nnUNetv2_train, nnUNetv2_predict) as subprocesses, as a user would."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_progressive.datasets.prepare import NnunetFolders
+from nnunet_progressive.nnunet.discovery import environment_with_trainers
+
+CPU_ENVIRONMENT = {"nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "nnUNet_compile": "false"}
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One ``nnUNetv2_train`` call."""
+
+    dataset: str
+    configuration: str
+    fold: int | str
+    trainer: str
+    plans: str = "nnUNetPlans"
+    device: str = "cpu"
+    knobs: Mapping[str, str] | None = None  # NNPROG_* and other environment variables for this run
+
+    def command(self, extra: Sequence[str] = ()) -> list[str]:
+        return ["nnUNetv2_train", str(self.dataset), self.configuration, str(self.fold), "-tr", self.trainer,
+                "-p", self.plans, "-device", self.device, *extra]
+
+    def output_folder(self, folders: NnunetFolders, dataset_name: str) -> Path:
+        return folders.results / dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}" / (
+            f"fold_{self.fold}"
+        )
+
+
+def run_environment(folders: NnunetFolders, knobs: Mapping[str, str] | None = None,
+                    device: str = "cpu") -> dict[str, str]:
+    """Environment for nnU-Net subprocesses: folders, trainer discovery, CPU worker counts, knobs."""
+    env = environment_with_trainers(folders.environment())
+    env["PYTHONUNBUFFERED"] = "1"  # progress reaches the log as it happens
+    if device == "cpu":
+        for key, value in CPU_ENVIRONMENT.items():
+            env.setdefault(key, value)
+    env.update({k: str(v) for k, v in (knobs or {}).items()})
+    return env
+
+
+def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike, extra: Sequence[str] = (),
+          stop_when: Callable[[str], bool] | None = None, timeout: float = 3600) -> float:
+    """Run ``nnUNetv2_train``; returns wall seconds. Output is appended to ``log_file``.
+
+    ``stop_when(output_so_far)`` (polled every 0.1 s) kills the run, as an interruption would; the
+    return value is then the time until the kill.
+    """
+    env = run_environment(folders, run.knobs, run.device)
+    start = time.perf_counter()
+    with open(log_file, "a") as handle:
+        handle.write(f"$ {' '.join(run.command(extra))}\n")
+        handle.flush()
+        process = subprocess.Popen(run.command(extra), env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            while process.poll() is None:
+                if time.perf_counter() - start > timeout:
+                    raise TimeoutError(f"nnUNetv2_train ran longer than {timeout} s; see {log_file}")
+                if stop_when is not None and stop_when(Path(log_file).read_text()):
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    return time.perf_counter() - start
+                time.sleep(0.1)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    if process.returncode != 0:
+        tail = "\n".join(Path(log_file).read_text().splitlines()[-40:])
+        raise RuntimeError(f"nnUNetv2_train failed (exit {process.returncode}):\n{tail}")
+    return time.perf_counter() - start
+
+
+def predict(input_folder: str | os.PathLike, output_folder: str | os.PathLike, run: TrainingRun,
+            folders: NnunetFolders, log_file: str | os.PathLike, checkpoint: str = "checkpoint_final.pth") -> None:
+    """``nnUNetv2_predict`` with the model of ``run`` (its fold and checkpoint)."""
+    from nnunet_progressive.datasets.prepare import run_logged
+
+    command = ["nnUNetv2_predict", "-i", str(input_folder), "-o", str(output_folder), "-d", str(run.dataset),
+               "-c", run.configuration, "-tr", run.trainer, "-p", run.plans, "-f", str(run.fold),
+               "-chk", checkpoint, "-device", run.device, "-npp", "1", "-nps", "1", "--disable_tta"]
+    run_logged(command, run_environment(folders, run.knobs, run.device), log_file)

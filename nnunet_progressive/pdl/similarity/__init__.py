@@ -1,0 +1,1 @@
+"""PDL image similarity: metrics, registration, pair comparison and ranking (no nnU-Net, no torch)."""
