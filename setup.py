@@ -31,6 +31,7 @@ setup(
         "scikit-image",
         "matplotlib",
         "tqdm",
+        "pydantic>=2.6",  # the one validation kit: knobs, specs, presets, records
         "pyyaml",  # benchmark specs in YAML (imported lazily; JSON specs need nothing)
         "submitit",  # SLURM executor of `nnprog benchmark run` (imported lazily)
     ],

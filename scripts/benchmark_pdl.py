@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_progressive.datasets.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
-from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
+from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
+from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment, train
 
 TRAINERS = ("nnUNetTrainer_StopAtDice", "nnUNetTrainer_PDL", "nnUNetTrainer_PDL_Random",
             "nnUNetTrainer_PDL_SimilarFirst")

@@ -20,13 +20,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_json, atomic_write_text
-from nnunet_progressive.datasets.prepare import (
-    SMALL_FEATURES_PER_STAGE,
-    SMALL_PLANS,
-    NnunetFolders,
-    prepare_generated_dataset,
-)
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE, SMALL_PLANS, prepare_generated_dataset
+from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, train
 
 TRAINERS = ("nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency", "nnUNetTrainer_PGPS_Performance")
 DATASET_ID = 991

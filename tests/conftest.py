@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_progressive.datasets.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
+from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
+from nnunet_progressive.nnunet.runner import NnunetFolders
 
 
 @dataclass(frozen=True)

@@ -42,4 +42,4 @@ def test_schedule_command_prints_table_and_plot(tiny3d, tmp_path):
     assert "9 stages over 100 epochs" in result.stdout
     assert (tmp_path / "schedule.png").stat().st_size > 0
     bad = subprocess.run(command[:-2], capture_output=True, text=True, env={**env, "NNPROG_EPOCHS": "4"})
-    assert bad.returncode == 2 and "4 epochs cannot cover 9 patch-size stages" in bad.stdout
+    assert bad.returncode == 2 and "4 epochs cannot cover 9 patch-size stages" in bad.stderr

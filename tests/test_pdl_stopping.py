@@ -65,12 +65,10 @@ def test_settings_from_env_parses_and_rejects():
 
 
 def test_every_knob_is_documented_under_its_environment_name():
-    from dataclasses import fields
-
     from nnunet_progressive.core.knobs import env_variable_help
 
     documented = env_variable_help()
     readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
-    for field in fields(ProgressiveSettings):
-        name = f"NNPROG_{field.name.upper()}"
+    for field in ProgressiveSettings.model_fields:
+        name = f"NNPROG_{field.upper()}"
         assert name in documented and f"`{name}`" in readme, name

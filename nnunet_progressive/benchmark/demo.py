@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
-from nnunet_progressive.datasets.prepare import SMALL_PLANS, NnunetFolders, prepare_generated_dataset
+from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
 from nnunet_progressive.datasets.synthetic import PRESETS
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, train
 
 DEMO_DATASET_ID = 990
 DEMO_TRAINERS = ("nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency")

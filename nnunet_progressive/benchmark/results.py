@@ -22,14 +22,15 @@ from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.core.records import BENCHMARK_RUNS_DIR as RUNS_DIR
+from nnunet_progressive.core.records import (
+    CURRICULUM_JSON,
+    RUN_SUMMARY_JSON,
+    TIME_TO_DICE_JSON,
+    VALIDATION_SUMMARY,
+)
 from nnunet_progressive.stopping.time_to_dice import validate_time_to_dice
 
-# File names written by the trainers (kept here as strings: importing the trainer modules pulls in torch)
-RUN_SUMMARY_JSON = "run_summary.json"
-CURRICULUM_JSON = "curriculum.json"
-TIME_TO_DICE_JSON = "time_to_dice.json"
-VALIDATION_SUMMARY = os.path.join("validation", "summary.json")
-RUNS_DIR = "runs"
 ENVIRONMENT_KEYS = ("trainer", "package_version", "nnunetv2_version", "torch_version", "device", "gpu_name")
 
 

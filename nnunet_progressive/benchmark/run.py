@@ -57,8 +57,8 @@ from nnunet_progressive.benchmark.results import (
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, DatasetSpec, SlurmSpec, expand_runs
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
-from nnunet_progressive.datasets.prepare import NnunetFolders, plan_and_preprocess, run_logged, write_small_plans
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
+from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_logged, train
 
 STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
 MODE_FOR_STATUS = {STATUS_NEW: ("new", ()), STATUS_INTERRUPTED: ("continue", ("--c",)),

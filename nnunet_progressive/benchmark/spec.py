@@ -57,7 +57,8 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE, NnunetFolders
+from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE
+from nnunet_progressive.nnunet.runner import NnunetFolders
 
 EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")

@@ -14,6 +14,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--path", action="store_true", help="print only the trainers folder")
     parser.set_defaults(func=run)
+    knobs = subparsers.add_parser(
+        "knobs", help="list the NNPROG_* knobs (type, default, which trainers read them)",
+        description="The knob table of nnunet-progressive: every NNPROG_* environment variable, its meaning, "
+        "default and the trainers that read it. A knob set for a trainer that does not read it is an error.")
+    knobs.add_argument("--markdown", action="store_true", help="print the table as markdown (the README's copy)")
+    knobs.set_defaults(func=run_knobs)
+
+
+def run_knobs(args: argparse.Namespace) -> int:
+    from nnunet_progressive.core.knobs import env_variable_help, readme_table
+
+    print(readme_table() if args.markdown else env_variable_help())
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,13 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail(command: str | None, message: str) -> int:
+    """The one way a subcommand reports a user error: one message on stderr, exit code 2."""
+    print(f"nnprog{' ' + command if command else ''}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    from nnunet_progressive.core.errors import NnprogError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except NnprogError as error:
+        return fail(args.command, str(error))
     return int(result or 0)
 
 

@@ -1,154 +1,294 @@
-"""Knobs of the progressive trainers, settable without code through NNPROG_* environment variables.
+"""The knob table: every ``NNPROG_*`` setting, its type, range, default, help and which trainers read it.
 
-A trainer class fixes the defaults (e.g. ``_100epochs``); the environment overrides them for one run.
-The values a run started with are stored in its checkpoints, so ``--c`` continues with the same
-schedule even if the environment changed (a warning names the differences).
+:class:`ProgressiveSettings` IS the table: one field per knob, declared with :func:`knob`. Everything else is
+generated from it: parsing and checking of the environment (:func:`settings_from_env`), the ``--help`` text
+(:func:`env_variable_help`), the README table (checked by a test) and the check that a trainer reads every
+knob that is set (:func:`problems_for_trainer`).
+
+A trainer class fixes the defaults (e.g. ``_100epochs``); the environment overrides them when a run starts.
+The settings a run started with are part of its identity: they are stored with the run and ``--c`` / ``--val``
+continue with them, whatever the environment says then.
+
+Features name what reads a knob; a trainer reads the knobs of the features it has (see
+``knob_features()`` of the trainer mixins in :mod:`nnunet_progressive.nnunet`).
 """
 from __future__ import annotations
 
+import difflib
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.validation import validate
 
 ENV_PREFIX = "NNPROG_"
 DICE_METHODS = ("sliding_window", "pseudo_dice")
 
+# Features: what reads a knob. Every trainer of the package has RUN_LENGTH.
+RUN_LENGTH = "run length"  # every trainer of this package
+PATCH_SIZES = "PGPS patch sizes"  # PGPS and RPSS trainers
+PATCH_CURRICULUM = "PGPS curriculum"  # PGPS trainers (stages in time)
+PERFORMANCE_BATCH = "PGPS Performance batch"  # PGPS Performance trainers
+STOP_AT_DICE = "stop at Dice"  # *_StopAtDice and PDL trainers
+CASE_SUBSET = "PDL Set 1"  # PDL trainers
+SIMILARITY_RANKING = "PDL ranking"  # PDL trainers that order Set 1 by similarity
+RANDOM_SUBSET = "PDL random Set 1"  # nnUNetTrainer_PDL_Random
+
 
 @dataclass(frozen=True)
-class ProgressiveSettings:
+class Knob:
+    """One row of the knob table (read from a field of :class:`ProgressiveSettings`)."""
+
+    field: str
+    help: str
+    readers: tuple[str, ...]
+    default_text: str
+    type_text: str
+
+    @property
+    def env_name(self) -> str:
+        return ENV_PREFIX + self.field.upper()
+
+
+# --- value parsers (strings from the environment; values from JSON pass through) ---------------------------
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError("is not an integer") from None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("is not a number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _at_least(minimum: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}")
+        return value
+
+    return check
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must lie in (0, 1]")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValueError(f"must be one of {choices}")
+        return value
+
+    return check
+
+
+def _patch(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+        try:
+            value = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError("is not a patch size; write it like 32,32,32 (nnU-Net axis order)") from None
+    if isinstance(value, list | tuple):
+        value = tuple(value)
+        if len(value) not in (2, 3) or not all(isinstance(v, int) and v >= 1 for v in value):
+            raise ValueError("needs 2 or 3 positive sizes, e.g. 32,32,32")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_integer), AfterValidator(_at_least(1))]
+Seed = Annotated[int, BeforeValidator(_integer), AfterValidator(_at_least(0))]
+Positive = Annotated[float, BeforeValidator(_number), AfterValidator(_positive)]
+Number = Annotated[float, BeforeValidator(_number)]
+Fraction = Annotated[float, BeforeValidator(_number), AfterValidator(_fraction)]
+PatchSize = Annotated[tuple[int, ...], BeforeValidator(_patch)]
+DiceMethod = Annotated[str, AfterValidator(_choice(DICE_METHODS))]
+
+
+def knob(default: Any, readers: Iterable[str], help: str, default_text: str | None = None, type_text: str = "") -> Any:
+    """A field of :class:`ProgressiveSettings`: its default, the features that read it and its help line."""
+    return Field(default, description=help, json_schema_extra={
+        "readers": list(readers), "default_text": default_text if default_text is not None else str(default),
+        "type_text": type_text})
+
+
+class ProgressiveSettings(BaseModel):
     """Every knob; ``None`` means "nnU-Net's or the plan's own value"."""
 
-    epochs: int | None = None  # NNPROG_EPOCHS: total epochs (nnU-Net default 1000)
-    iterations: int | None = None  # NNPROG_ITERATIONS: training iterations per epoch (default 250)
-    val_iterations: int | None = None  # NNPROG_VAL_ITERATIONS: validation iterations per epoch (default 50)
-    growth_share: float | None = None  # NNPROG_GROWTH_SHARE: share of epochs before the planned patch
-    min_patch: tuple[int, ...] | None = None  # NNPROG_MIN_PATCH: e.g. "32,32,32"
-    max_batch: int | None = None  # NNPROG_MAX_BATCH: Performance mode's hard batch cap
-    batch_budget: float = 1.0  # NNPROG_BATCH_BUDGET: Performance voxel budget / planned footprint
-    save_every: int | None = None  # NNPROG_SAVE_EVERY: checkpoint_latest every N epochs (default 50)
-    target_dice: float | None = None  # NNPROG_TARGET_DICE: stop when the validation Dice reaches it
-    check_every: int = 5  # NNPROG_CHECK_EVERY: epochs between validation Dice checks (StopAtDice, PDL)
-    dice_method: str = "sliding_window"  # NNPROG_DICE_METHOD: sliding_window | pseudo_dice
-    set1_share: float = 0.5  # NNPROG_SET1_SHARE: PDL Set 1 size as a share of the fold's training cases
-    set1_epochs: int = 10  # NNPROG_SET1_EPOCHS: PDL epochs on Set 1 alone
-    pdl_seed: int = 0  # NNPROG_PDL_SEED: seed of the random Set 1 (PDL_Random control)
-    ranking: str | None = None  # NNPROG_RANKING: similarity ranking JSON (default: the dataset's)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
+    epochs: Count | None = knob(None, [RUN_LENGTH], "total epochs", "1000 (nnU-Net), or the `_Xepochs` variant's",
+                                "integer >= 1")
+    iterations: Count | None = knob(None, [RUN_LENGTH], "training iterations per epoch", "250", "integer >= 1")
+    val_iterations: Count | None = knob(None, [RUN_LENGTH], "validation iterations per epoch", "50", "integer >= 1")
+    save_every: Count | None = knob(None, [RUN_LENGTH], "write `checkpoint_latest.pth` every N epochs", "50",
+                                    "integer >= 1")
+    growth_share: Number | None = knob(None, [PATCH_CURRICULUM], "share of epochs spent before the planned patch",
+                                       "even split per stage, as the papers", "number in (0, 1)")
+    min_patch: PatchSize | None = knob(None, [PATCH_SIZES], "smallest patch, e.g. `64,64,64`",
+                                       "the smallest the network accepts", "2 or 3 sizes")
+    max_batch: Count | None = knob(None, [PERFORMANCE_BATCH], "Performance: hard batch cap", "64", "integer >= 1")
+    batch_budget: Positive = knob(1.0, [PERFORMANCE_BATCH],
+                                  "Performance: voxel budget as a multiple of the planned batch x patch", "1.0",
+                                  "number > 0")
+    target_dice: Fraction | None = knob(None, [STOP_AT_DICE], "stop when the validation Dice reaches it",
+                                        "none (log only)", "number in (0, 1]")
+    check_every: Count = knob(5, [STOP_AT_DICE], "epochs between Dice checks", "5", "integer >= 1")
+    dice_method: DiceMethod = knob(
+        "sliding_window", [STOP_AT_DICE],
+        "`sliding_window` (real Dice on the fold's validation cases) or `pseudo_dice` (cheap: the epoch's "
+        "validation patches)", "sliding_window", " | ".join(DICE_METHODS))
+    set1_share: Fraction = knob(0.5, [CASE_SUBSET], "PDL: Set 1 size as a share of the fold's training cases",
+                                "0.5 (not published; our choice)", "number in (0, 1]")
+    set1_epochs: Count = knob(10, [CASE_SUBSET], "PDL: epochs on Set 1 alone", "10 (the CT abstract's 10 epochs)",
+                              "integer >= 1")
+    pdl_seed: Seed = knob(0, [RANDOM_SUBSET], "PDL_Random: seed of the random Set 1", "0", "integer >= 0")
+    ranking: str | None = knob(None, [SIMILARITY_RANKING], "PDL: ranking JSON",
+                               "`$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<CONFIG>.json`", "file path")
+
+    # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = self.model_dump()
         if self.min_patch is not None:
             data["min_patch"] = list(self.min_patch)
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> ProgressiveSettings:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if values.get("min_patch") is not None:
-            values["min_patch"] = tuple(int(v) for v in values["min_patch"])
-        return cls(**values)
+    def from_dict(cls, data: Mapping, where: str = "stored settings") -> ProgressiveSettings:
+        """Settings from a record; unknown keys (written by other package versions) are left out."""
+        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        return validate(cls, known, where, name_of=env_name)
+
+    def replace(self, **changes: Any) -> ProgressiveSettings:
+        return validate(type(self), {**self.model_dump(), **changes}, "settings", name_of=env_name)
 
     def differences(self, other: ProgressiveSettings) -> dict[str, tuple]:
         """Fields whose values differ: name -> (self's value, other's value)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
-
-def _parse_int(name: str, text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={text!r} is not an integer") from None
-    if value < minimum:
-        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={value} must be >= {minimum}")
-    return value
+    def set_knobs(self, defaults: ProgressiveSettings | None = None) -> dict[str, Any]:
+        """Knob name -> value for every field that differs from ``defaults`` (default: the table's)."""
+        base = (defaults or ProgressiveSettings()).to_dict()
+        return {env_name(k): v for k, v in self.to_dict().items() if v != base[k]}
 
 
-def _parse_float(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={text!r} is not a number") from None
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
 
 
-def _parse_fraction(name: str, text: str) -> float:
-    value = _parse_float(name, text)
-    if not 0.0 < value <= 1.0:
-        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={value} must lie in (0, 1]")
-    return value
+def knob_table() -> tuple[Knob, ...]:
+    """The rows of the table, in field order."""
+    rows = []
+    for name, info in ProgressiveSettings.model_fields.items():
+        extra = info.json_schema_extra or {}
+        rows.append(Knob(name, info.description or "", tuple(extra["readers"]), extra["default_text"],
+                         extra["type_text"]))
+    return tuple(rows)
 
 
-def _parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
-    if text not in choices:
-        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={text!r} must be one of {choices}")
-    return text
+KNOB_NAMES: tuple[str, ...] = tuple(knob.env_name for knob in knob_table())
 
 
-def _parse_patch(name: str, text: str) -> tuple[int, ...]:
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        patch = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ProgressiveConfigError(
-            f"{ENV_PREFIX}{name}={text!r} is not a patch size; write it like 32,32,32 (nnU-Net axis order)"
-        ) from None
-    if len(patch) not in (2, 3) or min(patch) < 1:
-        raise ProgressiveConfigError(f"{ENV_PREFIX}{name}={text!r} needs 2 or 3 positive sizes")
-    return patch
+@dataclass(frozen=True)
+class EnvironmentKnobs:
+    """The ``NNPROG_*`` variables of an environment: their values and the problems found in them."""
+
+    values: dict[str, str]  # field -> text, for known, non-empty knobs
+    unknown: tuple[str, ...]  # NNPROG_* names that are no knob
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentKnobs:
+        environ = os.environ if environ is None else environ
+        fields = {env_name(f): f for f in ProgressiveSettings.model_fields}
+        values, unknown = {}, []
+        for name, text in environ.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            if name not in fields:
+                unknown.append(name)
+            elif text.strip():
+                values[fields[name]] = text.strip()
+        return cls(values, tuple(sorted(unknown)))
 
 
-def settings_from_env(
-    defaults: ProgressiveSettings | None = None, environ: Mapping[str, str] | None = None
-) -> ProgressiveSettings:
-    """``defaults`` with every NNPROG_* variable that is set (and non-empty) applied on top."""
+def unknown_knob_message(name: str) -> str:
+    """``NNPROG_EPOCH is not a knob; did you mean NNPROG_EPOCHS?``."""
+    close = difflib.get_close_matches(name, KNOB_NAMES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"the knobs are {', '.join(KNOB_NAMES)}"
+    return f"{name} is not a knob of nnunet-progressive; {hint} (unset it: `unset {name}`)"
+
+
+def settings_from_env(defaults: ProgressiveSettings | None = None, environ: Mapping[str, str] | None = None,
+                      check_unknown: bool = True) -> ProgressiveSettings:
+    """``defaults`` with every NNPROG_* variable that is set (and non-empty) applied on top.
+
+    Raises one :class:`ProgressiveConfigError` naming every bad value, and every ``NNPROG_*`` name that is no
+    knob (with the closest knob name) unless ``check_unknown`` is False.
+    """
     defaults = defaults or ProgressiveSettings()
-    environ = os.environ if environ is None else environ
-    parsers = {
-        "epochs": lambda n, t: _parse_int(n, t, 1),
-        "iterations": lambda n, t: _parse_int(n, t, 1),
-        "val_iterations": lambda n, t: _parse_int(n, t, 1),
-        "growth_share": _parse_float,
-        "min_patch": _parse_patch,
-        "max_batch": lambda n, t: _parse_int(n, t, 1),
-        "batch_budget": _parse_float,
-        "save_every": lambda n, t: _parse_int(n, t, 1),
-        "target_dice": _parse_fraction,
-        "check_every": lambda n, t: _parse_int(n, t, 1),
-        "dice_method": lambda n, t: _parse_choice(n, t, DICE_METHODS),
-        "set1_share": _parse_fraction,
-        "set1_epochs": lambda n, t: _parse_int(n, t, 1),
-        "pdl_seed": lambda n, t: _parse_int(n, t, 0),
-        "ranking": lambda n, t: t,
-    }
-    updates = {}
-    for field_name, parse in parsers.items():
-        env_name = field_name.upper()
-        text = environ.get(ENV_PREFIX + env_name, "").strip()
-        if text:
-            updates[field_name] = parse(env_name, text)
-    return replace(defaults, **updates)
+    knobs = EnvironmentKnobs.read(environ)
+    if check_unknown and knobs.unknown:
+        raise ProgressiveConfigError("; ".join(unknown_knob_message(n) for n in knobs.unknown))
+    data = {**defaults.model_dump(), **knobs.values}
+    return validate(ProgressiveSettings, data, "NNPROG settings", name_of=env_name)
+
+
+def problems_for_trainer(trainer_name: str, features: Iterable[str], environ: Mapping[str, str] | None = None
+                         ) -> list[str]:
+    """Knobs set in the environment that ``trainer_name`` (reading ``features``) would ignore, as messages."""
+    features = set(features)
+    knobs = EnvironmentKnobs.read(environ)
+    problems = []
+    for row in knob_table():
+        if row.field in knobs.values and not features.intersection(row.readers):
+            problems.append(
+                f"{row.env_name} is set but {trainer_name} does not read it (it is read by {' / '.join(row.readers)} "
+                f"trainers); unset it (`unset {row.env_name}`) or pick a trainer that uses it")
+    return problems
 
 
 def env_variable_help() -> str:
-    """One line per knob, for CLI help and the README."""
-    return "\n".join(
-        [
-            "NNPROG_EPOCHS          total epochs (nnU-Net: 1000)",
-            "NNPROG_ITERATIONS      training iterations per epoch (nnU-Net: 250)",
-            "NNPROG_VAL_ITERATIONS  validation iterations per epoch (nnU-Net: 50)",
-            "NNPROG_GROWTH_SHARE    share of epochs spent growing, 0..1 (default: even split per stage)",
-            "NNPROG_MIN_PATCH       smallest patch, e.g. 32,32,32 (default: smallest the network accepts)",
-            "NNPROG_MAX_BATCH       Performance mode: hard batch cap (default 64)",
-            "NNPROG_BATCH_BUDGET    Performance mode: voxel budget as a multiple of the planned footprint",
-            "NNPROG_SAVE_EVERY      write checkpoint_latest every N epochs (nnU-Net: 50)",
-            "NNPROG_TARGET_DICE     stop when the validation Dice reaches this (StopAtDice and PDL trainers)",
-            "NNPROG_CHECK_EVERY     epochs between validation Dice checks (default 5)",
-            "NNPROG_DICE_METHOD     sliding_window (default, real Dice) or pseudo_dice (cheap, patches)",
-            "NNPROG_SET1_SHARE      PDL: Set 1 share of the fold's training cases (default 0.5)",
-            "NNPROG_SET1_EPOCHS     PDL: epochs on Set 1 alone (default 10)",
-            "NNPROG_PDL_SEED        PDL_Random: seed of the random Set 1 (default 0)",
-            "NNPROG_RANKING         PDL: ranking JSON (default: written by nnprog rank in nnUNet_preprocessed)",
-        ]
-    )
+    """One line per knob, for CLI help."""
+    width = max(len(name) for name in KNOB_NAMES) + 2
+    return "\n".join(f"{row.env_name:<{width}}{_plain(row.help)} (default: {_plain(row.default_text)}; read by: "
+                     f"{', '.join(row.readers)})" for row in knob_table())
+
+
+def readme_table() -> str:
+    """The knob table as markdown (the README's copy is checked against this by a test)."""
+    lines = ["| variable | meaning | default | read by |", "|---|---|---|---|"]
+    lines += [f"| `{row.env_name}` | {row.help} | {row.default_text} | {', '.join(row.readers)} |"
+              for row in knob_table()]
+    return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    return text.replace("`", "")

@@ -4,36 +4,16 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.nnunet.runner import NnunetFolders, run_logged
 
 SMALL_PLANS = "nnUNetPlans_small"
 SMALL_FEATURES_PER_STAGE = (8, 16, 32, 64, 64, 64, 64, 64)  # narrow network of SMALL_PLANS (first N used)
 
 
-@dataclass(frozen=True)
-class NnunetFolders:
-    """The three nnU-Net folders of one workspace."""
-
-    raw: Path
-    preprocessed: Path
-    results: Path
-
-    @classmethod
-    def under(cls, root: str | os.PathLike) -> NnunetFolders:
-        root = Path(root).resolve()
-        return cls(root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results")
-
-    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """``base`` (default os.environ) with nnU-Net's folder variables pointing here."""
-        env = dict(os.environ if base is None else base)
-        env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
-                   nnUNet_results=str(self.results))
-        return env
 
 
 def write_small_plans(
@@ -104,19 +84,3 @@ def prepare_generated_dataset(
         write_small_plans(folders.preprocessed / dataset_name / "nnUNetPlans.json", configurations,
                           features_per_stage=features_per_stage)
     return dataset_name
-
-
-def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
-    """Run a command; on failure raise with the command and the end of its output."""
-    if log_file is None:
-        result = subprocess.run(list(command), env=env, capture_output=True, text=True)
-        output = result.stdout + result.stderr
-    else:
-        with open(log_file, "a") as handle:
-            handle.write(f"$ {' '.join(command)}\n")
-            handle.flush()
-            result = subprocess.run(list(command), env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
-        output = Path(log_file).read_text()
-    if result.returncode != 0:
-        tail = "\n".join(output.splitlines()[-30:])
-        raise RuntimeError(f"command failed with exit code {result.returncode}: {' '.join(command)}\n{tail}")

@@ -50,3 +50,24 @@ def environment_with_trainers(base: dict[str, str] | None = None) -> dict[str, s
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     return env
+
+
+def find_trainer_class(trainer_name: str) -> type:
+    """The trainer class nnU-Net's own search finds for ``trainer_name`` (this package's trainers included)."""
+    import contextlib
+    import io
+
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+    from nnunet_progressive.nnunet.compat import install_in_this_process
+
+    os.environ["nnUNet_extTrainer"] = environment_with_trainers()["nnUNet_extTrainer"]
+    install_in_this_process()
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return recursive_find_trainer_class_by_name(trainer_name)
+        except RuntimeError:
+            raise ProgressiveConfigError(
+                f"no trainer named {trainer_name!r} was found (nnU-Net's trainers and this package's); check the "
+                f"spelling (the README lists the trainers of nnunet-progressive)") from None

@@ -355,48 +355,14 @@ def rank_dataset(
     Reads ``$nnUNet_preprocessed/DatasetXXX_Name/<plans>.json`` for the configuration's data identifier
     and spacing, and the cases in ``<data_identifier>/``. See the module doc for the method and output.
     """
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from nnunet_progressive.nnunet.resolve import resolve_configuration
 
-    if not nnUNet_preprocessed.is_set():
-        raise ProgressiveConfigError(
-            "The environment variable nnUNet_preprocessed is not set; set it to the folder holding your "
-            "preprocessed datasets (see nnU-Net's documentation/setting_up_paths.md)."
-        )
-    dataset_id_hint = str(dataset_name_or_id)
-    try:
-        dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
-    except (RuntimeError, ValueError) as error:
-        raise ProgressiveConfigError(
-            f"Dataset {dataset_name_or_id!r} was not found under nnUNet_preprocessed="
-            f"{nnUNet_preprocessed.get()} (nor nnUNet_raw/nnUNet_results). Check the id, or run "
-            f"`nnUNetv2_plan_and_preprocess -d {dataset_id_hint} -c {configuration}` first."
-        ) from error
-    dataset_id = dataset_name[7:10] if dataset_name.startswith("Dataset") else dataset_id_hint
-    dataset_folder = Path(nnUNet_preprocessed.get()) / dataset_name
-    plans_file = dataset_folder / f"{plans}.json"
-    if not plans_file.is_file():
-        raise ProgressiveConfigError(
-            f"Dataset {dataset_name} is not planned: {plans_file} does not exist. Run "
-            f"`nnUNetv2_plan_and_preprocess -d {int(dataset_id)} -c {configuration}`"
-            + ("" if plans == "nnUNetPlans" else f" with the planner that writes {plans}.json")
-            + " first."
-        )
-    plans_manager = PlansManager(str(plans_file))
-    if configuration not in plans_manager.available_configurations:
-        raise ProgressiveConfigError(
-            f"Configuration {configuration!r} is not in {plans_file}; available: "
-            f"{plans_manager.available_configurations}."
-        )
-    configuration_manager = plans_manager.get_configuration(configuration)
-    data_folder = dataset_folder / configuration_manager.data_identifier
-    if not data_folder.is_dir() or not any(data_folder.iterdir()):
-        raise ProgressiveConfigError(
-            f"Dataset {dataset_name} is not preprocessed for configuration {configuration}: {data_folder} "
-            f"is missing or empty. Run `nnUNetv2_preprocess -d {int(dataset_id)} -plans_name {plans} "
-            f"-c {configuration}` (or nnUNetv2_plan_and_preprocess) first."
-        )
+    planned = resolve_configuration(dataset_name_or_id, configuration, plans)
+    data_folder = planned.require_preprocessed()
+    dataset_folder = planned.preprocessed_dataset_folder
+    dataset_name = planned.dataset_name
+    configuration_manager = planned.configuration_manager
+    plans_manager = planned.plans_manager
     output_path = Path(output) if output is not None else default_output_path(dataset_folder, configuration)
     return rank_preprocessed_folder(
         data_folder,

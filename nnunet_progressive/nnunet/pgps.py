@@ -15,6 +15,7 @@ import torch
 
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.core.knobs import ProgressiveSettings
+from nnunet_progressive.core.records import CURRICULUM_JSON, CURRICULUM_PNG
 from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 from nnunet_progressive.nnunet.loaders import (
     RandomPatchSizeLoader,
@@ -32,8 +33,7 @@ from nnunet_progressive.pgps.schedule import (
 )
 
 NNUNET_DEFAULT_EPOCHS = 1000
-CURRICULUM_JSON = "curriculum.json"
-CURRICULUM_PNG = "pgps_schedule.png"
+
 PERFORMANCE_MAX_BATCH = 64  # hard batch cap on top of the planned footprint (NNPROG_MAX_BATCH overrides)
 
 

@@ -10,14 +10,12 @@ import torch
 
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
-
-SIDECAR_SUFFIX = ".nnprog.json"
-RUN_SUMMARY_JSON = "run_summary.json"
+from nnunet_progressive.core.records import RUN_SUMMARY_JSON, checkpoint_state_path
 
 
 def sidecar_path(checkpoint_file: str) -> str:
     """Where a checkpoint's nnunet-progressive state lives (nnU-Net's checkpoint format stays stock)."""
-    return checkpoint_file + SIDECAR_SUFFIX
+    return str(checkpoint_state_path(checkpoint_file))
 
 
 class RunLengthMixin:

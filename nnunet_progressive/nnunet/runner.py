@@ -9,8 +9,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_progressive.datasets.prepare import NnunetFolders
 from nnunet_progressive.nnunet.discovery import environment_with_trainers
+
+
+@dataclass(frozen=True)
+class NnunetFolders:
+    """The three nnU-Net folders of one workspace."""
+
+    raw: Path
+    preprocessed: Path
+    results: Path
+
+    @classmethod
+    def under(cls, root: str | os.PathLike) -> NnunetFolders:
+        root = Path(root).resolve()
+        return cls(root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results")
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default os.environ) with nnU-Net's folder variables pointing here."""
+        env = dict(os.environ if base is None else base)
+        env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
+                   nnUNet_results=str(self.results))
+        return env
+
 
 CPU_ENVIRONMENT = {"nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "nnUNet_compile": "false"}
 
@@ -85,9 +106,22 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
 def predict(input_folder: str | os.PathLike, output_folder: str | os.PathLike, run: TrainingRun,
             folders: NnunetFolders, log_file: str | os.PathLike, checkpoint: str = "checkpoint_final.pth") -> None:
     """``nnUNetv2_predict`` with the model of ``run`` (its fold and checkpoint)."""
-    from nnunet_progressive.datasets.prepare import run_logged
-
     command = ["nnUNetv2_predict", "-i", str(input_folder), "-o", str(output_folder), "-d", str(run.dataset),
                "-c", run.configuration, "-tr", run.trainer, "-p", run.plans, "-f", str(run.fold),
                "-chk", checkpoint, "-device", run.device, "-npp", "1", "-nps", "1", "--disable_tta"]
     run_logged(command, run_environment(folders, run.knobs, run.device), log_file)
+
+def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
+    """Run a command; on failure raise with the command and the end of its output."""
+    if log_file is None:
+        result = subprocess.run(list(command), env=env, capture_output=True, text=True)
+        output = result.stdout + result.stderr
+    else:
+        with open(log_file, "a") as handle:
+            handle.write(f"$ {' '.join(command)}\n")
+            handle.flush()
+            result = subprocess.run(list(command), env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
+        output = Path(log_file).read_text()
+    if result.returncode != 0:
+        tail = "\n".join(output.splitlines()[-30:])
+        raise RuntimeError(f"command failed with exit code {result.returncode}: {' '.join(command)}\n{tail}")

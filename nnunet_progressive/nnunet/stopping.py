@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.core.records import TIME_TO_DICE_JSON
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.stopping.dice import aggregate_dice, dice_from_counts, is_check_epoch, reached
-
-TIME_TO_DICE_JSON = "time_to_dice.json"
 
 
 class _TargetDiceReached(Exception):

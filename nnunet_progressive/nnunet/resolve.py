@@ -1,0 +1,100 @@
+"""One resolver for (dataset, plans, configuration): nnU-Net's folders, with errors that name the fix."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.naming import dataset_id, is_dataset_name, parse_dataset_argument
+
+
+@dataclass(frozen=True)
+class PlannedConfiguration:
+    """A planned (and maybe preprocessed) configuration of a dataset."""
+
+    dataset_name: str
+    plans_name: str
+    configuration: str
+    plans_file: Path
+    plans_manager: object  # nnunetv2 PlansManager
+    configuration_manager: object  # nnunetv2 ConfigurationManager
+
+    @property
+    def dataset_id(self) -> int:
+        return dataset_id(self.dataset_name)
+
+    @property
+    def preprocessed_dataset_folder(self) -> Path:
+        return self.plans_file.parent
+
+    @property
+    def data_folder(self) -> Path:
+        """``<preprocessed dataset>/<data_identifier>``: the preprocessed cases of this configuration."""
+        return self.plans_file.parent / self.configuration_manager.data_identifier
+
+    def require_preprocessed(self) -> Path:
+        folder = self.data_folder
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise ProgressiveConfigError(
+                f"{self.dataset_name} is not preprocessed for configuration {self.configuration}: {folder} is missing "
+                f"or empty. Run `nnUNetv2_preprocess -d {self.dataset_id} -plans_name {self.plans_name} "
+                f"-c {self.configuration}` first.")
+        return folder
+
+
+def preprocessed_root(root: str | os.PathLike | None = None) -> Path:
+    """``root``, else ``$nnUNet_preprocessed``; a clear error if neither is there."""
+    if root is not None:
+        return Path(root)
+    value = os.environ.get("nnUNet_preprocessed")
+    if not value:
+        raise ProgressiveConfigError("nnUNet_preprocessed is not set; export it as for nnUNetv2_train (see nnU-Net's "
+                                     "documentation/setting_up_paths.md)")
+    return Path(value)
+
+
+def _plan_command(identifier: int, configuration: str | None) -> str:
+    return f"nnUNetv2_plan_and_preprocess -d {identifier}" + (f" -c {configuration}" if configuration else "")
+
+
+def resolve_dataset_name(dataset: str | int, root: str | os.PathLike | None = None,
+                         configuration: str | None = None) -> str:
+    """``4`` / ``"004"`` / ``"Dataset004_X"`` -> ``Dataset004_X``, looked up in the preprocessed folder."""
+    root = preprocessed_root(root)
+    argument = parse_dataset_argument(dataset)
+    if isinstance(argument, str):
+        if not (root / argument).is_dir():
+            raise ProgressiveConfigError(f"{argument} was not found in nnUNet_preprocessed={root}; plan it first: "
+                                         f"{_plan_command(dataset_id(argument), configuration)}")
+        return argument
+    found = sorted(p.name for p in root.glob(f"Dataset{argument:03d}_*") if p.is_dir() and is_dataset_name(p.name))
+    if len(found) > 1:
+        raise ProgressiveConfigError(f"dataset id {argument} is ambiguous in {root}: {found}; pass the full name")
+    if not found:
+        raise ProgressiveConfigError(f"dataset {argument} was not found in nnUNet_preprocessed={root}; check the id, "
+                                     f"or plan it first: {_plan_command(argument, configuration)}")
+    return found[0]
+
+
+def resolve_configuration(dataset: str | int, configuration: str, plans: str = "nnUNetPlans",
+                          root: str | os.PathLike | None = None) -> PlannedConfiguration:
+    """The plans and configuration managers of a planned dataset, or one clear error naming the fix."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    name = resolve_dataset_name(dataset, root, configuration)
+    folder = preprocessed_root(root) / name
+    plans_file = folder / f"{plans}.json"
+    if not plans_file.is_file():
+        available = sorted(p.stem for p in folder.glob("*.json") if p.stem not in ("dataset", "dataset_fingerprint",
+                                                                                   "splits_final"))
+        raise ProgressiveConfigError(
+            f"no plans {plans!r} for {name}: {plans_file} does not exist (plans there: {available or 'none'}). "
+            + (f"Pass one of them with -p, or plan with the planner that writes {plans}.json."
+               if available else f"Plan the dataset first: {_plan_command(dataset_id(name), configuration)}"))
+    plans_manager = PlansManager(str(plans_file))
+    if configuration not in plans_manager.available_configurations:
+        raise ProgressiveConfigError(f"configuration {configuration!r} is not in {plans_file}; available: "
+                                     f"{list(plans_manager.available_configurations)}")
+    return PlannedConfiguration(name, plans, configuration, plans_file, plans_manager,
+                                plans_manager.get_configuration(configuration))
