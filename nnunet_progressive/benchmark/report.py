@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
+from nnunet_progressive.core.tables import csv_text, markdown_table, time_unit
 from nnunet_progressive.stopping.time_to_dice import (
     Check,
     TimeToDiceRow,
-    csv_text,
     default_thresholds,
-    markdown_table,
     plot_dice_vs_time,
     table_markdown,
     time_to_dice_table,
-    time_unit,
 )
 
 CONSTANT_PATCH_PREFIX = "nnUNetTrainer_ConstantPatch"

@@ -54,7 +54,7 @@ def _error(message: str) -> int:
 def run_action(args: argparse.Namespace) -> int:
     from nnunet_progressive.benchmark.run import MODE_FOR_STATUS, run_benchmark
     from nnunet_progressive.benchmark.spec import load_spec, parse_seeds, with_seeds
-    from nnunet_progressive.stopping.time_to_dice import markdown_table
+    from nnunet_progressive.core.tables import markdown_table
 
     try:
         spec = load_spec(args.spec)

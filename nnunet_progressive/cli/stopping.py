@@ -53,9 +53,9 @@ def unique_labels(labels: list[str], folders: list[Path]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from nnunet_progressive.benchmark.results import load_time_to_dice
     from nnunet_progressive.core.io import atomic_write_text
+    from nnunet_progressive.core.tables import markdown_table
     from nnunet_progressive.stopping.time_to_dice import (
         default_thresholds,
-        markdown_table,
         parse_thresholds,
         plot_dice_vs_time,
         table_csv,

@@ -16,8 +16,6 @@ in the Dice checks themselves. Times here are always that number, in seconds.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.tables import csv_text, markdown_table, time_unit
 
 Check = Mapping[str, Any]
 NOT_REACHED = "not reached"
@@ -90,25 +89,8 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds:.1f}" if seconds < 100 else f"{seconds:.0f}"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table; cells are converted with ``str`` and ``|`` is escaped."""
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
-def csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """CSV with a header line; None becomes an empty cell."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(headers)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return buffer.getvalue()
 
 
 def table_markdown(rows: Sequence[TimeToDiceRow], reference: str) -> str:
@@ -135,13 +117,6 @@ def table_csv(rows: Sequence[TimeToDiceRow], reference: str) -> str:
     return csv_text(["threshold", "run", "train_wall_seconds", "ratio_to_reference", "reference"], body)
 
 
-def time_unit(max_seconds: float) -> tuple[str, float]:
-    """Axis unit for a time span: (name, seconds per unit)."""
-    if max_seconds > 2 * 3600:
-        return "h", 3600.0
-    if max_seconds > 120:
-        return "min", 60.0
-    return "s", 1.0
 
 
 def plot_dice_vs_time(runs: Mapping[str, Sequence[Check]], path: str | os.PathLike,
