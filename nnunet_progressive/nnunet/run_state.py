@@ -469,6 +469,7 @@ class RunLengthMixin:
         self._untimed_seconds = before_now(state.get("untimed_seconds", {}))
 
     def save_checkpoint(self, filename: str) -> None:
+        self._checkpoint_written = True  # (or skipped by --disable_checkpointing): the run has trained
         if self.local_rank != 0 or self.disable_checkpointing:
             super().save_checkpoint(filename)
             return
@@ -478,7 +479,6 @@ class RunLengthMixin:
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
         atomic_write_json(sidecar_path(filename), state)
-        self._checkpoint_written = True
 
     def on_train_end(self) -> None:
         self._ending = True  # the sidecar of checkpoint_final says the run has ended
