@@ -104,6 +104,9 @@ def test_stop_at_dice_stops_before_max_epochs(tiny3d, tmp_path):
     for name, content in kept.items():
         assert (fold / name).read_bytes() == content, f"{name} must stay as it was"
     assert (fold / "validation" / "summary.json").is_file()
+    # --val uses the run's settings; an invalid knob in the environment is only reported (finding 6)
+    train(replace(run, knobs={"NNPROG_EPOCHS": "ten"}), tiny3d.folders, tmp_path / "val.log", extra=["--val"])
+    assert "WARNING: ignored invalid NNPROG settings" in (tmp_path / "val.log").read_text()
 
 
 def test_pdl_with_pgps_and_controls_train_and_predict(ranked, tmp_path):
