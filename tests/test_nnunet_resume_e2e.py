@@ -105,14 +105,17 @@ def test_bad_knobs_stop_a_new_run_cleanly_and_same_settings_start_over(tiny3d, t
     """Finding 5 (misspelt and unread knobs), 10 (no stray training log / fold folder), run identity."""
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
                       knobs={**FAST, "NNPROG_EPOCHS": "1", "NNPROG_EPOCH": "6", "NNPROG_GROWTH_SHARE": "0.5"})
-    trainer_folder = run.output_folder(tiny3d.folders, tiny3d.dataset_name).parent
-    assert not trainer_folder.exists()
+    fold_folder = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    trainer_folder = fold_folder.parent
+    folder_existed = trainer_folder.exists()  # other tests may train other folds of this trainer
+    assert not fold_folder.exists()
     failed = _run(run, tiny3d)
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
     assert failed.stderr.count("nnUNetv2_train: error: nnUNetTrainer_ConstantPatch cannot start") == 1
     assert "NNPROG_EPOCH is not a knob of nnunet-progressive; did you mean NNPROG_EPOCHS?" in failed.stderr
     assert "NNPROG_GROWTH_SHARE is set but nnUNetTrainer_ConstantPatch does not read it" in failed.stderr
-    assert not trainer_folder.exists(), "a failed start leaves no fold folder or training log behind"
+    assert not fold_folder.exists(), "a failed start leaves no fold folder or training log behind"
+    assert trainer_folder.exists() == folder_existed
 
     good = replace(run, knobs={**FAST, "NNPROG_EPOCHS": "1"})
     train(good, tiny3d.folders, tmp_path / "train.log")
