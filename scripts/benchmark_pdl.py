@@ -21,6 +21,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
+from nnunet_progressive.nnunet.discovery import find_trainer_class
+from nnunet_progressive.nnunet.run_state import knobs_for_trainer
 from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment, train
 
 TRAINERS = ("nnUNetTrainer_StopAtDice", "nnUNetTrainer_PDL", "nnUNetTrainer_PDL_Random",
@@ -52,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
              "NNPROG_CHECK_EVERY": str(args.check_every), "NNPROG_DICE_METHOD": "sliding_window"}
     fold_folders = []
     for trainer in tqdm(TRAINERS, desc="trainers", unit="run"):
-        run = TrainingRun(str(DATASET_ID), "3d_fullres", 0, trainer, SMALL_PLANS, device=args.device, knobs=knobs)
+        # one knob set for all trainers: each gets the knobs it reads (trainers refuse knobs they do not read)
+        trainer_knobs = knobs_for_trainer(find_trainer_class(trainer), knobs)
+        run = TrainingRun(str(DATASET_ID), "3d_fullres", 0, trainer, SMALL_PLANS, device=args.device,
+                          knobs=trainer_knobs)
         fold = run.output_folder(folders, dataset_name)
         if fold.exists():
             shutil.rmtree(fold)

@@ -27,7 +27,7 @@ def ranked(tiny3d):
                              "--registration", "rigid"],
                             capture_output=True, text=True, env=tiny3d.folders.environment())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    ranking = json.loads((tiny3d.preprocessed_dataset / "similarity_ranking_3d_fullres.json").read_text())
+    ranking = json.loads((tiny3d.preprocessed_dataset / "similarity_ranking_nnUNetPlans_3d_fullres.json").read_text())
     return tiny3d, ranking
 
 
@@ -93,6 +93,21 @@ def test_stop_at_dice_stops_before_max_epochs(tiny3d, tmp_path):
     assert summary["epochs_done"] == last_epoch + 1
     assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
 
+    # issue #8, finding 3: the ended run stays ended under --c (nnU-Net's validation runs again)
+    kept = {name: (fold / name).read_bytes() for name in ("checkpoint_final.pth", "checkpoint_final.pth.nnprog.json",
+                                                          "time_to_dice.json", "run_summary.json")}
+    assert json.loads(kept["checkpoint_final.pth.nnprog.json"])["ended"] is True
+    (fold / "validation" / "summary.json").unlink()
+    train(run, tiny3d.folders, tmp_path / "again.log", extra=["--c"])
+    again = (tmp_path / "again.log").read_text()
+    assert "This run has ended" in again and not re.search(r": Epoch \d+\s*$", again, re.M), "nothing is trained"
+    for name, content in kept.items():
+        assert (fold / name).read_bytes() == content, f"{name} must stay as it was"
+    assert (fold / "validation" / "summary.json").is_file()
+    # --val uses the run's settings; an invalid knob in the environment is only reported (finding 6)
+    train(replace(run, knobs={"NNPROG_EPOCHS": "ten"}), tiny3d.folders, tmp_path / "val.log", extra=["--val"])
+    assert "WARNING: ignored invalid NNPROG settings" in (tmp_path / "val.log").read_text()
+
 
 def test_pdl_with_pgps_and_controls_train_and_predict(ranked, tmp_path):
     ws, ranking = ranked
@@ -131,4 +146,6 @@ def test_missing_or_stale_ranking_names_the_rank_command(ranked, tmp_path):
         with pytest.raises(RuntimeError) as failure:
             train(run, ws.folders, tmp_path / "train.log")
         assert problem in str(failure.value)
-        assert f"nnprog rank -d {ws.dataset_name} -c 3d_fullres -p {ws.plans}" in str(failure.value)
+        # the command writes the ranking where NNPROG_RANKING looks (issue #8, finding 10)
+        assert f"nnprog rank -d {ws.dataset_name} -c 3d_fullres -p {ws.plans} -o {ranking_file}" in str(failure.value)
+        assert not run.output_folder(ws.folders, ws.dataset_name).exists(), "a failed start leaves no fold folder"

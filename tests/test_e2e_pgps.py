@@ -102,6 +102,8 @@ def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path)
     assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
     resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
     assert 4 <= resume_epoch <= 7, "interrupted in a middle stage"
+    # without its sidecar (issue #8, finding 2) the checkpoint continues with the run's stored settings
+    (fold / "checkpoint_latest.pth.nnprog.json").unlink()
     # resume with a different environment: the run's own settings must win
     resumed = replace(run, knobs={**FAST, "NNPROG_EPOCHS": "30"})
     train(resumed, tiny3d.folders, log, extra=["--c"])
@@ -109,7 +111,8 @@ def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path)
     stage = schedule.stage_at_epoch(resume_epoch)
     assert (f"Continuing at epoch {resume_epoch}: PGPS stage {stage.index + 1}/9 | patch "
             f"{_patch_text(stage.patch_size)}") in text
-    assert "NNPROG settings differ from the run being continued" in text
+    assert "NNPROG settings differ from the run being continued (NNPROG_EPOCHS: now 30, run 9)" in text
+    assert "checkpoint_latest.pth.nnprog.json not found next to the checkpoint" in text
     _assert_follows_schedule(fold, schedule)
     curriculum = json.loads((fold / "curriculum.json").read_text())
     assert curriculum["epochs_done"] == 9 and [s["epochs_done"] for s in curriculum["stages"]] == [1] * 9

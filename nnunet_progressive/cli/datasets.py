@@ -110,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite, num_processes=args.num_processes, **settings)
     except (ProgressiveConfigError, FileExistsError) as error:
         return fail(str(error))
+    except (RuntimeError, OSError, EOFError) as error:  # e.g. a damaged image inside nnU-Net's MSD converter
+        reason = " ".join(str(error).split())[:400]
+        return fail(f"converting {args.task} from {args.source} failed ({type(error).__name__}: {reason}); a source "
+                    f"file may be damaged or incomplete: re-extract or re-download it, or leave that case out and "
+                    f"convert with --allow-partial.")
     dataset_id = int(folder.name[len("Dataset"):len("Dataset") + 3])
     print(f"Wrote {folder}\nNext: nnUNetv2_plan_and_preprocess -d {dataset_id} --verify_dataset_integrity")
     return 0

@@ -5,7 +5,7 @@ import argparse
 import math
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.knobs import env_variable_help, settings_from_env
+from nnunet_progressive.core.knobs import env_variable_help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,27 +34,31 @@ def load_plans_and_trainer(dataset: str, configuration: str, plans: str, trainer
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_progressive.core.io import check_writable
     from nnunet_progressive.nnunet.pgps import (
         NNUNET_DEFAULT_EPOCHS,
-        ProgressivePatchMixin,
+        PatchSizeMixin,
         RandomPatchSizeMixin,
         schedule_for_configuration,
     )
+    from nnunet_progressive.nnunet.run_state import settings_for_new_run
     from nnunet_progressive.pgps.report import plot_schedule, schedule_table
 
+    if args.plot:
+        check_writable(args.plot, "--plot")  # before the table is printed, not after
     configuration_manager, trainer_class = load_plans_and_trainer(
         args.dataset, args.configuration, args.plans, args.trainer
     )
-    if not issubclass(trainer_class, ProgressivePatchMixin):
+    if not issubclass(trainer_class, PatchSizeMixin):
         raise ProgressiveConfigError(
             f"{args.trainer} keeps the planned patch size; pick a PGPS trainer, e.g. "
             f"nnUNetTrainer_PGPS_Efficiency or nnUNetTrainer_PGPS_Performance"
         )
-    settings = settings_from_env(trainer_class.default_settings)
+    settings = settings_for_new_run(trainer_class)  # as the trainer would read the environment: strictly
     epochs = settings.epochs or NNUNET_DEFAULT_EPOCHS
     schedule = schedule_for_configuration(configuration_manager, trainer_class.pgps_mode, settings, epochs)
     print(f"{args.trainer} on {args.dataset} {args.configuration} ({args.plans}), knobs: "
-          f"{ {k: v for k, v in settings.to_dict().items() if v is not None} }")
+          f"{settings.knobs_read_by(trainer_class.knob_features())}")
     if issubclass(trainer_class, RandomPatchSizeMixin):
         pool = [stage.patch_size for stage in schedule.stages]
         print(f"RPSS draws one of {len(pool)} patch sizes per batch: {pool}")

@@ -34,6 +34,26 @@ def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` if a file can be written there (its folder is created); else one clear error. Call it before long
+    work, so that a typo in an output path does not cost the work."""
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ProgressiveConfigError(f"{what} {path} is a folder; give a file name inside it, e.g. {path / 'out'}")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{path.name}.{_unique_name()}.probe"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as error:
+        raise ProgressiveConfigError(f"{what} {path} cannot be written ({error.strerror or error}: "
+                                     f"{error.filename or folder}); pick a writable folder") from None
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to a temporary file in the same folder, then rename it over ``path``."""
     with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:

@@ -171,7 +171,8 @@ class ProgressiveSettings(BaseModel):
                               "integer >= 1")
     pdl_seed: Seed = knob(0, [RANDOM_SUBSET], "PDL_Random: seed of the random Set 1", "0", "integer >= 0")
     ranking: str | None = knob(None, [SIMILARITY_RANKING], "PDL: ranking JSON",
-                               "`$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<CONFIG>.json`", "file path")
+                               "`$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json`, e.g. "
+                               "`similarity_ranking_nnUNetPlans_3d_fullres.json`", "file path")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -194,6 +195,11 @@ class ProgressiveSettings(BaseModel):
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
+    def knobs_read_by(self, features: Iterable[str]) -> dict[str, Any]:
+        """Knob name -> value for the knobs a trainer reading ``features`` uses (its start-up log lists these)."""
+        data = self.to_dict()
+        return {env_name(field): data[field] for field in fields_read_by(features)}
+
     def set_knobs(self, defaults: ProgressiveSettings | None = None) -> dict[str, Any]:
         """Knob name -> value for every field that differs from ``defaults`` (default: the table's)."""
         base = (defaults or ProgressiveSettings()).to_dict()
@@ -212,6 +218,12 @@ def knob_table() -> tuple[Knob, ...]:
         rows.append(Knob(name, info.description or "", tuple(extra["readers"]), extra["default_text"],
                          extra["type_text"]))
     return tuple(rows)
+
+
+def fields_read_by(features: Iterable[str]) -> tuple[str, ...]:
+    """The fields (in table order) that a trainer reading ``features`` uses."""
+    features = set(features)
+    return tuple(row.field for row in knob_table() if features.intersection(row.readers))
 
 
 KNOB_NAMES: tuple[str, ...] = tuple(knob.env_name for knob in knob_table())

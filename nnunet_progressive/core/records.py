@@ -15,6 +15,7 @@ Records are pydantic models that keep unknown keys (newer or older package versi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -45,9 +46,18 @@ def checkpoint_state_path(checkpoint_file: str | os.PathLike) -> Path:
     return Path(str(checkpoint_file) + CHECKPOINT_STATE_SUFFIX)
 
 
-def ranking_file_name(configuration: str) -> str:
-    """The PDL similarity ranking of a configuration, in ``nnUNet_preprocessed/DatasetXXX_Name/``."""
-    return f"similarity_ranking_{configuration}.json"
+def ranking_file_name(data_identifier: str) -> str:
+    """The PDL similarity ranking of one preprocessed data folder, in ``nnUNet_preprocessed/DatasetXXX_Name/``.
+
+    Named after the configuration's data identifier (``nnUNetPlans_3d_fullres``): the ranking is computed from the
+    preprocessed images, which plans sharing a data identifier (nnU-Net's ResEnc presets, small plans) share.
+    """
+    return f"similarity_ranking_{data_identifier}.json"
+
+
+def fingerprint(data: Any) -> str:
+    """sha256 (hex) of ``data`` as canonical JSON (sorted keys): identifies e.g. a configuration's plans entry."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -55,10 +65,57 @@ def ranking_file_name(configuration: str) -> str:
 class Record(BaseModel):
     """Base of every record: unknown keys are kept, known ones are typed."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")  # a NaN Dice stays NaN, not null
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
+
+
+class RunIdentity(Record):
+    """``nnprog_run.json``: what a run is, fixed when it starts; ``--c`` and ``--val`` continue with it."""
+
+    run_id: str  # random, new for every start; checkpoint sidecars carry it
+    trainer: str
+    package_version: str
+    settings: dict[str, Any]  # ProgressiveSettings.to_dict() of the run
+    plans: str
+    configuration: str
+    fold: str
+    plans_fingerprint: str  # fingerprint() of the configuration's plans entry
+    created: str  # ISO 8601, local time
+
+    def differences(self, other: RunIdentity) -> dict[str, tuple[Any, Any]]:
+        """What makes ``other`` another run: differing settings (by knob name) and plans; name -> (self, other)."""
+        found: dict[str, tuple[Any, Any]] = {}
+        for key in sorted(set(self.settings) | set(other.settings)):
+            mine, theirs = self.settings.get(key), other.settings.get(key)
+            if mine != theirs:
+                found["NNPROG_" + key.upper()] = (mine, theirs)
+        if self.plans_fingerprint != other.plans_fingerprint:
+            found[f"plans entry of {self.configuration} in {self.plans}.json"] = ("as planned then", "changed")
+        return found
+
+
+class CheckpointState(Record):
+    """``<checkpoint>.nnprog.json``: the package's state at one checkpoint (mixins add their own keys)."""
+
+    current_epoch: int  # as nnU-Net stores it: the next epoch to train
+    run_id: str | None = None  # the RunIdentity the checkpoint belongs to (None: written by an older version)
+    trainer: str | None = None
+    package_version: str | None = None
+    settings: dict[str, Any] | None = None  # the run's settings (runs of older versions have no run file)
+    ended: bool = False  # written when training ended (all epochs, or a target reached)
+
+
+class SimilarityRanking(Record):
+    """The ranking ``nnprog rank`` writes (see :mod:`nnunet_progressive.pdl.similarity.compare`); the fields a
+    PDL trainer reads. ``settings`` records what it was computed from (plans, configuration, data identifier,
+    spacing) besides the comparison settings."""
+
+    case_ids: list[str]
+    case_list_fingerprint: str
+    order: list[str]
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class DiceCheck(Record):
@@ -126,9 +183,14 @@ def read_record(path: str | os.PathLike, model: type[T], missing_ok: bool = Fals
         if missing_ok:
             return None
         raise ProgressiveConfigError(f"{path} does not exist") from None
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ProgressiveConfigError(f"{path} is not valid JSON ({error}); it was damaged: delete it (or restore "
                                      f"it from a copy) and run again") from None
+    except OSError as error:
+        raise ProgressiveConfigError(f"{path} cannot be read ({error.strerror or error})") from None
+    if not isinstance(data, dict):
+        raise ProgressiveConfigError(f"{path}: expected a JSON object, found {type(data).__name__}; it was damaged: "
+                                     f"delete it (or restore it from a copy) and run again")
     return validate(model, data, str(path))
 
 

@@ -1,55 +1,66 @@
 """The nnU-Net hooks of Progressive DL (PDL): Set 1 alone for a number of epochs, then all cases.
 
 Set 1 is chosen from the fold's training cases only (validation cases are never part of it) by
-:func:`nnunet_progressive.pdl.subsets.select_set1` from the ranking ``nnprog rank`` wrote. The training
-loader of stage 1 is nnU-Net's own, built on a dataset restricted to Set 1; stage 2 uses the fold's
-training cases as nnU-Net would. Stopping at a target Dice comes from :class:`StopAtDiceMixin`.
+:func:`nnunet_progressive.pdl.subsets.select_set1` from the ranking ``nnprog rank`` wrote, after checking that
+the ranking was computed from this run's data (data identifier, spacing, case list). The training loader of
+stage 1 is nnU-Net's own, built on a dataset restricted to Set 1; stage 2 uses the fold's training cases as
+nnU-Net would. The PDL trainers stop at a target Dice because they also list :class:`StopAtDiceMixin`.
 """
 from __future__ import annotations
 
-import json
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.knobs import CASE_SUBSET, RANDOM_SUBSET, SIMILARITY_RANKING
+from nnunet_progressive.core.records import SimilarityRanking, read_record
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
-from nnunet_progressive.nnunet.stopping import StopAtDiceMixin
-from nnunet_progressive.pdl.subsets import select_set1
+from nnunet_progressive.pdl.subsets import ranking_mismatches, select_set1
 
 
-def load_ranking_order(ranking_file: Path, all_case_ids: list[str], rank_command: str) -> list[str]:
-    """The ranking's case order (most dissimilar first) after checking it matches the dataset's cases."""
-    from nnunet_progressive.pdl.similarity.compare import case_list_fingerprint
-
+def load_ranking_order(ranking_file: Path, expected: Mapping[str, Any], rank_command: str) -> list[str]:
+    """The ranking's case order (most dissimilar first) after checking it was computed from ``expected``'s data
+    (see :func:`~nnunet_progressive.pdl.subsets.ranking_mismatches`); errors name ``rank_command``."""
     if not ranking_file.is_file():
         raise ProgressiveConfigError(
             f"no similarity ranking at {ranking_file}; PDL needs one. Run:\n    {rank_command}"
         )
-    ranking = json.loads(ranking_file.read_text())
-    if ranking.get("case_list_fingerprint") != case_list_fingerprint(all_case_ids):
+    ranking = read_record(ranking_file, SimilarityRanking)
+    recorded = {**ranking.settings, "case_list_fingerprint": ranking.case_list_fingerprint,
+                "num_cases": len(ranking.case_ids)}
+    problems = ranking_mismatches(recorded, expected)
+    if problems:
         raise ProgressiveConfigError(
-            f"the similarity ranking {ranking_file} was made for a different case list "
-            f"({len(ranking.get('case_ids', []))} cases ranked, {len(all_case_ids)} preprocessed now); "
+            f"the similarity ranking {ranking_file} was not computed from this run's data: {'; '.join(problems)}; "
             f"it is stale. Run again:\n    {rank_command}"
         )
-    return list(ranking["order"])
+    return list(ranking.order)
 
 
-class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
-    """Put before ``nnUNetTrainer`` (or before ProgressivePatchMixin) to train Set 1 first, then all cases."""
+class ProgressiveDataMixin(StagedTrainingLoaderMixin):
+    """Put after ``StopAtDiceMixin`` and before ``ProgressivePatchMixin`` / ``nnUNetTrainer`` in the bases to train
+    Set 1 first, then all cases (the order is stated in :mod:`.run_state`)."""
 
     pdl_order = "dissimilar_first"
+
+    @classmethod
+    def knob_features(cls) -> frozenset[str]:
+        features = super().knob_features() | {CASE_SUBSET}
+        return features | ({RANDOM_SUBSET} if cls.pdl_order == "random" else {SIMILARITY_RANKING})
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self._check_pdl_settings()
         self._set1: list[str] | None = None
         self._training_case_subset: list[str] | None = None
         self._cases_seen: set[str] = set()
 
-    def _check_pdl_settings(self) -> None:
+    def derive_from_settings(self) -> None:
+        super().derive_from_settings()  # run length first: Set 1's epochs must leave epochs for all cases
         if self.progressive_settings.set1_epochs >= self.num_epochs:
             raise ProgressiveConfigError(
                 f"NNPROG_SET1_EPOCHS={self.progressive_settings.set1_epochs} leaves no epoch for all cases "
@@ -60,8 +71,11 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
         return 0 if epoch < self.progressive_settings.set1_epochs else 1
 
     def rank_command(self) -> str:
-        return (f"nnprog rank -d {self.plans_manager.dataset_name} -c {self.configuration_name} "
-                f"-p {self.plans_manager.plans_name}")
+        """The ``nnprog rank`` command that writes the ranking this trainer reads."""
+        command = (f"nnprog rank -d {self.plans_manager.dataset_name} -c {self.configuration_name} "
+                   f"-p {self.plans_manager.plans_name}")
+        chosen = self.progressive_settings.ranking
+        return command + (f" -o {shlex.quote(chosen)}" if chosen else "")
 
     def ranking_file(self) -> Path:
         from nnunet_progressive.nnunet.pdl_ranking import default_output_path
@@ -69,7 +83,15 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
         chosen = self.progressive_settings.ranking
         if chosen:
             return Path(chosen)
-        return default_output_path(self.preprocessed_dataset_folder_base, self.configuration_name)
+        return default_output_path(self.preprocessed_dataset_folder_base, self.configuration_manager.data_identifier)
+
+    def ranking_source(self, case_ids: list[str]) -> dict[str, Any]:
+        """What a ranking for this run must have been computed from."""
+        from nnunet_progressive.pdl.similarity.compare import case_list_fingerprint
+
+        return {"data_identifier": self.configuration_manager.data_identifier,
+                "spacing": [float(s) for s in self.configuration_manager.spacing],
+                "case_list_fingerprint": case_list_fingerprint(case_ids), "num_cases": len(case_ids)}
 
     def set1_cases(self) -> list[str]:
         """This fold's Set 1 (computed once)."""
@@ -78,7 +100,8 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
             ranking_order = None
             if self.pdl_order != "random":
                 all_ids = list(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
-                ranking_order = load_ranking_order(self.ranking_file(), all_ids, self.rank_command())
+                ranking_order = load_ranking_order(self.ranking_file(), self.ranking_source(all_ids),
+                                                   self.rank_command())
             self._set1 = select_set1(list(training_ids), self.progressive_settings.set1_share, self.pdl_order,
                                      ranking_order, self.progressive_settings.pdl_seed)
         return list(self._set1)  # a copy: nnU-Net's dataset classes sort identifier lists in place
@@ -87,7 +110,7 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
     def _stage_key(self, epoch: int) -> tuple:
         return super()._stage_key(epoch) + (("pdl", self._pdl_stage(epoch)),)
 
-    def _data_stage_label(self, epoch: int) -> str:
+    def training_data_label(self, epoch: int) -> str:
         return "set1" if self._pdl_stage(epoch) == 0 else "all"
 
     def _stage_log_parts(self, epoch: int) -> list[str]:
@@ -114,10 +137,8 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
 
     # --- nnU-Net hooks ---------------------------------------------------------------------------------
     def on_train_start(self):
-        if self.dataset_class is None:
-            from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-
-            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        if not self.was_initialized:
+            self.initialize()  # settings and dataset class first (nnU-Net's on_train_start would do it next)
         self.set1_cases()  # a missing or stale ranking stops here, before any worker starts
         super().on_train_start()
 
@@ -138,6 +159,5 @@ class ProgressiveDataMixin(StopAtDiceMixin, StagedTrainingLoaderMixin):
 
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)
-        self._check_pdl_settings()
         if state.get("set1") is not None:
             self._set1 = list(state["set1"])  # the run continues with the Set 1 it started with

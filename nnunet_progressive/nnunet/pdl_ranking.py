@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from nnunet_progressive import __version__
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.io import check_writable
+from nnunet_progressive.core.records import ranking_file_name
 from nnunet_progressive.pdl.similarity import ranking
 from nnunet_progressive.pdl.similarity.compare import (
     CACHE_FORMAT,
@@ -188,7 +190,7 @@ def rank_preprocessed_folder(
         )
     started = time.perf_counter()
     data_folder = Path(data_folder)
-    output = Path(output)
+    output = check_writable(output, "ranking output (-o)")  # before the work, not after it
     if not data_folder.is_dir():
         raise ProgressiveConfigError(
             f"Preprocessed data folder {data_folder} does not exist. Run nnUNetv2_preprocess (or "
@@ -334,9 +336,10 @@ def rank_preprocessed_folder(
     return output
 
 
-def default_output_path(preprocessed_dataset_folder: str | os.PathLike, configuration: str) -> Path:
-    """``<preprocessed dataset folder>/similarity_ranking_<configuration>.json``."""
-    return Path(preprocessed_dataset_folder) / f"similarity_ranking_{configuration}.json"
+def default_output_path(preprocessed_dataset_folder: str | os.PathLike, data_identifier: str) -> Path:
+    """``<preprocessed dataset folder>/similarity_ranking_<data identifier>.json``, e.g.
+    ``similarity_ranking_nnUNetPlans_3d_fullres.json``."""
+    return Path(preprocessed_dataset_folder) / ranking_file_name(data_identifier)
 
 
 def rank_dataset(
@@ -363,7 +366,8 @@ def rank_dataset(
     dataset_name = planned.dataset_name
     configuration_manager = planned.configuration_manager
     plans_manager = planned.plans_manager
-    output_path = Path(output) if output is not None else default_output_path(dataset_folder, configuration)
+    output_path = (Path(output) if output is not None
+                   else default_output_path(dataset_folder, configuration_manager.data_identifier))
     return rank_preprocessed_folder(
         data_folder,
         configuration_manager.spacing,
@@ -379,5 +383,6 @@ def rank_dataset(
             "configuration": configuration,
             "plans": plans,
             "data_identifier": configuration_manager.data_identifier,
+            "spacing": [float(x) for x in configuration_manager.spacing],
         },
     )

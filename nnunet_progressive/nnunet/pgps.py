@@ -11,10 +11,9 @@ import contextlib
 import os
 
 import numpy as np
-import torch
 
 from nnunet_progressive.core.io import atomic_write_json
-from nnunet_progressive.core.knobs import ProgressiveSettings
+from nnunet_progressive.core.knobs import PATCH_CURRICULUM, PATCH_SIZES, PERFORMANCE_BATCH, ProgressiveSettings
 from nnunet_progressive.core.records import CURRICULUM_JSON, CURRICULUM_PNG
 from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 from nnunet_progressive.nnunet.loaders import (
@@ -60,17 +59,23 @@ def schedule_for_configuration(
     )
 
 
-class ProgressivePatchMixin(StagedTrainingLoaderMixin):
-    """Put before ``nnUNetTrainer`` (or any of its variants) in the bases to train with PGPS."""
+class PatchSizeMixin(StagedTrainingLoaderMixin):
+    """What PGPS and its RPSS ablation share: the stage schedule of the plan, the stage configuration of the
+    loaders, the per-epoch throughput log and curriculum.json. Use :class:`ProgressivePatchMixin` or
+    :class:`RandomPatchSizeMixin`; each says how an epoch picks its patch sizes (``_stage_key``,
+    ``_stage_description``, ``_make_training_augmenter``)."""
 
     pgps_mode = "efficiency"
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.schedule = self._build_schedule()
+    @classmethod
+    def knob_features(cls) -> frozenset[str]:
+        return super().knob_features() | {PATCH_SIZES}
 
     # --- schedule ------------------------------------------------------------------------------------
+    def derive_from_settings(self) -> None:
+        super().derive_from_settings()  # run length first: the schedule splits num_epochs
+        self.schedule = self._build_schedule()
+
     def _build_schedule(self) -> Schedule:
         return schedule_for_configuration(
             self.configuration_manager, self.pgps_mode, self.progressive_settings, self.num_epochs
@@ -79,17 +84,9 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
     def _num_training_shapes(self) -> int:
         return len(self.schedule.stages)
 
-    def _stage_key(self, epoch: int) -> tuple:
-        return super()._stage_key(epoch) + (("pgps", self.schedule.stage_at_epoch(epoch).index),)
-
     def _stage_description(self, epoch: int) -> tuple[str, int]:
         """Log text for the epoch's patch stage and the voxels one training iteration processes."""
-        stage = self.schedule.stage_at_epoch(epoch)
-        text = (
-            f"PGPS stage {stage.index + 1}/{len(self.schedule.stages)} | patch "
-            f"{'x'.join(map(str, stage.patch_size))} | batch {stage.batch_size}"
-        )
-        return text, stage.voxels_per_iteration
+        raise NotImplementedError
 
     def _stage_log_parts(self, epoch: int) -> list[str]:
         return super()._stage_log_parts(epoch) + [self._stage_description(epoch)[0]]
@@ -106,7 +103,6 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
     def on_train_start(self):
         super().on_train_start()  # builds nnU-Net's loaders at the planned patch; validation keeps them
         if self.local_rank == 0:
-            self.print_to_log_file(f"Progressive settings: {self.progressive_settings.to_dict()}")
             plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
 
     def on_train_epoch_end(self, train_outputs):
@@ -152,17 +148,9 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
             configuration["patch_size"], configuration["batch_size"] = saved_config
             self.batch_size, self.oversample_foreground_percent, self.probabilistic_oversampling = saved_attrs
 
-    def _make_training_augmenter(self, epoch: int):
-        stage = self.schedule.stage_at_epoch(epoch)
-        with self._stage_configuration(stage.patch_size, stage.batch_size):
-            return super()._make_training_augmenter(epoch)
-
     # --- records ---------------------------------------------------------------------------------------
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)
-        self.schedule = self._build_schedule()
-        if self._do_i_compile():
-            configure_dynamo_for_shapes(self._num_training_shapes())
         self.print_to_log_file(
             f"Continuing at epoch {self.current_epoch}: {self._stage_description(self.current_epoch)[0]}"
         )
@@ -171,19 +159,20 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
         """curriculum.json: the schedule, per-stage epochs, wall and train time, throughput, switch cost."""
         from nnunet_progressive import __version__
 
-        starts = self.logger.get_value("epoch_start_timestamps", step=None)
-        ends = self.logger.get_value("epoch_end_timestamps", step=None)
+        starts, _ = self.epoch_timestamps()
+        # epoch ends moved back by the time spent outside training (Dice checks): wall times are training times
+        ends = [start + seconds for start, seconds in zip(starts, self.epoch_training_seconds())]
         return {
             "package_version": __version__,
             "trainer": self.__class__.__name__,
             "mode": self.pgps_mode,
             "settings": self.progressive_settings.to_dict(),
             "num_iterations_per_epoch": self.num_iterations_per_epoch,
-            "epochs_done": min(len(starts), len(ends)),
+            "epochs_done": len(ends),
             "schedule": self.schedule.to_dict(),
             "stages": stage_summaries(self.schedule, starts, ends, self._train_seconds,
                                       self.num_iterations_per_epoch),
-            "wall_seconds": float(np.sum(np.subtract(ends, starts[: len(ends)]))) if ends else 0.0,
+            "wall_seconds": self.training_wall_seconds(),
             "train_seconds": float(sum(self._train_seconds.values())),
             "switch_seconds": self._switch_seconds,
             "total_switch_seconds": float(sum(self._switch_seconds.values())),
@@ -199,7 +188,35 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
                           min(self.current_epoch, self.num_epochs - 1))
 
 
-class RandomPatchSizeMixin(ProgressivePatchMixin):
+class ProgressivePatchMixin(PatchSizeMixin):
+    """Put before ``nnUNetTrainer`` (or any of its variants) in the bases to train with PGPS."""
+
+    pgps_mode = "efficiency"
+
+    @classmethod
+    def knob_features(cls) -> frozenset[str]:
+        features = super().knob_features() | {PATCH_CURRICULUM}
+        return features | {PERFORMANCE_BATCH} if cls.pgps_mode == "performance" else features
+
+    def _stage_key(self, epoch: int) -> tuple:
+        return super()._stage_key(epoch) + (("pgps", self.schedule.stage_at_epoch(epoch).index),)
+
+    def _stage_description(self, epoch: int) -> tuple[str, int]:
+        """Log text for the epoch's patch stage and the voxels one training iteration processes."""
+        stage = self.schedule.stage_at_epoch(epoch)
+        text = (
+            f"PGPS stage {stage.index + 1}/{len(self.schedule.stages)} | patch "
+            f"{'x'.join(map(str, stage.patch_size))} | batch {stage.batch_size}"
+        )
+        return text, stage.voxels_per_iteration
+
+    def _make_training_augmenter(self, epoch: int):
+        stage = self.schedule.stage_at_epoch(epoch)
+        with self._stage_configuration(stage.patch_size, stage.batch_size):
+            return super()._make_training_augmenter(epoch)
+
+
+class RandomPatchSizeMixin(PatchSizeMixin):
     """RPSS ablation: every batch uses one of the PGPS stage patch sizes, drawn uniformly; batch constant.
 
     There is no curriculum; the schedule is still built (it validates the knobs and gives the pool).
@@ -215,7 +232,7 @@ class RandomPatchSizeMixin(ProgressivePatchMixin):
         )
 
     def _stage_key(self, epoch: int) -> tuple:
-        return super(ProgressivePatchMixin, self)._stage_key(epoch) + (("rpss",),)
+        return super()._stage_key(epoch) + (("rpss",),)
 
     def _stage_description(self, epoch: int) -> tuple[str, int]:
         pool = self._patch_pool()
@@ -236,7 +253,7 @@ class RandomPatchSizeMixin(ProgressivePatchMixin):
         augmenters = []
         for patch in pool:
             with self._stage_configuration(patch, self.schedule.planned_batch_size):
-                augmenters.append(super(ProgressivePatchMixin, self)._make_training_augmenter(epoch))
+                augmenters.append(super()._make_training_augmenter(epoch))
         loaders = [inner_data_loader(a) for a in augmenters]
         for augmenter in augmenters[:-1]:
             shutdown_augmenter(augmenter)

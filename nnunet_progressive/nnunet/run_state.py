@@ -1,16 +1,102 @@
-"""Run length (epochs, iterations, checkpoint interval) from NNPROG_* knobs, kept across `--c`."""
+"""A run you can trust: its settings fixed when it starts, exact resume, atomic checkpoints, honest timing.
+
+Settings (the run's identity)
+    ONE place resolves a trainer's settings, :class:`RunLengthMixin`:
+
+    - a NEW run (nnU-Net's ``initialize()`` reached without a checkpoint loaded) takes the trainer's defaults plus
+      the environment, strictly (:func:`settings_for_new_run`: an unknown ``NNPROG_*`` name, a bad value or a
+      knob the trainer does not read is an error), and stores them in ``nnprog_run.json`` (:class:`RunIdentity`)
+      in the fold folder before training; a fold folder already holding a run with OTHER settings is refused;
+    - a CONTINUED run (``load_checkpoint``: ``--c``, ``--val``, ``--val_best``) takes the settings stored with the
+      run (the run file; for runs of older versions the checkpoint's sidecar), never the environment, which is
+      only reported on (:func:`environment_notes_for_continued_run`).
+
+    Everything derived from the settings (``derive_from_settings``: run length, PGPS schedule, PDL phases) is
+    derived right after, BEFORE nnU-Net's ``initialize()`` builds the optimizer and its learning-rate schedule
+    from ``num_epochs``, so a resumed run anneals exactly as the uninterrupted one.
+
+Checkpoints
+    Written atomically (nnU-Net's ``save_checkpoint`` into a temporary file, then a rename), each with its sidecar
+    ``<checkpoint>.nnprog.json`` (:class:`CheckpointState`: progress state, the run id). ``--c`` continues from
+    the newest INTACT checkpoint of the run (:func:`choose_checkpoint`), saying so when the one nnU-Net picked
+    is damaged. A run that has ended (``checkpoint_final.pth``) stays ended under ``--c``: nothing is trained,
+    no record is rewritten; nnU-Net's validation then runs again, as it does for any ``--c``.
+
+Hook order of a combined trainer (stated here only; ``tests/test_nnunet_run_state.py`` checks every trainer)
+    A trainer lists the package's mixins in this order, then an nnU-Net trainer::
+
+        StopAtDiceMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, nnUNetTrainer
+
+    so its method resolution order is :data:`MIXIN_ORDER` (those it has), then ``nnUNetTrainer``. Every mixin
+    calls ``super()`` in every hook it overrides and none skips another. Per hook, outermost first:
+
+    - ``initialize`` / ``load_checkpoint``: PGPS/RPSS remember the planned oversampling; RunLengthMixin resolves
+      the settings and every mixin derives from them (``derive_from_settings``, innermost first: run length, then
+      the patch schedule, then PDL's phases); then nnU-Net builds network, optimizer and scheduler (and loads);
+      then ``restore_progressive_state`` restores each mixin's progress from the sidecar;
+    - ``on_train_start``: PDL fixes Set 1 (a missing or stale ranking stops here), then nnU-Net builds its loaders;
+    - ``on_train_epoch_start``: the staged loader builds the epoch's training loader (patch stage, case set);
+      RunLengthMixin starts timing the training iterations; nnU-Net steps the learning rate;
+    - ``on_epoch_end``: StopAtDiceMixin measures the Dice FIRST (the check is part of its epoch's checkpoint and
+      its time is kept out of training time), then nnU-Net logs, checkpoints and counts the epoch, then PGPS
+      writes curriculum.json, and last StopAtDiceMixin ends the run if the target was reached;
+    - ``on_train_end``: nnU-Net writes checkpoint_final (its sidecar says ``ended``), RunLengthMixin writes
+      run_summary.json, PGPS curriculum.json, StopAtDiceMixin time_to_dice.json.
+"""
 from __future__ import annotations
 
-import json
 import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from time import perf_counter
 
 import torch
 
-from nnunet_progressive.core.io import atomic_write_json
-from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
-from nnunet_progressive.core.records import RUN_SUMMARY_JSON, checkpoint_state_path
+from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError, RunStateError
+from nnunet_progressive.core.io import atomic_write_json, replacing
+from nnunet_progressive.core.knobs import (
+    RUN_LENGTH,
+    EnvironmentKnobs,
+    ProgressiveSettings,
+    env_name,
+    problems_for_trainer,
+    settings_from_env,
+    unknown_knob_message,
+)
+from nnunet_progressive.core.records import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_FINAL,
+    CHECKPOINT_LATEST,
+    CURRICULUM_JSON,
+    RUN_IDENTITY_JSON,
+    RUN_SUMMARY_JSON,
+    TIME_TO_DICE_JSON,
+    CheckpointState,
+    RunIdentity,
+    checkpoint_state_path,
+    fingerprint,
+    read_record,
+    write_record,
+)
+from nnunet_progressive.nnunet import training_process
+from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
+
+MIXIN_ORDER: tuple[str, ...] = (
+    "StopAtDiceMixin",
+    "ProgressiveDataMixin",
+    "ProgressivePatchMixin",
+    "RandomPatchSizeMixin",
+    "PatchSizeMixin",
+    "StagedTrainingLoaderMixin",
+    "RunLengthMixin",
+)
+CHECKPOINT_PREFERENCE = (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST)  # nnU-Net's order under --c
+RECORDS_OF_A_RUN = (RUN_SUMMARY_JSON, TIME_TO_DICE_JSON, CURRICULUM_JSON)  # rewritten by every run
+NNUNET_FOLDER_COPIES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 
 
 def sidecar_path(checkpoint_file: str) -> str:
@@ -18,24 +104,170 @@ def sidecar_path(checkpoint_file: str) -> str:
     return str(checkpoint_state_path(checkpoint_file))
 
 
-class RunLengthMixin:
-    """Applies ``default_settings`` + NNPROG_* variables to an nnUNetTrainer and restores them on `--c`.
+def package_mixins(trainer_class: type) -> list[str]:
+    """The names of this package's mixins in ``trainer_class``'s method resolution order."""
+    return [c.__name__ for c in trainer_class.__mro__ if c.__name__ in MIXIN_ORDER]
 
-    Subclasses add state by extending ``progressive_state`` / ``restore_progressive_state``; the state is
-    written next to every checkpoint as ``<checkpoint>.nnprog.json`` (atomically, after the checkpoint).
+
+# ------------------------------------------------------------------------------------------- settings
+
+def settings_for_new_run(trainer_class: type, environ: Mapping[str, str] | None = None) -> ProgressiveSettings:
+    """The settings a new run of ``trainer_class`` starts with: its defaults plus the ``NNPROG_*`` environment.
+
+    Strict: unknown ``NNPROG_*`` names (with the closest knob), invalid values and knobs the trainer does not read
+    are all reported in one :class:`ProgressiveConfigError`. A knob that is set but ignored is an error, not a
+    warning: the run would otherwise be a different experiment from the one its user believes it is.
+    """
+    name = trainer_class.__name__
+    knobs = EnvironmentKnobs.read(environ)
+    problems = [unknown_knob_message(n) for n in knobs.unknown]
+    settings = None
+    try:
+        settings = settings_from_env(trainer_class.default_settings, environ, check_unknown=False)
+    except ProgressiveConfigError as error:
+        problems.insert(0, str(error))
+    problems += problems_for_trainer(name, trainer_class.knob_features(), environ)
+    if problems:
+        raise ProgressiveConfigError(f"{name} cannot start: " + ("\n  ".join([""] + problems) if len(problems) > 1
+                                                                else problems[0]))
+    return settings
+
+
+def environment_notes_for_continued_run(stored: ProgressiveSettings, trainer_class: type,
+                                        environ: Mapping[str, str] | None = None) -> list[str]:
+    """What the environment would have changed in a continued run (it does not: the stored settings hold)."""
+    knobs = EnvironmentKnobs.read(environ)
+    notes = []
+    if knobs.unknown:
+        notes.append(f"ignored {', '.join(knobs.unknown)}: no knob of nnunet-progressive")
+    try:
+        from_environment = settings_from_env(trainer_class.default_settings, environ, check_unknown=False)
+    except ProgressiveConfigError as error:
+        return [*notes, f"ignored invalid NNPROG settings ({error})"]
+    now, run = from_environment.to_dict(), stored.to_dict()
+    differing = [f"{env_name(f)}: now {now[f]!r}, run {run[f]!r}" for f in knobs.values if now[f] != run[f]]
+    if differing:
+        notes.append(f"NNPROG settings differ from the run being continued ({', '.join(differing)})")
+    return notes
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+
+@dataclass(frozen=True)
+class CheckpointCandidate:
+    """A checkpoint file as found: its epoch and sidecar, or why it cannot be continued from."""
+
+    path: Path
+    current_epoch: int | None
+    state: CheckpointState | None
+    problem: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+
+def read_checkpoint_epoch(path: Path) -> int:
+    """``current_epoch`` of an nnU-Net checkpoint; raises whatever torch raises for a damaged file."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return int(checkpoint["current_epoch"])
+
+
+def inspect_checkpoint(path: Path, run_id: str | None,
+                       read_epoch: Callable[[Path], int] = read_checkpoint_epoch) -> CheckpointCandidate:
+    """Can the run continue from ``path``? Damaged file, damaged or mismatched sidecar, or another run's."""
+    path = Path(path)
+    try:
+        epoch = read_epoch(path)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for truncated or foreign files
+        reason = " ".join(str(error).split())[:200]
+        return CheckpointCandidate(path, None, None, f"{path.name} cannot be read ({type(error).__name__}: {reason}); "
+                                   f"it is damaged, e.g. the run was killed while it was written")
+    sidecar = checkpoint_state_path(path)
+    if not sidecar.exists():
+        return CheckpointCandidate(path, epoch, None, None)
+    try:
+        state = read_record(sidecar, CheckpointState)
+    except ProgressiveConfigError as error:
+        return CheckpointCandidate(path, epoch, None, str(error))
+    if state.current_epoch != epoch:
+        return CheckpointCandidate(path, epoch, state, f"{sidecar.name} is for epoch {state.current_epoch} but "
+                                   f"{path.name} is at epoch {epoch}; the run was killed between writing the two")
+    if run_id is not None and state.run_id is not None and state.run_id != run_id:
+        return CheckpointCandidate(path, epoch, state, f"{path.name} belongs to an earlier run in this folder")
+    return CheckpointCandidate(path, epoch, state, None)
+
+
+def choose_checkpoint(requested: str | os.PathLike, run_id: str | None, allow_fallback: bool,
+                      read_epoch: Callable[[Path], int] = read_checkpoint_epoch
+                      ) -> tuple[CheckpointCandidate, str | None]:
+    """The checkpoint to load for ``requested`` and, when it is another one, the message saying why.
+
+    With ``allow_fallback`` (``--c``) a damaged or foreign ``requested`` is replaced by the intact checkpoint of
+    the run with the highest epoch (final, latest, best: nnU-Net's order breaks ties); otherwise (``--val``,
+    ``--val_best``) it is an error. No intact checkpoint is an error naming every problem and the fix.
+    """
+    requested = Path(requested)
+    first = inspect_checkpoint(requested, run_id, read_epoch)
+    if first.usable:
+        return first, None
+    folder = requested.parent
+    if not allow_fallback:
+        raise RunStateError(f"cannot use {requested}: {first.problem}. Fix: restore it from a copy, or continue "
+                            f"training with --c (it picks the newest intact checkpoint of the run)")
+    others = [inspect_checkpoint(folder / name, run_id, read_epoch) for name in CHECKPOINT_PREFERENCE
+              if name != requested.name and (folder / name).is_file()]
+    usable = [c for c in others if c.usable]
+    if not usable:
+        problems = "; ".join(c.problem for c in [first, *others])
+        raise RunStateError(f"no intact checkpoint to continue from in {folder}: {problems}. Fix: restore a checkpoint "
+                            f"from a copy, or start the run anew (remove {folder})")
+    rank = {name: i for i, name in enumerate(CHECKPOINT_PREFERENCE)}
+    chosen = max(usable, key=lambda c: (c.current_epoch, -rank.get(c.path.name, len(rank))))
+    message = (f"WARNING: {first.problem}. Continuing from {chosen.path.name} (epoch {chosen.current_epoch}) "
+               f"instead; the epochs after it are trained again.")
+    return chosen, message
+
+
+# --------------------------------------------------------------------------------------------- mixin
+
+class RunLengthMixin:
+    """The root of every trainer of this package: settings, run identity, checkpoints, resume, timing.
+
+    ``default_settings`` are the class's defaults (``_Xepochs`` variants change them); ``knob_features()`` names
+    what the trainer reads (each mixin adds its features with ``super()``). Mixins derive what they need from
+    ``self.progressive_settings`` in ``derive_from_settings`` and keep progress beside each checkpoint through
+    ``progressive_state`` / ``restore_progressive_state`` (call ``super()`` in all three).
     """
 
     default_settings = ProgressiveSettings()
 
+    @classmethod
+    def knob_features(cls) -> frozenset[str]:
+        """The features whose knobs this trainer reads (see core/knobs.py)."""
+        return frozenset({RUN_LENGTH})
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        training_process.install()
+        self._continue_requested = bool(plans.get("continue_training", False))  # --c (popped by nnU-Net)
+        new_folders = _folders_nnunet_will_create(type(self).__name__, plans, configuration, fold)
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.progressive_settings = settings_from_env(self.default_settings)
-        self._apply_run_length()
+        self._created_folders = new_folders
+        self.progressive_settings: ProgressiveSettings | None = None  # resolved in initialize() or load_checkpoint()
+        self._run_id: str | None = None
+        self._new_run = False
+        self._checkpoint_written = False
+        self._ending = False
+        self._run_ended = False
+        self._plans_fingerprint = fingerprint(self.configuration_manager.configuration)
         self._train_seconds: dict[int, float] = {}  # epoch -> seconds of its training iterations
+        self._untimed_seconds: dict[int, float] = {}  # epoch -> seconds spent outside training (Dice checks)
         self._epoch_train_start = 0.0
 
-    def _apply_run_length(self) -> None:
+    # --- settings -----------------------------------------------------------------------------------
+    def derive_from_settings(self) -> None:
+        """Set everything that follows from ``self.progressive_settings``; mixins extend it (call super first)."""
         settings = self.progressive_settings
         if settings.epochs is not None:
             self.num_epochs = settings.epochs
@@ -46,6 +278,149 @@ class RunLengthMixin:
         if settings.save_every is not None:
             self.save_every = settings.save_every
 
+    def training_data_label(self, epoch: int) -> str:
+        """What ``epoch`` trains on, for records such as the Dice checks (PDL names its case set)."""
+        return "all training cases"
+
+    def _adopt_settings(self, settings: ProgressiveSettings, origin: str) -> None:
+        from nnunet_progressive import __version__
+
+        self.progressive_settings = settings
+        self.derive_from_settings()
+        read = settings.knobs_read_by(self.knob_features())
+        self.print_to_log_file(f"nnunet-progressive {__version__}, settings {origin}: "
+                               + ", ".join(f"{k}={v}" for k, v in read.items()))
+
+    @property
+    def run_file(self) -> Path:
+        return Path(self.output_folder) / RUN_IDENTITY_JSON
+
+    def _identity(self, settings: ProgressiveSettings, run_id: str) -> RunIdentity:
+        from nnunet_progressive import __version__
+
+        return RunIdentity(run_id=run_id, trainer=type(self).__name__, package_version=__version__,
+                           settings=settings.to_dict(), plans=self.plans_manager.plans_name,
+                           configuration=self.configuration_name, fold=str(self.fold),
+                           plans_fingerprint=self._plans_fingerprint,
+                           created=datetime.now().isoformat(timespec="seconds"))
+
+    def _start_new_run(self) -> None:
+        """Settings from the environment (strictly), checked against the fold folder; the run file written."""
+        self._new_run = True
+        try:
+            settings = settings_for_new_run(type(self))
+            identity = self._identity(settings, uuid.uuid4().hex)
+            starting_over = self._check_fold_folder(identity)
+            self._adopt_settings(settings, "of a new run (trainer defaults and NNPROG_* environment)")
+        except NnprogError:
+            self._remove_failed_start()
+            raise
+        self._run_id = identity.run_id
+        if self.local_rank == 0:
+            if starting_over:
+                for name in RECORDS_OF_A_RUN:
+                    Path(self.output_folder, name).unlink(missing_ok=True)
+            write_record(self.run_file, identity)
+
+    def _check_fold_folder(self, identity: RunIdentity) -> bool:
+        """True if the fold folder holds a run with the same settings (nnU-Net starts it over); an error if it
+        holds one with other settings."""
+        folder = Path(self.output_folder)
+        existing = read_record(self.run_file, RunIdentity, missing_ok=True)
+        if existing is None or not any((folder / name).is_file() for name in CHECKPOINT_PREFERENCE):
+            return False
+        differences = existing.differences(identity)
+        if not differences:
+            self.print_to_log_file(f"Starting over: {folder} holds a run with the same settings (started "
+                                   f"{existing.created}); nnU-Net replaces its checkpoints as this run goes.")
+            return True
+        listed = ", ".join(f"{name}: that run {old!r}, now {new!r}" for name, (old, new) in differences.items())
+        raise ProgressiveConfigError(
+            f"{folder} holds a run of {identity.trainer} with other settings ({listed}); a new run would overwrite "
+            f"it. To continue that run, add --c (it keeps its own settings); to keep both, point nnUNet_results at "
+            f"another folder for the new run; to replace it, remove the fold folder: rm -r {folder}")
+
+    def _resume_settings(self, identity: RunIdentity | None, state: CheckpointState | None, sidecar: Path
+                         ) -> ProgressiveSettings:
+        """The stored settings of the run being continued (run file, else the sidecar of older versions)."""
+        if identity is not None:
+            if identity.plans_fingerprint != self._plans_fingerprint:
+                raise RunStateError(
+                    f"the plans entry of {self.configuration_name} in {self.plans_manager.plans_name}.json changed "
+                    f"since this run started ({self.run_file}): continuing would train another network or data. "
+                    f"Fix: restore the plans as they were, or start a new run (remove {self.output_folder})")
+            return ProgressiveSettings.from_dict(identity.settings, str(self.run_file))
+        if state is not None and state.settings is not None:
+            settings = ProgressiveSettings.from_dict(state.settings, str(sidecar))
+            self._run_id = state.run_id or uuid.uuid4().hex
+            if self.local_rank == 0:
+                write_record(self.run_file, self._identity(settings, self._run_id))
+            self.print_to_log_file(f"{RUN_IDENTITY_JSON} written from {sidecar.name} (a run of an older version)")
+            return settings
+        raise RunStateError(
+            f"{type(self).__name__} cannot continue the run in {self.output_folder}: neither {RUN_IDENTITY_JSON} nor "
+            f"{sidecar.name} is there to say which settings it was started with, and taking today's environment "
+            f"could change its schedule mid-run. Fix: restore those files from the run's folder, or start a new "
+            f"run (remove {self.output_folder})")
+
+    # --- nnU-Net hooks: start and resume ----------------------------------------------------------
+    def initialize(self):
+        if self.progressive_settings is None:  # no checkpoint loaded: a new run
+            self._start_new_run()
+        super().initialize()
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        if not isinstance(filename_or_checkpoint, str):
+            super().load_checkpoint(filename_or_checkpoint)
+            return
+        identity = read_record(self.run_file, RunIdentity, missing_ok=True)
+        if self._run_id is None and identity is not None:
+            self._run_id = identity.run_id
+        resuming = self._continue_requested and self.progressive_settings is None  # --c, not --val / --val_best
+        chosen, message = choose_checkpoint(filename_or_checkpoint, self._run_id, allow_fallback=resuming)
+        if message:
+            self.print_to_log_file(message)
+        sidecar = checkpoint_state_path(chosen.path)
+        if self.progressive_settings is None:
+            settings = self._resume_settings(identity, chosen.state, sidecar)
+            for note in environment_notes_for_continued_run(settings, type(self)):
+                self.print_to_log_file(f"WARNING: {note}. Continuing with the run's own settings so its schedule "
+                                       f"stays the same; start a new run to change them.")
+            self._adopt_settings(settings, f"of the run being continued ({RUN_IDENTITY_JSON})")
+        super().load_checkpoint(str(chosen.path))
+        self._run_ended = chosen.path.name == CHECKPOINT_FINAL or (chosen.state is not None and chosen.state.ended)
+        if chosen.state is None:
+            self.print_to_log_file(f"WARNING: {sidecar.name} not found next to the checkpoint: continuing with the "
+                                   f"run's settings; its progress records before epoch {self.current_epoch} (Dice "
+                                   f"checks, timings, PDL's Set 1) are not restored.")
+        self.restore_progressive_state(chosen.state.to_json() if chosen.state is not None else {})
+
+    def run_training(self):
+        if self._run_ended:
+            self.print_to_log_file(
+                f"This run has ended (checkpoint_final.pth, epoch {self.current_epoch}): nothing is trained and its "
+                f"checkpoints and records stay as they are. nnU-Net's validation runs again.")
+            return
+        try:
+            super().run_training()
+        except NnprogError:
+            self._remove_failed_start()
+            raise
+
+    def _remove_failed_start(self) -> None:
+        """A new run that failed before its first checkpoint leaves nothing behind that it created."""
+        if not self._new_run or self._checkpoint_written or self.local_rank != 0:
+            return
+        fold_folder = Path(self.output_folder)
+        if fold_folder in self._created_folders:
+            shutil.rmtree(fold_folder, ignore_errors=True)
+            trainer_folder = fold_folder.parent
+            leftovers = {p.name for p in trainer_folder.iterdir()} if trainer_folder.is_dir() else set()
+            if trainer_folder in self._created_folders and leftovers <= set(NNUNET_FOLDER_COPIES):
+                shutil.rmtree(trainer_folder, ignore_errors=True)
+        elif os.path.isfile(self.log_file):
+            os.remove(self.log_file)
+
     # --- timing of the training iterations (validation, checkpoints and plots excluded) ---------------
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
@@ -55,58 +430,63 @@ class RunLengthMixin:
         self._train_seconds[self.current_epoch] = perf_counter() - self._epoch_train_start
         super().on_train_epoch_end(train_outputs)
 
+    def add_untimed_seconds(self, epoch: int, seconds: float) -> None:
+        """Count ``seconds`` of ``epoch`` as outside training (e.g. a Dice check)."""
+        self._untimed_seconds[epoch] = self._untimed_seconds.get(epoch, 0.0) + float(seconds)
+
+    def epoch_timestamps(self) -> tuple[list[float], list[float]]:
+        """nnU-Net's logged epoch start and end timestamps."""
+        return (list(self.logger.get_value("epoch_start_timestamps", step=None)),
+                list(self.logger.get_value("epoch_end_timestamps", step=None)))
+
+    def epoch_training_seconds(self) -> list[float]:
+        """Per finished epoch: its wall seconds without the untimed ones (Dice checks)."""
+        return epoch_training_seconds(*self.epoch_timestamps(), self._untimed_seconds)
+
+    def training_wall_seconds(self) -> float:
+        """The run's training wall time so far, Dice checks excluded (run_summary, time_to_dice, curriculum)."""
+        return train_wall_seconds(*self.epoch_timestamps(), self._untimed_seconds)
+
     # --- state kept beside checkpoints -------------------------------------------------------------
     def progressive_state(self) -> dict:
         """What `--c` needs besides nnU-Net's checkpoint. Extend in subclasses (call super)."""
         from nnunet_progressive import __version__
 
-        return {
-            "package_version": __version__,
-            "trainer": self.__class__.__name__,
-            "current_epoch": self.current_epoch + 1,  # as nnU-Net stores it: the next epoch to train
-            "settings": self.progressive_settings.to_dict(),
-            "train_seconds": {str(k): v for k, v in self._train_seconds.items()},
-        }
+        return CheckpointState(
+            current_epoch=self.current_epoch + 1,  # as nnU-Net stores it: the next epoch to train
+            run_id=self._run_id, trainer=type(self).__name__, package_version=__version__,
+            settings=self.progressive_settings.to_dict(), ended=self._ending,
+            train_seconds={str(k): v for k, v in self._train_seconds.items()},
+            untimed_seconds={str(k): v for k, v in self._untimed_seconds.items()},
+        ).to_json()
 
     def restore_progressive_state(self, state: dict) -> None:
-        """Continue with the settings the run started with, whatever the environment says now."""
-        saved = ProgressiveSettings.from_dict(state.get("settings", {}))
-        differences = self.progressive_settings.differences(saved)
-        if differences:
-            listed = ", ".join(f"{k}: now {now!r}, run {run!r}" for k, (now, run) in differences.items())
-            self.print_to_log_file(
-                f"WARNING: NNPROG settings differ from the run being continued ({listed}). Continuing with "
-                f"the run's own settings so its schedule stays the same; start a new run to change them."
-            )
-        self.progressive_settings = saved
-        self._apply_run_length()
-        self._train_seconds = {
-            int(k): float(v) for k, v in state.get("train_seconds", {}).items() if int(k) < self.current_epoch
-        }
+        """Restore the progress kept beside the loaded checkpoint (epochs before ``current_epoch`` only)."""
+        def before_now(values: Mapping) -> dict[int, float]:
+            return {int(k): float(v) for k, v in values.items() if int(k) < self.current_epoch}
+
+        self._train_seconds = before_now(state.get("train_seconds", {}))
+        self._untimed_seconds = before_now(state.get("untimed_seconds", {}))
 
     def save_checkpoint(self, filename: str) -> None:
-        super().save_checkpoint(filename)
-        if self.local_rank == 0 and not self.disable_checkpointing:
-            atomic_write_json(sidecar_path(filename), self.progressive_state())
-
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
-        super().load_checkpoint(filename_or_checkpoint)
-        if not isinstance(filename_or_checkpoint, str):
+        self._checkpoint_written = True  # (or skipped by --disable_checkpointing): the run has trained
+        if self.local_rank != 0 or self.disable_checkpointing:
+            super().save_checkpoint(filename)
             return
-        path = Path(sidecar_path(filename_or_checkpoint))
-        if not path.is_file():
-            self.print_to_log_file(
-                f"WARNING: {path.name} not found next to the checkpoint; continuing with the current "
-                f"NNPROG settings (the schedule is the same if they equal the original run's)."
-            )
-            return
-        self.restore_progressive_state(json.loads(path.read_text()))
+        state = self.progressive_state()
+        with replacing(filename) as temporary:  # a kill while writing leaves the previous checkpoint intact
+            super().save_checkpoint(str(temporary))
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+        atomic_write_json(sidecar_path(filename), state)
 
     def on_train_end(self) -> None:
+        self._ending = True  # the sidecar of checkpoint_final says the run has ended
         super().on_train_end()
+        self._run_ended = True
         # nnU-Net deletes checkpoint_latest.pth at the end of training; its sidecar goes with it
         if self.local_rank == 0:
-            latest = sidecar_path(os.path.join(self.output_folder, "checkpoint_latest.pth"))
+            latest = sidecar_path(os.path.join(self.output_folder, CHECKPOINT_LATEST))
             if os.path.isfile(latest):
                 os.remove(latest)
             atomic_write_json(os.path.join(self.output_folder, RUN_SUMMARY_JSON), self.run_summary())
@@ -117,8 +497,7 @@ class RunLengthMixin:
 
         from nnunet_progressive import __version__
 
-        starts = self.logger.get_value("epoch_start_timestamps", step=None)
-        ends = self.logger.get_value("epoch_end_timestamps", step=None)
+        starts, ends = self.epoch_timestamps()
         cuda = self.device.type == "cuda"
         return {
             "trainer": self.__class__.__name__,
@@ -130,8 +509,33 @@ class RunLengthMixin:
             "epochs_done": min(len(starts), len(ends)),
             "num_epochs": self.num_epochs,
             "num_iterations_per_epoch": self.num_iterations_per_epoch,
-            "train_wall_seconds": float(sum(e - s for s, e in zip(starts, ends))),
+            "train_wall_seconds": self.training_wall_seconds(),
             "train_iteration_seconds": float(sum(self._train_seconds.values())),
             "peak_gpu_memory_bytes": int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
             "settings": self.progressive_settings.to_dict(),
         }
+
+
+def _folders_nnunet_will_create(trainer_name: str, plans: Mapping, configuration: str, fold) -> list[Path]:
+    """The trainer and fold folders nnU-Net's ``__init__`` is about to create (those that do not exist yet)."""
+    from nnunetv2.paths import nnUNet_results
+
+    if not nnUNet_results or "dataset_name" not in plans or "plans_name" not in plans:
+        return []
+    trainer_folder = Path(nnUNet_results, plans["dataset_name"], f"{trainer_name}__{plans['plans_name']}__"
+                                                                 f"{configuration}")
+    return [p for p in (trainer_folder, trainer_folder / f"fold_{fold}") if not p.exists()]
+
+
+def knobs_for_trainer(trainer_class: type, knobs: Mapping[str, str]) -> dict[str, str]:
+    """``knobs`` without the ``NNPROG_*`` ones ``trainer_class`` does not read (for runners that give one set of
+    knobs to several trainers); other variables pass through."""
+    from nnunet_progressive.core.knobs import fields_read_by
+
+    read = {env_name(f) for f in fields_read_by(trainer_class.knob_features())}
+    return {k: v for k, v in knobs.items() if not k.startswith("NNPROG_") or k in read}
+
+
+__all__: Iterable[str] = ("RunLengthMixin", "settings_for_new_run", "environment_notes_for_continued_run",
+                          "choose_checkpoint", "inspect_checkpoint", "MIXIN_ORDER", "package_mixins",
+                          "knobs_for_trainer", "sidecar_path")

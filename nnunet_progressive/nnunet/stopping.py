@@ -4,21 +4,22 @@ Every ``NNPROG_CHECK_EVERY`` epochs (and after the last) the Dice of the fold's 
 measured, by default with nnU-Net's own sliding-window predictor on the preprocessed cases (no test-time
 mirroring, Dice in the preprocessed voxel grid; the final validation additionally resamples to the
 original spacing), or cheaply with the epoch's pseudo-Dice (``NNPROG_DICE_METHOD=pseudo_dice``: random
-validation patches, not the final Dice). Checks run between epochs, so their time is not counted as
-training time. When the Dice reaches ``NNPROG_TARGET_DICE`` training ends as if the last epoch had been
-reached (checkpoint_final, then nnU-Net's final validation); ``NNPROG_EPOCHS`` always caps the run.
+validation patches, not the final Dice). A check runs at the end of its epoch, before nnU-Net checkpoints
+it (a resumed run keeps every check), and its time is not counted as training time. When the Dice reaches
+``NNPROG_TARGET_DICE`` training ends as if the last epoch had been reached (checkpoint_final, then nnU-Net's
+final validation); ``NNPROG_EPOCHS`` always caps the run. A run that ended stays ended under ``--c``.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from time import perf_counter
+from time import perf_counter, time
 
 import numpy as np
 import torch
 
-from nnunet_progressive.core.io import atomic_write_json
-from nnunet_progressive.core.records import TIME_TO_DICE_JSON
+from nnunet_progressive.core.knobs import STOP_AT_DICE
+from nnunet_progressive.core.records import TIME_TO_DICE_JSON, TimeToDice, write_record
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.stopping.dice import aggregate_dice, dice_from_counts, is_check_epoch, reached
 
@@ -74,48 +75,58 @@ def sliding_window_validation_dice(trainer) -> tuple[float, list[float]]:
 
 
 class StopAtDiceMixin(RunLengthMixin):
-    """Put before ``nnUNetTrainer`` (or any trainer of this package) to log and stop at a target Dice."""
+    """Put first in the bases (see the hook order in :mod:`.run_state`) to log and stop at a target Dice."""
+
+    @classmethod
+    def knob_features(cls) -> frozenset[str]:
+        return super().knob_features() | {STOP_AT_DICE}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._dice_checks: list[dict] = []
 
-    def _data_stage_label(self, epoch: int) -> str:
-        """What the epoch trained on, for the time-to-Dice log (PDL names its case set here)."""
-        return "all training cases"
-
     def _measure_dice(self) -> tuple[float, list[float]]:
         if self.progressive_settings.dice_method == "pseudo_dice":
-            epoch = self.current_epoch - 1
+            epoch = self.current_epoch
             per_class = [float(d) for d in self.logger.get_value("dice_per_class_or_region", step=epoch)]
             return float(self.logger.get_value("mean_fg_dice", step=epoch)), per_class
         return sliding_window_validation_dice(self)
 
-    def on_epoch_end(self):
-        super().on_epoch_end()  # logs the epoch's end time, checkpoints, current_epoch += 1
-        finished = self.current_epoch - 1
+    def _check_dice(self) -> None:
+        """The Dice check of the epoch that just trained (before nnU-Net checkpoints it); its time is untimed."""
+        epoch = self.current_epoch
         settings = self.progressive_settings
-        if not is_check_epoch(finished, settings.check_every, self.num_epochs):
+        if not is_check_epoch(epoch, settings.check_every, self.num_epochs):
             return
+        trained_until = time()  # the epoch's training and validation steps are done; nnU-Net logs its end later
         start = perf_counter()
         dice, per_class = self._measure_dice()
-        starts = self.logger.get_value("epoch_start_timestamps", step=None)
-        ends = self.logger.get_value("epoch_end_timestamps", step=None)
+        check_seconds = perf_counter() - start
+        self.add_untimed_seconds(epoch, check_seconds)
+        starts, _ = self.epoch_timestamps()
         self._dice_checks.append({
-            "epoch": finished,
-            "train_wall_seconds": float(sum(e - s for s, e in zip(starts, ends))),
-            "check_seconds": perf_counter() - start,
+            "epoch": epoch,
+            "train_wall_seconds": float(sum(self.epoch_training_seconds()[:epoch]) + trained_until - starts[epoch]),
+            "check_seconds": check_seconds,
             "dice": dice,
             "dice_per_class": per_class,
-            "stage": self._data_stage_label(finished),
+            "stage": self.training_data_label(epoch),
         })
         target = settings.target_dice
         self.print_to_log_file(
-            f"Validation Dice check ({settings.dice_method}) after epoch {finished}: {dice:.4f} "
+            f"Validation Dice check ({settings.dice_method}) after epoch {epoch}: {dice:.4f} "
             f"{[round(d, 4) for d in per_class]}" + (f" | target {target}" if target is not None else "")
         )
-        hit = target is not None and dice >= target
+
+    def on_epoch_end(self):
+        self._check_dice()
+        super().on_epoch_end()  # logs the epoch's end time, checkpoints (with the check), current_epoch += 1
+        finished = self.current_epoch - 1
+        if not self._dice_checks or self._dice_checks[-1]["epoch"] != finished:
+            return
+        target = self.progressive_settings.target_dice
+        hit = target is not None and self._dice_checks[-1]["dice"] >= target
         if self.is_ddp:
             import torch.distributed as dist
 
@@ -142,15 +153,10 @@ class StopAtDiceMixin(RunLengthMixin):
         if self.local_rank != 0:
             return
         settings = self.progressive_settings
-        atomic_write_json(os.path.join(self.output_folder, TIME_TO_DICE_JSON), {
-            "trainer": self.__class__.__name__,
-            "target_dice": settings.target_dice,
-            "check_every": settings.check_every,
-            "method": settings.dice_method,
-            "checks": self._dice_checks,
-            "reached": reached(self._dice_checks, settings.target_dice),
-            "stopped_by": stopped_by,
-        })
+        record = TimeToDice(trainer=self.__class__.__name__, target_dice=settings.target_dice,
+                            check_every=settings.check_every, method=settings.dice_method, checks=self._dice_checks,
+                            reached=reached(self._dice_checks, settings.target_dice), stopped_by=stopped_by)
+        write_record(os.path.join(self.output_folder, TIME_TO_DICE_JSON), record)
 
     def progressive_state(self) -> dict:
         state = super().progressive_state()

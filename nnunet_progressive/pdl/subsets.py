@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,3 +58,34 @@ def select_set1(
     if order == "similar_first":
         ranked = ranked[::-1]
     return ranked[:size]
+
+
+RANKING_SOURCE_KEYS = ("data_identifier", "spacing", "case_list_fingerprint")
+
+
+def ranking_mismatches(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """Why a ranking cannot choose this run's Set 1: what it was computed from vs. what the run trains on.
+
+    Both map ``data_identifier`` (the preprocessed data folder), ``spacing`` (mm) and ``case_list_fingerprint``;
+    ``expected`` may add ``num_cases`` and ``recorded`` ``num_cases`` for the message. Plans and configuration
+    names are not compared: plans that share a data identifier (nnU-Net's ResEnc presets) share the images.
+    """
+    problems = []
+    for key in RANKING_SOURCE_KEYS:
+        if recorded.get(key) is None:
+            problems.append(f"it does not record its {key.replace('_', ' ')} (written by an older version)")
+            continue
+        mine, theirs = recorded[key], expected[key]
+        if key == "spacing":
+            same = len(mine) == len(theirs) and np.allclose(np.asarray(mine, float), np.asarray(theirs, float),
+                                                             rtol=1e-6, atol=0.0)
+        else:
+            same = mine == theirs
+        if same:
+            continue
+        if key == "case_list_fingerprint":
+            problems.append(f"it was made for a different case list ({recorded.get('num_cases', '?')} cases ranked, "
+                            f"{expected.get('num_cases', '?')} preprocessed now)")
+        else:
+            problems.append(f"its {key.replace('_', ' ')} is {mine!r}, this run's is {theirs!r}")
+    return problems

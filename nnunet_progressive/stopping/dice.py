@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -38,3 +38,20 @@ def reached(checks: Sequence[dict], target: float | None) -> dict | None:
         if check["dice"] >= target:
             return {k: check[k] for k in ("epoch", "train_wall_seconds", "dice")}
     return None
+
+
+def epoch_training_seconds(starts: Sequence[float], ends: Sequence[float],
+                           untimed: Mapping[int, float] | None = None) -> list[float]:
+    """Wall seconds of each finished epoch without the time spent outside training (``untimed``: epoch ->
+    seconds, e.g. Dice checks). ``starts``/``ends`` are nnU-Net's logged epoch timestamps; the epochs counted
+    are those with both."""
+    untimed = untimed or {}
+    count = min(len(starts), len(ends))
+    return [max(0.0, float(ends[e]) - float(starts[e]) - float(untimed.get(e, 0.0))) for e in range(count)]
+
+
+def train_wall_seconds(starts: Sequence[float], ends: Sequence[float],
+                       untimed: Mapping[int, float] | None = None) -> float:
+    """Training wall time of a run so far (the sum of :func:`epoch_training_seconds`): what run_summary.json,
+    time_to_dice.json and curriculum.json report."""
+    return float(sum(epoch_training_seconds(starts, ends, untimed)))

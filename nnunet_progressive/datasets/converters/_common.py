@@ -103,7 +103,18 @@ def case_number(name: str, pattern: str) -> int | None:
 
 def _call(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
     fn, args = job
-    return fn(*args)
+    try:
+        return fn(*args)
+    except ProgressiveConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged case file fails in SimpleITK/nibabel/zlib in many ways
+        reason = " ".join(str(error).split())[:300]
+        files = [str(a) for a in args if isinstance(a, Path) and a.exists()]
+        files = [f for f in files if f in reason] or files  # the file the reader names, if it does
+        raise ProgressiveConfigError(
+            f"cannot convert the case of {', '.join(files) or args} ({type(error).__name__}: {reason}); the file may "
+            f"be damaged or incomplete: re-extract or re-download it, or leave the case out of the source and "
+            f"convert with --allow-partial") from None
 
 
 def run_cases(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], num_processes: int, desc: str) -> list[Any]:

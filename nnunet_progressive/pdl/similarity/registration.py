@@ -26,8 +26,11 @@ Registration defaults (chosen for speed on small grids such as 64^3, a few hundr
 - result: of the centred start and each stage's result, the one with the best full-image metric
   (mean squared difference, or histogram mutual information for ``mattes``) is kept, so registration
   never makes the alignment worse; ``message`` says which one won.
-- failures: any SimpleITK exception, a non-finite result or a degenerate affine (determinant outside
-  [0.2, 5]) returns ``ok=False`` with ``moved`` = the input moving image and the reason in ``message``.
+- a stage that fails (a SimpleITK exception) or an affine result that is degenerate (determinant outside
+  [0.2, 5]) is discarded, and the best of the remaining candidates is kept (``message`` says which stage was
+  discarded and why): a degenerate affine no longer throws away the rigid result found before it;
+- failures: no stage gave a valid transform, another SimpleITK exception or a non-finite result returns
+  ``ok=False`` with ``moved`` = the input moving image and the reason in ``message``.
 """
 
 from __future__ import annotations
@@ -315,17 +318,27 @@ def register(
             fixed_image, moving_image, euler, sitk.CenteredTransformInitializerFilter.GEOMETRY
         )
         candidates: list[tuple[str, sitk.Transform]] = [("centred start", start)]
+        discarded: list[str] = []  # stages whose result is not a valid candidate, with the reason
         transform = start
         if method in ("rigid", "rigid_affine"):
-            transform = _run_stage(fixed_image, moving_image, transform, metric, seed, "rigid", shrink)
-            candidates.append(("rigid", transform))
+            try:
+                transform = _run_stage(fixed_image, moving_image, transform, metric, seed, "rigid", shrink)
+                candidates.append(("rigid", transform))
+            except RuntimeError as error:  # SimpleITK's failures (e.g. no valid points) are RuntimeErrors
+                discarded.append(f"rigid failed: {' '.join(str(error).split())[:200]}")
         if method in ("affine", "rigid_affine"):
-            affine = _affine_from(transform, dimension)
-            transform = _run_stage(fixed_image, moving_image, affine, metric, seed, "affine", shrink)
-            determinant = _determinant(transform, dimension)
-            if not DETERMINANT_RANGE[0] <= determinant <= DETERMINANT_RANGE[1]:
-                return failure(f"degenerate affine transform (determinant {determinant:.3g})")
-            candidates.append(("affine", transform))
+            try:
+                affine = _run_stage(fixed_image, moving_image, _affine_from(transform, dimension), metric, seed,
+                                    "affine", shrink)
+                determinant = _determinant(affine, dimension)
+                if DETERMINANT_RANGE[0] <= determinant <= DETERMINANT_RANGE[1]:
+                    candidates.append(("affine", affine))
+                else:
+                    discarded.append(f"affine discarded: degenerate transform (determinant {determinant:.3g})")
+            except RuntimeError as error:
+                discarded.append(f"affine failed: {' '.join(str(error).split())[:200]}")
+        if len(candidates) == 1:  # no stage gave a valid transform: compare unregistered
+            return failure("; ".join(discarded))
 
         def warp(array: np.ndarray, chosen: sitk.Transform) -> np.ndarray:
             is_mask = array.dtype == bool
@@ -346,7 +359,8 @@ def register(
         if not np.isfinite(best_cost):
             return failure("registration produced a non-finite image")
         also_moved = tuple(warp(extra, best_transform) for extra in extras)
-        return RegistrationResult(best_moved, True, f"kept {best_name}", also_moved)
+        notes = f" ({'; '.join(discarded)})" if discarded else ""
+        return RegistrationResult(best_moved, True, f"kept {best_name}{notes}", also_moved)
     except Exception as error:  # noqa: BLE001 - any SimpleITK failure means "compare unregistered"
         message = " ".join(str(error).split())[:300]
         return failure(f"{type(error).__name__}: {message}")

@@ -1,0 +1,249 @@
+"""Runs you can trust, through the real nnUNetv2_train on CPU (issue #8): one regression test per finding.
+
+Interrupted runs are killed with SIGKILL, as a cluster's time limit or an out-of-memory kill would.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from nnunet_progressive.core.errors import RunStateError
+from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1"}
+
+
+def _run(run: TrainingRun, ws, extra=(), timeout: float = 900) -> subprocess.CompletedProcess:
+    """nnUNetv2_train with stdout and stderr captured (for the exit code and the message a user sees)."""
+    return subprocess.run(run.command(extra), env=run_environment(ws.folders, run.knobs, run.device),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _started_epoch(number: int):
+    return lambda text: re.search(rf": Epoch {number}\s*$", text, re.M) is not None
+
+
+def _logged(checkpoint: Path, key: str) -> list:
+    return list(torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"][key])
+
+
+def _fold_logs(fold: Path) -> str:
+    return "\n".join(log.read_text() for log in sorted(fold.glob("training_log_*.txt")))
+
+
+def _poly_learning_rates(num_epochs: int) -> list[float]:
+    """The learning rate nnU-Net's PolyLRScheduler gives each epoch of an uninterrupted run."""
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    scheduler = PolyLRScheduler(optimizer, 0.01, num_epochs)
+    rates = []
+    for epoch in range(num_epochs):
+        scheduler.step(epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+    return rates
+
+
+def test_resume_in_a_plain_shell_keeps_learning_rate_checks_and_settings(tiny3d, tmp_path):
+    """Findings 1 (learning rate), 4 (Dice checks of checkpoint epochs), 6 (invalid environment knob on --c),
+    13 (start-up log lists the knobs read), and a new run with other settings in the same fold (run identity)."""
+    knobs = {**FAST, "NNPROG_EPOCHS": "6", "NNPROG_SAVE_EVERY": "1", "NNPROG_CHECK_EVERY": "1",
+             "NNPROG_DICE_METHOD": "pseudo_dice"}
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_StopAtDice", tiny3d.plans, knobs=knobs)
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(3))
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
+    assert json.loads((fold / "nnprog_run.json").read_text())["settings"]["epochs"] == 6
+
+    plain_shell = replace(run, knobs={"NNPROG_EPOCHS": "ten"})  # no knob of the run, one invalid
+    resumed = _run(plain_shell, tiny3d, ["--c"])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    logs = _fold_logs(fold)
+    assert "WARNING: ignored invalid NNPROG settings" in logs and "NNPROG_EPOCHS: is not an integer" in logs
+
+    final = fold / "checkpoint_final.pth"
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(6), rel=1e-9)
+    time_to_dice = json.loads((fold / "time_to_dice.json").read_text())
+    assert [c["epoch"] for c in time_to_dice["checks"]] == list(range(6)), "every check survives the resume"
+    seconds = [c["train_wall_seconds"] for c in time_to_dice["checks"]]
+    assert seconds == sorted(seconds) and time_to_dice["stopped_by"] == "max_epochs"
+    summary = json.loads((fold / "run_summary.json").read_text())
+    assert summary["epochs_done"] == 6 and summary["train_wall_seconds"] == pytest.approx(
+        sum(_epoch_seconds(final)) - sum(c["check_seconds"] for c in time_to_dice["checks"]), abs=0.05)
+
+    startup = re.search(r"nnunet-progressive [^,]+, settings of a new run[^:]*: (.*)", logs).group(1)
+    assert "NNPROG_EPOCHS=6" in startup and "NNPROG_TARGET_DICE=None" in startup
+    assert "GROWTH_SHARE" not in startup and "SET1" not in startup and "RANKING" not in startup
+
+    other = _run(replace(run, knobs={**knobs, "NNPROG_EPOCHS": "7"}), tiny3d)
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "holds a run of nnUNetTrainer_StopAtDice with other settings (NNPROG_EPOCHS: that run 6, now 7)" \
+        in other.stderr
+    assert "--c" in other.stderr and f"rm -r {fold}" in other.stderr
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(6)), "the existing run is untouched"
+
+
+def _epoch_seconds(checkpoint: Path) -> list[float]:
+    starts = _logged(checkpoint, "epoch_start_timestamps")
+    ends = _logged(checkpoint, "epoch_end_timestamps")
+    return [e - s for s, e in zip(starts, ends)]
+
+
+def test_bad_knobs_stop_a_new_run_cleanly_and_same_settings_start_over(tiny3d, tmp_path):
+    """Finding 5 (misspelt and unread knobs), 10 (no stray training log / fold folder), run identity."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "1", "NNPROG_EPOCH": "6", "NNPROG_GROWTH_SHARE": "0.5"})
+    fold_folder = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    trainer_folder = fold_folder.parent
+    folder_existed = trainer_folder.exists()  # other tests may train other folds of this trainer
+    assert not fold_folder.exists()
+    failed = _run(run, tiny3d)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert failed.stderr.count("nnUNetv2_train: error: nnUNetTrainer_ConstantPatch cannot start") == 1
+    assert "NNPROG_EPOCH is not a knob of nnunet-progressive; did you mean NNPROG_EPOCHS?" in failed.stderr
+    assert "NNPROG_GROWTH_SHARE is set but nnUNetTrainer_ConstantPatch does not read it" in failed.stderr
+    assert not fold_folder.exists(), "a failed start leaves no fold folder or training log behind"
+    assert trainer_folder.exists() == folder_existed
+
+    good = replace(run, knobs={**FAST, "NNPROG_EPOCHS": "1"})
+    train(good, tiny3d.folders, tmp_path / "train.log")
+    fold = good.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    first_run = json.loads((fold / "nnprog_run.json").read_text())
+    train(good, tiny3d.folders, tmp_path / "train.log")
+    second_run = json.loads((fold / "nnprog_run.json").read_text())
+    assert second_run["run_id"] != first_run["run_id"] and second_run["settings"] == first_run["settings"]
+    assert "Starting over: " in _fold_logs(fold)
+    assert not list(fold.glob(".*.tmp")), "atomic writes leave no temporary file"
+
+
+def test_damaged_latest_checkpoint_falls_back_to_an_intact_one(tiny3d, tmp_path):
+    """Finding 7: a truncated checkpoint_latest.pth (a kill while nnU-Net wrote it in place)."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(2))
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    latest = fold / "checkpoint_latest.pth"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 3])
+    train(run, tiny3d.folders, log, extra=["--c"])
+    logs = _fold_logs(fold)
+    assert "checkpoint_latest.pth cannot be read" in logs and "Continuing from checkpoint_best.pth (epoch" in logs
+    final = fold / "checkpoint_final.pth"
+    assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 4
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
+
+
+def _trainer(ws, monkeypatch, continue_training: bool, plans: dict | None = None):
+    """nnUNetTrainer_ConstantPatch of fold 4, in this process (as nnUNetv2_train builds it)."""
+    from nnunet_progressive_trainers.nnprog_pgps import nnUNetTrainer_ConstantPatch
+
+    for key, value in {**ws.folders.environment({}), "nnUNet_n_proc_DA": "0", **FAST, "NNPROG_EPOCHS": "2"}.items():
+        monkeypatch.setenv(key, value)
+    plans = plans or ws.plans_json()
+    plans["continue_training"] = continue_training
+    dataset_json = json.loads((ws.preprocessed_dataset / "dataset.json").read_text())
+    return nnUNetTrainer_ConstantPatch(plans, "3d_fullres", 4, dataset_json, torch.device("cpu"))
+
+
+def test_atomic_checkpoint_survives_a_failed_write(tiny3d, monkeypatch):
+    """Finding 7, the cause: a write that dies half-way leaves the previous checkpoint intact."""
+    trainer = _trainer(tiny3d, monkeypatch, continue_training=False)
+    trainer.initialize()
+    checkpoint = os.path.join(trainer.output_folder, "checkpoint_latest.pth")
+    trainer.current_epoch = 0
+    trainer.save_checkpoint(checkpoint)
+
+    def dies_half_way(obj, target, *args, **kwargs):
+        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    trainer.current_epoch = 1
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(checkpoint)
+    monkeypatch.undo()
+    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["current_epoch"] == 1
+    assert json.loads(Path(checkpoint + ".nnprog.json").read_text())["current_epoch"] == 1
+    assert not [p for p in Path(trainer.output_folder).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_changed_plans_refuse_to_continue(tiny3d, monkeypatch):
+    """Run identity: the configuration's plans entry changed since the run started (e.g. planned again)."""
+    trainer = _trainer(tiny3d, monkeypatch, continue_training=False)
+    trainer.initialize()
+    checkpoint = os.path.join(trainer.output_folder, "checkpoint_latest.pth")
+    trainer.save_checkpoint(checkpoint)
+    changed = tiny3d.plans_json()
+    changed["configurations"]["3d_fullres"]["batch_size"] = 3
+    with pytest.raises(RunStateError, match="plans entry of 3d_fullres in nnUNetPlans_small.json changed"):
+        _trainer(tiny3d, monkeypatch, True, changed).load_checkpoint(checkpoint)
+
+
+def test_neither_run_file_nor_sidecar_is_a_clear_error(tiny3d, monkeypatch):
+    """Finding 2's last resort: without stored settings --c stops instead of taking the environment."""
+    trainer = _trainer(tiny3d, monkeypatch, continue_training=False)
+    trainer.initialize()
+    checkpoint = os.path.join(trainer.output_folder, "checkpoint_latest.pth")
+    trainer.save_checkpoint(checkpoint)
+    resumed = _trainer(tiny3d, monkeypatch, continue_training=True)
+    resumed.load_checkpoint(checkpoint)
+    assert resumed.progressive_settings.epochs == 2 and resumed.num_epochs == 2
+    for leftover in (resumed.run_file, Path(checkpoint + ".nnprog.json")):
+        leftover.unlink()
+    with pytest.raises(RunStateError, match="neither nnprog_run.json nor checkpoint_latest.pth.nnprog.json"):
+        _trainer(tiny3d, monkeypatch, continue_training=True).load_checkpoint(checkpoint)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("trainer", ["nnUNetTrainer_PGPS_Efficiency", "nnUNetTrainer_ConstantPatch"])  # fold 1: free
+def test_augmentation_workers_die_with_a_killed_training(tiny3d, tmp_path, trainer):
+    """Finding 8: SIGKILL of ONLY the nnUNetv2_train process (not its group) ends its workers too."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, trainer, tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_ITERATIONS": "50"})
+    log = tmp_path / "train.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(run.command(), env=run_environment(tiny3d.folders, run.knobs), stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not _started_epoch(0)(log.read_text()) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)
+        workers = _children(process.pid)
+        assert len(workers) >= 2, f"expected augmentation workers, found {workers}: {log.read_text()[-2000:]}"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.time() + 15
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the killed training"
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,291 @@
+"""Run state without training: settings resolution, checkpoint choice, run identity, mixin order, workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import nnunet_progressive_trainers.nnprog_pdl as pdl_trainers
+import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
+import nnunet_progressive_trainers.nnprog_stop_at_dice as stop_trainers
+from nnunet_progressive.core.errors import ProgressiveConfigError, RunStateError
+from nnunet_progressive.core.knobs import ProgressiveSettings
+from nnunet_progressive.core.records import CheckpointState, RunIdentity, fingerprint, write_record
+from nnunet_progressive.nnunet import run_state
+from nnunet_progressive.nnunet.run_state import (
+    MIXIN_ORDER,
+    choose_checkpoint,
+    environment_notes_for_continued_run,
+    knobs_for_trainer,
+    package_mixins,
+    settings_for_new_run,
+)
+from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
+
+TRAINERS = {name: getattr(module, name) for module in (pgps_trainers, pdl_trainers, stop_trainers)
+            for name in dir(module) if name.startswith("nnUNetTrainer_")}
+Constant = pgps_trainers.nnUNetTrainer_ConstantPatch
+Efficiency = pgps_trainers.nnUNetTrainer_PGPS_Efficiency
+
+
+# --- settings of a new run (findings 5, 13) ------------------------------------------------------------
+
+def test_misspelt_knob_stops_a_new_run_and_names_the_closest():
+    with pytest.raises(ProgressiveConfigError) as failure:
+        settings_for_new_run(Constant, {"NNPROG_EPOCH": "6", "NNPROG_ITERATION": "3"})
+    message = str(failure.value)
+    assert "did you mean NNPROG_EPOCHS" in message and "did you mean NNPROG_ITERATIONS" in message
+    assert message.startswith("nnUNetTrainer_ConstantPatch cannot start")
+
+
+def test_knob_the_trainer_does_not_read_stops_a_new_run():
+    for trainer, knob in ((Constant, "NNPROG_GROWTH_SHARE"), (pdl_trainers.nnUNetTrainer_PDL, "NNPROG_GROWTH_SHARE"),
+                          (Efficiency, "NNPROG_MAX_BATCH"), (pgps_trainers.nnUNetTrainer_RPSS, "NNPROG_GROWTH_SHARE"),
+                          (pdl_trainers.nnUNetTrainer_PDL, "NNPROG_PDL_SEED"),
+                          (pdl_trainers.nnUNetTrainer_PDL_Random, "NNPROG_RANKING")):
+        with pytest.raises(ProgressiveConfigError, match=f"{knob} is set but {trainer.__name__} does not read it"):
+            settings_for_new_run(trainer, {knob: "0.5" if "SHARE" in knob else "4"})
+
+
+def test_every_problem_of_the_environment_is_reported_at_once():
+    with pytest.raises(ProgressiveConfigError) as failure:
+        settings_for_new_run(Constant, {"NNPROG_EPOCHS": "ten", "NNPROG_EPOCH": "6", "NNPROG_TARGET_DICE": "0.8"})
+    message = str(failure.value)
+    assert "NNPROG_EPOCHS: is not an integer" in message and "NNPROG_EPOCH is not a knob" in message
+    assert "NNPROG_TARGET_DICE is set but" in message
+
+
+def test_new_run_takes_defaults_and_environment():
+    variant = pgps_trainers.nnUNetTrainer_PGPS_Performance_100epochs
+    settings = settings_for_new_run(variant, {"NNPROG_MAX_BATCH": "8", "HOME": "/x"})
+    assert settings.epochs == 100 and settings.max_batch == 8
+
+
+def test_startup_log_lists_only_the_knobs_the_trainer_reads():
+    settings = ProgressiveSettings(epochs=4)
+    read = settings.knobs_read_by(Efficiency.knob_features())
+    assert "NNPROG_EPOCHS" in read and "NNPROG_GROWTH_SHARE" in read and "NNPROG_MIN_PATCH" in read
+    assert not {"NNPROG_TARGET_DICE", "NNPROG_SET1_SHARE", "NNPROG_RANKING", "NNPROG_MAX_BATCH"} & set(read)
+    assert set(settings.knobs_read_by(Constant.knob_features())) == {
+        "NNPROG_EPOCHS", "NNPROG_ITERATIONS", "NNPROG_VAL_ITERATIONS", "NNPROG_SAVE_EVERY"}
+
+
+def test_runner_knobs_can_be_narrowed_to_a_trainer():
+    knobs = {"NNPROG_EPOCHS": "4", "NNPROG_SET1_EPOCHS": "2", "CUDA_VISIBLE_DEVICES": "0"}
+    assert knobs_for_trainer(stop_trainers.nnUNetTrainer_StopAtDice, knobs) == {
+        "NNPROG_EPOCHS": "4", "CUDA_VISIBLE_DEVICES": "0"}
+    assert knobs_for_trainer(pdl_trainers.nnUNetTrainer_PDL, knobs) == knobs
+
+
+# --- settings of a continued run (finding 6) ------------------------------------------------------------
+
+def test_continued_run_only_notes_what_the_environment_says():
+    stored = ProgressiveSettings(epochs=9)
+    assert environment_notes_for_continued_run(stored, Constant, {}) == []
+    invalid = environment_notes_for_continued_run(stored, Constant, {"NNPROG_EPOCHS": "ten", "NNPROG_X": "1"})
+    assert any("ignored NNPROG_X" in n for n in invalid) and any("is not an integer" in n for n in invalid)
+    differing = environment_notes_for_continued_run(stored, Constant, {"NNPROG_EPOCHS": "30"})
+    assert differing == ["NNPROG settings differ from the run being continued (NNPROG_EPOCHS: now 30, run 9)"]
+
+
+# --- run identity -------------------------------------------------------------------------------------
+
+def _identity(**settings) -> RunIdentity:
+    return RunIdentity(run_id="a", trainer="T", package_version="0", settings=ProgressiveSettings(**settings).to_dict(),
+                       plans="nnUNetPlans", configuration="3d_fullres", fold="0",
+                       plans_fingerprint=fingerprint({"patch_size": [32, 32, 32]}), created="now")
+
+
+def test_run_identity_differences_name_knobs_and_plans():
+    assert _identity(epochs=4).differences(_identity(epochs=4)) == {}
+    assert _identity(epochs=4).differences(_identity(epochs=6)) == {"NNPROG_EPOCHS": (4, 6)}
+    changed = _identity().model_copy(update={"plans_fingerprint": fingerprint({"patch_size": [64, 64, 64]})})
+    assert list(_identity().differences(changed)) == ["plans entry of 3d_fullres in nnUNetPlans.json"]
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+
+
+# --- checkpoint choice (findings 7, 9) ------------------------------------------------------------------
+
+def _checkpoint(folder: Path, name: str, epoch: int | None, run_id: str | None = "r1", sidecar: str | None = None):
+    """A fake checkpoint: its content is the epoch (or junk: damaged) and, optionally, a sidecar."""
+    (folder / name).write_text("junk" if epoch is None else str(epoch))
+    if sidecar is not None:
+        (folder / f"{name}.nnprog.json").write_text(sidecar)
+    elif epoch is not None:
+        write_record(folder / f"{name}.nnprog.json", CheckpointState(current_epoch=epoch, run_id=run_id))
+
+
+def _read_epoch(path: Path) -> int:
+    return int(path.read_text())  # "junk" raises ValueError, as torch.load raises for a truncated file
+
+
+def test_intact_checkpoint_is_used(tmp_path):
+    _checkpoint(tmp_path, "checkpoint_latest.pth", 5)
+    chosen, message = choose_checkpoint(tmp_path / "checkpoint_latest.pth", "r1", True, _read_epoch)
+    assert chosen.path.name == "checkpoint_latest.pth" and chosen.current_epoch == 5 and message is None
+
+
+def test_damaged_latest_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    _checkpoint(tmp_path, "checkpoint_latest.pth", None)
+    _checkpoint(tmp_path, "checkpoint_best.pth", 3)
+    chosen, message = choose_checkpoint(tmp_path / "checkpoint_latest.pth", "r1", True, _read_epoch)
+    assert chosen.path.name == "checkpoint_best.pth" and chosen.current_epoch == 3
+    assert "checkpoint_latest.pth cannot be read" in message and "Continuing from checkpoint_best.pth (epoch 3)" \
+        in message
+
+
+def test_invalid_sidecar_json_is_named_and_treated_as_damage(tmp_path):
+    _checkpoint(tmp_path, "checkpoint_latest.pth", 6, sidecar="{not json")
+    _checkpoint(tmp_path, "checkpoint_best.pth", 2)
+    chosen, message = choose_checkpoint(tmp_path / "checkpoint_latest.pth", "r1", True, _read_epoch)
+    assert chosen.path.name == "checkpoint_best.pth"
+    assert "checkpoint_latest.pth.nnprog.json is not valid JSON" in message
+    with pytest.raises(RunStateError, match="checkpoint_latest.pth.nnprog.json is not valid JSON"):
+        choose_checkpoint(tmp_path / "checkpoint_latest.pth", "r1", False, _read_epoch)
+
+
+def test_sidecar_of_another_epoch_or_run_is_not_used(tmp_path):
+    _checkpoint(tmp_path, "checkpoint_latest.pth", 6)
+    write_record(tmp_path / "checkpoint_latest.pth.nnprog.json", CheckpointState(current_epoch=4, run_id="r1"))
+    _checkpoint(tmp_path, "checkpoint_final.pth", 9, run_id="old")  # an earlier run's final checkpoint
+    _checkpoint(tmp_path, "checkpoint_best.pth", 3)
+    chosen, message = choose_checkpoint(tmp_path / "checkpoint_final.pth", "r1", True, _read_epoch)
+    assert chosen.path.name == "checkpoint_best.pth" and "belongs to an earlier run" in message
+
+
+def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
+    _checkpoint(tmp_path, "checkpoint_latest.pth", None)
+    _checkpoint(tmp_path, "checkpoint_best.pth", None)
+    with pytest.raises(RunStateError) as failure:
+        choose_checkpoint(tmp_path / "checkpoint_latest.pth", "r1", True, _read_epoch)
+    assert "no intact checkpoint" in str(failure.value) and f"remove {tmp_path}" in str(failure.value)
+
+
+def test_validation_never_falls_back(tmp_path):
+    _checkpoint(tmp_path, "checkpoint_final.pth", None)
+    _checkpoint(tmp_path, "checkpoint_best.pth", 3)
+    with pytest.raises(RunStateError, match="cannot use .*checkpoint_final.pth"):
+        choose_checkpoint(tmp_path / "checkpoint_final.pth", "r1", False, _read_epoch)
+
+
+def test_real_truncated_checkpoint_is_detected(tmp_path):
+    import torch
+
+    torch.save({"current_epoch": 7, "weights": torch.zeros(1000)}, tmp_path / "checkpoint_best.pth")
+    data = (tmp_path / "checkpoint_best.pth").read_bytes()
+    (tmp_path / "checkpoint_latest.pth").write_bytes(data[: len(data) // 2])
+    for name, epoch in (("checkpoint_best.pth", 7), ("checkpoint_latest.pth", None)):
+        if epoch is not None:
+            write_record(tmp_path / f"{name}.nnprog.json", CheckpointState(current_epoch=epoch))
+    chosen, message = choose_checkpoint(tmp_path / "checkpoint_latest.pth", None, True)
+    assert chosen.path.name == "checkpoint_best.pth" and chosen.current_epoch == 7 and "damaged" in message
+
+
+# --- hook order (issue #9) ----------------------------------------------------------------------------
+
+def test_every_trainer_lists_the_mixins_in_the_stated_order():
+    rank = {name: i for i, name in enumerate(MIXIN_ORDER)}
+    for name, trainer in TRAINERS.items():
+        mixins = package_mixins(trainer)
+        assert mixins[-1] == "RunLengthMixin", name
+        assert mixins == sorted(mixins, key=rank.get), f"{name}: {mixins}"
+        names = [c.__name__ for c in trainer.__mro__]
+        assert names.index("RunLengthMixin") < names.index("nnUNetTrainer"), "mixins come before nnU-Net's trainer"
+
+
+def test_pdl_trainers_list_stop_at_dice_and_combined_mro_is_as_stated():
+    for name in ("nnUNetTrainer_PDL", "nnUNetTrainer_PDL_SimilarFirst", "nnUNetTrainer_PDL_Random",
+                 "nnUNetTrainer_PDL_PGPS_Efficiency"):
+        assert TRAINERS[name].__bases__[0].__name__ == "StopAtDiceMixin", name
+    combined = TRAINERS["nnUNetTrainer_PDL_PGPS_Efficiency"]
+    assert package_mixins(combined) == ["StopAtDiceMixin", "ProgressiveDataMixin", "ProgressivePatchMixin",
+                                        "PatchSizeMixin", "StagedTrainingLoaderMixin", "RunLengthMixin"]
+    rpss = TRAINERS["nnUNetTrainer_RPSS_StopAtDice"]
+    assert "ProgressivePatchMixin" not in package_mixins(rpss), "RPSS is no PGPS subclass that skips it"
+
+
+def test_no_mixin_skips_another():
+    source = Path(run_state.__file__).parent
+    for module in source.glob("*.py"):
+        assert "super(" not in module.read_text().replace("super()", ""), module.name
+
+
+def test_stop_at_dice_carries_no_hook_of_pdl():
+    from nnunet_progressive.nnunet.pdl import ProgressiveDataMixin
+    from nnunet_progressive.nnunet.stopping import StopAtDiceMixin
+
+    own = set(vars(StopAtDiceMixin))
+    pdl_only = set(vars(ProgressiveDataMixin)) - {"__init__", "__module__", "__doc__", "knob_features",
+                                                   "derive_from_settings", "progressive_state",
+                                                   "restore_progressive_state", "on_train_start",
+                                                   "on_train_epoch_end", "training_data_label"}
+    assert not own & pdl_only
+    assert "_data_stage_label" not in own and not issubclass(ProgressiveDataMixin, StopAtDiceMixin)
+
+
+# --- timing (finding 4) ---------------------------------------------------------------------------------
+
+def test_training_time_excludes_checks():
+    starts, ends = [0.0, 10.0, 20.0], [9.0, 19.0, 29.0]
+    assert epoch_training_seconds(starts, ends, {1: 4.0}) == [9.0, 5.0, 9.0]
+    assert train_wall_seconds(starts, ends[:2], {1: 4.0}) == 14.0
+
+
+# --- workers die with the training process (finding 8) ------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_forked_children_die_with_a_killed_parent():
+    code = ("import multiprocessing as mp, time\n"
+            "from nnunet_progressive.nnunet import training_process\n"
+            "training_process.install()\n"
+            "ps = [mp.get_context('fork').Process(target=time.sleep, args=(60,)) for _ in range(2)]\n"
+            "[p.start() for p in ps]\n"
+            "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
+            "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    children = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(children) == 2 and all(_alive(pid) for pid in children)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in children) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+
+
+def test_package_errors_end_a_process_with_one_line():
+    code = ("from nnunet_progressive.nnunet import training_process\n"
+            "from nnunet_progressive.core.errors import ProgressiveConfigError\n"
+            "training_process.install()\n"
+            "raise ProgressiveConfigError('NNPROG_EPOCH is not a knob')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("error: NNPROG_EPOCH is not a knob")
+    other = subprocess.run([sys.executable, "-c", code.replace("ProgressiveConfigError('", "KeyError('")],
+                           capture_output=True, text=True)
+    assert "Traceback" in other.stderr, "other errors keep Python's report"
+
+
+def test_records_read_back_typed(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"current_epoch": 3, "dice_checks": [], "new_key": 1}))
+    from nnunet_progressive.core.records import read_record
+
+    state = read_record(path, CheckpointState)
+    assert state.current_epoch == 3 and state.to_json()["new_key"] == 1 and state.ended is False
+    path.write_text("[1, 2]")
+    with pytest.raises(ProgressiveConfigError, match="expected a JSON object"):
+        read_record(path, CheckpointState)
