@@ -11,14 +11,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS
 
 MODES = ("efficiency", "performance")
-# Which axis grows next: "ratio" (ours: the axis furthest behind its planned size), "smallest" (the 2025 code:
-# the axis whose grown size would be smallest), "round_robin" (the 2024 code: axes in turn, from axis 1).
-GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
-# How a Performance batch is drawn: "volumes" (the 2025 code: the planned number of cases, several crops from
-# each) or "cases" (every crop from its own case, as nnU-Net's loader draws a batch).
-BATCH_SAMPLINGS = ("volumes", "cases")
+# GROWTH_ORDERS: which axis grows next (see ``patch_sequence``); BATCH_SAMPLINGS: how a Performance batch is
+# drawn, "volumes" (the 2025 code: the planned number of cases, several crops from each) or "cases" (every crop
+# from its own case, as nnU-Net's loader draws a batch). Both are knob choices, defined in core/knobs.py.
 
 
 @dataclass(frozen=True)
