@@ -117,9 +117,11 @@ def measure(augmenter, batches: int, cached: int) -> tuple[float, int, int]:
 
 
 def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quick: bool) -> list[dict]:
+    from nnunet_progressive.nnunet.runner import NnunetFolders
+
     os.environ["nnUNet_n_proc_DA"] = str(workers)
+    os.environ.update(NnunetFolders.under(workspace).environment({}))  # before nnU-Net reads its paths
     folders, dataset_name = prepare(workspace, quick)
-    os.environ.update(folders.environment({}))
     from nnunet_progressive.nnunet.loaders import shutdown_augmenter, training_augmenter, training_loader
 
     base = json.loads((folders.preprocessed / dataset_name / "nnUNetPlans.json").read_text())
