@@ -82,13 +82,42 @@ def test_efficiency_trains_validates_and_predicts(tiny3d, tmp_path):
         assert set(np.unique(predicted)) <= {0, 1, 2}
 
 
-def test_performance_grows_batch_within_cap(tiny3d, tmp_path):
-    schedule = _expected_schedule(tiny3d, 9, mode="performance", max_batch=8)
-    assert schedule.stages[0].batch_size == 8 and schedule.stages[-1].batch_size == 2
+def test_performance_batching_as_published(tiny3d, tmp_path):
+    """No cap: the voxel budget alone; each batch holds the 2 planned cases with half the crops each, the
+    planned foreground share, and the loader and network rates are in the log and curriculum.json."""
+    schedule = _expected_schedule(tiny3d, 9, mode="performance")
+    assert schedule.stages[0].batch_size == 64 and schedule.stages[-1].batch_size == 2
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_PGPS_Performance", tiny3d.plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_MAX_BATCH": "8"})
+                      knobs={**FAST, "NNPROG_EPOCHS": "9"})
     train(run, tiny3d.folders, tmp_path / "train.log")
-    _assert_follows_schedule(run.output_folder(tiny3d.folders, tiny3d.dataset_name), schedule)
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    _assert_follows_schedule(fold, schedule)
+    text = (tmp_path / "train.log").read_text()
+    assert "| patch 16x8x8 | batch 64 | " in text and "| 2 cases x 32 crops, 50% foreground-forced | " in text
+    assert re.search(r"loader [\d,.]+ samples/s \([\d,]+ voxels/s, 2 workers\) \| network [\d,.]+ samples/s", text)
+    stages = json.loads((fold / "curriculum.json").read_text())["stages"]
+    for stage, record in zip(schedule.stages, stages):
+        assert record["samples_per_batch"] == stage.batch_size
+        assert 1 <= record["cases_per_batch"] <= 2, "crops come from the 2 planned cases (drawn with replacement)"
+        forced = (stage.batch_size + 1) // 2  # the planned share 1/2, rounded half up
+        assert record["foreground_forced_share"] == pytest.approx(forced / stage.batch_size, abs=1e-4)
+        assert record["loader_samples_per_second"] > 0 and record["network_samples_per_second"] > 0
+        assert 0 <= record["wait_share"] <= 1 and record["loader_workers"] == 2
+
+
+def test_planned_augmentation_regime_at_a_flat_first_stage(tiny3d, tmp_path):
+    """nnU-Net's rule would give the 8x32x32 first stage dummy-2D augmentation with +-180 degree rotation; the
+    planned 32^3 patch trains with 3D +-30 degrees, and so does every stage by default."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_MIN_PATCH": "8,32,32"})
+    train(run, tiny3d.folders, tmp_path / "train.log")
+    text = (tmp_path / "train.log").read_text()
+    assert ("Augmentation at patch 8x32x32: the planned regime (dummy 2D False, rotation +-30 deg) instead of "
+            "nnU-Net's rule for this patch (dummy 2D True, rotation +-180 deg)") in text
+    assert "Augmentation at patch 16x32x32" not in text, "16x32x32 is not flat: nnU-Net's rule agrees"
+    _assert_follows_schedule(run.output_folder(tiny3d.folders, tiny3d.dataset_name),
+                             build_schedule((32, 32, 32), tiny3d.plans_json()["configurations"]["3d_fullres"][
+                                 "architecture"]["arch_kwargs"]["strides"], 2, 4, min_patch=(8, 32, 32)))
 
 
 def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path):
@@ -123,7 +152,10 @@ def test_rpss_and_constant_patch_run(tiny3d, tmp_path):
                        knobs={**FAST, "NNPROG_EPOCHS": "9"})
     train(rpss, tiny3d.folders, tmp_path / "rpss.log")
     fold = rpss.output_folder(tiny3d.folders, tiny3d.dataset_name)
-    assert (tmp_path / "rpss.log").read_text().count("RPSS: 9 patch sizes drawn per batch | batch 2 | ") == 9
+    rpss_log = (tmp_path / "rpss.log").read_text()
+    assert rpss_log.count("RPSS: 9 patch sizes drawn per batch | batch 2 | ") == 9
+    # one augmenter for all 9 sizes: 2 training workers + 1 validation worker in every epoch
+    assert re.findall(r"\| (\d+) loader processes", rpss_log) == ["3"] * 9
     assert json.loads((fold / "curriculum.json").read_text())["mode"] == "rpss"
 
     constant = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 3, "nnUNetTrainer_ConstantPatch", tiny3d.plans,

@@ -5,8 +5,10 @@ import pytest
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.pgps.schedule import (
+    BatchLayout,
+    batch_layout,
     build_schedule,
-    foreground_oversampling,
+    forced_volumes,
     patch_sequence,
     performance_batch_sizes,
     smallest_patch,
@@ -114,13 +116,28 @@ def test_split_epochs_bad_settings(epochs, stages, share, match):
 def test_performance_batches_keep_footprint_never_below_planned_and_capped():
     patches = patch_sequence((128, 128, 128), (32, 32, 32))
     batches = performance_batch_sizes(patches, 2)
-    assert batches[-1] == 2 and batches[0] == 2 * 128**3 // (64 * 32 * 32)
+    assert batches[-1] == 2 and batches[0] == 2 * 128**3 // (64 * 32 * 32) == 64
     for patch, batch in zip(patches, batches):
         assert batch >= 2
         assert batch * math.prod(patch) <= 2 * 128**3
     assert max(performance_batch_sizes(patches, 2, max_batch=16)) == 16
     with pytest.raises(ProgressiveConfigError, match="below the planned batch"):
         performance_batch_sizes(patches, 4, max_batch=2)
+
+
+def test_performance_batch_without_cap_keeps_the_compute_of_constant_patch():
+    # Hippocampus-like plan: 40x56x40 at batch 9; no cap: the voxel budget alone is the limit
+    patches = patch_sequence((40, 56, 40), (8, 8, 8))
+    batches = performance_batch_sizes(patches, 9)
+    assert patches[0] == (8, 16, 8) and batches[0] == 9 * 40 * 56 * 40 // (8 * 16 * 8) == 787
+    for patch, batch in zip(patches, batches):
+        assert batch * math.prod(patch) <= 9 * 40 * 56 * 40 < (batch + 1) * math.prod(patch) or batch == 9
+    schedule = build_schedule((40, 56, 40), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], 9, 1000, "performance")
+    assert schedule.relative_compute() > 0.95, "without a batch cap the compute stays near constant patch"
+    capped = build_schedule((40, 56, 40), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], 9, 1000, "performance",
+                            max_batch=64)
+    assert capped.relative_compute() < 0.8
+    assert performance_batch_sizes(patches, 9, voxel_budget=2 * 9 * 40 * 56 * 40)[-1] == 18
 
 
 def test_build_schedule_efficiency_and_performance():
@@ -153,14 +170,76 @@ def test_build_schedule_bad_mode_and_dims():
         build_schedule((128, 128, 128), STRIDES_3D, 2, 5)
 
 
-def test_foreground_oversampling_keeps_planned_share():
-    # nnU-Net default: p=0.33 at batch 2 -> one of two samples forced (share 0.5)
-    assert foreground_oversampling(2, 2, 0.33) == (0.33, False)
-    share, probabilistic = foreground_oversampling(1, 2, 0.33)
-    assert probabilistic and share == pytest.approx(0.5)
-    share, probabilistic = foreground_oversampling(8, 2, 0.33)
-    assert probabilistic and share == pytest.approx(0.5)
-    assert foreground_oversampling(4, 2, 0.5) == (0.5, False)
+def test_forced_volumes_follow_nnunets_positional_rule():
+    assert forced_volumes(2, 0.33) == 1  # nnU-Net's default: one of two samples forced
+    assert forced_volumes(1, 0.33) == 0 and forced_volumes(4, 0.33) == 1 and forced_volumes(3, 1.0) == 3
+    assert forced_volumes(5, 0.0) == 0
+
+
+@pytest.mark.parametrize("stage_batch, planned, share", [(2, 2, 0.5), (64, 2, 0.5), (787, 9, 3 / 9), (8, 4, 0.25),
+                                                        (15, 9, 3 / 9), (3, 2, 0.5)])
+def test_batch_layout_keeps_the_planned_foreground_share(stage_batch, planned, share):
+    layout = batch_layout(stage_batch, planned, 0.33)
+    assert layout.batch_size == stage_batch and layout.volumes == planned == layout.cases_per_batch
+    assert max(layout.crops) - min(layout.crops) <= 1 and list(layout.crops) == sorted(layout.crops, reverse=True)
+    assert layout.foreground_share == pytest.approx(round(stage_batch * share) / stage_batch)
+    assert abs(layout.foreground_share - share) <= 0.5 / stage_batch
+    flags = layout.forced_crops([0.0] * layout.volumes)
+    assert sum(flags) == sum(layout.forced) and list(flags) == sorted(flags), "the last crops are forced"
+
+
+def test_batch_layout_crops_whole_cases_as_published():
+    layout = batch_layout(64, 2, 0.33)  # nnU-Net's default oversampling at batch 2: one forced case of two
+    assert layout.crops == (32, 32) and layout.forced == (0, 32)
+    assert batch_layout(2, 2, 0.33).forced == (0, 1), "at the planned batch: exactly nnU-Net's positional rule"
+    assert batch_layout(4, 4, 0.33).forced == (0, 0, 0, 1)
+
+
+def test_batch_layout_per_ddp_rank_and_sampling():
+    # planned batch 2 over 2 GPUs: nnU-Net gives rank 0 a random case and rank 1 a forced one
+    rank0 = batch_layout(64, 2, 0.33, world_size=2, rank=0)
+    rank1 = batch_layout(64, 2, 0.33, world_size=2, rank=1)
+    assert (rank0.crops, rank0.forced, rank1.crops, rank1.forced) == ((32,), (0,), (32,), (32,))
+    # the ranks together are the single-GPU batch
+    parts = [batch_layout(787, 9, 0.33, world_size=4, rank=r) for r in range(4)]
+    whole = batch_layout(787, 9, 0.33)
+    assert sum((p.crops for p in parts), ()) == whole.crops and sum((p.forced for p in parts), ()) == whole.forced
+    assert [p.volumes for p in parts] == [3, 2, 2, 2]
+    cases = batch_layout(64, 2, 0.33, sampling="cases")
+    assert cases.distinct_cases and cases.cases_per_batch == 64 and cases.foreground_share == 0.5
+    probabilistic = batch_layout(8, 2, 0.4, probabilistic=True)
+    assert probabilistic.forced is None and probabilistic.foreground_share == 0.4
+    assert probabilistic.forced_crops([0.1, 0.9]) == (True,) * 4 + (False,) * 4
+    with pytest.raises(ValueError, match="below the planned batch"):
+        batch_layout(1, 2, 0.33)
+    with pytest.raises(ProgressiveConfigError, match="unknown batch sampling"):
+        batch_layout(4, 2, 0.33, sampling="slices")
+    with pytest.raises(ProgressiveConfigError, match="cannot be split over 4 GPUs"):
+        batch_layout(4, 2, 0.33, world_size=4, rank=0)
+    with pytest.raises(ValueError):
+        BatchLayout(crops=(2, 1), forced=(0, 2))
+
+
+def test_growth_orders():
+    strides = (8, 32, 32)
+    ratio = patch_sequence((32, 224, 224), strides)
+    smallest = patch_sequence((32, 224, 224), strides, order="smallest")
+    robin = patch_sequence((32, 224, 224), strides, order="round_robin")
+    assert ratio[0] == smallest[0] == robin[0] == (8, 64, 32)
+    assert len(ratio) == len(smallest) == len(robin) == 1 + 3 + 5 + 6
+    assert ratio[-1] == smallest[-1] == robin[-1] == (32, 224, 224)
+    # 2025 order: the short axis (z) fills first; ours grows the axis furthest behind its planned size (x)
+    assert smallest[1:4] == [(16, 64, 32), (24, 64, 32), (32, 64, 32)]
+    assert ratio[1] == (8, 64, 64)
+    # 2024 order: axes in turn from axis 1, full axes skipped
+    assert robin[1:4] == [(8, 96, 32), (8, 96, 64), (16, 96, 64)]
+    for sequence in (ratio, smallest, robin):
+        steps = [sum(a != b for a, b in zip(p, q)) for p, q in zip(sequence, sequence[1:])]
+        assert steps == [1] * (len(sequence) - 1), "one axis per stage"
+    with pytest.raises(ProgressiveConfigError, match="unknown growth order"):
+        patch_sequence((32, 224, 224), strides, order="random")
+    assert build_schedule((32, 224, 224), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], 2, 100,
+                          growth_order="smallest").stages[1].patch_size == (16, 64, 32)
 
 
 def test_schedule_to_dict_roundtrip_fields():

@@ -21,7 +21,8 @@ class nnUNetTrainer_PGPS_Efficiency(ProgressivePatchMixin, nnUNetTrainer):
 
 
 class nnUNetTrainer_PGPS_Performance(ProgressivePatchMixin, nnUNetTrainer):
-    """PGPS, Performance mode: larger batches while patches are small (planned footprint, capped)."""
+    """PGPS, Performance mode: larger batches while patches are small (within the planned footprint), drawn
+    as the published code: the planned number of cases per batch, several crops from each."""
 
     pgps_mode = "performance"
 

@@ -28,6 +28,10 @@ from nnunet_progressive.core.validation import validate
 
 ENV_PREFIX = "NNPROG_"
 DICE_METHODS = ("sliding_window", "pseudo_dice")
+# PGPS choices (pgps/schedule.py explains them)
+GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
+BATCH_SAMPLINGS = ("volumes", "cases")
+AUGMENTATION_REGIMES = ("planned", "per_patch")
 
 # Features: what reads a knob. Every trainer of the package has RUN_LENGTH.
 RUN_LENGTH = "run length"  # every trainer of this package
@@ -130,6 +134,9 @@ Number = Annotated[float, BeforeValidator(_number)]
 Fraction = Annotated[float, BeforeValidator(_number), AfterValidator(_fraction)]
 PatchSize = Annotated[tuple[int, ...], BeforeValidator(_patch)]
 DiceMethod = Annotated[str, AfterValidator(_choice(DICE_METHODS))]
+GrowthOrder = Annotated[str, AfterValidator(_choice(GROWTH_ORDERS))]
+BatchSampling = Annotated[str, AfterValidator(_choice(BATCH_SAMPLINGS))]
+AugmentationRegime = Annotated[str, AfterValidator(_choice(AUGMENTATION_REGIMES))]
 
 
 def knob(default: Any, readers: Iterable[str], help: str, default_text: str | None = None, type_text: str = "") -> Any:
@@ -154,10 +161,22 @@ class ProgressiveSettings(BaseModel):
                                        "even split per stage, as the papers", "number in (0, 1)")
     min_patch: PatchSize | None = knob(None, [PATCH_SIZES], "smallest patch, e.g. `64,64,64`",
                                        "the smallest the network accepts", "2 or 3 sizes")
-    max_batch: Count | None = knob(None, [PERFORMANCE_BATCH], "Performance: hard batch cap", "64", "integer >= 1")
+    growth_order: GrowthOrder = knob(
+        "ratio", [PATCH_SIZES], "which axis grows next: `ratio` (furthest behind its planned size), `smallest` (the "
+        "2025 code: smallest grown size), `round_robin` (the 2024 code)", "ratio", " | ".join(GROWTH_ORDERS))
+    augmentation: AugmentationRegime = knob(
+        "planned", [PATCH_SIZES], "augmentation regime of the smaller patches: `planned` (the planned patch's dummy-2D "
+        "decision and rotation range at every stage) or `per_patch` (nnU-Net's rule applied to each stage's patch, as "
+        "the published code)", "planned", " | ".join(AUGMENTATION_REGIMES))
+    max_batch: Count | None = knob(None, [PERFORMANCE_BATCH], "Performance: hard batch cap (a safety setting)",
+                                   "none: the voxel budget is the limit", "integer >= 1")
     batch_budget: Positive = knob(1.0, [PERFORMANCE_BATCH],
                                   "Performance: voxel budget as a multiple of the planned batch x patch", "1.0",
                                   "number > 0")
+    batch_sampling: BatchSampling = knob(
+        "volumes", [PERFORMANCE_BATCH], "Performance: `volumes` (the planned number of cases per batch, several "
+        "crops from each, as the 2025 code) or `cases` (every crop from its own case)", "volumes",
+        " | ".join(BATCH_SAMPLINGS))
     target_dice: Fraction | None = knob(None, [STOP_AT_DICE], "stop when the validation Dice reaches it",
                                         "none (log only)", "number in (0, 1]")
     check_every: Count = knob(5, [STOP_AT_DICE], "epochs between Dice checks", "5", "integer >= 1")

@@ -1,39 +1,45 @@
 """The nnU-Net hooks of Progressive Growing of Patch Size (PGPS) and its RPSS ablation.
 
-Thin by design: the schedule is computed by :mod:`nnunet_progressive.pgps.schedule`; loaders and
-transforms are nnU-Net's own (``get_dataloaders`` is called with the stage's patch and batch in the
-configuration, then the configuration is restored). Validation loaders, final validation, inference
-and the saved plans.json always see the planned patch and batch.
+Thin by design: the schedule and the batch layout are computed by :mod:`nnunet_progressive.pgps.schedule`;
+transforms, datasets and augmenters are nnU-Net's own, built for the stage's patch (put into the configuration,
+then restored) by :func:`nnunet_progressive.nnunet.loaders.training_loader`, with nnU-Net's data loader drawing
+the planned number of cases per batch and several crops from each (:class:`PatchCropLoader`). Validation
+loaders, final validation, inference and the saved plans.json always see the planned patch and batch.
 """
 from __future__ import annotations
 
 import contextlib
+import math
+import multiprocessing
 import os
+from time import perf_counter
 
 import numpy as np
+import torch
 
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.core.knobs import PATCH_CURRICULUM, PATCH_SIZES, PERFORMANCE_BATCH, ProgressiveSettings
 from nnunet_progressive.core.records import CURRICULUM_JSON, CURRICULUM_PNG
 from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 from nnunet_progressive.nnunet.loaders import (
+    FORCED_CROPS_KEY,
+    LOADER_SECONDS_KEY,
     RandomPatchSizeLoader,
-    inner_data_loader,
-    replace_data_loader,
-    shutdown_augmenter,
+    loader_workers,
+    training_loader,
 )
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
 from nnunet_progressive.pgps.schedule import (
+    BatchLayout,
     Schedule,
+    batch_layout,
     build_schedule,
-    foreground_oversampling,
     random_patch_pool,
 )
+from nnunet_progressive.pgps.throughput import Throughput, combined
 
 NNUNET_DEFAULT_EPOCHS = 1000
-
-PERFORMANCE_MAX_BATCH = 64  # hard batch cap on top of the planned footprint (NNPROG_MAX_BATCH overrides)
 
 
 def schedule_for_configuration(
@@ -41,11 +47,8 @@ def schedule_for_configuration(
 ) -> Schedule:
     """The PGPS schedule of an nnU-Net configuration (plans) under ``settings``.
 
-    Performance mode caps the batch at ``PERFORMANCE_MAX_BATCH`` unless NNPROG_MAX_BATCH says otherwise.
+    Performance mode's batch is limited by the voxel budget alone unless NNPROG_MAX_BATCH sets a cap.
     """
-    max_batch = settings.max_batch
-    if mode == "performance" and max_batch is None:
-        max_batch = max(PERFORMANCE_MAX_BATCH, configuration_manager.batch_size)
     return build_schedule(
         planned_patch=configuration_manager.patch_size,
         pool_op_kernel_sizes=configuration_manager.pool_op_kernel_sizes,
@@ -54,8 +57,9 @@ def schedule_for_configuration(
         mode=mode,
         min_patch=settings.min_patch,
         growth_share=settings.growth_share,
-        max_batch=max_batch,
+        max_batch=settings.max_batch,
         batch_budget_factor=settings.batch_budget,
+        growth_order=settings.growth_order,
     )
 
 
@@ -70,6 +74,17 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
     @classmethod
     def knob_features(cls) -> frozenset[str]:
         return super().knob_features() | {PATCH_SIZES}
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.schedule: Schedule | None = None  # built from the run's settings in derive_from_settings()
+        self._batch_layout: BatchLayout | None = None  # set while a stage's loader is built
+        self._active_layout: BatchLayout | None = None  # the layout of the training loader in use
+        self._planned_augmentation: tuple | None = None  # (rotation, dummy 2D) of the planned patch
+        self._throughput: dict[int, Throughput] = {}  # epoch -> loader/network counters
+        self._epoch_throughput = Throughput()
+        self._last_step_end = 0.0
 
     # --- schedule ------------------------------------------------------------------------------------
     def derive_from_settings(self) -> None:
@@ -91,6 +106,16 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
     def _stage_log_parts(self, epoch: int) -> list[str]:
         return super()._stage_log_parts(epoch) + [self._stage_description(epoch)[0]]
 
+    def _layout_text(self) -> str:
+        layout = self._active_layout
+        if layout is None:
+            return ""
+        crops = (f"{layout.crops[0]}" if len(set(layout.crops)) == 1 else
+                 f"{min(layout.crops)}-{max(layout.crops)}")
+        drawn = (f"{layout.batch_size} cases x 1 crop" if layout.distinct_cases else
+                 f"{layout.volumes} cases x {crops} crop{'s' if max(layout.crops) > 1 else ''}")
+        return f"{drawn}, {100 * layout.foreground_share:.0f}% foreground-forced"
+
     # --- nnU-Net hooks ---------------------------------------------------------------------------------
     def initialize(self):
         self._planned_oversample = self.oversample_foreground_percent
@@ -105,12 +130,38 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
         if self.local_rank == 0:
             plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
 
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()  # the stage's loader is in place now
+        self._epoch_throughput = Throughput(workers=loader_workers(self.dataloader_train))
+        self._last_step_end = perf_counter()
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's step, timed: the wait for this batch, the step itself, and the loader's build time; also
+        counts the cases and foreground-forced crops the loader put into the batch."""
+        start = perf_counter()
+        loader_seconds = batch.pop(LOADER_SECONDS_KEY, None)
+        forced = batch.pop(FORCED_CROPS_KEY, None)
+        samples = int(batch["data"].shape[0])
+        voxels = samples * math.prod(int(n) for n in batch["data"].shape[2:])
+        cases = len({str(key) for key in batch.get("keys", ())})
+        result = super().train_step(batch)
+        end = perf_counter()
+        self._epoch_throughput = self._epoch_throughput.plus_iteration(
+            samples, voxels, start - self._last_step_end, end - start,
+            None if loader_seconds is None else float(loader_seconds), cases,
+            None if forced is None else int(sum(bool(f) for f in forced)))
+        self._last_step_end = end
+        return result
+
     def on_train_epoch_end(self, train_outputs):
         super().on_train_epoch_end(train_outputs)  # records the seconds of this epoch's training iterations
+        self._throughput[self.current_epoch] = self._epoch_throughput
         train_seconds = self._train_seconds[self.current_epoch]
         text, voxels_per_iteration = self._stage_description(self.current_epoch)
         throughput = voxels_per_iteration * self.num_iterations_per_epoch / max(train_seconds, 1e-9)
-        self.print_to_log_file(f"{text} | {throughput:,.0f} voxels/s")
+        processes = f"{len(multiprocessing.active_children())} loader processes"
+        parts = [text, f"{throughput:,.0f} voxels/s", self._layout_text(), self._epoch_throughput.log_text(), processes]
+        self.print_to_log_file(" | ".join(part for part in parts if part))
 
     def on_epoch_end(self):
         super().on_epoch_end()
@@ -123,34 +174,94 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
     # --- loaders ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _stage_configuration(self, patch_size, batch_size: int):
-        """Temporarily give the configuration the stage's patch and (global) batch.
-
-        The per-rank batch and oversampling come from nnU-Net's own ``_set_batch_size_and_oversample``;
-        oversampling becomes per-sample where nnU-Net's positional rule would change the planned share.
-        """
+        """Temporarily give the configuration the stage's patch and (global) batch, and the trainer the batch
+        layout of this rank (``pgps.schedule.batch_layout``: the planned cases, several crops from each, the
+        planned foreground share, split over DDP ranks as nnU-Net splits the planned batch)."""
         configuration = self.configuration_manager.configuration
         saved_config = (configuration["patch_size"], configuration["batch_size"])
-        saved_attrs = (self.batch_size, self.oversample_foreground_percent, self.probabilistic_oversampling)
+        saved_attrs = (self.batch_size, self._batch_layout)
         try:
             configuration["patch_size"] = [int(p) for p in patch_size]
             configuration["batch_size"] = int(batch_size)
-            self.oversample_foreground_percent = self._planned_oversample
-            self.probabilistic_oversampling = self._planned_probabilistic
-            self._set_batch_size_and_oversample()
-            if not self._planned_probabilistic:
-                share, probabilistic = foreground_oversampling(
-                    batch_size, self.schedule.planned_batch_size, self._planned_oversample
-                )
-                if probabilistic:
-                    self.oversample_foreground_percent, self.probabilistic_oversampling = share, True
+            self._batch_layout = self._layout_for(int(batch_size))
+            self.batch_size = self._batch_layout.batch_size
             yield
         finally:
             configuration["patch_size"], configuration["batch_size"] = saved_config
-            self.batch_size, self.oversample_foreground_percent, self.probabilistic_oversampling = saved_attrs
+            self.batch_size, self._batch_layout = saved_attrs
+
+    def _layout_for(self, batch_size: int) -> BatchLayout:
+        world_size, rank = 1, 0
+        if self.is_ddp:
+            import torch.distributed as dist
+
+            world_size, rank = dist.get_world_size(), dist.get_rank()
+        sampling = self.progressive_settings.batch_sampling if self.pgps_mode == "performance" else "volumes"
+        return batch_layout(batch_size, self.schedule.planned_batch_size, self._planned_oversample,
+                            self._planned_probabilistic, sampling, world_size, rank)
+
+    def _epoch_configuration(self, epoch: int):
+        """The configuration context in which ``epoch``'s training loader is built."""
+        stage = self.schedule.stage_at_epoch(epoch)
+        return self._stage_configuration(stage.patch_size, stage.batch_size)
+
+    def _make_training_augmenter(self, epoch: int):
+        with self._epoch_configuration(epoch):
+            return super()._make_training_augmenter(epoch)
+
+    def _make_training_loader(self):
+        if self._batch_layout is None:
+            return super()._make_training_loader()
+        self._active_layout = self._batch_layout
+        return training_loader(self, self._batch_layout)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's augmentation set-up for the current patch.
+
+        While a stage's loader is built, the dummy-2D decision and rotation range stay the PLANNED patch's (the
+        crop is enlarged for them by nnU-Net's formula), unless NNPROG_AUGMENTATION=per_patch asks for nnU-Net's
+        rule applied to the stage's patch.
+        """
+        set_up = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation, dummy_2d, initial_patch, mirror_axes = set_up
+        if self._batch_layout is None or self.progressive_settings.augmentation == "per_patch":
+            return rotation, dummy_2d, initial_patch, mirror_axes
+        planned_rotation, planned_dummy_2d = self._planned_augmentation_regime()
+        patch = [int(p) for p in self.configuration_manager.patch_size]
+        if (_rotation_key(rotation), bool(dummy_2d)) == (_rotation_key(planned_rotation), bool(planned_dummy_2d)):
+            return rotation, dummy_2d, initial_patch, mirror_axes
+        if [int(p) for p in initial_patch] != patch:  # the trainer enlarges the crop for spatial augmentation
+            initial_patch = _initial_patch_size(patch, planned_rotation, planned_dummy_2d)
+        self.print_to_log_file(
+            f"Augmentation at patch {'x'.join(map(str, patch))}: the planned regime (dummy 2D "
+            f"{bool(planned_dummy_2d)}, rotation {_rotation_text(planned_rotation)}) instead of nnU-Net's rule for "
+            f"this patch (dummy 2D {bool(dummy_2d)}, rotation {_rotation_text(rotation)}); initial patch "
+            f"{'x'.join(str(int(p)) for p in initial_patch)}")
+        return planned_rotation, planned_dummy_2d, initial_patch, mirror_axes
+
+    def _planned_augmentation_regime(self) -> tuple:
+        """(rotation range, dummy 2D) that nnU-Net's rule gives the PLANNED patch (computed once)."""
+        if self._planned_augmentation is None:
+            configuration = self.configuration_manager.configuration
+            stage_patch = configuration["patch_size"]
+            try:
+                configuration["patch_size"] = list(self.schedule.planned_patch_size)
+                rotation, dummy_2d, _, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+            finally:
+                configuration["patch_size"] = stage_patch
+            self._planned_augmentation = (rotation, bool(dummy_2d))
+        return self._planned_augmentation
 
     # --- records ---------------------------------------------------------------------------------------
+    def progressive_state(self) -> dict:
+        state = super().progressive_state()
+        state["throughput"] = {str(k): v.to_dict() for k, v in self._throughput.items()}
+        return state
+
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)
+        self._throughput = {int(k): Throughput.from_dict(v) for k, v in state.get("throughput", {}).items()
+                            if int(k) < self.current_epoch}
         self.print_to_log_file(
             f"Continuing at epoch {self.current_epoch}: {self._stage_description(self.current_epoch)[0]}"
         )
@@ -171,7 +282,7 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
             "epochs_done": len(ends),
             "schedule": self.schedule.to_dict(),
             "stages": stage_summaries(self.schedule, starts, ends, self._train_seconds,
-                                      self.num_iterations_per_epoch),
+                                      self.num_iterations_per_epoch, self._throughput),
             "wall_seconds": self.training_wall_seconds(),
             "train_seconds": float(sum(self._train_seconds.values())),
             "switch_seconds": self._switch_seconds,
@@ -198,6 +309,17 @@ class ProgressivePatchMixin(PatchSizeMixin):
         features = super().knob_features() | {PATCH_CURRICULUM}
         return features | {PERFORMANCE_BATCH} if cls.pgps_mode == "performance" else features
 
+    def settings_of_older_version(self, settings: ProgressiveSettings, package_version: str | None
+                                  ) -> ProgressiveSettings:
+        """Runs started before 0.2.0 capped the Performance batch at 64 when NNPROG_MAX_BATCH was unset."""
+        settings = super().settings_of_older_version(settings, package_version)
+        if self.pgps_mode == "performance" and settings.max_batch is None and _older_than(package_version, (0, 2)):
+            planned = int(self.configuration_manager.batch_size)
+            settings = settings.replace(max_batch=max(LEGACY_PERFORMANCE_MAX_BATCH, planned))
+            self.print_to_log_file(f"Run of nnunet-progressive {package_version}: its Performance batch cap of "
+                                   f"{settings.max_batch} (that version's default) is kept")
+        return settings
+
     def _stage_key(self, epoch: int) -> tuple:
         return super()._stage_key(epoch) + (("pgps", self.schedule.stage_at_epoch(epoch).index),)
 
@@ -210,16 +332,13 @@ class ProgressivePatchMixin(PatchSizeMixin):
         )
         return text, stage.voxels_per_iteration
 
-    def _make_training_augmenter(self, epoch: int):
-        stage = self.schedule.stage_at_epoch(epoch)
-        with self._stage_configuration(stage.patch_size, stage.batch_size):
-            return super()._make_training_augmenter(epoch)
-
 
 class RandomPatchSizeMixin(PatchSizeMixin):
     """RPSS ablation: every batch uses one of the PGPS stage patch sizes, drawn uniformly; batch constant.
 
-    There is no curriculum; the schedule is still built (it validates the knobs and gives the pool).
+    There is no curriculum; the schedule is still built (it validates the knobs and gives the pool). One
+    augmenter holds one single-threaded loader per patch size, so its worker processes do not multiply with
+    the number of sizes.
     """
 
     pgps_mode = "efficiency"
@@ -229,6 +348,7 @@ class RandomPatchSizeMixin(PatchSizeMixin):
             self.configuration_manager.patch_size,
             self.configuration_manager.pool_op_kernel_sizes,
             self.progressive_settings.min_patch,
+            self.progressive_settings.growth_order,
         )
 
     def _stage_key(self, epoch: int) -> tuple:
@@ -246,16 +366,56 @@ class RandomPatchSizeMixin(PatchSizeMixin):
         record["schedule"] = {"patch_pool": [list(p) for p in self._patch_pool()],
                               "batch_size": self.schedule.planned_batch_size}
         record["stages"] = []
+        record["throughput"] = combined(self._throughput.values()).summary()
         return record
 
-    def _make_training_augmenter(self, epoch: int):
-        pool = self._patch_pool()
-        augmenters = []
-        for patch in pool:
+    def _epoch_configuration(self, epoch: int):
+        return contextlib.nullcontext()  # the patch sizes are set per inner loader
+
+    def _make_training_loader(self):
+        loaders = []
+        for patch in self._patch_pool():
             with self._stage_configuration(patch, self.schedule.planned_batch_size):
-                augmenters.append(super()._make_training_augmenter(epoch))
-        loaders = [inner_data_loader(a) for a in augmenters]
-        for augmenter in augmenters[:-1]:
-            shutdown_augmenter(augmenter)
-        replace_data_loader(augmenters[-1], RandomPatchSizeLoader(loaders))
-        return augmenters[-1]
+                loaders.append(super()._make_training_loader())
+        return RandomPatchSizeLoader(loaders)
+
+
+LEGACY_PERFORMANCE_MAX_BATCH = 64  # the default cap of versions before 0.2.0
+
+
+def _older_than(package_version: str | None, version: tuple[int, int]) -> bool:
+    """True for a version string below ``version`` (major, minor); None (unknown) counts as older."""
+    try:
+        parts = tuple(int(p) for p in str(package_version).split(".")[:2])
+    except ValueError:
+        return True
+    return package_version is None or parts < version
+
+
+def _rotation_key(rotation) -> tuple:
+    """A comparable form of nnU-Net's rotation setting (a (low, high) range in radians, or a scalar/None)."""
+    if rotation is None:
+        return (None,)
+    if isinstance(rotation, tuple | list):
+        return tuple(round(float(r), 6) for r in rotation)
+    return (round(float(rotation), 6),)
+
+
+def _rotation_text(rotation) -> str:
+    key = _rotation_key(rotation)
+    if key == (None,):
+        return "none"
+    if len(key) == 2 and math.isclose(-key[0], key[1]):
+        return f"+-{math.degrees(key[1]):.0f} deg"
+    return f"{tuple(round(math.degrees(k), 1) for k in key)} deg"
+
+
+def _initial_patch_size(patch: list[int], rotation, dummy_2d: bool) -> list[int]:
+    """nnU-Net's enlarged crop for spatial augmentation (its formula in ``configure_rotation_dummyDA_...``)."""
+    from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+
+    dims = len(patch)
+    initial = get_patch_size(patch[-dims:], rotation, rotation, rotation, (0.85, 1.25))
+    if dummy_2d:
+        initial[0] = patch[0]
+    return [int(i) for i in initial]

@@ -340,6 +340,12 @@ class RunLengthMixin:
             f"it. To continue that run, add --c (it keeps its own settings); to keep both, point nnUNet_results at "
             f"another folder for the new run; to replace it, remove the fold folder: rm -r {folder}")
 
+    def settings_of_older_version(self, settings: ProgressiveSettings, package_version: str | None
+                                  ) -> ProgressiveSettings:
+        """The stored settings of a run started by an older package version, with the values that version's
+        defaults meant where a default's meaning changed since (mixins extend this with super())."""
+        return settings
+
     def _resume_settings(self, identity: RunIdentity | None, state: CheckpointState | None, sidecar: Path
                          ) -> ProgressiveSettings:
         """The stored settings of the run being continued (run file, else the sidecar of older versions)."""
@@ -351,7 +357,8 @@ class RunLengthMixin:
                     f"Fix: restore the plans as they were, or start a new run (remove {self.output_folder})")
             return ProgressiveSettings.from_dict(identity.settings, str(self.run_file))
         if state is not None and state.settings is not None:
-            settings = ProgressiveSettings.from_dict(state.settings, str(sidecar))
+            settings = self.settings_of_older_version(ProgressiveSettings.from_dict(state.settings, str(sidecar)),
+                                                      state.package_version)
             self._run_id = state.run_id or uuid.uuid4().hex
             if self.local_rank == 0:
                 write_record(self.run_file, self._identity(settings, self._run_id))

@@ -1,8 +1,9 @@
 """Training loaders that change between epochs (patch size, case subset) while validation stays put.
 
 Each mixin that changes the training data extends ``_stage_key`` (what identifies the loader an epoch
-needs) and ``_make_training_augmenter`` (wrap the build in a context that changes the configuration).
-The build itself is always nnU-Net's own ``get_dataloaders()``; its validation twin is shut down.
+needs) and ``_make_training_augmenter`` (wrap the build in a context that changes the configuration), or
+``_make_training_loader`` (a different data loader). The build is the training half of nnU-Net's own
+``get_dataloaders()`` (the trainer's transforms, datasets and augmenter; no validation loader is started).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from time import perf_counter
 
 import torch
 
-from nnunet_progressive.nnunet.loaders import shutdown_augmenter
+from nnunet_progressive.nnunet.loaders import shutdown_augmenter, training_augmenter, training_loader
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 
 
@@ -33,9 +34,11 @@ class StagedTrainingLoaderMixin(RunLengthMixin):
 
     def _make_training_augmenter(self, epoch: int):
         """nnU-Net's training augmenter as the configuration stands now (mixins wrap this in contexts)."""
-        train_augmenter, val_augmenter = self.get_dataloaders()
-        shutdown_augmenter(val_augmenter)
-        return train_augmenter
+        return training_augmenter(self, self._make_training_loader())
+
+    def _make_training_loader(self):
+        """nnU-Net's training data loader as the configuration stands now (mixins may draw batches otherwise)."""
+        return training_loader(self)
 
     def ensure_training_stage(self, epoch: int) -> None:
         """Give ``self.dataloader_train`` the data of ``epoch``'s stage (rebuilt only when it changes)."""

@@ -5,6 +5,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from nnunet_progressive.pgps.schedule import Schedule
+from nnunet_progressive.pgps.throughput import Throughput, combined
 
 
 def schedule_table(schedule: Schedule) -> str:
@@ -40,11 +41,13 @@ def stage_summaries(
     epoch_end_times: Sequence[float],
     train_seconds: Mapping[int, float],
     iterations_per_epoch: int,
+    throughput: Mapping[int, Throughput] | None = None,
 ) -> list[dict]:
     """Per-stage epochs done, wall time and throughput from per-epoch timings.
 
     ``epoch_*_times`` are nnU-Net's logged timestamps (index = epoch); ``train_seconds`` maps an epoch to
-    the seconds its training iterations took (validation excluded).
+    the seconds its training iterations took (validation excluded); ``throughput`` (optional) maps an epoch
+    to its loader and network counters, summed per stage (see :mod:`nnunet_progressive.pgps.throughput`).
     """
     summaries = []
     for stage in schedule.stages:
@@ -69,6 +72,7 @@ def stage_summaries(
                 "wall_seconds": round(wall, 3),
                 "train_seconds": round(train, 3),
                 "voxels_per_second": round(voxels / sum(train_seconds[e] for e in timed), 1) if timed else None,
+                **combined(throughput[e] for e in done if throughput and e in throughput).summary(),
             }
         )
     return summaries

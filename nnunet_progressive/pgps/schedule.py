@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS
 
 MODES = ("efficiency", "performance")
+# GROWTH_ORDERS: which axis grows next (see ``patch_sequence``); BATCH_SAMPLINGS: how a Performance batch is
+# drawn, "volumes" (the 2025 code: the planned number of cases, several crops from each) or "cases" (every crop
+# from its own case, as nnU-Net's loader draws a batch). Both are knob choices, defined in core/knobs.py.
 
 
 @dataclass(frozen=True)
@@ -147,15 +151,26 @@ def validate_min_patch(min_patch: Sequence[int], planned_patch: Sequence[int], s
 
 
 def patch_sequence(
-    planned_patch: Sequence[int], strides: Sequence[int], min_patch: Sequence[int] | None = None
+    planned_patch: Sequence[int],
+    strides: Sequence[int],
+    min_patch: Sequence[int] | None = None,
+    order: str = "ratio",
 ) -> list[tuple[int, ...]]:
     """Patch sizes of all stages, smallest first, the planned patch last.
 
-    One axis grows by its stride per stage (clipped at the planned size). The axis that grows is the one
-    furthest behind its planned size (smallest current/planned ratio; ties: the smaller absolute size,
-    then the lower axis index), so the patch approaches the planned aspect ratio on anisotropic plans.
-    Number of stages: 1 + sum over axes of ceil((planned - min) / stride).
+    One axis grows by its stride per stage (clipped at the planned size). Which one (``order``):
+
+    - ``"ratio"`` (default): the axis furthest behind its planned size (smallest current/planned ratio; ties:
+      the smaller absolute size, then the lower axis index), so the patch approaches the planned aspect ratio
+      on anisotropic plans;
+    - ``"smallest"`` (the published 2025 code): the axis whose grown size would be smallest (ties: the lower
+      axis index), so short axes fill up first;
+    - ``"round_robin"`` (the published 2024 code): the axes in turn, starting at axis 1, skipping full ones.
+
+    Number of stages (any order): 1 + sum over axes of ceil((planned - min) / stride).
     """
+    if order not in GROWTH_ORDERS:
+        raise ProgressiveConfigError(f"unknown growth order {order!r}; expected one of {GROWTH_ORDERS}")
     planned = tuple(int(p) for p in planned_patch)
     strides = tuple(int(s) for s in strides)
     if min_patch is None:
@@ -164,9 +179,16 @@ def patch_sequence(
         validate_min_patch(min_patch, planned, strides)
         current = [int(m) for m in min_patch]
     sequence = [tuple(current)]
+    turn = 1
     while tuple(current) != planned:
         growable = [a for a in range(len(planned)) if current[a] < planned[a]]
-        axis = min(growable, key=lambda a: (current[a] / planned[a], current[a], a))
+        if order == "ratio":
+            axis = min(growable, key=lambda a: (current[a] / planned[a], current[a], a))
+        elif order == "smallest":
+            axis = min(growable, key=lambda a: (min(current[a] + strides[a], planned[a]), a))
+        else:
+            axis = min(growable, key=lambda a: ((a - turn) % len(planned), a))
+            turn = axis + 1
         current[axis] = min(current[axis] + strides[axis], planned[axis])
         sequence.append(tuple(current))
     return sequence
@@ -217,11 +239,12 @@ def performance_batch_sizes(
     voxel_budget: int | None = None,
     max_batch: int | None = None,
 ) -> list[int]:
-    """Batch per stage so batch x patch voxels stays near the planned footprint.
+    """Batch per stage so batch x patch voxels stays within the voxel budget (the planned footprint).
 
     ``batch_k = floor(voxel_budget / voxels(p_k))`` clipped to ``[planned_batch, max_batch]``, where
-    ``voxel_budget`` defaults to ``planned_batch * voxels(planned patch)`` (the planned memory
-    footprint). The planned batch is the floor even if the budget is smaller.
+    ``voxel_budget`` defaults to ``planned_batch * voxels(planned patch)`` (the planned memory footprint: the
+    activations nnU-Net's networks keep are proportional to the voxels of a batch). The planned batch is the
+    floor even if the budget is smaller; ``max_batch`` is a safety cap, off by default.
     """
     if planned_batch < 1:
         raise ProgressiveConfigError(f"the planned batch size must be >= 1, got {planned_batch}")
@@ -252,6 +275,7 @@ def build_schedule(
     growth_share: float | None = None,
     max_batch: int | None = None,
     batch_budget_factor: float = 1.0,
+    growth_order: str = "ratio",
 ) -> Schedule:
     """The full PGPS schedule.
 
@@ -265,6 +289,7 @@ def build_schedule(
         growth_share: share of epochs spent before the planned patch; default: even split per stage.
         max_batch: hard batch cap for performance mode (None: no cap beyond the voxel budget).
         batch_budget_factor: performance mode's voxel budget as a multiple of the planned footprint.
+        growth_order: which axis grows next (see ``patch_sequence``).
     """
     if mode not in MODES:
         raise ProgressiveConfigError(f"unknown PGPS mode {mode!r}; expected one of {MODES}")
@@ -273,7 +298,7 @@ def build_schedule(
     if batch_budget_factor <= 0:
         raise ProgressiveConfigError(f"the batch budget factor must be > 0, got {batch_budget_factor}")
     strides = total_strides(pool_op_kernel_sizes)
-    patches = patch_sequence(planned_patch, strides, min_patch)
+    patches = patch_sequence(planned_patch, strides, min_patch, growth_order)
     epochs = split_epochs(num_epochs, len(patches), growth_share)
     if mode == "efficiency":
         batches = [int(planned_batch)] * len(patches)
@@ -292,26 +317,125 @@ def random_patch_pool(
     planned_patch: Sequence[int],
     pool_op_kernel_sizes: Sequence[Sequence[int]],
     min_patch: Sequence[int] | None = None,
+    growth_order: str = "ratio",
 ) -> list[tuple[int, ...]]:
     """The patch sizes RPSS draws from (uniformly, one per iteration): the PGPS stage sizes."""
-    return patch_sequence(planned_patch, total_strides(pool_op_kernel_sizes), min_patch)
+    return patch_sequence(planned_patch, total_strides(pool_op_kernel_sizes), min_patch, growth_order)
 
 
-def foreground_oversampling(
-    batch_size: int, planned_batch: int, planned_percent: float
-) -> tuple[float, bool]:
-    """Oversampling setting that keeps the planned foreground share at ``batch_size``.
+def forced_volumes(volumes: int, percent: float) -> int:
+    """How many of ``volumes`` nnU-Net's positional rule forces to contain foreground (the last ones).
 
-    nnU-Net forces the last ``b - round(b * (1 - p))`` samples of a batch to contain foreground, so the
-    share it actually trains with depends on the batch (0.33 at batch 2 gives 1/2; at batch 1 gives 0).
-    Returns ``(percent, probabilistic)``: nnU-Net's positional rule where it yields the planned share,
-    else a per-sample draw with the planned share.
+    nnU-Net's loader forces sample j of a batch of b iff ``j >= round(b * (1 - percent))``: 0.33 at batch 2
+    forces one of two (a share of 1/2), at batch 1 none.
+    """
+    return volumes - round(volumes * (1 - percent))
+
+
+def rank_volume_range(planned_batch: int, world_size: int = 1, rank: int = 0) -> tuple[int, int]:
+    """The planned cases ``[first, last)`` of a batch that DDP rank ``rank`` draws (nnU-Net's split: the
+    first ``planned_batch % world_size`` ranks get one more)."""
+    if not 0 <= rank < world_size or planned_batch < world_size:
+        raise ProgressiveConfigError(
+            f"a planned batch of {planned_batch} cannot be split over {world_size} GPUs (rank {rank}); nnU-Net "
+            f"needs at least one case per GPU")
+    sizes = [planned_batch // world_size + (1 if i < planned_batch % world_size else 0) for i in range(world_size)]
+    first = sum(sizes[:rank])
+    return first, first + sizes[rank]
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How one rank draws a training batch: one group of crops per planned case.
+
+    ``crops[v]`` crops come from group v. With ``distinct_cases`` False (the published 2025 batching) a group is
+    ONE case, loaded once and cropped ``crops[v]`` times; with True every crop comes from its own case (nnU-Net's
+    way of drawing a batch). Foreground: the last ``forced[v]`` crops of group v are forced to contain
+    foreground; if ``forced`` is None (the plan asked for probabilistic oversampling) each group is forced as a
+    whole with probability ``probability``. Crops are stored group by group.
     """
 
-    def positional_share(b: int) -> float:
-        return (b - round(b * (1 - planned_percent))) / b
+    crops: tuple[int, ...]
+    forced: tuple[int, ...] | None
+    probability: float = 0.0
+    distinct_cases: bool = False
 
-    planned_share = positional_share(planned_batch)
-    if math.isclose(positional_share(batch_size), planned_share):
-        return planned_percent, False
-    return planned_share, True
+    def __post_init__(self) -> None:
+        if not self.crops or min(self.crops) < 1:
+            raise ValueError(f"a batch needs >= 1 group and >= 1 crop per group, got {self.crops}")
+        if self.forced is not None and (len(self.forced) != len(self.crops) or any(
+                not 0 <= f <= c for f, c in zip(self.forced, self.crops))):
+            raise ValueError(f"forced crops {self.forced} do not fit the crops per group {self.crops}")
+
+    @property
+    def volumes(self) -> int:
+        return len(self.crops)
+
+    @property
+    def batch_size(self) -> int:
+        return sum(self.crops)
+
+    @property
+    def cases_per_batch(self) -> int:
+        return self.batch_size if self.distinct_cases else self.volumes
+
+    @property
+    def foreground_share(self) -> float:
+        """Expected share of foreground-forced crops in a batch."""
+        if self.forced is None:
+            return self.probability
+        return sum(self.forced) / self.batch_size
+
+    def groups(self) -> tuple[int, ...]:
+        """The group of every crop of the batch, in order."""
+        return tuple(group for group, count in enumerate(self.crops) for _ in range(count))
+
+    def forced_crops(self, uniform: Sequence[float]) -> tuple[bool, ...]:
+        """Per crop: forced to contain foreground? ``uniform``: one U[0, 1) draw per group (used only for
+        probabilistic oversampling)."""
+        if self.forced is None:
+            return tuple(float(uniform[group]) < self.probability for group in self.groups())
+        return tuple(i >= count - forced for count, forced in zip(self.crops, self.forced) for i in range(count))
+
+
+def batch_layout(
+    stage_batch: int,
+    planned_batch: int,
+    planned_percent: float,
+    probabilistic: bool = False,
+    sampling: str = "volumes",
+    world_size: int = 1,
+    rank: int = 0,
+) -> BatchLayout:
+    """The batch layout of one DDP rank at a stage.
+
+    The global batch of ``stage_batch`` crops comes from the ``planned_batch`` cases of the plan: each gives
+    ``ceil`` or ``floor(stage_batch / planned_batch)`` crops (the first ``stage_batch % planned_batch`` one more).
+    The planned foreground share is what nnU-Net's positional rule gives at the planned batch
+    (``forced_volumes``); the last ``round(stage_batch x share)`` crops of the global batch are forced, so whole
+    cases alternate between forced and random where the numbers divide (0.33 at batch 2: one random case, one
+    forced case). Each rank takes its cases (nnU-Net's DDP split of the planned batch) with all their crops.
+
+    Args:
+        stage_batch: the stage's global batch (>= ``planned_batch``).
+        planned_batch: the plan's global batch: the number of cases per batch over all ranks.
+        planned_percent: the plan's ``oversample_foreground_percent``.
+        probabilistic: the plan's ``probabilistic_oversampling`` (then each case is forced with that probability).
+        sampling: "volumes" (crops of the same case) or "cases" (every crop its own case).
+        world_size, rank: DDP.
+    """
+    if sampling not in BATCH_SAMPLINGS:
+        raise ProgressiveConfigError(f"unknown batch sampling {sampling!r}; expected one of {BATCH_SAMPLINGS}")
+    if stage_batch < planned_batch:
+        raise ValueError(f"the stage batch {stage_batch} is below the planned batch {planned_batch}")
+    base, extra = divmod(stage_batch, planned_batch)
+    crops = [base + (1 if v < extra else 0) for v in range(planned_batch)]
+    first, last = rank_volume_range(planned_batch, world_size, rank)
+    forced = None
+    if not probabilistic:
+        share = forced_volumes(planned_batch, planned_percent) / planned_batch
+        first_forced = stage_batch - math.floor(stage_batch * share + 0.5)
+        starts = [sum(crops[:v]) for v in range(planned_batch)]
+        forced = tuple(max(0, starts[v] + crops[v] - max(first_forced, starts[v])) for v in range(first, last))
+    return BatchLayout(tuple(crops[first:last]), forced, planned_percent if probabilistic else 0.0,
+                       sampling == "cases")

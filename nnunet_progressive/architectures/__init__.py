@@ -1,0 +1,1 @@
+"""Network input rules and memory estimates, pure (no torch): what a planned network needs and keeps."""
