@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,10 @@ class Workspace:
     def plans_json(self) -> dict:
         return json.loads((self.preprocessed_dataset / f"{self.plans}.json").read_text())
 
+    def with_results(self, results: Path) -> Workspace:
+        """The same planned data with its own nnUNet_results (runs of one test never meet another's)."""
+        return replace(self, folders=replace(self.folders, results=results))
+
 
 def _prepare(root: Path, preset: str, dataset_id: int, configuration: str) -> Workspace:
     folders = NnunetFolders.under(root)
@@ -35,12 +39,24 @@ def _prepare(root: Path, preset: str, dataset_id: int, configuration: str) -> Wo
 
 
 @pytest.fixture(scope="session")
-def tiny3d(tmp_path_factory) -> Workspace:
-    """8 cases of 32^3; planned patch 32^3, pooling stride 8 per axis: 9 PGPS stages."""
+def tiny3d_dataset(tmp_path_factory) -> Workspace:
+    """8 cases of 32^3; planned patch 32^3, pooling stride 8 per axis: 9 PGPS stages (planned once)."""
     return _prepare(tmp_path_factory.mktemp("tiny3d"), "tiny3d", 501, "3d_fullres")
 
 
 @pytest.fixture(scope="session")
-def tiny2d(tmp_path_factory) -> Workspace:
-    """8 single-slice cases of 64x64 for nnU-Net's 2d configuration."""
+def tiny2d_dataset(tmp_path_factory) -> Workspace:
+    """8 single-slice cases of 64x64 for nnU-Net's 2d configuration (planned once)."""
     return _prepare(tmp_path_factory.mktemp("tiny2d"), "tiny2d", 502, "2d")
+
+
+@pytest.fixture
+def tiny3d(tiny3d_dataset, tmp_path) -> Workspace:
+    """tiny3d with an nnUNet_results folder of this test's own: a run never meets another test's fold folder."""
+    return tiny3d_dataset.with_results(tmp_path / "nnUNet_results")
+
+
+@pytest.fixture
+def tiny2d(tiny2d_dataset, tmp_path) -> Workspace:
+    """tiny2d with an nnUNet_results folder of this test's own."""
+    return tiny2d_dataset.with_results(tmp_path / "nnUNet_results")

@@ -21,13 +21,19 @@ SEEN_LINE = re.compile(r"PDL stage (\d)/2 cases seen this epoch: (\[.*\])")
 
 
 @pytest.fixture(scope="module")
-def ranked(tiny3d):
-    """tiny3d with a similarity ranking written by `nnprog rank`."""
-    result = subprocess.run(["nnprog", "rank", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans,
-                             "--registration", "rigid"],
-                            capture_output=True, text=True, env=tiny3d.folders.environment())
+def ranking(tiny3d_dataset):
+    """The similarity ranking of tiny3d, written once by `nnprog rank`."""
+    result = subprocess.run(["nnprog", "rank", "-d", str(tiny3d_dataset.dataset_id), "-c", "3d_fullres", "-p",
+                             tiny3d_dataset.plans, "--registration", "rigid"],
+                            capture_output=True, text=True, env=tiny3d_dataset.folders.environment())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    ranking = json.loads((tiny3d.preprocessed_dataset / "similarity_ranking_nnUNetPlans_3d_fullres.json").read_text())
+    return json.loads((tiny3d_dataset.preprocessed_dataset / "similarity_ranking_nnUNetPlans_3d_fullres.json")
+                      .read_text())
+
+
+@pytest.fixture
+def ranked(tiny3d, ranking):
+    """tiny3d (with this test's own results folder) and its similarity ranking."""
     return tiny3d, ranking
 
 
