@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import ENV_PREFIX, KNOB_NAMES, env_name, settings_from_env, unknown_knob_message
@@ -419,13 +419,7 @@ class BenchmarkSpec(StrictModel):
 
     def variants(self) -> list[TrainerVariant]:
         """Each trainer entry with its effective knobs and settings id, in spec order."""
-        small = None if self.small_network is None else self.small_network.model_dump(mode="json")
-        variants = []
-        for trainer in self.trainers:
-            knobs = {**self.knobs, **trainer.knobs}
-            settings = {"knobs": normalised_knobs(knobs), "small_network": small}
-            variants.append(TrainerVariant(trainer.name, trainer.label, knobs, settings, settings_id(settings)))
-        return variants
+        return trainer_variants(self.trainers, self.knobs, self.small_network)
 
     def training_plans(self, dataset: DatasetSpec) -> str:
         """The plans identifier runs train with: ``<plans>_small`` when ``small_network`` is on."""
@@ -450,6 +444,32 @@ class BenchmarkSpec(StrictModel):
         data = self.model_dump(mode="json")
         data["small_network"] = data["small_network"] or False
         return data
+
+
+class SpecTrainers(BaseModel):
+    """The part of a spec that identifies its runs (what the report reads back from ``spec.json``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    trainers: tuple[TrainerSpec, ...] = ()
+    knobs: Knobs = {}
+    small_network: Annotated[SmallNetworkSpec | None, BeforeValidator(_small_network)] = None
+    reference_trainer: str | None = None
+
+    def variants(self) -> list[TrainerVariant]:
+        return trainer_variants(self.trainers, self.knobs, self.small_network)
+
+
+def trainer_variants(trainers: Sequence[TrainerSpec], knobs: Mapping[str, str],
+                     small_network: SmallNetworkSpec | None) -> list[TrainerVariant]:
+    """Each trainer entry with its effective knobs (global, then its own) and the id of its settings."""
+    small = None if small_network is None else small_network.model_dump(mode="json")
+    variants = []
+    for trainer in trainers:
+        effective = {**knobs, **trainer.knobs}
+        settings = {"knobs": normalised_knobs(effective), "small_network": small}
+        variants.append(TrainerVariant(trainer.name, trainer.label, effective, settings, settings_id(settings)))
+    return variants
 
 
 def normalised_knobs(knobs: Mapping[str, str]) -> dict[str, Any]:
