@@ -50,7 +50,7 @@ class Built:
 def layout_error(task: TaskInfo, source: Path, problem: str) -> SourceLayoutError:
     """A :class:`SourceLayoutError` that says what is wrong, what layout is expected and where to get it."""
     return SourceLayoutError(
-        f"{task.display_name}: {problem}\nExpected layout under --source ({source}): {task.layout}.\n"
+        f"{task.display_name}: {problem} Expected layout under --source ({source}): {task.layout}. "
         f"Download it yourself from {task.download_page}: {task.download_url} (nothing is downloaded for you), "
         f"extract it and pass that folder as --source.")
 
