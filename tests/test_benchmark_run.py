@@ -413,5 +413,7 @@ def test_benchmark_end_to_end_on_cpu(tmp_path):
     report = tmp_path / "results" / "report"
     text = (report / "report.md").read_text()
     assert "Reference trainer: **nnUNetTrainer_ConstantPatch**" in text and "nnUNetTrainer_PGPS_Efficiency" in text
-    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png"):
+    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png",
+                 "pgps_time_ratios.png"):
         assert (report / name).stat().st_size > 0
+    assert "| Rel. iteration time | Ideal ratio | Switch overhead (%) |" in text  # from PGPS's curriculum.json

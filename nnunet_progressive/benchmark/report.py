@@ -631,6 +631,10 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         if found is None:
             continue
         runs, reference_label, ttd_rows = found
+        if not ttd_rows:
+            ttd_md += [f"### {task}\n", "No Dice check of these runs reached a threshold yet (by default every "
+                                          "0.05): no time to report.\n"]
+            continue
         png = f"time_to_dice_{_slug(task)}.png"
         plot_dice_vs_time(runs, out / png, [r.threshold for r in ttd_rows], reference_label, title=task)
         written.append(out / png)

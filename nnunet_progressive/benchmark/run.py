@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -476,7 +476,7 @@ def run_local(runs: Sequence[BenchmarkRun], context: RunContext, gpus: Sequence[
         for gpu in gpus:
             free.put(gpu)
         stop = threading.Event()
-        context = RunContext(**{**context.__dict__, "epoch_bars": False})  # one bar per GPU would interleave
+        context = replace(context, epoch_bars=False)  # one bar per GPU would interleave
 
         def work(run: BenchmarkRun) -> BenchmarkRecord:
             gpu = free.get()
