@@ -40,4 +40,7 @@ def test_epoch_bar_reads_only_what_the_log_gained():
     resumed = "2025-01-01 11:00:00.000000: Epoch 5\n"
     bar.look(earlier_attempt + LOG + resumed)
     assert bar.bar.n == 5  # `--c` continues at epoch 5: five epochs are done
+    last = "2025-01-01 11:00:00.000000: Epoch 8\n2025-01-01 11:00:01.000000: Epoch time: 1.0 s\n"
+    bar.look(earlier_attempt + LOG + resumed + last)
+    assert bar.bar.n == 9 and "final validation" in bar.bar.postfix
     bar.close()

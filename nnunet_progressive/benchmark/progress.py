@@ -81,6 +81,8 @@ class EpochBar:
             details.append(f"stage {progress.stage}")
         if progress.pseudo_dice:
             details.append(f"pseudo Dice {progress.pseudo_dice}")
+        if self.bar.total and self.bar.n >= self.bar.total:
+            details = ["final validation (sliding window)"]  # nnU-Net predicts the fold's validation cases
         self.bar.set_postfix_str(", ".join(details), refresh=False)
         self.bar.refresh()
         self.text = self.text[-20000:]  # enough for the latest lines
