@@ -199,3 +199,55 @@ def test_report_cli(tmp_path, capsys):
     assert main(["benchmark", "report", str(tmp_path / "nothing")]) == 2
     assert "runs/<run_id>.json" in capsys.readouterr().err
     assert main(["benchmark", "report", str(results), "--reference", "Missing"]) == 2
+
+
+def test_pgps_columns_and_plot_show_measured_against_ideal_time(tmp_path):
+    records = paper_like_records(1)
+    for r in records:
+        r["result"]["train_iteration_seconds"] = r["result"]["train_wall_seconds"] * 0.8
+        if r["trainer"] != REF:
+            r["result"]["ideal_time_ratio"] = 0.4
+            r["result"]["switch_seconds"] = 0.05 * r["result"]["train_wall_seconds"]
+            r["result"]["curriculum"] = {"schedule": {"relative_compute": 0.4}}
+    table = task_table(run_rows(records), [REF, EFF, PERF], REF)
+    efficiency = {r.trainer: r for r in table}[EFF]
+    assert efficiency.relative_iteration_time == pytest.approx(0.44) and efficiency.ideal_time_ratio == 0.4
+    assert efficiency.switch_overhead == pytest.approx(0.05)
+    text = task_markdown(table, table[0].task, ("s", 1.0))
+    assert "| Rel. iteration time | Ideal ratio | Switch overhead (%) |" in text and "| 0.440 | 0.400 | 5.0 |" in text
+    written = write_report(_results_dir(tmp_path, records))
+    assert (tmp_path / "results" / "report" / "pgps_time_ratios.png") in written
+    tasks = list(csv.DictReader(open(tmp_path / "results" / "report" / "tasks.csv")))
+    assert float(tasks[1]["ideal_time_ratio"]) == 0.4
+    plain = task_markdown(task_table(run_rows(paper_like_records(1)), [REF, EFF, PERF], REF),
+                          table[0].task, ("s", 1.0))
+    assert "Ideal ratio" not in plain  # no PGPS run: no PGPS columns
+
+
+def test_labels_from_the_spec_and_the_ranking_time(tmp_path):
+    """Two knob sets of one trainer are two columns named by their labels; PDL's ranking time is reported."""
+    from nnunet_progressive.benchmark.spec import SpecTrainers
+
+    spec = {"trainers": [{"name": REF}, {"name": EFF, "label": "share0.3", "knobs": {"NNPROG_GROWTH_SHARE": 0.3}},
+                         {"name": EFF, "label": "share0.6", "knobs": {"NNPROG_GROWTH_SHARE": 0.6}}],
+            "knobs": {"NNPROG_EPOCHS": 10}, "reference_trainer": REF}
+    ids = {v.label: v.settings_id for v in SpecTrainers.model_validate(spec).variants()}
+    records = []
+    for label, trainer, dice in ((REF, REF, 0.8), ("share0.3", EFF, 0.7), ("share0.6", EFF, 0.9)):
+        r = record("Dataset001_A", trainer, 0, dice, 50.0)
+        r.update(run_id=f"{r['run_id']}__{label}", settings_id=ids[label])
+        records.append(r)
+    old = record("Dataset001_A", EFF, 0, 0.1, 50.0)
+    records.append({**old, "run_id": "old", "settings_id": "00000000"})
+    results = _results_dir(tmp_path, records, spec)
+    (results / "prepared").mkdir()
+    (results / "prepared" / "Dataset001_A.json").write_text(json.dumps({"dataset": "Dataset001_A",
+                                                                         "rank_seconds": 12.5}))
+    write_report(results)
+    report = (results / "report" / "report.md").read_text()
+    assert "| share0.3 | 1 | 0.7000 |" in report and "| share0.6 | 1 | 0.9000 |" in report
+    assert "## Records left out" in report and "| old |" in report
+    assert "| share0.3 | nnUNetTrainer_PGPS_Efficiency |" in report and "NNPROG_GROWTH_SHARE=0.3" in report
+    assert "## Preparation" in report and "| Dataset001_A | 12.5 |" in report
+    summary = {r["trainer"]: r for r in csv.DictReader(open(results / "report" / "summary.csv"))}
+    assert set(summary) == {"share0.3", "share0.6"}

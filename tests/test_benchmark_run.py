@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_progressive.benchmark import run as bench_run
-from nnunet_progressive.benchmark.results import collect_run, load_records, read_record
+from nnunet_progressive.benchmark.results import collect_run, load_records, read_record, record_path
 from nnunet_progressive.benchmark.spec import load_spec
 from nnunet_progressive.cli.main import main
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -78,9 +78,11 @@ def fake_train(monkeypatch):
     return fake
 
 
-def fold_folder(root: Path, trainer: str, fold: int, seed: int = 0, plans: str = "nnUNetPlans") -> Path:
-    return root / "nnunet" / "nnUNet_results" / f"seed_{seed}" / DATASET / f"{trainer}__{plans}__3d_fullres" / \
-        f"fold_{fold}"
+def fold_folder(root: Path, spec, trainer: str, fold: int, seed: int = 0, plans: str = "nnUNetPlans") -> Path:
+    """Where a run trains: its own results folder per settings (the spec's knobs) and repeat."""
+    (settings,) = {v.settings_id for v in spec.variants() if v.trainer == trainer}
+    return root / "nnunet" / "nnUNet_results" / f"settings-{settings}" / f"seed_{seed}" / DATASET / \
+        f"{trainer}__{plans}__3d_fullres" / f"fold_{fold}"
 
 
 def test_run_status_from_fold_folder(tmp_path):
@@ -101,35 +103,38 @@ def test_second_run_skips_done_runs(workspace, fake_train):
     outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
     assert len(fake_train.calls) == 4 and outcome.failed == []
     assert all(c["extra"] == [] for c in fake_train.calls)
-    assert all(c["results"] == workspace / "nnunet" / "nnUNet_results" / "seed_0" for c in fake_train.calls)
+    settings = spec.variants()[0].settings_id
+    assert all(c["results"] == workspace / "nnunet" / "nnUNet_results" / f"settings-{settings}" / "seed_0"
+               for c in fake_train.calls)
     records = load_records(spec.results_dir)
-    assert len(records) == 4 and {r["status"] for r in records} == {"done"}
+    assert len(records) == 4 and {r.status for r in records} == {"done"}
     record = read_record(spec.results_dir, outcome.runs[0].run_id)
-    assert record["result"]["dice_mean"] == 0.75 and record["result"]["dice_per_class"] == {"1": 0.85, "2": 0.65}
-    assert record["result"]["train_wall_seconds"] == 7200.0 and record["result"]["train_wall_source"] == "run_summary"
-    assert record["runner_wall_seconds"] > 0 and record["gpus_used"] == 0 and record["gpu_hours"] is None
-    assert record["knobs"] == {"NNPROG_EPOCHS": "3"} and record["attempts"][0]["mode"] == "new"
+    assert record.result.dice_mean == 0.75 and record.result.dice_per_class == {"1": 0.85, "2": 0.65}
+    assert record.result.train_wall_seconds == 7200.0 and record.result.train_wall_source == "run_summary"
+    assert record.runner_wall_seconds > 0 and record.gpus_used == 0 and record.gpu_hours is None
+    assert record.knobs == {"NNPROG_EPOCHS": "3"} and record.attempts[0].mode == "new"
+    assert record.settings_id == settings and record.settings == {"knobs": {"NNPROG_EPOCHS": 3}, "small_network": None}
     assert json.loads((spec.results_dir / "spec.json").read_text())["trainers"][0]["name"] == TRAINERS[0]
 
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
     assert len(fake_train.calls) == 4  # nothing trained again
-    assert read_record(spec.results_dir, outcome.runs[0].run_id)["attempts"] == record["attempts"]
+    assert read_record(spec.results_dir, outcome.runs[0].run_id).attempts == record.attempts
 
 
 def test_interrupted_runs_resume_with_c_and_trained_runs_validate(workspace, fake_train):
-    interrupted = fold_folder(workspace, TRAINERS[0], 0)
+    spec = load_spec(write_spec(workspace))
+    interrupted = fold_folder(workspace, spec, TRAINERS[0], 0)
     interrupted.mkdir(parents=True)
     (interrupted / "checkpoint_latest.pth").write_bytes(b"")
-    trained = fold_folder(workspace, TRAINERS[1], 0)
+    trained = fold_folder(workspace, spec, TRAINERS[1], 0)
     trained.mkdir(parents=True)
     (trained / "checkpoint_final.pth").write_bytes(b"")
-    spec = load_spec(write_spec(workspace))
     outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
     extras = {(c["trainer"], c["fold"]): c["extra"] for c in fake_train.calls}
     assert extras == {(TRAINERS[0], 0): ["--c"], (TRAINERS[1], 0): ["--val"], (TRAINERS[0], 1): [],
                       (TRAINERS[1], 1): []}
     assert outcome.statuses[outcome.runs[0].run_id] == "interrupted"
-    assert read_record(spec.results_dir, outcome.runs[0].run_id)["attempts"][0]["mode"] == "continue"
+    assert read_record(spec.results_dir, outcome.runs[0].run_id).attempts[0].mode == "continue"
 
 
 def test_failed_run_is_recorded_then_retried_with_wall_time_summed(workspace, monkeypatch, capsys):
@@ -139,16 +144,16 @@ def test_failed_run_is_recorded_then_retried_with_wall_time_summed(workspace, mo
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 1
     assert "not done: " in capsys.readouterr().out
     spec = load_spec(spec_file)
-    failed_id = [r for r in load_records(spec.results_dir) if r["status"] == "failed"]
-    assert len(failed_id) == 1 and "boom" in failed_id[0]["error"]
+    failed_id = [r for r in load_records(spec.results_dir) if r.status == "failed"]
+    assert len(failed_id) == 1 and "boom" in failed_id[0].error
 
     retry = FakeTrain()
     monkeypatch.setattr(bench_run, "train", retry)
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
     assert [(c["trainer"], c["fold"]) for c in retry.calls] == [(TRAINERS[1], 1)]
-    record = read_record(spec.results_dir, failed_id[0]["run_id"])
-    assert record["status"] == "done" and [a["outcome"] for a in record["attempts"]] == ["failed", "ok"]
-    assert record["runner_wall_seconds"] == pytest.approx(sum(a["wall_seconds"] for a in record["attempts"]))
+    record = read_record(spec.results_dir, failed_id[0].run_id)
+    assert record.status == "done" and [a.outcome for a in record.attempts] == ["failed", "ok"]
+    assert record.runner_wall_seconds == pytest.approx(sum(a.wall_seconds for a in record.attempts))
 
 
 def test_local_multi_gpu_runs_one_run_per_gpu(workspace, monkeypatch):
@@ -158,7 +163,7 @@ def test_local_multi_gpu_runs_one_run_per_gpu(workspace, monkeypatch):
     spec = load_spec(write_spec(workspace, executor={"type": "local", "device": "cuda", "gpus": [0, 1]},
                                 folds=[0, 1, 2]))
     outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
-    assert len(fake.calls) == 6 and [r["run_id"] for r in outcome.records] == [r.run_id for r in outcome.runs]
+    assert len(fake.calls) == 6 and [r.run_id for r in outcome.records] == [r.run_id for r in outcome.runs]
     gpus = [c["knobs"]["CUDA_VISIBLE_DEVICES"] for c in fake.calls]
     assert set(gpus) == {"0", "1"}
     for gpu in ("0", "1"):  # never two runs on one GPU at the same time
@@ -168,8 +173,8 @@ def test_local_multi_gpu_runs_one_run_per_gpu(workspace, monkeypatch):
                       if a is not b)
     assert overlapping, "the two GPUs should train at the same time"
     record = outcome.records[0]
-    assert record["gpus_used"] == 1 and record["gpu_hours"] == pytest.approx(2.0)  # 7200 s x 1 GPU
-    assert record["environment"]["gpu_name"] == f"GPU{record['attempts'][0]['gpu']}"
+    assert record.gpus_used == 1 and record.gpu_hours == pytest.approx(2.0)  # 7200 s x 1 GPU
+    assert record.environment["gpu_name"] == f"GPU{record.attempts[0].gpu}"
 
 
 def test_stop_event_interrupts_and_records(workspace, monkeypatch):
@@ -180,7 +185,7 @@ def test_stop_event_interrupts_and_records(workspace, monkeypatch):
     context = bench_run.context_for(spec)
     run = bench_run.expand_runs(spec, [DATASET])[0]
     record = bench_run.execute_run(run, context, stop=stop)
-    assert record["status"] == "interrupted" and record["attempts"][0]["outcome"] == "interrupted"
+    assert record.status == "interrupted" and record.attempts[0].outcome == "interrupted"
 
 
 def test_submitit_debug_executor_runs_the_array_and_resumes_with_c(workspace, fake_train):
@@ -190,7 +195,7 @@ def test_submitit_debug_executor_runs_the_array_and_resumes_with_c(workspace, fa
         "slurm": {"cluster": "debug", "partition": "gpu", "array_parallelism": 2, "extra": {"account": "lab"}}}))
     outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
     assert len(outcome.jobs) == 4 and len(fake_train.calls) == 4
-    assert {r["status"] for r in outcome.records} == {"done"}
+    assert {r.status for r in outcome.records} == {"done"}
     jobs = json.loads((spec.results_dir / "slurm" / "jobs.json").read_text())
     assert set(jobs) == {r.run_id for r in outcome.runs}
     # a second submission has nothing left to do
@@ -208,7 +213,7 @@ def test_submitit_debug_executor_runs_the_array_and_resumes_with_c(workspace, fa
     for name in ("checkpoint_final.pth", "validation/summary.json"):
         (fold / name).unlink()
     record = delayed.function(*delayed.args, **delayed.kwargs)
-    assert fake_train.calls[-1]["extra"] == ["--c"] and record["status"] == "done"
+    assert fake_train.calls[-1]["extra"] == ["--c"] and record.status == "done"
 
 
 def test_small_network_plans_and_seed_folders(workspace, fake_train):
@@ -218,7 +223,7 @@ def test_small_network_plans_and_seed_folders(workspace, fake_train):
     assert small["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] == [4, 8, 16]
     assert {c["plans"] for c in fake_train.calls} == {"nnUNetPlans_small"}
     assert {c["results"].name for c in fake_train.calls} == {"seed_0", "seed_1"}
-    assert fold_folder(workspace, TRAINERS[0], 0, seed=1, plans="nnUNetPlans_small").is_dir()
+    assert fold_folder(workspace, spec, TRAINERS[0], 0, seed=1, plans="nnUNetPlans_small").is_dir()
 
 
 def test_preparation_errors_and_missing_preprocessing(workspace, monkeypatch, fake_train):
@@ -251,10 +256,10 @@ def test_plain_nnunet_trainer_times_come_from_the_checkpoint_log(tmp_path):
     (folder / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": 0.5}, "mean": {}}))
     (folder.parent / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1}}))
     result = collect_run(folder)
-    assert result["train_wall_seconds"] == pytest.approx(24.0) and result["train_wall_source"] == "checkpoint_logging"
-    assert (result["epochs_done"], result["num_epochs"], result["num_iterations_per_epoch"]) == (3, 3, 250)
-    assert result["environment"]["gpu_name"] == "NVIDIA H100" and result["class_names"] == {"1": "liver"}
-    assert result["curriculum"] is None and result["time_to_dice"] is None
+    assert result.train_wall_seconds == pytest.approx(24.0) and result.train_wall_source == "checkpoint_logging"
+    assert (result.epochs_done, result.num_epochs, result.num_iterations_per_epoch) == (3, 3, 250)
+    assert result.environment["gpu_name"] == "NVIDIA H100" and result.class_names == {"1": "liver"}
+    assert result.curriculum is None and result.time_to_dice is None
 
 
 def test_cli_dry_run_and_bad_spec(workspace, fake_train, capsys):
@@ -270,6 +275,105 @@ def test_cli_dry_run_and_bad_spec(workspace, fake_train, capsys):
     bad = write_spec(workspace, executor={"type": "cloud"})
     assert main(["benchmark", "run", str(bad)]) == 2
     assert "executor.type: expected one of ('local', 'slurm'), got 'cloud'" in capsys.readouterr().err
+
+
+def test_changed_knobs_are_new_runs_and_knob_sets_of_one_trainer_run_side_by_side(workspace, fake_train, capsys):
+    spec = load_spec(write_spec(workspace))
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(fake_train.calls) == 4
+    # the spec's knobs change: every run is new (its own folder), nothing of the old runs is reused
+    changed = load_spec(write_spec(workspace, knobs={"NNPROG_EPOCHS": 4}))
+    outcome = bench_run.run_benchmark(changed, progress=False, log=lambda _: None)
+    assert len(fake_train.calls) == 8 and set(outcome.statuses.values()) == {"new"}
+    assert {c["knobs"]["NNPROG_EPOCHS"] for c in fake_train.calls[4:]} == {"4"}
+    assert len({c["results"] for c in fake_train.calls}) == 2  # one results folder per settings
+    assert len(outcome.stale_records) == 4 and len(load_records(changed.results_dir)) == 8
+    assert main(["benchmark", "run", str(workspace / "spec.json"), "--dry-run"]) == 0
+    assert "4 record(s) in" in capsys.readouterr().out
+    # one trainer with two knob sets, each with its label; the other trainer's runs are the ones done above
+    variants = write_spec(workspace, knobs={"NNPROG_EPOCHS": 4}, trainers=[
+        TRAINERS[0], {"name": TRAINERS[1], "label": "PGPS_share0.3", "knobs": {"NNPROG_GROWTH_SHARE": 0.3}},
+        {"name": TRAINERS[1], "label": "PGPS_share0.6", "knobs": {"NNPROG_GROWTH_SHARE": 0.6}}])
+    outcome = bench_run.run_benchmark(load_spec(variants), progress=False, log=lambda _: None)
+    new_calls = fake_train.calls[8:]
+    assert sorted((c["knobs"].get("NNPROG_GROWTH_SHARE"), c["fold"]) for c in new_calls) == \
+        [("0.3", 0), ("0.3", 1), ("0.6", 0), ("0.6", 1)]
+    assert outcome.statuses[outcome.runs[0].run_id] == "done"
+    assert [r.label for r in outcome.records[:3]] == [TRAINERS[0], "PGPS_share0.3", "PGPS_share0.6"]
+    assert main(["benchmark", "report", str(workspace / "results")]) == 0
+    report = (workspace / "results" / "report" / "report.md").read_text()
+    assert "| PGPS_share0.3 | 2 |" in report and "| PGPS_share0.6 | 2 |" in report
+    assert "## Records left out" in report and report.count("settings-") >= 6
+    assert f"| {TRAINERS[1]} | 2 |" not in report  # the runs of the first spec are left out
+
+
+def test_misspelt_trainer_is_refused_before_anything_runs(workspace, fake_train, capsys):
+    spec_file = write_spec(workspace, trainers=[TRAINERS[0], "nnUNetTrainer_PGPS_Eficiency"])
+    for extra in (["--dry-run"], []):
+        assert main(["benchmark", "run", str(spec_file), "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "trainers[1]: no trainer named 'nnUNetTrainer_PGPS_Eficiency'" in err
+    assert fake_train.calls == [] and not (workspace / "results").exists()
+
+
+def test_knobs_a_trainer_does_not_read_are_refused_before_anything_runs(workspace, fake_train, monkeypatch):
+    import nnunet_progressive.nnunet.discovery as discovery
+    from nnunet_progressive.core.knobs import PATCH_CURRICULUM, RUN_LENGTH
+
+    class Reads:
+        def __init__(self, features):
+            self.features = features
+
+        def knob_features(self):
+            return self.features
+
+    classes = {TRAINERS[0]: Reads({RUN_LENGTH}), TRAINERS[1]: Reads({RUN_LENGTH, PATCH_CURRICULUM})}
+    monkeypatch.setattr(discovery, "find_trainer_class", lambda name: classes[name])
+    spec = load_spec(write_spec(workspace, knobs={"NNPROG_EPOCHS": 3, "NNPROG_GROWTH_SHARE": 0.5}))
+    with pytest.raises(ProgressiveConfigError, match=r"trainers\[0\].*NNPROG_GROWTH_SHARE.*move it into"):
+        bench_run.run_benchmark(spec, progress=False, dry_run=True)
+    spec = load_spec(write_spec(workspace, trainers=[TRAINERS[0], {"name": TRAINERS[1],
+                                                                   "knobs": {"NNPROG_GROWTH_SHARE": 0.5}}]))
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(fake_train.calls) == 4
+
+
+def test_damaged_run_records_name_their_file(workspace, fake_train, capsys):
+    spec = load_spec(write_spec(workspace))
+    outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    path = record_path(spec.results_dir, outcome.runs[1].run_id)
+    path.write_text('{"run_id": "x", "status": "don')
+    assert main(["benchmark", "report", str(spec.results_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "not valid JSON" in err and len(err.strip().splitlines()) == 1
+    path.write_text(json.dumps({**json.loads(record_path(spec.results_dir, outcome.runs[0].run_id).read_text()),
+                                "status": "finished"}))
+    assert main(["benchmark", "report", str(spec.results_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "status: expected one of" in err and "delete the file" in err
+    path.unlink()  # the fix the message gives: the record is written again from the fold folder
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert len(fake_train.calls) == 4 and read_record(spec.results_dir, outcome.runs[1].run_id).status == "done"
+
+
+def test_prepare_ranks_the_cases_once_for_pdl(workspace, fake_train, monkeypatch):
+    commands = []
+
+    def fake_rank(command, env, log):
+        commands.append(command)
+        dataset_folder = Path(env["nnUNet_preprocessed"]) / DATASET
+        (dataset_folder / "similarity_ranking_3d_fullres.json").write_text("{}")
+
+    monkeypatch.setattr(bench_run, "run_logged", fake_rank)
+    spec = load_spec(write_spec(workspace, datasets=[{"id": 777, "configurations": ["3d_fullres"],
+                                                      "prepare": {"rank": True}}], small_network=True))
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
+    assert len(commands) == 1
+    assert commands[0][-7:] == ["rank", "-d", "777", "-c", "3d_fullres", "-p", "nnUNetPlans_small"]
+    prepared = json.loads((spec.results_dir / "prepared" / f"{DATASET}.json").read_text())
+    assert prepared["rank_seconds"] >= 0 and prepared["ranking_files"][0].endswith("similarity_ranking_3d_fullres.json")
+    bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
+    assert len(commands) == 1  # the ranking exists: not computed again
 
 
 @pytest.mark.e2e
@@ -288,26 +392,28 @@ def test_benchmark_end_to_end_on_cpu(tmp_path):
         "small_network: {features_per_stage: [4, 8, 16, 32, 32, 32, 32, 32]}\n"
     )
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
-    records = {r["trainer"]: r for r in load_records(tmp_path / "results")}
+    records = {r.trainer: r for r in load_records(tmp_path / "results")}
     assert set(records) == set(TRAINERS)
     for trainer, record in records.items():
-        result = record["result"]
-        assert record["status"] == "done" and record["runner_wall_seconds"] > 0
-        assert 0.0 <= result["dice_mean"] <= 1.0 and set(result["dice_per_class"]) == {"1", "2"}
-        assert result["train_wall_source"] == "run_summary" and result["epochs_done"] == 9
-        assert result["environment"]["trainer"] == trainer and result["environment"]["nnunetv2_version"]
-        assert "seed_0" in record["fold_folder"] and "nnUNetPlans_small" in record["fold_folder"]
-    assert records["nnUNetTrainer_PGPS_Efficiency"]["result"]["curriculum"]["epochs_done"] == 9
-    assert records["nnUNetTrainer_ConstantPatch"]["result"]["curriculum"] is None
+        result = record.result
+        assert record.status == "done" and record.runner_wall_seconds > 0
+        assert 0.0 <= result.dice_mean <= 1.0 and set(result.dice_per_class) == {"1", "2"}
+        assert result.train_wall_source == "run_summary" and result.epochs_done == 9
+        assert result.environment["trainer"] == trainer and result.environment["nnunetv2_version"]
+        assert "seed_0" in record.fold_folder and "nnUNetPlans_small" in record.fold_folder
+    assert records["nnUNetTrainer_PGPS_Efficiency"].result.curriculum["epochs_done"] == 9
+    assert records["nnUNetTrainer_ConstantPatch"].result.curriculum is None
 
     start = time.perf_counter()
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0  # everything done: skipped
     assert time.perf_counter() - start < 30
-    assert [len(r["attempts"]) for r in load_records(tmp_path / "results")] == [1, 1]
+    assert [len(r.attempts) for r in load_records(tmp_path / "results")] == [1, 1]
 
     assert main(["benchmark", "report", str(tmp_path / "results")]) == 0
     report = tmp_path / "results" / "report"
     text = (report / "report.md").read_text()
     assert "Reference trainer: **nnUNetTrainer_ConstantPatch**" in text and "nnUNetTrainer_PGPS_Efficiency" in text
-    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png"):
+    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png",
+                 "pgps_time_ratios.png"):
         assert (report / name).stat().st_size > 0
+    assert "| Rel. iteration time | Ideal ratio | Switch overhead (%) |" in text  # from PGPS's curriculum.json

@@ -92,7 +92,7 @@ def test_expand_runs_merges_knobs_and_orders_trainers_innermost(tmp_path):
     assert performance.knobs == {"NNPROG_EPOCHS": "50", "NNPROG_ITERATIONS": "2", "NNPROG_MAX_BATCH": "8"}
     assert runs[0].knobs == {"NNPROG_EPOCHS": "100", "NNPROG_ITERATIONS": "2"}
     assert runs[0].run_id == "Dataset501_NNProgTiny3D__3d_fullres__nnUNetPlans_small__nnUNetTrainer_ConstantPatch" \
-                             "__fold0__seed0"
+                             f"__settings-{runs[0].settings_id}__fold0__seed0"
     assert runs[0].dataset_id == 501
     assert BenchmarkRun.from_dict(performance.to_dict()) == performance
 
@@ -183,3 +183,68 @@ def test_seeds_from_the_command_line(tmp_path):
     spec = with_seeds(parse_spec({"results_dir": "r", "datasets": [{"id": 1, "configurations": ["3d_fullres"]}],
                                    "trainers": ["A"]}, tmp_path), [2, 0])
     assert spec.seeds == (2, 0) and [r.seed for r in expand_runs(spec, ["Dataset001_X"])] == [2, 0]
+
+
+def _variant_ids(spec_data, tmp_path):
+    return {v.label: v.settings_id for v in parse_spec(spec_data, tmp_path).variants()}
+
+
+def test_settings_are_part_of_the_run_identity(tmp_path):
+    base = {**MINIMAL, "trainers": ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency"],
+            "knobs": {"NNPROG_EPOCHS": 20, "NNPROG_GROWTH_SHARE": 0.5}}
+    ids = _variant_ids(base, tmp_path)
+    assert ids["nnUNetTrainer_ConstantPatch"] == ids["nnUNetTrainer_PGPS_Efficiency"]  # same effective knobs
+    # the same values written differently are the same settings
+    assert _variant_ids({**base, "knobs": {"NNPROG_EPOCHS": "20", "NNPROG_GROWTH_SHARE": "0.50"}}, tmp_path) == ids
+    # a changed knob, a new knob or another small network is another run
+    changed = _variant_ids({**base, "knobs": {"NNPROG_EPOCHS": 21, "NNPROG_GROWTH_SHARE": 0.5}}, tmp_path)
+    added = _variant_ids({**base, "knobs": {**base["knobs"], "nnUNet_compile": "false"}}, tmp_path)
+    small = _variant_ids({**base, "small_network": True}, tmp_path)
+    assert len({ids["nnUNetTrainer_ConstantPatch"], changed["nnUNetTrainer_ConstantPatch"],
+                added["nnUNetTrainer_ConstantPatch"], small["nnUNetTrainer_ConstantPatch"]}) == 4
+    # a per-trainer knob changes only that trainer's runs
+    own = _variant_ids({**base, "trainers": ["nnUNetTrainer_ConstantPatch", {
+        "name": "nnUNetTrainer_PGPS_Efficiency", "knobs": {"NNPROG_GROWTH_SHARE": 0.3}}]}, tmp_path)
+    assert own["nnUNetTrainer_ConstantPatch"] == ids["nnUNetTrainer_ConstantPatch"]
+    assert own["nnUNetTrainer_PGPS_Efficiency"] != ids["nnUNetTrainer_PGPS_Efficiency"]
+    spec = parse_spec(base, tmp_path)
+    runs = expand_runs(spec, ["Dataset004_Hippocampus"])
+    assert all(r.settings_id in r.run_id and r.settings_folder == f"settings-{r.settings_id}" for r in runs)
+    assert runs[0].settings == {"knobs": {"NNPROG_EPOCHS": 20, "NNPROG_GROWTH_SHARE": 0.5}, "small_network": None}
+
+
+def test_one_trainer_with_several_knob_sets_needs_labels(tmp_path):
+    entries = [{"name": "nnUNetTrainer_PGPS_Efficiency", "knobs": {"NNPROG_GROWTH_SHARE": 0.3}},
+               {"name": "nnUNetTrainer_PGPS_Efficiency", "knobs": {"NNPROG_GROWTH_SHARE": 0.6}}]
+    with pytest.raises(ProgressiveConfigError, match="listed twice.*label"):
+        parse_spec({**MINIMAL, "trainers": entries}, tmp_path)
+    labelled = [{**entries[0], "label": "share0.3"}, {**entries[1], "label": "share0.6"}]
+    spec = parse_spec({**MINIMAL, "trainers": labelled, "reference_trainer": "share0.6"}, tmp_path)
+    assert spec.labels == ["share0.3", "share0.6"] and spec.trainer_names == [entries[0]["name"]] * 2
+    runs = expand_runs(spec, ["Dataset004_Hippocampus"])
+    assert [r.label for r in runs] == ["share0.3", "share0.6"] and runs[0].run_id != runs[1].run_id
+    # renaming a label is not another run
+    renamed = parse_spec({**MINIMAL, "trainers": [{**labelled[0], "label": "early"}, labelled[1]]}, tmp_path)
+    assert renamed.variants()[0].settings_id == spec.variants()[0].settings_id
+    same = [labelled[0], {**labelled[0], "label": "again"}]
+    with pytest.raises(ProgressiveConfigError, match="'share0.3' and 'again' are the same runs"):
+        parse_spec({**MINIMAL, "trainers": same}, tmp_path)
+
+
+@pytest.mark.parametrize("knobs, message", [
+    ({"NNPROG_EPOCH": 5}, "NNPROG_EPOCH is not a knob.*did you mean NNPROG_EPOCHS"),
+    ({"NNPROG_EPOCHS": 0}, "knobs: NNPROG_EPOCHS: must be >= 1"),
+    ({"NNPROG_DICE_METHOD": "hausdorff"}, "NNPROG_DICE_METHOD: must be one of"),
+])
+def test_spec_knobs_are_checked_against_the_knob_table(tmp_path, knobs, message):
+    with pytest.raises(ProgressiveConfigError, match=message):
+        parse_spec({**MINIMAL, "knobs": knobs}, tmp_path)
+    with pytest.raises(ProgressiveConfigError, match=r"trainers\[0\]\.knobs"):
+        parse_spec({**MINIMAL, "trainers": [{"name": "nnUNetTrainer_PGPS_Efficiency", "knobs": knobs}]}, tmp_path)
+
+
+def test_every_problem_of_a_spec_is_listed_at_once(tmp_path):
+    with pytest.raises(ProgressiveConfigError) as failure:
+        parse_spec({**MINIMAL, "folds": [-1], "executor": {"type": "cloud"}, "seeds": ["a"]}, tmp_path)
+    text = str(failure.value)
+    assert "folds[0]" in text and "executor.type" in text and "seeds[0]" in text

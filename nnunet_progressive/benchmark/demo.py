@@ -1,25 +1,29 @@
 """The demo: constant-patch nnU-Net vs PGPS Efficiency on generated data, same budget, on a CPU.
 
-Generates the ``demo`` synthetic dataset (64^3 CT-like volumes with one organ and small lesions), plans
-and preprocesses it with nnU-Net, narrows the planned network (``nnUNetPlans_small``: fewer features and
-one convolution per stage, so it trains on 2 CPU cores), trains both trainers with the same epochs and
-iterations, and reports wall time, validation Dice and the time ratio as a table and a plot.
+A short benchmark, run by the same runner as ``nnprog benchmark run``: a spec with one generated dataset (the
+``demo`` preset: 64^3 CT-like volumes with one organ and small lesions), the narrow network (``nnUNetPlans_small``:
+fewer features and one convolution per stage, so it trains on 2 CPU cores) and the two trainers with the same
+epochs and iterations. The runner generates, plans and preprocesses the data, trains (a bar of epochs per
+training), and records each run; the demo then writes wall time, validation Dice and the time ratio as a table
+(``demo_results.md``) and a plot (``demo_results.png``). Runs finished by an earlier ``nnprog demo`` in the same
+workspace with the same budget are reused, not trained again.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_progressive.benchmark.spec import BenchmarkSpec, parse_spec
+from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
-from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
-from nnunet_progressive.datasets.synthetic import PRESETS
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, train
+from nnunet_progressive.core.records import BenchmarkRecord
+from nnunet_progressive.datasets.prepare import SMALL_PLANS
 
 DEMO_DATASET_ID = 990
 DEMO_TRAINERS = ("nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency")
+DEMO_VAL_ITERATIONS = 2
 
 
 @dataclass(frozen=True)
@@ -32,24 +36,43 @@ class DemoResult:
     relative_compute: float | None
 
 
-def _fold_result(trainer: str, fold: Path, wall_seconds: float) -> DemoResult:
-    summary = json.loads((fold / "validation" / "summary.json").read_text())
-    run_summary = json.loads((fold / "run_summary.json").read_text())
-    curriculum_file = fold / "curriculum.json"
-    relative = None
-    if curriculum_file.is_file():
-        relative = json.loads(curriculum_file.read_text())["schedule"]["relative_compute"]
-    return DemoResult(
-        trainer=trainer,
-        wall_seconds=wall_seconds,
-        train_seconds=run_summary["train_wall_seconds"],
-        dice=float(summary["foreground_mean"]["Dice"]),
-        dice_per_class={label: float(values["Dice"]) for label, values in summary["mean"].items()},
-        relative_compute=relative,
-    )
+def default_budget() -> tuple[int, int]:
+    """Epochs and iterations that finish in a few minutes on 2 CPU cores (the demo's default)."""
+    return 18, 12
 
 
-def results_table(results: list[DemoResult], label_names: dict[str, str]) -> str:
+def demo_spec(workspace: str | os.PathLike, epochs: int, iterations: int, preset: str = "demo",
+              fold: int = 0) -> BenchmarkSpec:
+    """The demo as a benchmark spec: data and results under ``workspace``, CPU, the narrow network."""
+    for flag, value in (("--epochs", epochs), ("--iterations", iterations)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ProgressiveConfigError(f"{flag}: expected an integer >= 1, got {value!r}")
+    workspace = Path(workspace).resolve()
+    data = {
+        "results_dir": str(workspace / "results"), "nnunet_root": str(workspace),
+        "executor": {"type": "local", "device": "cpu"},
+        "datasets": [{"id": DEMO_DATASET_ID, "configurations": ["3d_fullres"],
+                      "prepare": {"synthetic_preset": preset}}],
+        "trainers": list(DEMO_TRAINERS), "folds": [fold], "seeds": [0],
+        "knobs": {"NNPROG_EPOCHS": epochs, "NNPROG_ITERATIONS": iterations,
+                  "NNPROG_VAL_ITERATIONS": DEMO_VAL_ITERATIONS},
+        "small_network": True, "reference_trainer": DEMO_TRAINERS[0],
+    }
+    return parse_spec(data, workspace)
+
+
+def demo_result(record: BenchmarkRecord) -> DemoResult:
+    """A finished run's numbers for the demo table."""
+    result = record.result
+    if record.status != "done" or result is None or result.dice_mean is None or result.train_wall_seconds is None:
+        raise RuntimeError(f"{record.trainer} did not finish (status {record.status}); see {record.log_file}"
+                           + (f"\n{record.error}" if record.error else ""))
+    return DemoResult(trainer=record.trainer, wall_seconds=record.runner_wall_seconds or 0.0,
+                      train_seconds=result.train_wall_seconds, dice=result.dice_mean,
+                      dice_per_class=dict(result.dice_per_class), relative_compute=result.ideal_time_ratio)
+
+
+def results_table(results: Sequence[DemoResult], label_names: dict[str, str]) -> str:
     """Markdown table; ratios relative to the first (constant-patch) run."""
     reference = results[0]
     classes = sorted(results[0].dice_per_class, key=int)
@@ -64,15 +87,13 @@ def results_table(results: list[DemoResult], label_names: dict[str, str]) -> str
     return "\n".join(lines)
 
 
-def plot_results(results: list[DemoResult], label_names: dict[str, str], path: Path) -> None:
+def plot_results(results: Sequence[DemoResult], label_names: dict[str, str], path: Path) -> None:
     """Two panels: training time and validation Dice per class, one bar group per trainer."""
-    import matplotlib
-
-    matplotlib.use("agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     classes = sorted(results[0].dice_per_class, key=int)
-    fig, (ax_time, ax_dice) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure = Figure(figsize=(11, 4.5), layout="tight")
+    ax_time, ax_dice = figure.subplots(1, 2)
     names = [r.trainer.replace("nnUNetTrainer_", "") for r in results]
     colors = [f"C{i}" for i in range(len(results))]
     ax_time.bar(names, [r.train_seconds for r in results], color=colors)
@@ -88,63 +109,41 @@ def plot_results(results: list[DemoResult], label_names: dict[str, str], path: P
     ax_dice.set_ylabel("validation Dice (fold 0, sliding window)")
     ax_dice.legend()
     ax_dice.set_title("final validation Dice")
-    fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=100)
-    plt.close(fig)
+    atomic_save_figure(figure, path, dpi=100)
 
 
 def run_demo(workspace: str | os.PathLike, epochs: int, iterations: int, preset: str = "demo",
              fold: int = 0) -> list[DemoResult]:
-    """Generate, plan, train both trainers with the same budget, write demo_results.{md,png}."""
-    from tqdm import tqdm
+    """Run the demo spec (generate, plan, train both trainers with the same budget), write demo_results.{md,png}."""
+    from nnunet_progressive.benchmark.run import run_benchmark
+    from nnunet_progressive.datasets.synthetic import PRESETS
 
     workspace = Path(workspace).resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
-    folders = NnunetFolders.under(workspace)
-    log = workspace / "demo.log"
-    spec = PRESETS[preset]
-    steps = tqdm(total=1 + len(DEMO_TRAINERS), desc="nnprog demo", unit="step")
-    steps.set_postfix_str("generating data, nnUNetv2_plan_and_preprocess")
-    dataset_name = prepare_generated_dataset(preset, DEMO_DATASET_ID, folders, log_file=log)
-    dataset_folder = folders.raw / dataset_name
-    steps.update()
-    knobs = {"NNPROG_EPOCHS": str(epochs), "NNPROG_ITERATIONS": str(iterations), "NNPROG_VAL_ITERATIONS": "2"}
-    results = []
-    for trainer in DEMO_TRAINERS:
-        steps.set_postfix_str(f"nnUNetv2_train -tr {trainer}")
-        run = TrainingRun(str(DEMO_DATASET_ID), "3d_fullres", fold, trainer, SMALL_PLANS, knobs=knobs)
-        fold_folder = run.output_folder(folders, dataset_name)
-        if (fold_folder / "validation" / "summary.json").is_file():
-            shutil.rmtree(fold_folder)  # a rerun trains again, so both trainers are timed alike
-        wall = train(run, folders, log)
-        results.append(_fold_result(trainer, fold_folder, wall))
-        steps.update()
-    steps.close()
-    labels = json.loads((dataset_folder / "dataset.json").read_text())["labels"]
-    label_names = {str(v): k for k, v in labels.items()}
-    table = results_table(results, label_names)
+    spec = demo_spec(workspace, epochs, iterations, preset, fold)
+    outcome = run_benchmark(spec, progress=True)
+    results = [demo_result(record) for record in outcome.records]
+    first = outcome.records[0].result
+    label_names = dict(first.class_names) if first is not None else {}
+    num_cases = len(list((workspace / "nnUNet_raw" / outcome.runs[0].dataset / "labelsTr").glob("*.nii.gz")))
+    shape = f" of {'x'.join(map(str, PRESETS[preset].shape))} voxels" if preset in PRESETS else ""
     report = (
-        f"# nnprog demo\n\n{spec.num_cases} generated cases of {'x'.join(map(str, spec.shape))} voxels "
-        f"(preset `{preset}`), plans `{SMALL_PLANS}` (nnU-Net's plan with a narrower network), 3d_fullres, "
-        f"fold {fold}, {epochs} epochs x {iterations} iterations for both trainers, CPU.\n\n{table}\n\n"
-        f"Time ratio: PGPS Efficiency / constant patch, measured; ideal ratio: voxels processed (the schedule's "
-        f"prediction). Dice: nnU-Net's final sliding-window validation on the fold's validation cases.\n"
+        f"# nnprog demo\n\n{num_cases} generated cases{shape} (preset `{preset}`), "
+        f"plans `{SMALL_PLANS}` (nnU-Net's plan with a narrower network), 3d_fullres, fold {fold}, {epochs} epochs x "
+        f"{iterations} iterations for both trainers, CPU.\n\n{results_table(results, label_names)}\n\n"
+        f"Time ratio: PGPS Efficiency / constant patch, measured (sum of nnU-Net's epoch times); ideal ratio: voxels "
+        f"processed (the schedule's prediction). Dice: nnU-Net's final sliding-window validation on the fold's "
+        f"validation cases. Runs and logs: `{spec.results_dir}` (`nnprog benchmark report {spec.results_dir}` for "
+        f"the full report); a second `nnprog demo` with the same budget reuses them.\n"
     )
     atomic_write_text(workspace / "demo_results.md", report)
     plot_results(results, label_names, workspace / "demo_results.png")
     return results
 
 
-def default_budget() -> tuple[int, int]:
-    """Epochs and iterations that finish in a few minutes on 2 CPU cores (the demo's default)."""
-    return 18, 12
-
-
-def speedup_text(results: list[DemoResult]) -> str:
+def speedup_text(results: Sequence[DemoResult]) -> str:
     ratio = results[1].train_seconds / results[0].train_seconds
     delta = results[1].dice - results[0].dice
     sign = "+" if delta >= 0 else "-"
-    return (f"PGPS Efficiency trained in {ratio:.2f}x the time of constant-patch nnU-Net "
-            f"(ideal {results[1].relative_compute:.2f}x) with a validation Dice of {results[1].dice:.3f} vs "
-            f"{results[0].dice:.3f} ({sign}{abs(delta):.3f}).")
-
+    ideal = f" (ideal {results[1].relative_compute:.2f}x)" if results[1].relative_compute is not None else ""
+    return (f"PGPS Efficiency trained in {ratio:.2f}x the time of constant-patch nnU-Net{ideal} with a validation "
+            f"Dice of {results[1].dice:.3f} vs {results[0].dice:.3f} ({sign}{abs(delta):.3f}).")

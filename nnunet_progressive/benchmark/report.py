@@ -1,10 +1,15 @@
 """The benchmark report: the PGPS papers' tables, a Wilcoxon test across tasks, time to Dice, and plots.
 
-Input: the run records of a results folder (``runs/<run_id>.json``, see :mod:`nnunet_progressive.benchmark.run`)
-and its ``spec.json`` (trainer order, reference trainer). A task is a dataset + configuration (+ plans where one
-dataset is trained with several plans). Per task and trainer: mean Dice over folds and seeds, training time
-relative to the reference trainer's, and the relative Dice change in percent. Across tasks: the mean relative
-Dice gain per trainer and a two-sided Wilcoxon signed-rank test of the paired per-task mean Dice.
+Input: the run records of a results folder (``runs/<run_id>.json``, read as typed
+:class:`~nnunet_progressive.core.records.BenchmarkRecord`; a damaged one is an error naming its file) and its
+``spec.json`` (trainer entries, their labels and knobs, the reference). A "trainer" in the tables is a trainer
+entry of the spec, named by its label (the trainer name unless the spec gives one), so one trainer with two knob
+sets is two columns. Records made with settings the spec no longer has (an earlier version of the spec) are left
+out and listed. A task is a dataset + configuration (+ plans where one dataset is trained with several plans).
+Per task and trainer: mean Dice over folds and seeds, training time relative to the reference trainer's, and the
+relative Dice change in percent; for PGPS runs also the ideal time ratio of the schedule (voxels processed), the
+measured ratio of the training iterations alone, and the time spent switching stages. Across tasks: the mean
+relative Dice gain per trainer and a two-sided Wilcoxon signed-rank test of the paired per-task mean Dice.
 
 Training time of a run is ``train_wall_seconds`` (the sum of nnU-Net's epoch times, validation epochs included;
 from run_summary.json or, for plain nnU-Net trainers, the epoch timestamps in checkpoint_final.pth); when
@@ -22,10 +27,13 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
+from nnunet_progressive.core.records import BENCHMARK_SPEC_JSON, BenchmarkRecord, RunResult
 from nnunet_progressive.core.tables import csv_text, markdown_table, time_unit
+from nnunet_progressive.core.validation import validate
 from nnunet_progressive.stopping.time_to_dice import (
     Check,
     TimeToDiceRow,
@@ -34,6 +42,9 @@ from nnunet_progressive.stopping.time_to_dice import (
     table_markdown,
     time_to_dice_table,
 )
+
+if TYPE_CHECKING:
+    from nnunet_progressive.benchmark.spec import SpecTrainers
 
 CONSTANT_PATCH_PREFIX = "nnUNetTrainer_ConstantPatch"
 EQUAL_TOLERANCE = 1e-12
@@ -50,10 +61,11 @@ class RunRow:
     dataset: str
     configuration: str
     plans: str
-    trainer: str
+    trainer: str  # the trainer entry's label (the trainer name unless the spec gives one)
     fold: int | str
     seed: int
     status: str
+    trainer_class: str = ""
     dice_mean: float | None = None
     dice_per_class: Mapping[str, float] = field(default_factory=dict)
     class_names: Mapping[str, str] = field(default_factory=dict)
@@ -67,6 +79,9 @@ class RunRow:
     peak_gpu_memory_bytes: int | None = None
     environment: Mapping[str, Any] = field(default_factory=dict)
     time_to_dice: Sequence[Check] | None = None
+    iteration_seconds: float | None = None  # the training iterations alone
+    ideal_time_ratio: float | None = None  # PGPS: voxels processed relative to the planned patch
+    switch_seconds: float | None = None  # PGPS: loader rebuilds at stage switches
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,9 @@ class TaskTrainerRow:
     peak_gpu_memory_gib: float | None
     is_reference: bool
     dice_per_class: Mapping[str, float] = field(default_factory=dict)  # class name (or label) -> mean Dice
+    relative_iteration_time: float | None = None  # training iterations alone, against the reference's
+    ideal_time_ratio: float | None = None  # PGPS schedule: voxels processed / the planned patch's
+    switch_overhead: float | None = None  # PGPS: stage-switch seconds / training seconds
 
 
 @dataclass(frozen=True)
@@ -125,32 +143,33 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
-def run_rows(records: Sequence[Mapping[str, Any]]) -> list[RunRow]:
+def run_rows(records: Sequence[BenchmarkRecord | Mapping[str, Any]]) -> list[RunRow]:
     """Records -> rows; the task label carries the plans only where a dataset+configuration has several."""
+    typed = [r if isinstance(r, BenchmarkRecord) else BenchmarkRecord.model_validate(r) for r in records]
     plans_per_task: dict[tuple[str, str], set[str]] = {}
-    for record in records:
-        plans_per_task.setdefault((record["dataset"], record["configuration"]), set()).add(record["plans"])
+    for record in typed:
+        plans_per_task.setdefault((record.dataset, record.configuration), set()).add(record.plans)
     rows = []
-    for record in records:
-        result = record.get("result") or {}
-        task = f"{record['dataset']} {record['configuration']}"
-        if len(plans_per_task[(record["dataset"], record["configuration"])]) > 1:
-            task += f" {record['plans']}"
-        seconds, source = result.get("train_wall_seconds"), result.get("train_wall_source")
-        if seconds is None and record.get("runner_wall_seconds") is not None and record.get("status") == "done":
-            seconds, source = record["runner_wall_seconds"], "runner"
-        checks = (result.get("time_to_dice") or {}).get("checks")
+    for record in typed:
+        result = record.result or RunResult()
+        task = f"{record.dataset} {record.configuration}"
+        if len(plans_per_task[(record.dataset, record.configuration)]) > 1:
+            task += f" {record.plans}"
+        seconds, source = result.train_wall_seconds, result.train_wall_source
+        if seconds is None and record.runner_wall_seconds is not None and record.status == "done":
+            seconds, source = record.runner_wall_seconds, "runner"
+        checks = (result.time_to_dice or {}).get("checks")
         rows.append(RunRow(
-            run_id=record["run_id"], task=task, dataset=record["dataset"], configuration=record["configuration"],
-            plans=record["plans"], trainer=record["trainer"], fold=record["fold"], seed=int(record["seed"]),
-            status=record.get("status", "new"), dice_mean=result.get("dice_mean"),
-            dice_per_class=dict(result.get("dice_per_class") or {}),
-            class_names={str(k): str(v) for k, v in (result.get("class_names") or {}).items()},
-            train_seconds=seconds, time_source=source,
-            runner_wall_seconds=record.get("runner_wall_seconds"), gpu_hours=record.get("gpu_hours"),
-            gpus_used=record.get("gpus_used"), epochs_done=result.get("epochs_done"),
-            num_epochs=result.get("num_epochs"), peak_gpu_memory_bytes=result.get("peak_gpu_memory_bytes"),
-            environment=dict(record.get("environment") or {}), time_to_dice=checks,
+            run_id=record.run_id, task=task, dataset=record.dataset, configuration=record.configuration,
+            plans=record.plans, trainer=record.label or record.trainer, trainer_class=record.trainer,
+            fold=record.fold, seed=record.seed, status=record.status, dice_mean=result.dice_mean,
+            dice_per_class=dict(result.dice_per_class), class_names=dict(result.class_names),
+            train_seconds=seconds, time_source=source, runner_wall_seconds=record.runner_wall_seconds,
+            gpu_hours=record.gpu_hours, gpus_used=record.gpus_used, epochs_done=result.epochs_done,
+            num_epochs=result.num_epochs, peak_gpu_memory_bytes=result.peak_gpu_memory_bytes,
+            environment=dict(record.environment), time_to_dice=checks,
+            iteration_seconds=result.train_iteration_seconds, ideal_time_ratio=result.ideal_time_ratio,
+            switch_seconds=result.switch_seconds,
         ))
     return rows
 
@@ -207,6 +226,7 @@ def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) 
         done = {t: [r for r in rows if r.task == task and r.trainer == t and r.status == "done"] for t in trainers}
         ref_dice = _mean([r.dice_mean for r in done[reference]])
         ref_time = _mean([r.train_seconds for r in done[reference]])
+        ref_iterations = _mean([r.iteration_seconds for r in done[reference]])
         for trainer in trainers:
             runs = done[trainer]
             if not runs:
@@ -215,6 +235,9 @@ def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) 
             dice = _mean(dices)
             seconds = _mean([r.train_seconds for r in runs])
             memory = [r.peak_gpu_memory_bytes for r in runs if r.peak_gpu_memory_bytes is not None]
+            iterations = _mean([r.iteration_seconds for r in runs])
+            switch = _mean([r.switch_seconds / r.train_seconds for r in runs
+                            if r.switch_seconds is not None and r.train_seconds])
             table.append(TaskTrainerRow(
                 task=task, trainer=trainer, n_runs=len(runs), dice_mean=dice,
                 dice_std=statistics.stdev(dices) if len(dices) > 1 else None, train_seconds=seconds,
@@ -223,6 +246,9 @@ def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) 
                 gpu_hours=_mean([r.gpu_hours for r in runs]), epochs=_mean([r.epochs_done for r in runs]),
                 peak_gpu_memory_gib=max(memory) / 2**30 if memory else None, is_reference=trainer == reference,
                 dice_per_class=mean_dice_per_class(runs),
+                relative_iteration_time=None if iterations is None or not ref_iterations else
+                iterations / ref_iterations,
+                ideal_time_ratio=_mean([r.ideal_time_ratio for r in runs]), switch_overhead=switch,
             ))
     return table
 
@@ -316,18 +342,23 @@ def task_markdown(table: Sequence[TaskTrainerRow], task: str, unit: tuple[str, f
     rows = [r for r in table if r.task == task]
     classes = list(dict.fromkeys(name for r in rows for name in r.dice_per_class))
     per_class = 0 < len(classes) <= MAX_CLASSES_IN_TABLE
+    pgps = any(r.ideal_time_ratio is not None for r in rows)
     headers = ["Trainer", "Runs", "Dice", *(["Dice per class"] if per_class else []), "Δ Dice (%)",
-               f"Train time ({name})", "Rel. time", "GPU h", "Epochs", "Peak GPU mem (GiB)"]
+               f"Train time ({name})", "Rel. time",
+               *(["Rel. iteration time", "Ideal ratio", "Switch overhead (%)"] if pgps else []),
+               "GPU h", "Epochs", "Peak GPU mem (GiB)"]
     body = []
     for row in rows:
         dice = _fmt(row.dice_mean, 4) + (f" ± {row.dice_std:.4f}" if row.dice_std is not None else "")
         classes_text = ", ".join(f"{c} {_fmt(row.dice_per_class.get(c), 3)}" for c in classes)
+        pgps_cells = [_fmt(row.relative_iteration_time, 3), _fmt(row.ideal_time_ratio, 3),
+                      _fmt(None if row.switch_overhead is None else 100 * row.switch_overhead, 1)]
         body.append([row.trainer + (" (ref)" if row.is_reference else ""), row.n_runs, dice,
                      *([classes_text] if per_class else []),
                      _signed(row.relative_dice_pct), _fmt(None if row.train_seconds is None else
                                                           row.train_seconds / per_unit, 2),
-                     _fmt(row.relative_time, 3), _fmt(row.gpu_hours, 2), _fmt(row.epochs, 0),
-                     _fmt(row.peak_gpu_memory_gib, 2)])
+                     _fmt(row.relative_time, 3), *(pgps_cells if pgps else []), _fmt(row.gpu_hours, 2),
+                     _fmt(row.epochs, 0), _fmt(row.peak_gpu_memory_gib, 2)])
     return markdown_table(headers, body)
 
 
@@ -343,16 +374,19 @@ def summary_markdown(summaries: Sequence[TrainerSummary]) -> str:
 def runs_csv(rows: Sequence[RunRow]) -> str:
     """One line per run (times in seconds, memory in bytes)."""
     labels = class_labels(rows)
-    headers = ["run_id", "task", "dataset", "configuration", "plans", "trainer", "fold", "seed", "status",
-               "dice_mean", *[f"dice_class_{k}" for k in labels], "train_wall_seconds", "time_source",
+    headers = ["run_id", "task", "dataset", "configuration", "plans", "trainer", "trainer_class", "fold", "seed",
+               "status", "dice_mean", *[f"dice_class_{k}" for k in labels], "train_wall_seconds", "time_source",
+               "train_iteration_seconds", "ideal_time_ratio", "switch_seconds",
                "runner_wall_seconds", "gpus_used", "gpu_hours", "epochs_done", "num_epochs",
                "peak_gpu_memory_bytes", "gpu_name", "device", "hostname", "nnunetv2_version", "torch_version",
                "package_version"]
     body = []
     for r in rows:
         env = r.environment
-        body.append([r.run_id, r.task, r.dataset, r.configuration, r.plans, r.trainer, r.fold, r.seed, r.status,
+        body.append([r.run_id, r.task, r.dataset, r.configuration, r.plans, r.trainer, r.trainer_class or r.trainer,
+                     r.fold, r.seed, r.status,
                      r.dice_mean, *[r.dice_per_class.get(k) for k in labels], r.train_seconds, r.time_source,
+                     r.iteration_seconds, r.ideal_time_ratio, r.switch_seconds,
                      r.runner_wall_seconds, r.gpus_used, r.gpu_hours, r.epochs_done, r.num_epochs,
                      r.peak_gpu_memory_bytes, env.get("gpu_name"), env.get("device"), env.get("hostname"),
                      env.get("nnunetv2_version"), env.get("torch_version"), env.get("package_version")])
@@ -361,9 +395,11 @@ def runs_csv(rows: Sequence[RunRow]) -> str:
 
 def tasks_csv(table: Sequence[TaskTrainerRow]) -> str:
     headers = ["task", "trainer", "is_reference", "n_runs", "dice_mean", "dice_std", "relative_dice_pct",
-               "train_wall_seconds", "relative_time", "gpu_hours", "epochs", "peak_gpu_memory_gib"]
+               "train_wall_seconds", "relative_time", "relative_iteration_time", "ideal_time_ratio",
+               "switch_overhead", "gpu_hours", "epochs", "peak_gpu_memory_gib"]
     return csv_text(headers, [[r.task, r.trainer, r.is_reference, r.n_runs, r.dice_mean, r.dice_std,
-                               r.relative_dice_pct, r.train_seconds, r.relative_time, r.gpu_hours, r.epochs,
+                               r.relative_dice_pct, r.train_seconds, r.relative_time, r.relative_iteration_time,
+                               r.ideal_time_ratio, r.switch_overhead, r.gpu_hours, r.epochs,
                                r.peak_gpu_memory_gib] for r in table])
 
 
@@ -453,30 +489,105 @@ def plot_relative(table: Sequence[TaskTrainerRow], trainers: Sequence[str], refe
     atomic_save_figure(figure, path, dpi=110)
 
 
+def plot_pgps_time_ratios(table: Sequence[TaskTrainerRow], path: str | os.PathLike) -> bool:
+    """Per task and PGPS trainer: measured time ratio (epochs; training iterations alone) next to the schedule's
+    ideal ratio (voxels processed). Returns False (and writes nothing) when no run has a PGPS schedule."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in table if r.ideal_time_ratio is not None]
+    if not rows:
+        return False
+    names = [f"{r.trainer}\n{r.task}" for r in rows]
+    series = (("epoch time (measured)", [r.relative_time for r in rows]),
+              ("training iterations (measured)", [r.relative_iteration_time for r in rows]),
+              ("ideal (voxels processed)", [r.ideal_time_ratio for r in rows]))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.8), layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        xs = [k + (i - 1) * width for k in range(len(rows))]
+        axes.bar(xs, [math.nan if v is None else v for v in values], width, label=label)
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(rows)), names, rotation=20, ha="right", fontsize="small")
+    axes.set_ylabel("time relative to the reference")
+    axes.set_title("PGPS: measured against ideal time ratio", fontsize="medium")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize="small")
+    atomic_save_figure(figure, path, dpi=110)
+    return True
+
+
 # ----------------------------------------------------------------------------------------------- writer
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
+def read_spec_trainers(results_dir: str | os.PathLike) -> SpecTrainers | None:
+    """The trainer entries, knobs and reference of ``results_dir/spec.json`` (None if there is none)."""
+    from nnunet_progressive.benchmark.spec import SpecTrainers
+
+    path = Path(results_dir) / BENCHMARK_SPEC_JSON
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise ProgressiveConfigError(f"{path} is not valid JSON ({error}); `nnprog benchmark run SPEC` writes it "
+                                     f"again") from None
+    return validate(SpecTrainers, data, str(path))
+
+
+def current_records(records: Sequence[BenchmarkRecord], spec: SpecTrainers | None
+                    ) -> tuple[list[BenchmarkRecord], list[BenchmarkRecord]]:
+    """(records of the spec's trainer entries, records made with a trainer or settings the spec no longer has).
+
+    A record takes the label of the entry with its trainer and settings; records without a settings id (written
+    by a version of this package before runs had one) are kept as they are.
+    """
+    if spec is None:
+        return list(records), []
+    labels = {(v.trainer, v.settings_id): v.label for v in spec.variants()}
+    kept, stale = [], []
+    for record in records:
+        if record.settings_id is None:
+            kept.append(record)
+        elif (record.trainer, record.settings_id) in labels:
+            kept.append(record.model_copy(update={"label": labels[(record.trainer, record.settings_id)]}))
+        else:
+            stale.append(record)
+    return kept, stale
+
+
+def trainers_markdown(spec: SpecTrainers) -> str:
+    """The trainer entries: label, trainer, settings id and the knobs that differ from the global ones."""
+    body = [[v.label, v.trainer, v.settings_id,
+             ", ".join(f"{k}={val}" for k, val in t.knobs.items()) or "-"]
+            for v, t in zip(spec.variants(), spec.trainers)]
+    globals_text = ", ".join(f"{k}={v}" for k, v in spec.knobs.items()) or "none"
+    return (f"Global knobs: {globals_text}.\n\n"
+            + markdown_table(["Label", "Trainer", "Settings id", "Own knobs"], body))
+
+
 def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                  reference: str | None = None, thresholds: Sequence[float] | None = None) -> list[Path]:
     """Write report.md, report.csv (runs), tasks.csv, summary.csv, time_to_dice.csv and PNGs; returns the files."""
-    from nnunet_progressive.benchmark.results import load_records
+    from nnunet_progressive.benchmark.results import load_preparations, load_records
 
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
-    spec_file = results_dir / "spec.json"
-    spec = json.loads(spec_file.read_text()) if spec_file.is_file() else {}
-    spec_trainers = [t["name"] if isinstance(t, Mapping) else t for t in spec.get("trainers", [])]
     records = load_records(results_dir)
+    spec = read_spec_trainers(results_dir)
+    records, stale = current_records(records, spec)
+    spec_labels = [t.label for t in spec.trainers] if spec is not None else []
     rows = run_rows(records)
     done = [r for r in rows if r.status == "done"]
-    trainers = trainer_order(done or rows, spec_trainers)
+    trainers = trainer_order(done or rows, spec_labels)
     if not trainers:
-        raise ValueError(f"{results_dir / 'runs'} holds no run records yet; run `nnprog benchmark run SPEC` first")
-    ref = choose_reference(trainers, reference or (spec.get("reference_trainer")
-                                                   if spec.get("reference_trainer") in trainers else None))
+        raise ValueError(f"{results_dir / 'runs'} holds no run records of this spec yet; run `nnprog benchmark run "
+                         f"SPEC` first")
+    preferred = spec.reference_trainer if spec is not None and spec.reference_trainer in trainers else None
+    ref = choose_reference(trainers, reference or preferred)
     table = task_table(rows, trainers, ref)
     summaries = summary_table(table, trainers, ref)
     unit = time_unit(max((r.train_seconds or 0.0 for r in done), default=1.0))
@@ -489,13 +600,22 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     sources = sorted({r.time_source for r in done if r.time_source})
     not_done = [r for r in rows if r.status != "done"]
     md = [f"# Benchmark report\n\nResults: `{results_dir}`. {len(done)} of {len(rows)} runs done"
-          + (f"; not done: {len(not_done)} (listed at the end)" if not_done else "") + ".\n",
+          + (f"; not done: {len(not_done)} (listed at the end)" if not_done else "")
+          + (f"; {len(stale)} record(s) of runs with settings the spec no longer has left out (listed at the end)"
+             if stale else "") + ".\n",
           f"Reference trainer: **{ref}**. Dice: nnU-Net's final validation, foreground mean, averaged over the "
           f"folds and seeds of a task (± standard deviation over runs). Δ Dice: relative change against the "
           f"reference in %. Rel. time: mean training time / the reference's. Training time source(s): "
           f"{', '.join(sources) or '-'} (run_summary / checkpoint_logging: sum of nnU-Net's epoch times; "
-          f"runner: the nnUNetv2_train subprocess wall time). GPU h = training hours x GPUs per run.\n",
-          "## Per task\n"]
+          f"runner: the nnUNetv2_train subprocess wall time). GPU h = training hours x GPUs per run.\n"]
+    if any(r.ideal_time_ratio is not None for r in table):
+        md.append("PGPS columns: Rel. iteration time = time of the training iterations alone (no validation, "
+                  "checkpoints or plots) / the reference's; Ideal ratio = the schedule's voxels processed / the "
+                  "planned patch's (what the iteration time would be if it scaled with voxels); Switch overhead = "
+                  "time spent rebuilding the data loaders at stage switches / training time.\n")
+    if spec is not None:
+        md += ["## Trainers\n", trainers_markdown(spec)]
+    md.append("## Per task\n")
     for task in _tasks(done):
         md += [f"### {task}\n", task_markdown(table, task, unit)]
     md += ["## Summary across tasks\n",
@@ -509,6 +629,10 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         if found is None:
             continue
         runs, reference_label, ttd_rows = found
+        if not ttd_rows:
+            ttd_md += [f"### {task}\n", "No Dice check of these runs reached a threshold yet (by default every "
+                                          "0.05): no time to report.\n"]
+            continue
         png = f"time_to_dice_{_slug(task)}.png"
         plot_dice_vs_time(runs, out / png, [r.threshold for r in ttd_rows], reference_label, title=task)
         written.append(out / png)
@@ -521,11 +645,22 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         put("time_to_dice.csv", csv_text(["task", "threshold", "run", "train_wall_seconds", "ratio_to_reference",
                                           "reference"], ttd_csv_rows))
 
+    preparations = [p for p in load_preparations(results_dir) if p.rank_seconds is not None]
+    if preparations:
+        md += ["## Preparation\n", "The similarity ranking the PDL trainers read (`nnprog rank`) is computed once per "
+               "dataset, before training; its time is not in the training times above. Add it to a PDL run's time "
+               "for the full cost.\n",
+               markdown_table(["Dataset", "Ranking (s)"], [[p.dataset, _fmt(p.rank_seconds, 1)]
+                                                           for p in preparations])]
+
     plot_dice_vs_time_per_task(rows, trainers, out / "dice_vs_time.png")
     plot_relative(table, trainers, ref, out / "relative_time_dice.png")
     written += [out / "dice_vs_time.png", out / "relative_time_dice.png"]
     md += ["## Plots\n", "![Dice vs training time per task](dice_vs_time.png)\n",
            "![Relative training time and Dice per task](relative_time_dice.png)\n"]
+    if plot_pgps_time_ratios(table, out / "pgps_time_ratios.png"):
+        written.append(out / "pgps_time_ratios.png")
+        md.append("![PGPS: measured against ideal time ratio](pgps_time_ratios.png)\n")
 
     environments = {}
     for r in done:
@@ -536,6 +671,11 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
                                               [[*(v or "-" for v in k), n] for k, n in environments.items()])]
     if not_done:
         md += ["## Runs not done\n", markdown_table(["Run", "Status"], [[r.run_id, r.status] for r in not_done])]
+    if stale:
+        md += ["## Records left out\n", "Runs made with a trainer or settings (knobs, small network) that the spec no "
+               "longer has; their records and folders are kept.\n",
+               markdown_table(["Run", "Trainer", "Settings id", "Status"],
+                              [[r.run_id, r.trainer, r.settings_id, r.status] for r in stale])]
     put("report.md", "\n".join(md))
     put("report.csv", runs_csv(rows))
     put("tasks.csv", tasks_csv(table))

@@ -10,7 +10,9 @@ A fold folder (``nnUNet_results/.../<trainer>__<plans>__<configuration>/fold_<f>
 - ``checkpoint_final.pth`` and ``debug.json``: nnU-Net's own; read for plain nnU-Net trainers that write no
   run_summary.json (epoch timestamps of the checkpoint's log, epochs and device of debug.json).
 
-Records live in ``<results_dir>/runs/<run_id>.json`` (see :mod:`nnunet_progressive.benchmark.run`).
+Records live in ``<results_dir>/runs/<run_id>.json`` (:class:`~nnunet_progressive.core.records.BenchmarkRecord`,
+written by :mod:`nnunet_progressive.benchmark.run`); they are read back typed, and a damaged one is an error that
+names its file.
 """
 from __future__ import annotations
 
@@ -21,14 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.io import atomic_write_json
-from nnunet_progressive.core.records import BENCHMARK_RUNS_DIR as RUNS_DIR
 from nnunet_progressive.core.records import (
+    BENCHMARK_PREPARED_DIR,
     CURRICULUM_JSON,
     RUN_SUMMARY_JSON,
     TIME_TO_DICE_JSON,
     VALIDATION_SUMMARY,
+    BenchmarkRecord,
+    DatasetPreparation,
+    RunResult,
 )
+from nnunet_progressive.core.records import BENCHMARK_RUNS_DIR as RUNS_DIR
+from nnunet_progressive.core.records import read_record as read_typed_record
+from nnunet_progressive.core.records import write_record as write_typed_record
 from nnunet_progressive.stopping.time_to_dice import validate_time_to_dice
 
 ENVIRONMENT_KEYS = ("trainer", "package_version", "nnunetv2_version", "torch_version", "device", "gpu_name")
@@ -82,14 +89,15 @@ def load_time_to_dice(fold_folder: str | os.PathLike) -> dict[str, Any]:
     return validate_time_to_dice(data, str(path))
 
 
-def collect_run(fold_folder: str | os.PathLike) -> dict[str, Any]:
-    """Everything a report compares, read from a fold folder (keys are None where nothing was written).
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
-    Keys: ``dice_mean``, ``dice_per_class`` ({label: Dice}), ``class_names`` ({label: name}),
-    ``train_wall_seconds`` and ``train_wall_source`` (``run_summary`` | ``checkpoint_logging`` | None),
-    ``epochs_done``, ``num_epochs``, ``num_iterations_per_epoch``, ``peak_gpu_memory_bytes``, ``environment``
-    (trainer, versions, device, gpu_name), ``settings``, ``curriculum``, ``time_to_dice``.
-    """
+
+def collect_run(fold_folder: str | os.PathLike) -> RunResult:
+    """Everything a report compares, read from a fold folder (fields are None where nothing was written)."""
     folder = Path(fold_folder)
     summary = _read_json(folder / RUN_SUMMARY_JSON) or {}
     debug = _read_json(folder / "debug.json") or {}
@@ -109,35 +117,35 @@ def collect_run(fold_folder: str | os.PathLike) -> dict[str, Any]:
             train_seconds, epochs_done = logged
             source = "checkpoint_logging"
 
-    def _int_or_none(value: Any) -> int | None:
-        try:
-            return None if value is None else int(value)
-        except (TypeError, ValueError):
-            return None
-
     environment = {key: summary.get(key) for key in ENVIRONMENT_KEYS}
     if not summary:  # plain nnU-Net trainer: what its debug.json says
         environment.update(device=debug.get("device"), torch_version=debug.get("torch_version"),
                            gpu_name=debug.get("gpu_name"))
+    curriculum = _read_json(folder / CURRICULUM_JSON)
+    schedule = (curriculum or {}).get("schedule") or {}
     time_to_dice = _read_json(folder / TIME_TO_DICE_JSON)
-    return {
-        "fold_folder": str(folder),
-        "dice_mean": dice_mean,
-        "dice_per_class": dice_per_class,
-        "class_names": class_names,
-        "train_wall_seconds": None if train_seconds is None else float(train_seconds),
-        "train_wall_source": source,
-        "epochs_done": _int_or_none(epochs_done),
-        "num_epochs": _int_or_none(summary.get("num_epochs", debug.get("num_epochs"))),
-        "num_iterations_per_epoch": _int_or_none(
+    iteration_seconds = summary.get("train_iteration_seconds")
+    return RunResult(
+        fold_folder=str(folder),
+        dice_mean=dice_mean,
+        dice_per_class=dice_per_class,
+        class_names=class_names,
+        train_wall_seconds=None if train_seconds is None else float(train_seconds),
+        train_wall_source=source,
+        train_iteration_seconds=None if iteration_seconds is None else float(iteration_seconds),
+        epochs_done=_int_or_none(epochs_done),
+        num_epochs=_int_or_none(summary.get("num_epochs", debug.get("num_epochs"))),
+        num_iterations_per_epoch=_int_or_none(
             summary.get("num_iterations_per_epoch", debug.get("num_iterations_per_epoch"))),
-        "peak_gpu_memory_bytes": _int_or_none(summary.get("peak_gpu_memory_bytes")),
-        "environment": environment,
-        "settings": summary.get("settings"),
-        "curriculum": _read_json(folder / CURRICULUM_JSON),
-        "time_to_dice": None if time_to_dice is None else validate_time_to_dice(
+        peak_gpu_memory_bytes=_int_or_none(summary.get("peak_gpu_memory_bytes")),
+        environment=environment,
+        settings=summary.get("settings"),
+        curriculum=curriculum,
+        ideal_time_ratio=schedule.get("relative_compute"),
+        switch_seconds=None if curriculum is None else curriculum.get("total_switch_seconds"),
+        time_to_dice=None if time_to_dice is None else validate_time_to_dice(
             time_to_dice, str(folder / TIME_TO_DICE_JSON)),
-    }
+    )
 
 
 # ----------------------------------------------------------------------------------------------- records
@@ -146,20 +154,44 @@ def record_path(results_dir: str | os.PathLike, run_id: str) -> Path:
     return Path(results_dir) / RUNS_DIR / f"{run_id}.json"
 
 
-def read_record(results_dir: str | os.PathLike, run_id: str) -> dict[str, Any] | None:
-    return _read_json(record_path(results_dir, run_id))
+DAMAGED_RECORD_FIX = ("a run record is damaged or not one: delete the file; `nnprog benchmark run SPEC` writes it "
+                      "again from the run's fold folder (a finished run is not trained again)")
 
 
-def write_record(results_dir: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    atomic_write_json(record_path(results_dir, record["run_id"]), dict(record))
+def _run_record(path: Path, missing_ok: bool = False) -> BenchmarkRecord | None:
+    try:
+        return read_typed_record(path, BenchmarkRecord, missing_ok=missing_ok)
+    except ProgressiveConfigError as error:
+        message = str(error)
+        fixed = message if "delete it" in message else f"{message}\n{DAMAGED_RECORD_FIX}"
+        raise ProgressiveConfigError(fixed) from None
 
 
-def load_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records under ``<results_dir>/runs`` (sorted by run id)."""
+def read_record(results_dir: str | os.PathLike, run_id: str) -> BenchmarkRecord | None:
+    """The record of ``run_id`` (None if there is none yet); a damaged record is an error naming its file."""
+    return _run_record(record_path(results_dir, run_id), missing_ok=True)
+
+
+def write_record(results_dir: str | os.PathLike, record: BenchmarkRecord) -> None:
+    write_typed_record(record_path(results_dir, record.run_id), record)
+
+
+def load_records(results_dir: str | os.PathLike) -> list[BenchmarkRecord]:
+    """All records under ``<results_dir>/runs`` (sorted by run id); a damaged one is an error naming its file."""
     folder = Path(results_dir) / RUNS_DIR
     if not folder.is_dir():
         raise ProgressiveConfigError(
             f"{folder} does not exist: expected the results_dir of a benchmark (the folder `nnprog benchmark "
             f"run` writes runs/<run_id>.json into)"
         )
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [_run_record(p) for p in sorted(folder.glob("*.json"))]
+
+
+def preparation_path(results_dir: str | os.PathLike, dataset: str) -> Path:
+    return Path(results_dir) / BENCHMARK_PREPARED_DIR / f"{dataset}.json"
+
+
+def load_preparations(results_dir: str | os.PathLike) -> list[DatasetPreparation]:
+    """The ``prepared/*.json`` records of a results folder (what preparing each dataset took)."""
+    folder = Path(results_dir) / BENCHMARK_PREPARED_DIR
+    return [read_typed_record(p, DatasetPreparation) for p in sorted(folder.glob("*.json"))]

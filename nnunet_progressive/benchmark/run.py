@@ -1,6 +1,9 @@
 """The benchmark runner: prepare the datasets, train every run of a spec with nnU-Net's own commands, record it.
 
-One run = (dataset, configuration, plans, trainer, fold, seed). Its state is read from its fold folder:
+One run = (dataset, configuration, plans, trainer, settings, fold, seed); its settings (the effective knobs and
+the small network, see :mod:`.spec`) are part of its id and of its folder
+``<nnUNet_results>/settings-<id>/seed_<s>/...``, so a run whose knobs changed is a new run. Its state is read
+from its fold folder:
 
 - ``done``: ``checkpoint_final.pth`` and ``validation/summary.json`` exist -> skipped;
 - ``trained``: ``checkpoint_final.pth`` without the validation summary -> ``nnUNetv2_train ... --val``;
@@ -8,25 +11,17 @@ One run = (dataset, configuration, plans, trainer, fold, seed). Its state is rea
 - ``new``: anything else -> ``nnUNetv2_train ...``.
 
 So a second ``nnprog benchmark run`` skips finished runs, resumes interrupted ones and retries failed ones.
-Each run's record is ``<results_dir>/runs/<run_id>.json`` (written atomically at every state change)::
+Before anything is prepared or trained (a dry run included), every trainer name is looked up with nnU-Net's own
+search, and knobs a trainer does not read are refused. Each run's record is ``<results_dir>/runs/<run_id>.json``
+(:class:`~nnunet_progressive.core.records.BenchmarkRecord`, written atomically at every state change); what
+preparing a dataset took is in ``<results_dir>/prepared/<dataset>.json``.
 
-    {"run_id", "dataset", "dataset_id", "configuration", "plans", "trainer", "fold", "seed", "knobs",
-     "status": "running" | "done" | "failed" | "interrupted",
-     "fold_folder", "log_file", "error",
-     "attempts": [{"mode": "new" | "continue" | "validate", "command", "started_at", "ended_at",
-                   "wall_seconds", "outcome": "ok" | "failed" | "interrupted", "host", "pid", "gpu",
-                   "slurm_job_id"}],
-     "runner_wall_seconds",     # sum of the attempts' subprocess wall time (None if never run here)
-     "gpus_used", "gpu_hours",  # gpu_hours = training wall hours x GPUs one run occupies (None on CPU)
-     "environment",             # host, versions, GPU name (the trainer's run_summary.json wins)
-     "result",                  # results.collect_run(fold_folder) once done
-     "updated_at"}
-
-Executors (``executor.type`` in the spec): ``local`` trains sequentially, or with ``gpus: [0, 1, ...]`` one run
-per GPU at a time (``CUDA_VISIBLE_DEVICES`` set per subprocess); ``slurm`` submits one submitit job array
-(``slurm_array_parallelism``), whose tasks are :class:`SlurmRunJob` callables that submitit requeues after a
-time-out or preemption, resuming with ``--c``. Datasets are planned and preprocessed by the process that
-runs ``nnprog benchmark run``, before anything is trained or submitted.
+Executors (``executor.type`` in the spec): ``local`` trains sequentially (with a bar of epochs per training), or
+with ``gpus: [0, 1, ...]`` one run per GPU at a time (``CUDA_VISIBLE_DEVICES`` set per subprocess); ``slurm``
+submits one submitit job array (``slurm_array_parallelism``), whose tasks are :class:`SlurmRunJob` callables that
+submitit requeues after a time-out or preemption, resuming with ``--c``. Datasets are planned, preprocessed (and
+ranked, ``prepare.rank``) by the process that runs ``nnprog benchmark run``, before anything is trained or
+submitted.
 """
 from __future__ import annotations
 
@@ -42,14 +37,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nnunet_progressive.benchmark.progress import EpochBar, expected_epochs
 from nnunet_progressive.benchmark.results import (
     VALIDATION_SUMMARY,
     collect_run,
+    load_records,
+    preparation_path,
     read_record,
     record_path,
     write_record,
@@ -57,8 +55,20 @@ from nnunet_progressive.benchmark.results import (
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, DatasetSpec, SlurmSpec, expand_runs
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.core.knobs import problems_for_trainer
+from nnunet_progressive.core.records import (
+    BENCHMARK_SPEC_JSON,
+    Attempt,
+    BenchmarkRecord,
+    DatasetPreparation,
+    ranking_file_name,
+)
+from nnunet_progressive.core.records import read_record as read_typed_record
+from nnunet_progressive.core.records import (
+    write_record as write_typed_record,
+)
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_logged, train
+from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment, run_logged, train
 
 STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
 MODE_FOR_STATUS = {STATUS_NEW: ("new", ()), STATUS_INTERRUPTED: ("continue", ("--c",)),
@@ -84,14 +94,17 @@ def run_status(fold_folder: str | os.PathLike) -> str:
 class RunContext:
     """What every run of a benchmark shares (picklable: it travels to SLURM jobs)."""
 
-    folders: NnunetFolders  # nnUNet_results here is the root; repeat s trains into <root>/seed_<s>
+    folders: NnunetFolders  # nnUNet_results here is the root; a run trains into <root>/settings-<id>/seed_<s>
     results_dir: Path
     device: str = "cuda"
     gpus_per_run: int = 1
     timeout_seconds: float = math.inf
+    epoch_bars: bool = False  # a tqdm bar of epochs per training (local, sequential, interactive)
 
-    def seed_folders(self, seed: int) -> NnunetFolders:
-        return NnunetFolders(self.folders.raw, self.folders.preprocessed, self.folders.results / f"seed_{seed}")
+    def run_folders(self, run: BenchmarkRun) -> NnunetFolders:
+        """nnU-Net's folders for ``run``: its own results folder per settings and repeat."""
+        results = self.folders.results / run.settings_folder / f"seed_{run.seed}"
+        return NnunetFolders(self.folders.raw, self.folders.preprocessed, results)
 
     def training_run(self, run: BenchmarkRun, gpu: int | None = None) -> TrainingRun:
         knobs = dict(run.knobs)
@@ -101,16 +114,54 @@ class RunContext:
                            knobs)
 
     def fold_folder(self, run: BenchmarkRun) -> Path:
-        return self.training_run(run).output_folder(self.seed_folders(run.seed), run.dataset)
+        return self.training_run(run).output_folder(self.run_folders(run), run.dataset)
 
     def log_file(self, run: BenchmarkRun) -> Path:
         return self.results_dir / "logs" / f"{run.run_id}.log"
 
 
-def context_for(spec: BenchmarkSpec, folders: NnunetFolders | None = None) -> RunContext:
+def context_for(spec: BenchmarkSpec, folders: NnunetFolders | None = None, epoch_bars: bool = False) -> RunContext:
     hours = spec.executor.run_timeout_hours
     return RunContext(folders or spec.folders(), spec.results_dir, spec.executor.device, spec.executor.gpus_per_run,
-                      math.inf if hours is None else hours * 3600.0)
+                      math.inf if hours is None else hours * 3600.0, epoch_bars)
+
+
+# -------------------------------------------------------------------------------------- checks before work
+
+def check_trainers(spec: BenchmarkSpec) -> None:
+    """Every trainer of the spec exists (nnU-Net's own search) and reads every ``NNPROG_*`` knob set for it.
+
+    Raises one :class:`ProgressiveConfigError` listing every problem, before anything is prepared or trained.
+    """
+    from nnunet_progressive.nnunet.discovery import find_trainer_class
+
+    classes: dict[str, type | ProgressiveConfigError] = {}
+    problems = []
+    for index, variant in enumerate(spec.variants()):
+        if variant.trainer not in classes:
+            try:
+                classes[variant.trainer] = find_trainer_class(variant.trainer)
+            except ProgressiveConfigError as error:
+                classes[variant.trainer] = error
+        found = classes[variant.trainer]
+        if isinstance(found, ProgressiveConfigError):
+            problems.append(f"trainers[{index}]: {found}")
+            continue
+        features = getattr(found, "knob_features", None)  # the knobs a trainer of this package reads
+        if callable(features):
+            for problem in problems_for_trainer(variant.trainer, features(), environ=variant.knobs):
+                what = problem.split("; unset it")[0]  # the environment's fix; in a spec the fix is where it is set
+                problems.append(f"trainers[{index}] ({variant.label}): {what}; remove it for this trainer (a knob in "
+                                f"the global `knobs:` reaches every trainer: move it into the `knobs:` of the "
+                                f"entries that read it)")
+    if problems:
+        raise ProgressiveConfigError(
+            "spec: " + ("; ".join(problems) if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
+
+
+def current_settings(spec: BenchmarkSpec) -> set[tuple[str, str]]:
+    """(trainer, settings id) of every trainer entry: records with another pair are from an earlier spec."""
+    return {(v.trainer, v.settings_id) for v in spec.variants()}
 
 
 # ------------------------------------------------------------------------------------------- environment
@@ -156,97 +207,119 @@ def runner_environment(device: str, gpu: int | None = None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------- one run
 
-def _new_record(run: BenchmarkRun, context: RunContext) -> dict[str, Any]:
-    return {**run.to_dict(), "status": STATUS_NEW, "fold_folder": str(context.fold_folder(run)),
-            "log_file": str(context.log_file(run)), "error": None, "attempts": [], "runner_wall_seconds": None,
-            "gpus_used": context.gpus_per_run, "gpu_hours": None, "environment": {}, "result": None,
-            "updated_at": _now()}
+def _refreshed_record(run: BenchmarkRun, context: RunContext) -> BenchmarkRecord:
+    """The stored record of ``run`` (or a new one), with what the current spec says about the run."""
+    record = read_record(context.results_dir, run.run_id) or BenchmarkRecord(
+        run_id=run.run_id, dataset=run.dataset, configuration=run.configuration, plans=run.plans,
+        trainer=run.trainer, fold=run.fold, seed=run.seed, gpus_used=context.gpus_per_run)
+    for key, value in run.to_dict().items():
+        setattr(record, key, value)
+    record.fold_folder = str(context.fold_folder(run))
+    record.log_file = str(context.log_file(run))
+    return record
 
 
-def _save(context: RunContext, record: dict[str, Any]) -> dict[str, Any]:
-    record["updated_at"] = _now()
+def _save(context: RunContext, record: BenchmarkRecord) -> BenchmarkRecord:
+    record.updated_at = _now()
     write_record(context.results_dir, record)
     return record
 
 
-def _finish(record: dict[str, Any], context: RunContext) -> dict[str, Any]:
+def _runner_seconds(record: BenchmarkRecord) -> float | None:
+    walls = [a.wall_seconds for a in record.attempts if a.wall_seconds is not None]
+    return float(sum(walls)) if walls else None
+
+
+def _finish(record: BenchmarkRecord, context: RunContext) -> BenchmarkRecord:
     """Mark done: read the fold folder, sum the runner's wall time, derive GPU hours."""
-    result = collect_run(record["fold_folder"])
-    walls = [a["wall_seconds"] for a in record["attempts"] if a.get("wall_seconds") is not None]
-    record["runner_wall_seconds"] = float(sum(walls)) if walls else None
-    device = result["environment"].get("device") or context.device
+    result = collect_run(record.fold_folder)
+    record.runner_wall_seconds = _runner_seconds(record)
+    device = result.environment.get("device") or context.device
     gpus = context.gpus_per_run if str(device).startswith("cuda") else 0
-    seconds = result["train_wall_seconds"]
-    if seconds is None:
-        seconds = record["runner_wall_seconds"]
-    record.update(status=STATUS_DONE, error=None, result=result, gpus_used=gpus,
-                  gpu_hours=None if not gpus or seconds is None else seconds / 3600.0 * gpus)
-    record["environment"] = {**record.get("environment", {}),
-                             **{k: v for k, v in result["environment"].items() if v is not None}}
+    seconds = result.train_wall_seconds if result.train_wall_seconds is not None else record.runner_wall_seconds
+    record.status, record.error, record.result, record.gpus_used = STATUS_DONE, None, result, gpus
+    record.gpu_hours = None if not gpus or seconds is None else seconds / 3600.0 * gpus
+    record.environment = {**record.environment, **{k: v for k, v in result.environment.items() if v is not None}}
     return _save(context, record)
 
 
-def _active_elsewhere(record: dict[str, Any]) -> str | None:
+def _active_elsewhere(record: BenchmarkRecord) -> str | None:
     """Why another live process on this host is training the run right now (None if none is)."""
-    if record.get("status") != "running" or not record.get("attempts"):
+    if record.status != "running" or not record.attempts:
         return None
-    last = record["attempts"][-1]
-    pid, slurm_job = last.get("pid"), last.get("slurm_job_id")
-    if last.get("host") != socket.gethostname() or not pid or pid == os.getpid():
+    last = record.attempts[-1]
+    if last.host != socket.gethostname() or not last.pid or last.pid == os.getpid():
         return None
-    if slurm_job is not None and slurm_job == os.environ.get("SLURM_JOB_ID"):
+    if last.slurm_job_id is not None and last.slurm_job_id == os.environ.get("SLURM_JOB_ID"):
         return None  # this job, requeued
     try:
-        os.kill(pid, 0)
+        os.kill(last.pid, 0)
     except OSError:
         return None
-    cmdline = Path(f"/proc/{pid}/cmdline")
+    cmdline = Path(f"/proc/{last.pid}/cmdline")
     if cmdline.is_file() and not any(word in cmdline.read_bytes() for word in (b"nnprog", b"python")):
         return None  # the pid was reused by an unrelated program
-    return f"already running in process {pid} on {last['host']}"
+    return f"already running in process {last.pid} on {last.host}"
+
+
+def _watcher(run: BenchmarkRun, context: RunContext, stop: threading.Event | None
+             ) -> tuple[Callable[[str], bool] | None, EpochBar | None]:
+    """What ``runner.train`` polls: the epoch bar (if shown) and the stop event (if any)."""
+    bar = None
+    if context.epoch_bars:
+        log = context.log_file(run)
+        start = log.stat().st_size if log.is_file() else 0
+        bar = EpochBar(f"{run.label} fold {run.fold}", expected_epochs(run.trainer, run.knobs), start)
+    if bar is None and stop is None:
+        return None, None
+
+    def watch(log_text: str) -> bool:
+        if bar is not None:
+            bar.look(log_text)
+        return stop is not None and stop.is_set()
+
+    return watch, bar
 
 
 def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, force_continue: bool = False,
-                stop: threading.Event | None = None) -> dict[str, Any]:
+                stop: threading.Event | None = None) -> BenchmarkRecord:
     """Bring one run to ``done`` (train, resume or validate as its fold folder requires); returns its record.
 
     A failure is recorded (status ``failed``, the log's tail in ``error``) and returned, not raised; an
     interruption (Ctrl-C, SLURM's preemption signal, ``stop`` being set) is recorded as ``interrupted``.
     """
-    record = read_record(context.results_dir, run.run_id) or _new_record(run, context)
-    record.update(run.to_dict(), fold_folder=str(context.fold_folder(run)), log_file=str(context.log_file(run)))
-    status = run_status(record["fold_folder"])
+    record = _refreshed_record(run, context)
+    status = run_status(record.fold_folder)
     if status == STATUS_DONE:
-        if record.get("status") != STATUS_DONE or record.get("result") is None:
+        if record.status != STATUS_DONE or record.result is None:
             return _finish(record, context)
         return record
     busy = _active_elsewhere(record)
     if busy:
-        return {**record, "skipped_because": busy}
+        return record.model_copy(update={"skipped_because": busy})
     mode, extra = MODE_FOR_STATUS[status]
     if force_continue and status == STATUS_NEW:
         mode, extra = "continue", ("--c",)  # a requeued SLURM job; nnU-Net starts over if nothing was saved
     training_run = context.training_run(run, gpu)
-    attempt = {"mode": mode, "command": training_run.command(extra), "started_at": _now(), "ended_at": None,
-               "wall_seconds": None, "outcome": None, "host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu,
-               "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-    record["attempts"] = [*record.get("attempts", []), attempt]
-    record.update(status="running", error=None, environment=runner_environment(context.device, gpu))
+    attempt = Attempt(mode=mode, command=training_run.command(extra), started_at=_now(), host=socket.gethostname(),
+                      pid=os.getpid(), gpu=gpu, slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+    record.attempts.append(attempt)
+    record.status, record.error = "running", None
+    record.environment = runner_environment(context.device, gpu)
     _save(context, record)
     context.log_file(run).parent.mkdir(parents=True, exist_ok=True)
-    stop_when = None if stop is None else (lambda _output: stop.is_set())
+    watch, bar = _watcher(run, context, stop)
     start = time.perf_counter()
 
     def close(outcome: str, error: str | None = None) -> None:
-        attempt.update(ended_at=_now(), wall_seconds=time.perf_counter() - start, outcome=outcome)
-        walls = [a["wall_seconds"] for a in record["attempts"] if a.get("wall_seconds") is not None]
-        record["runner_wall_seconds"] = float(sum(walls))
+        attempt.ended_at, attempt.wall_seconds, attempt.outcome = _now(), time.perf_counter() - start, outcome
+        record.runner_wall_seconds = _runner_seconds(record)
         if outcome != "ok":
-            record.update(status=STATUS_INTERRUPTED if outcome == "interrupted" else "failed", error=error)
+            record.status, record.error = (STATUS_INTERRUPTED if outcome == "interrupted" else "failed"), error
 
     try:
-        train(training_run, context.seed_folders(run.seed), context.log_file(run), extra=extra,
-              stop_when=stop_when, timeout=context.timeout_seconds)
+        train(training_run, context.run_folders(run), context.log_file(run), extra=extra, stop_when=watch,
+              timeout=context.timeout_seconds)
     except Exception as error:  # recorded; the other runs go on
         close("failed", str(error)[-4000:])
         return _save(context, record)
@@ -254,13 +327,17 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
         close("interrupted")
         _save(context, record)
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     if stop is not None and stop.is_set():
         close("interrupted")
         return _save(context, record)
     close("ok")
-    if run_status(record["fold_folder"]) != STATUS_DONE:
-        record.update(status="failed", error=f"nnUNetv2_train exited normally but {record['fold_folder']} has no "
-                                            f"checkpoint_final.pth and {VALIDATION_SUMMARY}; see {record['log_file']}")
+    if run_status(record.fold_folder) != STATUS_DONE:
+        record.status = "failed"
+        record.error = (f"nnUNetv2_train exited normally but {record.fold_folder} has no checkpoint_final.pth and "
+                        f"{VALIDATION_SUMMARY}; see {record.log_file}")
         return _save(context, record)
     return _finish(record, context)
 
@@ -299,18 +376,30 @@ def _configuration_data_folder(plans: dict, configuration: str) -> str | None:
     return None
 
 
+def rank_command(dataset_id: int, configuration: str, plans: str) -> list[str]:
+    """``nnprog rank`` for one configuration (the PDL trainers read the ranking it writes)."""
+    return [sys.executable, "-m", "nnunet_progressive.cli.main", "rank", "-d", str(dataset_id), "-c", configuration,
+            "-p", plans]
+
+
 def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFolders, log_dir: Path) -> str:
-    """Generate (synthetic preset), plan and preprocess where needed, write the small plans; returns the name."""
+    """Generate (synthetic preset), plan and preprocess where needed, write the small plans, rank (``prepare.rank``);
+    returns the dataset's folder name. What took how long is added to ``prepared/<name>.json``."""
     name = resolve_dataset_name(dataset, folders)
     dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
     log_file = log_dir / f"prepare_{name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file = preparation_path(spec.results_dir, name)
+    record = read_typed_record(record_file, DatasetPreparation, missing_ok=True) or DatasetPreparation(dataset=name)
+    clock = time.perf_counter()
     if dataset.synthetic_preset and not (folders.raw / name / "dataset.json").is_file():
         from nnunet_progressive.datasets.generated import write_generated
 
         print(f"generating {name} (generated dataset {dataset.synthetic_preset})", file=sys.stderr)
         write_generated(dataset.synthetic_preset, folders.raw, dataset_id)
+        record.generated_seconds = time.perf_counter() - clock
     plans_file = folders.preprocessed / name / f"{dataset.plans}.json"
+    clock = time.perf_counter()
     if not plans_file.is_file():
         if dataset.plans != "nnUNetPlans":
             raise ProgressiveConfigError(
@@ -324,6 +413,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
             )
         print(f"planning and preprocessing {name} {list(dataset.configurations)} (log: {log_file})", file=sys.stderr)
         plan_and_preprocess(dataset_id, folders, dataset.configurations, dataset.num_processes, log_file)
+        record.plan_seconds = time.perf_counter() - clock
     plans = json.loads(plans_file.read_text())
     unknown = [c for c in dataset.configurations if c not in plans.get("configurations", {})]
     if unknown:
@@ -337,11 +427,27 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
             missing.append(configuration)
     if missing:
         print(f"preprocessing {name} {missing} (log: {log_file})", file=sys.stderr)
+        clock = time.perf_counter()
         run_logged(["nnUNetv2_preprocess", "-d", str(dataset_id), "-plans_name", dataset.plans, "-c", *missing,
                     "-np", *([str(dataset.num_processes)] * len(missing))], folders.environment(), log_file)
+        record.plan_seconds = (record.plan_seconds or 0.0) + time.perf_counter() - clock
     if spec.small_network is not None:
         write_small_plans(plans_file, dataset.configurations, spec.small_network.features_per_stage,
                           spec.small_network.convs_per_stage, plans_name=spec.training_plans(dataset))
+    if dataset.prepare.rank:
+        for configuration in dataset.configurations:
+            identifier = _configuration_data_folder(plans, configuration) or configuration
+            ranking = folders.preprocessed / name / ranking_file_name(identifier)
+            if ranking.is_file():
+                continue
+            print(f"ranking the cases of {name} {configuration} for PDL (nnprog rank; log: {log_file})",
+                  file=sys.stderr)
+            clock = time.perf_counter()
+            run_logged(rank_command(dataset_id, configuration, spec.training_plans(dataset)),
+                       run_environment(folders), log_file)
+            record.rank_seconds = (record.rank_seconds or 0.0) + time.perf_counter() - clock
+            record.ranking_files = sorted({*record.ranking_files, str(ranking)})
+    write_typed_record(record_file, record)
     return name
 
 
@@ -350,19 +456,20 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="run", desc="benchmark", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, unit="run", desc="benchmark", disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                position=0)
 
 
 def run_local(runs: Sequence[BenchmarkRun], context: RunContext, gpus: Sequence[int] | None = None,
-              progress: bool = True) -> list[dict[str, Any]]:
+              progress: bool = True) -> list[BenchmarkRecord]:
     """Sequentially, or one run per GPU of ``gpus`` at a time (a thread per GPU, each waiting on its subprocess)."""
-    records: list[dict[str, Any]] = []
+    records: list[BenchmarkRecord] = []
     bar = _progress(len(runs), progress)
     try:
         if not gpus or len(gpus) == 1:
             gpu = gpus[0] if gpus else None
             for run in runs:
-                bar.set_postfix_str(f"{run.trainer} fold {run.fold} seed {run.seed}", refresh=True)
+                bar.set_postfix_str(f"{run.label} fold {run.fold} seed {run.seed}", refresh=True)
                 records.append(execute_run(run, context, gpu=gpu))
                 bar.update()
             return records
@@ -370,8 +477,9 @@ def run_local(runs: Sequence[BenchmarkRun], context: RunContext, gpus: Sequence[
         for gpu in gpus:
             free.put(gpu)
         stop = threading.Event()
+        context = replace(context, epoch_bars=False)  # one bar per GPU would interleave
 
-        def work(run: BenchmarkRun) -> dict[str, Any]:
+        def work(run: BenchmarkRun) -> BenchmarkRecord:
             gpu = free.get()
             try:
                 return execute_run(run, context, gpu=gpu, stop=stop)
@@ -390,7 +498,7 @@ def run_local(runs: Sequence[BenchmarkRun], context: RunContext, gpus: Sequence[
             raise
         pool.shutdown(wait=True)
         order = {run.run_id: i for i, run in enumerate(runs)}
-        return sorted(records, key=lambda r: order[r["run_id"]])
+        return sorted(records, key=lambda r: order[r.run_id])
     finally:
         bar.close()
 
@@ -410,7 +518,7 @@ def _slurm_job_class() -> type:
             def __init__(self, resume: bool = False) -> None:
                 self.resume = resume
 
-            def __call__(self, run: BenchmarkRun, context: RunContext) -> dict[str, Any]:
+            def __call__(self, run: BenchmarkRun, context: RunContext) -> BenchmarkRecord:
                 return execute_run(run, context, force_continue=self.resume)
 
             def checkpoint(self, run: BenchmarkRun, context: RunContext) -> submitit.helpers.DelayedSubmission:
@@ -494,7 +602,7 @@ def submit_slurm(runs: Sequence[BenchmarkRun], context: RunContext, slurm: Slurm
     return jobs
 
 
-def wait_for_jobs(jobs: Sequence[Any], progress: bool = True) -> list[dict[str, Any]]:
+def wait_for_jobs(jobs: Sequence[Any], progress: bool = True) -> list[BenchmarkRecord | None]:
     """Block until every submitit job has finished; returns the records they returned (None if a job failed)."""
     records = []
     bar = _progress(len(jobs), progress)
@@ -517,38 +625,53 @@ def wait_for_jobs(jobs: Sequence[Any], progress: bool = True) -> list[dict[str, 
 class BenchmarkOutcome:
     runs: list[BenchmarkRun]
     statuses: dict[str, str] = field(default_factory=dict)  # run_id -> fold-folder status before this call
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[BenchmarkRecord | None] = field(default_factory=list)
     jobs: list[Any] = field(default_factory=list)
+    stale_records: list[str] = field(default_factory=list)  # runs/ records of runs this spec no longer has
 
     @property
     def failed(self) -> list[str]:
         """Runs that failed or were interrupted in this call."""
         bad = ("failed", STATUS_INTERRUPTED)
-        return [r["run_id"] for r in self.records if r is not None and r.get("status") in bad]
+        return [r.run_id for r in self.records if r is not None and r.status in bad]
+
+
+def stale_run_ids(spec: BenchmarkSpec) -> list[str]:
+    """Records in ``runs/`` made with a trainer or settings the spec no longer has (the report leaves them out)."""
+    if not (spec.results_dir / "runs").is_dir():
+        return []
+    current = current_settings(spec)
+    return [r.run_id for r in load_records(spec.results_dir) if (r.trainer, r.settings_id) not in current]
 
 
 def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: bool = False, wait: bool = False,
                   progress: bool = True, log: Callable[[str], None] = print) -> BenchmarkOutcome:
-    """Prepare, then train every run of ``spec`` with its executor (see the module docstring)."""
+    """Check the trainers, prepare, then train every run of ``spec`` with its executor (see the module docstring)."""
     folders = spec.folders()
-    context = context_for(spec, folders)
+    check_trainers(spec)
+    context = context_for(spec, folders, epoch_bars=progress and spec.executor.type == "local")
     if dry_run:
         names = [resolve_dataset_name(d, folders) for d in spec.datasets]
         runs = expand_runs(spec, names)
-        return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs})
+        return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs},
+                                stale_records=stale_run_ids(spec))
     spec.results_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(spec.results_dir / "spec.json", spec.to_dict())
+    atomic_write_json(spec.results_dir / BENCHMARK_SPEC_JSON, spec.to_dict())
     names = [prepare_dataset(spec, d, folders, spec.results_dir / "logs") for d in spec.datasets]
     runs = expand_runs(spec, names)
-    outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs})
+    outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs},
+                               stale_records=stale_run_ids(spec))
     if prepare_only:
         return outcome
     counts = {s: list(outcome.statuses.values()).count(s) for s in (STATUS_DONE, STATUS_INTERRUPTED, STATUS_TRAINED)}
     log(f"{len(runs)} runs: {counts[STATUS_DONE]} done (skipped), {counts[STATUS_INTERRUPTED]} to resume with --c, "
         f"{counts[STATUS_TRAINED]} to validate, {len(runs) - sum(counts.values())} new; records in "
         f"{spec.results_dir / 'runs'}")
+    if outcome.stale_records:
+        log(f"{len(outcome.stale_records)} record(s) in {spec.results_dir / 'runs'} are of runs this spec no longer "
+            f"has (other knobs or trainers); they stay, and the report leaves them out")
     if spec.executor.type == "local":
-        outcome.records = run_local(runs, context, spec.executor.gpus, progress)
+        outcome.records = list(run_local(runs, context, spec.executor.gpus, progress))
         return outcome
     outcome.jobs = submit_slurm(runs, context, spec.executor.slurm)
     log(f"submitted {len(outcome.jobs)} run(s) as a submitit job array"

@@ -1,7 +1,8 @@
 """The benchmark spec: which datasets, configurations, plans, trainers, folds and seeds to run, and where.
 
-A spec is a YAML (``.yaml``/``.yml``, needs pyyaml) or JSON (``.json``) file. Relative paths are relative to
-the spec file. Example (every key shown; only ``results_dir``, ``datasets`` and ``trainers`` are required)::
+A spec is a YAML (``.yaml``/``.yml``) or JSON (``.json``) file, validated by the pydantic models below (errors
+name the file, the key, what was expected and what came). Relative paths are relative to the spec file.
+Example (every key shown; only ``results_dir``, ``datasets`` and ``trainers`` are required)::
 
     results_dir: results/pgps_tiny          # records, logs, report; one run = results_dir/runs/<run_id>.json
     nnunet_root: nnunet                     # holds nnUNet_raw, nnUNet_preprocessed, nnUNet_results
@@ -29,78 +30,174 @@ the spec file. Example (every key shown; only ``results_dir``, ``datasets`` and 
         prepare:
           synthetic_preset: tiny3d          # generate the raw data (nnunet_progressive.datasets.generated)
           num_processes: 2                  # -np / -npfp of nnU-Net's planning and preprocessing
+          rank: false                       # true: `nnprog rank` the training cases (the PDL trainers need it)
     trainers:                               # order = column order of the report
       - nnUNetTrainer_ConstantPatch
       - nnUNetTrainer_PGPS_Efficiency
       - name: nnUNetTrainer_PGPS_Performance
         knobs: {NNPROG_MAX_BATCH: 8}        # per-trainer environment, on top of the global knobs
+      - name: nnUNetTrainer_PGPS_Efficiency # the same trainer again, with other knobs: give it a label
+        label: PGPS_Efficiency_share0.3     # the name the report shows (default: the trainer name)
+        knobs: {NNPROG_GROWTH_SHARE: 0.3}
     folds: [0]                              # ints or "all"
     seeds: [0]                              # repeat indices (see below)
     knobs: {NNPROG_EPOCHS: 9, NNPROG_ITERATIONS: 2, NNPROG_VAL_ITERATIONS: 1}
     small_network: true                     # or {features_per_stage: [4, 8, 16, 32], convs_per_stage: 1}
-    reference_trainer: nnUNetTrainer_ConstantPatch   # default: see report.choose_reference
+    reference_trainer: nnUNetTrainer_ConstantPatch   # a label; default: see report.choose_reference
+
+Run identity: a run is (dataset, configuration, plans, trainer, settings, fold, seed). Its settings are the
+effective knobs (global + the trainer entry's, ``NNPROG_*`` values normalised through the knob table) and the
+small network; their hash, the settings id, is part of the run id and of the folder the run trains into,
+``<nnUNet_results>/settings-<id>/seed_<s>/DatasetXXX_.../<trainer>__<plans>__<configuration>/fold_<f>``. So a
+run whose knobs changed in the spec is a new run (the old one stays where it was), and one spec may hold the
+same trainer with several knob sets (one ``label`` each). The label is only a name: renaming it re-runs nothing.
 
 Seeds: ``nnUNetv2_train`` has no seed option and nnU-Net seeds nothing but its cross-validation split, so a
-"seed" here is a repeat index, not a random seed. Repeat ``s`` trains into its own results folder,
-``<nnUNet_results>/seed_<s>/DatasetXXX_.../<trainer>__<plans>__<configuration>/fold_<f>`` (set
-``nnUNet_results`` to that ``seed_<s>`` folder to predict with it); repeats differ by nnU-Net's own
-randomness (weight initialisation, patch sampling, augmentation).
+"seed" here is a repeat index, not a random seed. Repeat ``s`` trains into its own results folder (above; set
+``nnUNet_results`` to that ``seed_<s>`` folder to predict with it); repeats differ by nnU-Net's own randomness
+(weight initialisation, patch sampling, augmentation).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.knobs import ENV_PREFIX, KNOB_NAMES, env_name, settings_from_env, unknown_knob_message
+from nnunet_progressive.core.naming import DATASET_NAME
+from nnunet_progressive.core.validation import Name, StrictModel, integer, number, validate
 from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE
 from nnunet_progressive.nnunet.runner import NnunetFolders
 
 EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")
 SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
-
-_TOP_KEYS = {"results_dir", "nnunet_root", "executor", "datasets", "trainers", "folds", "seeds", "knobs",
-             "small_network", "reference_trainer"}
-_EXECUTOR_KEYS = {"type", "device", "gpus", "run_timeout_hours", "slurm"}
-_SLURM_KEYS = {"partition", "time_min", "gpus_per_node", "cpus_per_task", "mem_gb", "array_parallelism",
-               "max_num_resubmits", "setup", "extra", "cluster"}
-_DATASET_KEYS = {"id", "name", "configurations", "plans", "prepare"}
-_PREPARE_KEYS = {"synthetic_preset", "num_processes"}
-_TRAINER_KEYS = {"name", "knobs"}
-_SMALL_KEYS = {"features_per_stage", "convs_per_stage"}
-_DATASET_NAME = re.compile(r"^Dataset(\d{3})_[A-Za-z0-9_-]+$")
+SETTINGS_FOLDER_PREFIX = "settings-"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-@dataclass(frozen=True)
-class SlurmSpec:
+# ------------------------------------------------------------------------------------------- field types
+
+def _knobs(data: Any) -> dict[str, str]:
+    """Environment variables as strings; ``NNPROG_*`` names and values checked against the knob table."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError("expected a mapping of environment variables, e.g. {NNPROG_EPOCHS: 100}")
+    knobs = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise ValueError(f"expected environment variable names, got {key!r}")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str | int | float):
+            raise ValueError(f"{key}: expected a string or number, got {value!r}")
+        knobs[key] = str(value)
+    unknown = [key for key in knobs if key.startswith(ENV_PREFIX) and key not in KNOB_NAMES]
+    if unknown:
+        # the knob table's hint says how to unset an environment variable; in a spec the fix is the name
+        raise ValueError("; ".join(unknown_knob_message(key).split(" (unset it")[0] for key in unknown))
+    try:
+        settings_from_env(environ={k: v for k, v in knobs.items() if k.startswith(ENV_PREFIX)})
+    except ProgressiveConfigError as error:
+        raise ValueError(str(error).removeprefix("NNPROG settings: ")) from None
+    return knobs
+
+
+Knobs = Annotated[dict[str, str], BeforeValidator(_knobs)]
+
+
+def _one_or_more(data: Any) -> Any:
+    """A single value stands for a list of one; ``None`` for the default."""
+    if isinstance(data, int | str) and not isinstance(data, bool):
+        return [data]
+    return data
+
+
+def _fold(value: Any) -> int | str:
+    if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ValueError("expected an integer >= 0 or 'all'")
+
+
+Fold = Annotated[int | str, BeforeValidator(_fold)]
+
+
+def _unique(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+class SlurmSpec(StrictModel):
     """submitit parameters of the SLURM executor (``time_min`` is submitit's ``timeout_min``)."""
 
     partition: str | None = None
-    time_min: int = 1440
-    gpus_per_node: int = 1
-    cpus_per_task: int | None = None
-    mem_gb: float | None = None
-    array_parallelism: int = 16
-    max_num_resubmits: int = 3
+    time_min: integer(1) = 1440
+    gpus_per_node: integer(0) = 1
+    cpus_per_task: integer(1) | None = None
+    mem_gb: number(0, exclusive=True) | None = None
+    array_parallelism: integer(1) = 16
+    max_num_resubmits: integer(0) = 3
     setup: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    cluster: str = "slurm"
+    extra: dict[str, Any] = {}
+    cluster: Literal["slurm", "local", "debug"] = "slurm"
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _shell_lines(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a list of shell lines")
+        return value
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _extra_mapping(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a mapping of submitit slurm parameters (without the slurm_ prefix)")
+        return value
 
 
-@dataclass(frozen=True)
-class ExecutorSpec:
-    type: str = "local"
-    device: str = "cuda"
+class ExecutorSpec(StrictModel):
+    type: Literal["local", "slurm"] = "local"
+    device: Literal["cuda", "cpu", "mps"] = "cuda"
     gpus: tuple[int, ...] | None = None
-    run_timeout_hours: float | None = None
-    slurm: SlurmSpec = field(default_factory=SlurmSpec)
+    run_timeout_hours: number(0, exclusive=True, what="a number of hours") | None = None
+    slurm: Annotated[SlurmSpec, BeforeValidator(lambda v: {} if v is None else v)] = SlurmSpec()
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_indices(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, int | str) or not isinstance(value, Sequence) or not value or not all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in value):
+            raise ValueError("expected null or a non-empty list of GPU indices, e.g. [0, 1]")
+        if len(set(value)) != len(value):
+            raise ValueError("expected distinct GPU indices")
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _gpus_fit_the_executor(self) -> ExecutorSpec:
+        if self.gpus is not None and self.type != "local":
+            raise ValueError(f"gpus {list(self.gpus)} cannot be used with the slurm executor: SLURM assigns the "
+                             f"GPUs; set executor.slurm.gpus_per_node instead")
+        if self.gpus is not None and self.device != "cuda":
+            raise ValueError(f"gpus {list(self.gpus)} cannot be used with device {self.device!r}; set device: cuda "
+                             f"or drop gpus")
+        return self
 
     @property
     def gpus_per_run(self) -> int:
@@ -110,81 +207,219 @@ class ExecutorSpec:
         return self.slurm.gpus_per_node if self.type == "slurm" else 1
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    id: int | None
-    name: str | None
-    configurations: tuple[str, ...]
-    plans: str = "nnUNetPlans"
+class PrepareSpec(StrictModel):
     synthetic_preset: str | None = None
-    num_processes: int = 2
+    num_processes: integer(1) = 2
+    rank: bool = False  # `nnprog rank` after preprocessing (the PDL trainers read the ranking)
+
+    @field_validator("synthetic_preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        from nnunet_progressive.datasets.generated import generated_dataset_names
+
+        if value is not None and value not in generated_dataset_names():
+            raise ValueError(f"expected one of {generated_dataset_names()}")
+        return value
+
+
+class DatasetSpec(StrictModel):
+    id: integer(1, 999, what="an nnU-Net dataset id") | None = None
+    name: str | None = None
+    configurations: tuple[str, ...] = Field(None, validate_default=True)
+    plans: Name = "nnUNetPlans"
+    prepare: Annotated[PrepareSpec, BeforeValidator(lambda v: {} if v is None else v)] = PrepareSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _dataset_folder_name(cls, value: str | None) -> str | None:
+        if value is not None and not DATASET_NAME.match(value):
+            raise ValueError("expected an nnU-Net dataset folder name like Dataset004_Hippocampus")
+        return value
+
+    @field_validator("configurations", mode="before")
+    @classmethod
+    def _configuration_list(cls, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        if not value or isinstance(value, Mapping) or not all(isinstance(c, str) and c for c in value):
+            raise ValueError("expected a non-empty list such as [3d_fullres] or [2d, 3d_fullres]")
+        return _unique(value)
+
+    @model_validator(mode="after")
+    def _id_name_and_preset_agree(self) -> DatasetSpec:
+        if self.id is None and self.name is None:
+            raise ValueError("needs `id: 4` or `name: Dataset004_Hippocampus`; got neither")
+        if self.id is not None and self.name is not None and int(self.name[7:10]) != self.id:
+            raise ValueError(f"expected id and name to agree (id {self.id}), got name {self.name!r}")
+        preset = self.prepare.synthetic_preset
+        if preset is not None:
+            from nnunet_progressive.datasets.generated import generated_task_name
+
+            if self.id is None:
+                raise ValueError("a synthetic_preset needs the dataset `id` to write it under")
+            expected = f"Dataset{self.id:03d}_{generated_task_name(preset)}"
+            if self.name is not None and self.name != expected:
+                raise ValueError(f"name: expected {expected!r} (the preset's folder name), got {self.name!r}; "
+                                 f"drop `name` or fix it")
+        return self
 
     @property
     def label(self) -> str:
         return self.name or f"dataset {self.id}"
 
+    @property
+    def synthetic_preset(self) -> str | None:
+        return self.prepare.synthetic_preset
 
-@dataclass(frozen=True)
-class TrainerSpec:
-    name: str
-    knobs: Mapping[str, str] = field(default_factory=dict)
+    @property
+    def num_processes(self) -> int:
+        return self.prepare.num_processes
 
 
-@dataclass(frozen=True)
-class SmallNetworkSpec:
+class TrainerSpec(StrictModel):
+    """One trainer entry: the trainer class, the label the report shows, its own knobs."""
+
+    name: Name
+    label: Name
+    knobs: Knobs = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_and_label(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"name": data}
+        if isinstance(data, Mapping):
+            if "name" not in data:
+                raise ValueError(f"needs `name: nnUNetTrainer_...`; got keys {sorted(map(str, data))}")
+            if data.get("label") is None:
+                data = {**data, "label": data["name"]}
+        return data
+
+
+class SmallNetworkSpec(StrictModel):
     """Train with a narrow copy of the plans (:func:`nnunet_progressive.datasets.prepare.write_small_plans`)."""
 
-    features_per_stage: tuple[int, ...] = SMALL_FEATURES_PER_STAGE
-    convs_per_stage: int = 1
+    features_per_stage: tuple[integer(1, what="a positive channel count"), ...] = SMALL_FEATURES_PER_STAGE
+    convs_per_stage: integer(1) = 1
 
-
-@dataclass(frozen=True)
-class BenchmarkRun:
-    """One run: (dataset, configuration, plans, trainer, fold, seed) and the environment it trains with."""
-
-    dataset: str  # DatasetXXX_Name
-    configuration: str
-    plans: str  # the plans identifier passed to nnUNetv2_train -p
-    trainer: str
-    fold: int | str
-    seed: int
-    knobs: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def dataset_id(self) -> int:
-        return int(self.dataset[len("Dataset"):len("Dataset") + 3])
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.dataset}__{self.configuration}__{self.plans}__{self.trainer}__fold{self.fold}__seed{self.seed}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "dataset": self.dataset, "dataset_id": self.dataset_id,
-                "configuration": self.configuration, "plans": self.plans, "trainer": self.trainer,
-                "fold": self.fold, "seed": self.seed, "knobs": dict(self.knobs)}
-
+    @field_validator("features_per_stage", mode="before")
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
-        return cls(data["dataset"], data["configuration"], data["plans"], data["trainer"], data["fold"],
-                   int(data["seed"]), dict(data.get("knobs") or {}))
+    def _non_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise ValueError("expected a list of positive channel counts")
+        return value
+
+
+def _small_network(data: Any) -> Any:
+    if data is False:
+        return None
+    if data is True:
+        return {}
+    return data
 
 
 @dataclass(frozen=True)
-class BenchmarkSpec:
+class TrainerVariant:
+    """A trainer entry of a spec with its effective settings (global knobs, then the entry's own)."""
+
+    trainer: str
+    label: str
+    knobs: Mapping[str, str]
+    settings: Mapping[str, Any]  # what identifies the run: normalised knobs and the small network
+    settings_id: str
+
+
+class BenchmarkSpec(StrictModel):
+    required_hints: ClassVar[dict[str, str]] = {
+        "results_dir": "results_dir: results/my_benchmark",
+        "datasets": "datasets: [{id: 4, configurations: [3d_fullres]}]",
+        "trainers": "trainers: [nnUNetTrainer_ConstantPatch, nnUNetTrainer_PGPS_Efficiency]",
+    }
+
     results_dir: Path
-    nnunet_root: Path | None
-    executor: ExecutorSpec
+    nnunet_root: Path | None = None
+    executor: Annotated[ExecutorSpec, BeforeValidator(lambda v: {} if v is None else v)] = ExecutorSpec()
     datasets: tuple[DatasetSpec, ...]
     trainers: tuple[TrainerSpec, ...]
-    folds: tuple[int | str, ...] = (0,)
-    seeds: tuple[int, ...] = (0,)
-    knobs: Mapping[str, str] = field(default_factory=dict)
-    small_network: SmallNetworkSpec | None = None
+    folds: Annotated[tuple[Fold, ...], BeforeValidator(_one_or_more)] = (0,)
+    seeds: Annotated[tuple[integer(0), ...], BeforeValidator(_one_or_more)] = (0,)
+    knobs: Knobs = {}
+    small_network: Annotated[SmallNetworkSpec | None, BeforeValidator(_small_network)] = None
     reference_trainer: str | None = None
 
+    @field_validator("results_dir", "nnunet_root", mode="before")
+    @classmethod
+    def _folder(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str | os.PathLike) or not str(value):
+            raise ValueError("expected a folder path")
+        base_dir = Path((info.context or {}).get("base_dir", "."))
+        path = Path(value).expanduser()
+        return (path if path.is_absolute() else base_dir / path).resolve()
+
+    @field_validator("datasets", "trainers", mode="before")
+    @classmethod
+    def _a_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str | Mapping) or not isinstance(value, Sequence):
+            raise ValueError(f"expected a list of {info.field_name}")
+        return value
+
+    @field_validator("folds", "seeds")
+    @classmethod
+    def _non_empty_unique(cls, value: tuple) -> tuple:
+        if not value:
+            raise ValueError("expected a non-empty list")
+        return _unique(value)
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets_once(cls, value: tuple[DatasetSpec, ...]) -> tuple[DatasetSpec, ...]:
+        keys = [(d.id, d.name, d.plans) for d in value]
+        if len(set(keys)) != len(keys):
+            raise ValueError("the same dataset and plans are listed twice; merge their configurations into one entry")
+        return value
+
+    @field_validator("trainers")
+    @classmethod
+    def _labels_once(cls, value: tuple[TrainerSpec, ...]) -> tuple[TrainerSpec, ...]:
+        labels = [t.label for t in value]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"{twice} listed twice; list each trainer once, or give each entry of the same trainer "
+                             f"its own `label:` (and its own knobs)")
+        return value
+
+    @field_validator("reference_trainer")
+    @classmethod
+    def _reference_is_listed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        labels = [t.label for t in info.data.get("trainers", ())]
+        if value is not None and labels and value not in labels:
+            raise ValueError(f"expected one of the trainers' labels {labels}")
+        return value
+
+    @model_validator(mode="after")
+    def _no_run_twice(self) -> BenchmarkSpec:
+        seen: dict[tuple[str, str], str] = {}
+        for variant in self.variants():
+            key = (variant.trainer, variant.settings_id)
+            if key in seen:
+                raise ValueError(f"trainers {seen[key]!r} and {variant.label!r} are the same runs ({variant.trainer} "
+                                 f"with the same knobs); remove one, or give one other knobs")
+            seen[key] = variant.label
+        return self
+
+    # --- derived -----------------------------------------------------------------------------------------
     @property
     def trainer_names(self) -> list[str]:
         return [t.name for t in self.trainers]
+
+    @property
+    def labels(self) -> list[str]:
+        return [t.label for t in self.trainers]
+
+    def variants(self) -> list[TrainerVariant]:
+        """Each trainer entry with its effective knobs and settings id, in spec order."""
+        return trainer_variants(self.trainers, self.knobs, self.small_network)
 
     def training_plans(self, dataset: DatasetSpec) -> str:
         """The plans identifier runs train with: ``<plans>_small`` when ``small_network`` is on."""
@@ -206,41 +441,110 @@ class BenchmarkSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings); :func:`parse_spec` reads it back."""
-        data = asdict(self)
-        data["results_dir"] = str(self.results_dir)
-        data["nnunet_root"] = None if self.nnunet_root is None else str(self.nnunet_root)
-        data["datasets"] = [
-            {"id": d.id, "name": d.name, "configurations": list(d.configurations), "plans": d.plans,
-             "prepare": {"synthetic_preset": d.synthetic_preset, "num_processes": d.num_processes}}
-            for d in self.datasets
-        ]
-        data["trainers"] = [{"name": t.name, "knobs": dict(t.knobs)} for t in self.trainers]
-        data["small_network"] = False if self.small_network is None else asdict(self.small_network)
-        return json.loads(json.dumps(data))
+        data = self.model_dump(mode="json")
+        data["small_network"] = data["small_network"] or False
+        return data
+
+
+class SpecTrainers(BaseModel):
+    """The part of a spec that identifies its runs (what the report reads back from ``spec.json``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    trainers: tuple[TrainerSpec, ...] = ()
+    knobs: Knobs = {}
+    small_network: Annotated[SmallNetworkSpec | None, BeforeValidator(_small_network)] = None
+    reference_trainer: str | None = None
+
+    def variants(self) -> list[TrainerVariant]:
+        return trainer_variants(self.trainers, self.knobs, self.small_network)
+
+
+def trainer_variants(trainers: Sequence[TrainerSpec], knobs: Mapping[str, str],
+                     small_network: SmallNetworkSpec | None) -> list[TrainerVariant]:
+    """Each trainer entry with its effective knobs (global, then its own) and the id of its settings."""
+    small = None if small_network is None else small_network.model_dump(mode="json")
+    variants = []
+    for trainer in trainers:
+        effective = {**knobs, **trainer.knobs}
+        settings = {"knobs": normalised_knobs(effective), "small_network": small}
+        variants.append(TrainerVariant(trainer.name, trainer.label, effective, settings, settings_id(settings)))
+    return variants
+
+
+def normalised_knobs(knobs: Mapping[str, str]) -> dict[str, Any]:
+    """Knobs as they act: ``NNPROG_*`` values parsed by the knob table (``"20"`` and ``20.0`` alike), others as set."""
+    nnprog = {k: v for k, v in knobs.items() if k.startswith(ENV_PREFIX)}
+    values = settings_from_env(environ=nnprog).to_dict()
+    fields = {env_name(f): f for f in values}
+    return {key: (values[fields[key]] if key in fields else value) for key, value in sorted(knobs.items())}
+
+
+def settings_id(settings: Mapping[str, Any]) -> str:
+    """8 hex digits identifying a run's settings (the same settings always give the same id)."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One run: (dataset, configuration, plans, trainer, settings, fold, seed) and the environment it trains with."""
+
+    dataset: str  # DatasetXXX_Name
+    configuration: str
+    plans: str  # the plans identifier passed to nnUNetv2_train -p
+    trainer: str
+    fold: int | str
+    seed: int
+    knobs: Mapping[str, str] = field(default_factory=dict)
+    settings_id: str = ""
+    label: str = ""  # the report's name of the trainer entry (default: the trainer); not part of the identity
+    settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.trainer)
+        if not self.settings_id:
+            object.__setattr__(self, "settings_id", settings_id({"knobs": normalised_knobs(self.knobs),
+                                                                 "small_network": None}))
+
+    @property
+    def dataset_id(self) -> int:
+        return int(self.dataset[len("Dataset"):len("Dataset") + 3])
+
+    @property
+    def settings_folder(self) -> str:
+        return f"{SETTINGS_FOLDER_PREFIX}{self.settings_id}"
+
+    @property
+    def run_id(self) -> str:
+        return (f"{self.dataset}__{self.configuration}__{self.plans}__{self.trainer}__{self.settings_folder}"
+                f"__fold{self.fold}__seed{self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "dataset": self.dataset, "dataset_id": self.dataset_id,
+                "configuration": self.configuration, "plans": self.plans, "trainer": self.trainer,
+                "label": self.label, "fold": self.fold, "seed": self.seed, "knobs": dict(self.knobs),
+                "settings_id": self.settings_id, "settings": dict(self.settings)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
+        return cls(data["dataset"], data["configuration"], data["plans"], data["trainer"], data["fold"],
+                   int(data["seed"]), dict(data.get("knobs") or {}), data.get("settings_id") or "",
+                   data.get("label") or "", dict(data.get("settings") or {}))
 
 
 # ------------------------------------------------------------------------------------------------ parsing
 
-def _fail(where: str, expected: str, got: Any, fix: str = "") -> None:
-    message = f"{where}: expected {expected}, got {got!r}"
-    raise ProgressiveConfigError(message + (f"; {fix}" if fix else ""))
+def parse_spec(data: Any, base_dir: str | os.PathLike = ".") -> BenchmarkSpec:
+    """A validated :class:`BenchmarkSpec` from the parsed YAML/JSON mapping (paths relative to ``base_dir``).
 
-
-def _check_keys(data: Any, allowed: set[str], where: str) -> Mapping[str, Any]:
+    Raises:
+        ProgressiveConfigError: unknown keys, missing required keys or values of the wrong kind, all of them.
+    """
     if not isinstance(data, Mapping):
-        _fail(where, "a mapping (key: value)", data)
-    unknown = sorted(set(map(str, data)) - allowed)
-    if unknown:
-        raise ProgressiveConfigError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(allowed)} (see docs/benchmark.md)"
-        )
-    return data
-
-
-def _int(value: Any, where: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(where, f"an integer >= {minimum}", value)
-    return value
+        raise ProgressiveConfigError(f"spec: expected a mapping (key: value), got {data!r}")
+    return validate(BenchmarkSpec, data, "spec", context={"base_dir": Path(base_dir)})
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -251,231 +555,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         if not part.isdigit():
             raise ProgressiveConfigError(f"--seeds: expected comma-separated integers >= 0 such as 0,1, got {text!r}")
         seeds.append(int(part))
-    return tuple(dict.fromkeys(seeds))
+    return _unique(seeds)
 
 
 def with_seeds(spec: BenchmarkSpec, seeds: Sequence[int]) -> BenchmarkSpec:
     """The spec with other repeat indices (the runs of seeds already done are skipped as usual)."""
-    return replace(spec, seeds=tuple(dict.fromkeys(_int(s, f"seeds[{i}]") for i, s in enumerate(seeds))))
-
-
-def _name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        _fail(where, "a name of letters, digits, '_', '-' or '.'", value)
-    return value
-
-
-def _knobs(data: Any, where: str) -> dict[str, str]:
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        _fail(where, "a mapping of environment variables, e.g. {NNPROG_EPOCHS: 100}", data)
-    knobs = {}
-    for key, value in data.items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
-            _fail(f"{where}", "environment variable names", key)
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        if not isinstance(value, str | int | float):
-            _fail(f"{where}.{key}", "a string or number", value)
-        knobs[key] = str(value)
-    return knobs
-
-
-def _path(value: Any, where: str, base_dir: Path) -> Path:
-    if not isinstance(value, str | os.PathLike) or not str(value):
-        _fail(where, "a folder path", value)
-    path = Path(value).expanduser()
-    return (path if path.is_absolute() else base_dir / path).resolve()
-
-
-def _slurm(data: Any) -> SlurmSpec:
-    data = _check_keys(data or {}, _SLURM_KEYS, "executor.slurm")
-    defaults = SlurmSpec()
-    partition = data.get("partition")
-    if partition is not None and not isinstance(partition, str):
-        _fail("executor.slurm.partition", "a partition name", partition)
-    cluster = data.get("cluster", defaults.cluster)
-    if cluster not in SUBMITIT_CLUSTERS:
-        _fail("executor.slurm.cluster", f"one of {SUBMITIT_CLUSTERS}", cluster)
-    mem_gb = data.get("mem_gb")
-    if mem_gb is not None and (isinstance(mem_gb, bool) or not isinstance(mem_gb, int | float) or mem_gb <= 0):
-        _fail("executor.slurm.mem_gb", "a positive number", mem_gb)
-    cpus = data.get("cpus_per_task")
-    setup = data.get("setup") or []
-    if isinstance(setup, str) or not all(isinstance(line, str) for line in setup):
-        _fail("executor.slurm.setup", "a list of shell lines", setup)
-    extra = data.get("extra") or {}
-    if not isinstance(extra, Mapping):
-        _fail("executor.slurm.extra", "a mapping of submitit slurm parameters (without the slurm_ prefix)", extra)
-    return SlurmSpec(
-        partition=partition,
-        time_min=_int(data.get("time_min", defaults.time_min), "executor.slurm.time_min", 1),
-        gpus_per_node=_int(data.get("gpus_per_node", defaults.gpus_per_node), "executor.slurm.gpus_per_node"),
-        cpus_per_task=None if cpus is None else _int(cpus, "executor.slurm.cpus_per_task", 1),
-        mem_gb=mem_gb,
-        array_parallelism=_int(data.get("array_parallelism", defaults.array_parallelism),
-                               "executor.slurm.array_parallelism", 1),
-        max_num_resubmits=_int(data.get("max_num_resubmits", defaults.max_num_resubmits),
-                               "executor.slurm.max_num_resubmits"),
-        setup=tuple(setup),
-        extra=dict(extra),
-        cluster=cluster,
-    )
-
-
-def _executor(data: Any) -> ExecutorSpec:
-    data = _check_keys(data or {}, _EXECUTOR_KEYS, "executor")
-    kind = data.get("type", "local")
-    if kind not in EXECUTOR_TYPES:
-        _fail("executor.type", f"one of {EXECUTOR_TYPES}", kind)
-    device = data.get("device", "cuda")
-    if device not in DEVICES:
-        _fail("executor.device", f"one of {DEVICES}", device)
-    gpus = data.get("gpus")
-    if gpus is not None:
-        if isinstance(gpus, int | str) or not gpus or not all(
-                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus):
-            _fail("executor.gpus", "null or a non-empty list of GPU indices, e.g. [0, 1]", gpus)
-        if len(set(gpus)) != len(gpus):
-            _fail("executor.gpus", "distinct GPU indices", gpus)
-        if kind != "local":
-            _fail("executor.gpus", "no gpus list with the slurm executor", gpus,
-                  "SLURM assigns the GPUs; set executor.slurm.gpus_per_node instead")
-        if device != "cuda":
-            _fail("executor.gpus", f"no gpus list with device {device!r}", gpus, "set device: cuda or drop gpus")
-        gpus = tuple(gpus)
-    timeout = data.get("run_timeout_hours")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-        _fail("executor.run_timeout_hours", "a positive number of hours or null", timeout)
-    slurm = _slurm(data.get("slurm"))  # read even for local, so one spec switches by changing `type`
-    return ExecutorSpec(type=kind, device=device, gpus=gpus, run_timeout_hours=timeout, slurm=slurm)
-
-
-def _dataset(data: Any, index: int) -> DatasetSpec:
-    where = f"datasets[{index}]"
-    data = _check_keys(data, _DATASET_KEYS, where)
-    dataset_id, name = data.get("id"), data.get("name")
-    if dataset_id is None and name is None:
-        raise ProgressiveConfigError(f"{where}: needs `id: 4` or `name: Dataset004_Hippocampus`; got neither")
-    if dataset_id is not None:
-        _int(dataset_id, f"{where}.id", 1)
-        if dataset_id > 999:
-            _fail(f"{where}.id", "an nnU-Net dataset id from 1 to 999", dataset_id)
-    if name is not None:
-        match = _DATASET_NAME.match(name) if isinstance(name, str) else None
-        if match is None:
-            _fail(f"{where}.name", "an nnU-Net dataset folder name like Dataset004_Hippocampus", name)
-        if dataset_id is not None and int(match.group(1)) != dataset_id:
-            _fail(f"{where}", f"id and name to agree (id {dataset_id})", name)
-    configurations = data.get("configurations")
-    if isinstance(configurations, str):
-        configurations = [configurations]
-    if not configurations or not all(isinstance(c, str) and c for c in configurations):
-        _fail(f"{where}.configurations", "a non-empty list such as [3d_fullres] or [2d, 3d_fullres]", configurations)
-    prepare = _check_keys(data.get("prepare") or {}, _PREPARE_KEYS, f"{where}.prepare")
-    preset = prepare.get("synthetic_preset")
-    if preset is not None:
-        from nnunet_progressive.datasets.generated import generated_dataset_names, generated_task_name
-
-        if preset not in generated_dataset_names():
-            _fail(f"{where}.prepare.synthetic_preset", f"one of {generated_dataset_names()}", preset)
-        if dataset_id is None:
-            raise ProgressiveConfigError(f"{where}: a synthetic_preset needs the dataset `id` to write it under")
-        expected = f"Dataset{dataset_id:03d}_{generated_task_name(preset)}"
-        if name is not None and name != expected:
-            _fail(f"{where}.name", f"{expected!r} (the preset's folder name)", name, "drop `name` or fix it")
-    return DatasetSpec(
-        id=dataset_id, name=name, configurations=tuple(dict.fromkeys(configurations)),
-        plans=_name(data.get("plans", "nnUNetPlans"), f"{where}.plans"), synthetic_preset=preset,
-        num_processes=_int(prepare.get("num_processes", 2), f"{where}.prepare.num_processes", 1),
-    )
-
-
-def _trainer(data: Any, index: int) -> TrainerSpec:
-    where = f"trainers[{index}]"
-    if isinstance(data, str):
-        return TrainerSpec(_name(data, where))
-    data = _check_keys(data, _TRAINER_KEYS, where)
-    if "name" not in data:
-        raise ProgressiveConfigError(f"{where}: needs `name: nnUNetTrainer_...`; got keys {sorted(data)}")
-    return TrainerSpec(_name(data["name"], f"{where}.name"), _knobs(data.get("knobs"), f"{where}.knobs"))
-
-
-def _small_network(data: Any) -> SmallNetworkSpec | None:
-    if data is None or data is False:
-        return None
-    if data is True:
-        return SmallNetworkSpec()
-    data = _check_keys(data, _SMALL_KEYS, "small_network")
-    features = data.get("features_per_stage", SMALL_FEATURES_PER_STAGE)
-    if isinstance(features, str) or not features or not all(
-            isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
-        _fail("small_network.features_per_stage", "a list of positive channel counts", features)
-    return SmallNetworkSpec(tuple(features), _int(data.get("convs_per_stage", 1), "small_network.convs_per_stage", 1))
-
-
-def _list(data: Any, where: str, default: Sequence[Any]) -> list[Any]:
-    if data is None:
-        return list(default)
-    if isinstance(data, int | str) and not isinstance(data, bool):
-        return [data]
-    if not isinstance(data, Sequence) or not data:
-        _fail(where, "a non-empty list", data)
-    return list(data)
-
-
-def parse_spec(data: Any, base_dir: str | os.PathLike = ".") -> BenchmarkSpec:
-    """A validated :class:`BenchmarkSpec` from the parsed YAML/JSON mapping (paths relative to ``base_dir``).
-
-    Raises:
-        ProgressiveConfigError: unknown keys, missing required keys or values of the wrong kind.
-    """
-    base_dir = Path(base_dir)
-    data = _check_keys(data, _TOP_KEYS, "spec")
-    for key in ("results_dir", "datasets", "trainers"):
-        if key not in data or data[key] in (None, [], ""):
-            hint = {"results_dir": "results_dir: results/my_benchmark",
-                    "datasets": "datasets: [{id: 4, configurations: [3d_fullres]}]",
-                    "trainers": "trainers: [nnUNetTrainer_ConstantPatch, nnUNetTrainer_PGPS_Efficiency]"}[key]
-            raise ProgressiveConfigError(f"spec: missing required key {key!r}; add e.g. `{hint}`")
-    datasets = data["datasets"]
-    if not isinstance(datasets, Sequence) or isinstance(datasets, str):
-        _fail("datasets", "a list of datasets", datasets)
-    trainers_data = data["trainers"]
-    if not isinstance(trainers_data, Sequence) or isinstance(trainers_data, str):
-        _fail("trainers", "a list of trainer names", trainers_data)
-    trainers = tuple(_trainer(t, i) for i, t in enumerate(trainers_data))
-    names = [t.name for t in trainers]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ProgressiveConfigError(f"trainers: {duplicates} listed twice; list each trainer once")
-    folds = _list(data.get("folds"), "folds", (0,))
-    for i, fold in enumerate(folds):
-        if fold != "all":
-            _int(fold, f"folds[{i}]")
-    seeds = [_int(s, f"seeds[{i}]") for i, s in enumerate(_list(data.get("seeds"), "seeds", (0,)))]
-    reference = data.get("reference_trainer")
-    if reference is not None and reference not in names:
-        _fail("reference_trainer", f"one of the trainers {names}", reference)
-    parsed_datasets = tuple(_dataset(d, i) for i, d in enumerate(datasets))
-    keys = [(d.id, d.name, d.plans) for d in parsed_datasets]
-    if len(set(keys)) != len(keys):
-        raise ProgressiveConfigError("datasets: the same dataset and plans are listed twice; merge their "
-                                     "configurations into one entry")
-    nnunet_root = data.get("nnunet_root")
-    return BenchmarkSpec(
-        results_dir=_path(data["results_dir"], "results_dir", base_dir),
-        nnunet_root=None if nnunet_root is None else _path(nnunet_root, "nnunet_root", base_dir),
-        executor=_executor(data.get("executor")),
-        datasets=parsed_datasets,
-        trainers=trainers,
-        folds=tuple(dict.fromkeys(folds)),
-        seeds=tuple(dict.fromkeys(seeds)),
-        knobs=_knobs(data.get("knobs"), "knobs"),
-        small_network=_small_network(data.get("small_network")),
-        reference_trainer=reference,
-    )
+    return validate(BenchmarkSpec, {**spec.to_dict(), "seeds": list(seeds)}, "--seeds")
 
 
 def read_spec_file(path: str | os.PathLike) -> Any:
@@ -521,13 +606,14 @@ def expand_runs(spec: BenchmarkSpec, dataset_names: Sequence[str]) -> list[Bench
     """
     if len(dataset_names) != len(spec.datasets):
         raise ValueError(f"need one name per dataset ({len(spec.datasets)}), got {len(dataset_names)}")
+    variants = spec.variants()
     runs = []
     for dataset, name in zip(spec.datasets, dataset_names):
         for configuration in dataset.configurations:
             for fold in spec.folds:
                 for seed in spec.seeds:
-                    for trainer in spec.trainers:
-                        knobs = {**spec.knobs, **trainer.knobs}
-                        runs.append(BenchmarkRun(name, configuration, spec.training_plans(dataset), trainer.name,
-                                                 fold, seed, knobs))
+                    for variant in variants:
+                        runs.append(BenchmarkRun(name, configuration, spec.training_plans(dataset), variant.trainer,
+                                                 fold, seed, dict(variant.knobs), variant.settings_id,
+                                                 variant.label, dict(variant.settings)))
     return runs

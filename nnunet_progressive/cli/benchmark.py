@@ -18,12 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="benchmark_action", metavar="ACTION")
     run_parser = actions.add_parser(
         "run", help="prepare, train and record every run of a spec (finished runs are skipped)",
-        description="Plans and preprocesses where needed, then trains every run not yet done: new runs from "
-        "scratch, interrupted runs with --c, trained but unvalidated runs with --val. Records go to "
-        "<results_dir>/runs/<run_id>.json.",
+        description="Checks every trainer name and knob, plans and preprocesses where needed, then trains every "
+        "run not yet done: new runs from scratch, interrupted runs with --c, trained but unvalidated runs with "
+        "--val. A run's knobs are part of its id: a run whose knobs changed in the spec is a new run. Records go "
+        "to <results_dir>/runs/<run_id>.json.",
     )
     run_parser.add_argument("spec", help="the spec file (.yaml, .yml or .json)")
-    run_parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; change nothing")
+    run_parser.add_argument("--dry-run", action="store_true",
+                            help="check the spec and trainers, list the runs and their status; change nothing")
     run_parser.add_argument("--prepare-only", action="store_true", help="only generate/plan/preprocess the datasets")
     run_parser.add_argument("--wait", action="store_true", help="slurm executor: wait until the submitted jobs end")
     run_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,20 +67,24 @@ def run_action(args: argparse.Namespace) -> int:
     except (ProgressiveConfigError, RuntimeError) as error:
         return _error(str(error))
     if args.dry_run or args.prepare_only:
-        rows = [[run.run_id, outcome.statuses[run.run_id],
+        rows = [[run.run_id, run.label, outcome.statuses[run.run_id],
                  "skip" if outcome.statuses[run.run_id] == "done" else MODE_FOR_STATUS[outcome.statuses[run.run_id]][0]]
                 for run in outcome.runs]
-        print(markdown_table(["Run", "Status", "Next"], rows), end="")
+        print(markdown_table(["Run", "Trainer (label)", "Status", "Next"], rows), end="")
+        if outcome.stale_records:
+            print(f"{len(outcome.stale_records)} record(s) in {spec.results_dir / 'runs'} are of runs this spec no "
+                  f"longer has (other knobs or trainers): kept, left out of the report")
         return 0
     if outcome.jobs and not outcome.records:
         print(f"submitted; rerun `nnprog benchmark run {args.spec}` later to record finished runs and resubmit "
               f"failed ones, then `nnprog benchmark report {spec.results_dir}`")
         return 0
-    done = sum(1 for r in outcome.records if r and r.get("status") == "done")
+    done = sum(1 for r in outcome.records if r is not None and r.status == "done")
     print(f"{done} of {len(outcome.runs)} runs done; records in {spec.results_dir / 'runs'}")
     for record in outcome.records:
-        if record and record.get("skipped_because"):
-            print(f"skipped {record['run_id']}: {record['skipped_because']}")
+        reason = getattr(record, "skipped_because", None)
+        if reason:
+            print(f"skipped {record.run_id}: {reason}")
     for run_id in outcome.failed:
         print(f"not done: {run_id} (log: {spec.results_dir / 'logs' / (run_id + '.log')})")
     return 1 if outcome.failed else 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,14 +13,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="train constant-patch nnU-Net and PGPS Efficiency on generated data and compare them",
         description="Generates a small dataset, plans and preprocesses it with nnU-Net, trains "
-        "nnUNetTrainer_ConstantPatch and nnUNetTrainer_PGPS_Efficiency with the same budget on the CPU, "
-        "and writes demo_results.md and demo_results.png into the workspace.",
+        "nnUNetTrainer_ConstantPatch and nnUNetTrainer_PGPS_Efficiency with the same budget on the CPU (a short "
+        "benchmark: the runner of `nnprog benchmark run`, with a bar of epochs per training), and writes "
+        "demo_results.md and demo_results.png into the workspace. Runs finished by an earlier demo with the same "
+        "budget are reused.",
     )
     parser.add_argument("--workspace", default="nnprog_demo", help="folder for data, results and the report")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs per trainer (default {epochs})")
     parser.add_argument("--iterations", type=int, default=iterations,
                         help=f"training iterations per epoch (default {iterations})")
-    parser.add_argument("--preset", default="demo", help="synthetic dataset preset (default demo)")
+    parser.add_argument("--preset", default="demo", help="generated dataset (a synthetic preset or mni152; "
+                        "default demo)")
     parser.set_defaults(func=run)
 
 
@@ -28,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_progressive.benchmark.demo import run_demo, speedup_text
 
-    results = run_demo(args.workspace, args.epochs, args.iterations, args.preset)
+    try:
+        results = run_demo(args.workspace, args.epochs, args.iterations, args.preset)
+    except RuntimeError as error:  # a training failed: its log says why
+        print(f"nnprog demo: {error}", file=sys.stderr)
+        return 1
     report = Path(args.workspace) / "demo_results.md"
     print(report.read_text())
     print(speedup_text(results))

@@ -9,6 +9,9 @@ package's trainers holds, besides nnU-Net's own files:
 - ``curriculum.json`` (:class:`Curriculum`) and ``pgps_schedule.png``: the PGPS trainers' stages and timings;
 - ``time_to_dice.json`` (:class:`TimeToDice`): the Dice checks of the stop-at-Dice and PDL trainers.
 
+A benchmark's results folder (``nnprog benchmark run``) holds ``spec.json``, one ``runs/<run_id>.json``
+(:class:`BenchmarkRecord`) per run and ``prepared/<DatasetXXX_Name>.json`` (:class:`DatasetPreparation`).
+
 Records are pydantic models that keep unknown keys (newer or older package versions add fields);
 :func:`read_record` validates a file against one and names the file in its error. Writers go through
 :func:`write_record` (atomic: temporary file, then rename).
@@ -19,9 +22,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
@@ -39,6 +42,8 @@ CHECKPOINT_FINAL = "checkpoint_final.pth"
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
 CHECKPOINT_BEST = "checkpoint_best.pth"
 BENCHMARK_RUNS_DIR = "runs"
+BENCHMARK_SPEC_JSON = "spec.json"
+BENCHMARK_PREPARED_DIR = "prepared"
 
 
 def checkpoint_state_path(checkpoint_file: str | os.PathLike) -> Path:
@@ -169,6 +174,90 @@ class Curriculum(Record):
     epochs_done: int = 0
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
+
+
+RunStatus = Literal["new", "running", "done", "failed", "interrupted"]
+
+
+class Attempt(Record):
+    """One ``nnUNetv2_train`` call of a benchmark run."""
+
+    mode: Literal["new", "continue", "validate"]
+    command: list[str]
+    started_at: str
+    ended_at: str | None = None
+    wall_seconds: float | None = None
+    outcome: Literal["ok", "failed", "interrupted"] | None = None
+    host: str | None = None
+    pid: int | None = None
+    gpu: int | None = None
+    slurm_job_id: str | None = None
+
+
+class RunResult(Record):
+    """What a finished run produced, read from its fold folder (None where nothing was written)."""
+
+    fold_folder: str | None = None
+    dice_mean: float | None = None
+    dice_per_class: dict[str, float] = Field(default_factory=dict)  # label value -> Dice
+    class_names: dict[str, str] = Field(default_factory=dict)  # label value -> name in dataset.json
+    train_wall_seconds: float | None = None  # sum of nnU-Net's epoch times
+    train_wall_source: str | None = None  # run_summary | checkpoint_logging | None
+    train_iteration_seconds: float | None = None  # the training iterations alone (run_summary.json)
+    epochs_done: int | None = None
+    num_epochs: int | None = None
+    num_iterations_per_epoch: int | None = None
+    peak_gpu_memory_bytes: int | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] | None = None
+    curriculum: dict[str, Any] | None = None  # curriculum.json of a PGPS run
+    ideal_time_ratio: float | None = None  # the PGPS schedule's voxels processed / constant patch's
+    switch_seconds: float | None = None  # PGPS: time spent rebuilding loaders at stage switches
+    time_to_dice: dict[str, Any] | None = None  # time_to_dice.json (validated when read)
+
+
+class BenchmarkRecord(Record):
+    """``runs/<run_id>.json``: one benchmark run, its attempts and, once done, its result."""
+
+    run_id: str
+    dataset: str
+    dataset_id: int | None = None
+    configuration: str
+    plans: str
+    trainer: str
+    label: str | None = None  # the trainer entry's name in the report (default: the trainer)
+    fold: int | str
+    seed: int
+    knobs: dict[str, str] = Field(default_factory=dict)  # the environment the run trains with
+    settings_id: str | None = None  # hash of the run's settings: part of run_id and of its results folder
+    settings: dict[str, Any] = Field(default_factory=dict)  # what settings_id is the hash of
+    status: RunStatus = "new"
+    fold_folder: str | None = None
+    log_file: str | None = None
+    error: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    runner_wall_seconds: float | None = None  # sum of the attempts' subprocess wall time
+    gpus_used: int | None = None
+    gpu_hours: float | None = None  # training wall hours x GPUs one run occupies (None on CPU)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    result: RunResult | None = None
+    updated_at: str | None = None
+
+    @model_validator(mode="after")
+    def _label_defaults_to_the_trainer(self) -> BenchmarkRecord:
+        if not self.label:
+            self.label = self.trainer
+        return self
+
+
+class DatasetPreparation(Record):
+    """``prepared/<DatasetXXX_Name>.json``: what ``nnprog benchmark run`` did to a dataset before training."""
+
+    dataset: str
+    generated_seconds: float | None = None  # synthetic preset written
+    plan_seconds: float | None = None  # nnUNetv2_plan_and_preprocess / nnUNetv2_preprocess
+    rank_seconds: float | None = None  # nnprog rank (the PDL trainers' similarity ranking)
+    ranking_files: list[str] = Field(default_factory=list)
 
 
 T = TypeVar("T", bound=Record)

@@ -22,17 +22,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, replace
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import SimpleITK as sitk
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 from scipy import ndimage
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import new_raw_dataset_folder
+from nnunet_progressive.core.validation import CheckedModel, integer
 
 __all__ = ["PRESETS", "SyntheticDatasetSpec", "generate_case", "write_dataset", "write_preset"]
 
@@ -65,9 +66,51 @@ _ORGAN_CLASS_SCALE = (1.0, 0.8, 0.65, 0.9, 0.7)  # fixed per organ class so clas
 _MAX_ATTEMPTS = 25
 
 
-@dataclass(frozen=True)
-class SyntheticDatasetSpec:
-    """What to generate. Axis order is nnU-Net's numpy order (z, y, x) for 3D, (y, x) for 2D.
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or len(value) not in (2, 3):
+        raise ValueError("expected a tuple of 2 (y, x) or 3 (z, y, x) voxel counts")
+    if not all(_is_int(s) and s >= 16 for s in value):
+        raise ValueError("expected integer voxel counts, each >= 16")
+    return tuple(value)
+
+
+def _spacing(value: Any, info: ValidationInfo) -> tuple[float, ...]:
+    shape = info.data.get("shape")
+    if shape is not None and (not isinstance(value, list | tuple) or len(value) != len(shape)):
+        raise ValueError(f"expected a tuple of {len(shape)} spacings in mm (one per shape axis, same order)")
+    if not isinstance(value, list | tuple) or not all(_is_real(s) and math.isfinite(s) and s > 0 for s in value):
+        raise ValueError("expected finite positive spacings in mm")
+    return tuple(value)
+
+
+def _some_foreground(value: Any, info: ValidationInfo) -> Any:
+    if info.data.get("num_organs") == 0 and value == 0:
+        raise ValueError("expected num_organs >= 1 or num_lesions >= 1 (at least one foreground class)")
+    return value
+
+
+def _case_count(value: Any) -> Any:
+    if not _is_int(value) or value < 2:
+        raise ValueError("expected an integer >= 2 (use >= 5 for nnU-Net's default 5-fold split)")
+    return value
+
+
+def _noise(value: Any) -> Any:
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise ValueError("expected a finite float >= 0")
+    return value
+
+
+def _task_name(value: Any) -> Any:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise ValueError("expected a non-empty string of letters, digits, '_' and '-' starting with a letter or "
+                         "digit (it becomes part of folder and file names, e.g. 'NNProgDemo')")
+    return value
+
+
+class SyntheticDatasetSpec(CheckedModel):
+    """What to generate (a frozen pydantic model). Axis order is nnU-Net's numpy order (z, y, x) for 3D, (y, x)
+    for 2D.
 
     Args:
         name: task name part, e.g. ``"NNProgDemo"`` -> folder ``DatasetXXX_NNProgDemo``; letters, digits,
@@ -84,28 +127,24 @@ class SyntheticDatasetSpec:
         seed: base seed (>= 0); case ``i`` is generated from ``(seed, i)``.
 
     Raises:
-        ProgressiveConfigError: (a ``ValueError``) when a field is out of range; the message says what was
-            expected and what was received.
+        ProgressiveConfigError: (a ``ValueError``) when a field is out of range or unknown; the message names
+            every bad field, what was expected and what was received.
     """
 
-    name: str
-    num_cases: int = 10
-    shape: tuple[int, ...] = (64, 64, 64)
-    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
-    num_channels: int = 1
-    num_organs: int = 1
-    num_lesions: int = 2
-    modality: str = "CT"
-    noise_std: float = 0.1
-    seed: int = 0
+    name: Annotated[str, BeforeValidator(_task_name)]
+    num_cases: Annotated[int, BeforeValidator(_case_count)] = 10
+    shape: Annotated[tuple[int, ...], BeforeValidator(_shape)] = (64, 64, 64)
+    spacing: Annotated[tuple[float, ...], BeforeValidator(_spacing)] = (1.0, 1.0, 1.0)
+    num_channels: integer(1) = 1
+    num_organs: integer(0, _MAX_ORGANS) = 1
+    num_lesions: Annotated[integer(0), AfterValidator(_some_foreground)] = 2
+    modality: Literal["CT", "MRI"] = "CT"
+    noise_std: Annotated[float, BeforeValidator(_noise)] = 0.1
+    seed: integer(0) = 0
 
-    def __post_init__(self) -> None:
-        # Accept lists (e.g. from JSON/CLI) but store tuples so the spec stays hashable.
-        if isinstance(self.shape, list):
-            object.__setattr__(self, "shape", tuple(self.shape))
-        if isinstance(self.spacing, list):
-            object.__setattr__(self, "spacing", tuple(self.spacing))
-        _validate_spec(self)
+    def replace(self, **changes: Any) -> SyntheticDatasetSpec:
+        """A copy with ``changes`` applied (validated like a new spec)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
 
 def _is_int(value: Any) -> bool:
@@ -114,43 +153,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _validate_spec(spec: SyntheticDatasetSpec) -> None:
-    """Raise ``ProgressiveConfigError`` (a ``ValueError``) naming the first bad field of ``spec``."""
-
-    def fail(field: str, expected: str, got: Any) -> None:
-        raise ProgressiveConfigError(f"SyntheticDatasetSpec.{field}: expected {expected}; got {got!r}.")
-
-    if not isinstance(spec.name, str) or not _NAME_RE.fullmatch(spec.name):
-        fail("name", "a non-empty string of letters, digits, '_' and '-' starting with a letter or digit "
-             "(it becomes part of folder and file names, e.g. 'NNProgDemo')", spec.name)
-    if not _is_int(spec.num_cases) or spec.num_cases < 2:
-        fail("num_cases", "an integer >= 2 (use >= 5 for nnU-Net's default 5-fold split)", spec.num_cases)
-    if not isinstance(spec.shape, tuple) or len(spec.shape) not in (2, 3):
-        fail("shape", "a tuple of 2 (y, x) or 3 (z, y, x) voxel counts", spec.shape)
-    if not all(_is_int(s) and s >= 16 for s in spec.shape):
-        fail("shape", "integer voxel counts, each >= 16", spec.shape)
-    if not isinstance(spec.spacing, tuple) or len(spec.spacing) != len(spec.shape):
-        fail("spacing", f"a tuple of {len(spec.shape)} spacings in mm (one per shape axis, same order)",
-             spec.spacing)
-    if not all(_is_real(s) and math.isfinite(s) and s > 0 for s in spec.spacing):
-        fail("spacing", "finite positive spacings in mm", spec.spacing)
-    if not _is_int(spec.num_channels) or spec.num_channels < 1:
-        fail("num_channels", "an integer >= 1", spec.num_channels)
-    if not _is_int(spec.num_organs) or not 0 <= spec.num_organs <= _MAX_ORGANS:
-        fail("num_organs", f"an integer in [0, {_MAX_ORGANS}]", spec.num_organs)
-    if not _is_int(spec.num_lesions) or spec.num_lesions < 0:
-        fail("num_lesions", "an integer >= 0", spec.num_lesions)
-    if spec.num_organs == 0 and spec.num_lesions == 0:
-        fail("num_organs/num_lesions", "num_organs >= 1 or num_lesions >= 1 (at least one foreground class)",
-             (spec.num_organs, spec.num_lesions))
-    if spec.modality not in _MODALITIES:
-        fail("modality", f"one of {list(_MODALITIES)}", spec.modality)
-    if not _is_real(spec.noise_std) or not math.isfinite(spec.noise_std) or spec.noise_std < 0:
-        fail("noise_std", "a finite float >= 0", spec.noise_std)
-    if not _is_int(spec.seed) or spec.seed < 0:
-        fail("seed", "an integer >= 0", spec.seed)
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -386,7 +388,6 @@ def generate_case(spec: SyntheticDatasetSpec, case_index: int) -> tuple[np.ndarr
         ``(image, label)``: image float32 of shape ``(num_channels, *spec.shape)``, label uint8 of shape
         ``spec.shape`` with values ``0..num_organs (+1 for lesions)``; every label occurs in every case.
     """
-    _validate_spec(spec)
     if not _is_int(case_index) or case_index < 0:
         raise ProgressiveConfigError(f"generate_case: case_index must be an integer >= 0; "
                                      f"got {case_index!r}.")
@@ -426,7 +427,7 @@ def _dataset_json(spec: SyntheticDatasetSpec) -> dict[str, Any]:
         "file_ending": ".nii.gz",
         "name": spec.name,
         "description": "Synthetic dataset generated by nnunet_progressive.datasets.synthetic (not real data).",
-        "synthetic_spec": asdict(spec),
+        "synthetic_spec": spec.model_dump(mode="json"),
     }
 
 
@@ -454,7 +455,6 @@ def write_dataset(spec: SyntheticDatasetSpec, raw_root: str | Path, dataset_id: 
         FileExistsError: the target exists and ``overwrite`` is False, or another dataset already uses this
             id (nnU-Net would refuse an ambiguous id; that folder is never deleted).
     """
-    _validate_spec(spec)
     if not _is_int(dataset_id) or not 1 <= dataset_id <= 999:
         raise ProgressiveConfigError(f"write_dataset: dataset_id must be an integer in [1, 999] (nnU-Net "
                                      f"uses 3-digit ids); got {dataset_id!r}.")
@@ -512,10 +512,5 @@ def write_preset(preset_name: str, raw_root: str | Path, dataset_id: int, overwr
     if preset_name not in PRESETS:
         raise ProgressiveConfigError(f"Unknown synthetic preset {preset_name!r}; valid names: "
                                      f"{sorted(PRESETS)}.")
-    fields = set(SyntheticDatasetSpec.__dataclass_fields__)
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ProgressiveConfigError(f"Unknown SyntheticDatasetSpec field(s) {unknown} in overrides; valid "
-                                     f"fields: {sorted(fields)}.")
-    spec = replace(PRESETS[preset_name], **overrides)
+    spec = PRESETS[preset_name].replace(**overrides)
     return write_dataset(spec, raw_root, dataset_id, overwrite=overwrite)

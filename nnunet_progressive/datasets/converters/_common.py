@@ -50,7 +50,7 @@ class Built:
 def layout_error(task: TaskInfo, source: Path, problem: str) -> SourceLayoutError:
     """A :class:`SourceLayoutError` that says what is wrong, what layout is expected and where to get it."""
     return SourceLayoutError(
-        f"{task.display_name}: {problem}\nExpected layout under --source ({source}): {task.layout}.\n"
+        f"{task.display_name}: {problem} Expected layout under --source ({source}): {task.layout}. "
         f"Download it yourself from {task.download_page}: {task.download_url} (nothing is downloaded for you), "
         f"extract it and pass that folder as --source.")
 
@@ -149,14 +149,44 @@ def nnunet_raw_redirected(module: ModuleType, folder: Path, **replacements: Any)
 # ----------------------------------------------------------------------------------------------- labels
 
 
+# A label may carry the image's grid with slightly different header numbers (rounding in the export). Copying
+# the image geometry onto it is exact only while every label voxel stays on the image voxel it overlaps most:
+# an origin shift below half a voxel on every axis, the same axis directions (no flip, no rotation beyond
+# rounding) and the same spacing up to rounding. Anything larger is a different placement, not a header quirk.
+MAX_ORIGIN_SHIFT_VOXELS = 0.5
+MAX_DIRECTION_DIFFERENCE = 1e-3  # largest difference of one direction cosine
+MAX_SPACING_DIFFERENCE = 1e-3  # relative, per axis
+
+
+def geometry_difference(image_geometry: tuple, label_geometry: tuple) -> dict[str, float]:
+    """How far a label's header is from its image's: origin shift in mm and in image voxels (per axis, the
+    largest), the largest direction-cosine difference and the largest relative spacing difference.
+
+    Each geometry is ``(origin, spacing, direction)`` as SimpleITK gives them (x, y, z; direction row-major).
+    """
+    import numpy as np
+
+    origin, spacing, direction = (np.asarray(v, dtype=float) for v in image_geometry)
+    label_origin, label_spacing, label_direction = (np.asarray(v, dtype=float) for v in label_geometry)
+    axes = direction.reshape(3, 3) if direction.size == 9 else direction.reshape(2, 2)
+    shift = label_origin - origin
+    shift_in_voxels = np.abs(axes.T @ shift) / spacing  # the shift along each image axis, in voxels
+    return {"origin_shift_mm": float(np.max(np.abs(shift))),
+            "origin_shift_voxels": float(np.max(shift_in_voxels)),
+            "direction_change": float(np.max(np.abs(label_direction - direction))),
+            "spacing_change": float(np.max(np.abs(label_spacing - spacing) / spacing))}
+
+
 def label_onto_image_grid(image_file: Path, label_file: Path, out_file: Path, num_classes: int,
                           case: str) -> dict[str, Any] | None:
     """Write ``label_file`` as uint8 on the voxel grid of ``image_file`` (SimpleITK); return a fix note or None.
 
     Some releases (BTCV among them) store labels whose origin/direction/spacing differ slightly from the image
-    header although both share the voxel grid. When the sizes match, the image geometry is copied onto the
-    label, and the size of the correction is returned (None when nothing changed). Different sizes, or label
-    values outside ``0..num_classes``, raise :class:`SourceLayoutError`.
+    header although both share the voxel grid. When the sizes match and the difference is within rounding
+    (origin shift below half a voxel, direction and spacing equal up to 1e-3), the image geometry is copied onto
+    the label and the size of the correction is returned (None when nothing changed). Other sizes, larger
+    differences (a flipped axis, a shift of a voxel or more) and label values outside ``0..num_classes`` raise
+    :class:`SourceLayoutError` naming the case.
     """
     import numpy as np
     import SimpleITK as sitk
@@ -171,6 +201,25 @@ def label_onto_image_grid(image_file: Path, label_file: Path, out_file: Path, nu
         raise SourceLayoutError(f"{case}: label {label_file.name} has size {label.GetSize()} but image "
                                 f"{image_file.name} has {size}; they must share the voxel grid. Re-extract the "
                                 f"case from the official archive or remove it (then use --allow-partial).")
+    difference = geometry_difference((origin, spacing, direction),
+                                     (label.GetOrigin(), label.GetSpacing(), label.GetDirection()))
+    problems = []
+    if difference["origin_shift_voxels"] >= MAX_ORIGIN_SHIFT_VOXELS:
+        problems.append(f"its origin {tuple(round(v, 3) for v in label.GetOrigin())} is "
+                        f"{difference['origin_shift_voxels']:.2f} voxels from the image's "
+                        f"{tuple(round(v, 3) for v in origin)}")
+    if difference["direction_change"] > MAX_DIRECTION_DIFFERENCE:
+        problems.append(f"its direction {tuple(round(v, 4) for v in label.GetDirection())} differs from the "
+                        f"image's {tuple(round(v, 4) for v in direction)} (a flipped or rotated axis)")
+    if difference["spacing_change"] > MAX_SPACING_DIFFERENCE:
+        problems.append(f"its spacing {tuple(round(v, 4) for v in label.GetSpacing())} differs from the image's "
+                        f"{tuple(round(v, 4) for v in spacing)}")
+    if problems:
+        raise SourceLayoutError(
+            f"{case}: label {label_file.name} does not lie on the grid of image {image_file.name}: "
+            f"{'; '.join(problems)}. Only differences within rounding (below half a voxel, directions and spacing "
+            f"equal to 1e-3) are corrected; this one would move the annotation. Check the case against the "
+            f"official archive (re-extract it), or remove it and pass --allow-partial.")
     array = sitk.GetArrayFromImage(label)
     values = np.unique(array)
     bad = [int(v) for v in values if not (v == int(v) and 0 <= v <= num_classes)]
@@ -181,14 +230,12 @@ def label_onto_image_grid(image_file: Path, label_file: Path, out_file: Path, nu
     out.SetOrigin(origin)
     out.SetDirection(direction)
     sitk.WriteImage(out, str(out_file), useCompression=True)
-
-    origin_shift = float(np.max(np.abs(np.subtract(label.GetOrigin(), origin))))
-    direction_change = float(np.max(np.abs(np.subtract(label.GetDirection(), direction))))
-    spacing_change = float(np.max(np.abs(np.subtract(label.GetSpacing(), spacing))))
-    if max(origin_shift, direction_change, spacing_change) <= 1e-6:
+    if max(difference["origin_shift_mm"], difference["direction_change"], difference["spacing_change"]) <= 1e-6:
         return None
-    return {"case": case, "origin_shift_mm": round(origin_shift, 4), "direction_change": round(direction_change, 6),
-            "spacing_change_mm": round(spacing_change, 6)}
+    return {"case": case, "origin_shift_mm": round(difference["origin_shift_mm"], 4),
+            "origin_shift_voxels": round(difference["origin_shift_voxels"], 4),
+            "direction_change": round(difference["direction_change"], 6),
+            "spacing_change": round(difference["spacing_change"], 6)}
 
 
 # ----------------------------------------------------------------------------------------------- dataset.json

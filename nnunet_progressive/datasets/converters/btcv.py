@@ -1,10 +1,12 @@
 """BTCV (Synapse multi-organ abdominal CT): 30 labelled cases, 13 organs.
 
 nnU-Net ships no BTCV converter. Images are copied unchanged (``imgNNNN`` -> ``BTCV_NNNN_0000``); labels are
-rewritten as uint8 with the image's origin, direction and spacing (SimpleITK), because some BTCV labels carry
-slightly different header geometry than their images although both share the voxel grid. Every correction is
-listed in dataset.json (``nnunet_progressive.label_geometry_fixed``); a label whose size differs from its
-image is an error.
+rewritten as uint8 on the image's grid (SimpleITK). Some BTCV labels carry slightly different header numbers than
+their images although both share the voxel grid: differences within rounding (an origin shift below half a
+voxel, directions and spacings equal to 1e-3) are corrected by writing the image's geometry, and every correction
+is listed in dataset.json (``nnunet_progressive.label_geometry_fixed``). A label of another size, or one whose
+geometry differs by more (a flipped axis, a shift of a voxel or more), is refused with an error naming the case:
+copying the image's geometry onto it would silently move the annotation.
 """
 
 from __future__ import annotations

@@ -189,20 +189,23 @@ TASKS: dict[str, TaskInfo] = {
         download_url="https://zenodo.org/records/10047292",
         licence="CC BY 4.0",
         expected_cases=1228,
-        expected_cases_note="1228 subjects with --totalseg-splits all; otherwise the meta.csv rows of the chosen "
-                            "splits",
+        expected_cases_note="the meta.csv rows of the training splits (default train and val; 1228 subjects "
+                            "with --totalseg-splits all)",
         layout="Totalsegmentator_dataset_v201/ with meta.csv (';'-separated, columns image_id and split) and "
                "s0000/ct.nii.gz + s0000/segmentations/<class>.nii.gz (one binary mask per class) ...",
         subset_choice="The paper does not say which classes or cases it used. Our choice (a setting): all 117 v2 "
-                      "classes and all 1228 subjects (train, val and test splits pooled for nnU-Net's 5-fold CV); "
-                      "--totalseg-classes selects TotalSegmentator's own 5-part class subsets or a list, "
-                      "--totalseg-splits keeps the official test split out.",
+                      "classes; the official train and val subjects train (nnU-Net's 5-fold CV, or the authors' "
+                      "fold 0 with splits_final_official.json) and the test subjects go to imagesTs/labelsTs, as "
+                      "the dataset authors' own converter does; --totalseg-classes selects TotalSegmentator's own "
+                      "5-part class subsets or a list, --totalseg-splits other training splits ('all' pools "
+                      "every subject).",
         converter="totalsegmentator",
         settings=(
             TaskSetting("totalseg_classes", "all", _TOTALSEG_CLASSES_HELP),
-            TaskSetting("totalseg_splits", "all",
-                        "meta.csv splits to convert: 'all' or a comma-separated list of "
-                        "train, val, test (e.g. 'train,val' keeps the official test subjects out)"),
+            TaskSetting("totalseg_splits", "train,val",
+                        "meta.csv splits that train (imagesTr/labelsTr): a comma-separated list of train, val, "
+                        "test, or 'all'; the test subjects go to imagesTs/labelsTs unless they train "
+                        "(default train,val, as the dataset authors' converter)"),
         ),
     ),
     "toothfairy2": TaskInfo(

@@ -1,5 +1,14 @@
 """TotalSegmentator v2.0.1 (1228 CT subjects, 117 classes as one binary mask file per class).
 
+Splits as the dataset authors' own converter (``resources/convert_dataset_to_nnunet.py`` of
+github.com/wasserth/TotalSegmentator): the subjects of meta.csv's ``train`` and ``val`` splits go to
+imagesTr/labelsTr, the ``test`` subjects to imagesTs/labelsTs (nnU-Net never trains on them; predict and evaluate
+them after training). The authors train one fold whose validation cases are the ``val`` split: that split is
+written as ``splits_final_official.json`` beside dataset.json (copy it to
+``nnUNet_preprocessed/DatasetXXX/splits_final.json`` after planning to train their fold 0; without it nnU-Net
+makes its 5-fold split of train+val). ``--totalseg-splits`` changes which splits train ('all' pools the test
+subjects in too).
+
 nnU-Net ships a converter for the MRI variant only (``Dataset227_TotalSegmentatorMRI``, a script body); this
 one follows it: CT copied unchanged, the chosen classes' masks merged into one uint8 label map (nibabel; a
 voxel claimed by two masks gets the later class), reader ``NibabelIOWithReorient``. The label map is written
@@ -10,9 +19,11 @@ class order (``class_map["total"]``), renumbered 1..k for subsets.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.datasets.converters._common import (
@@ -58,6 +69,8 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "ribs": CLASSES[91:117],
 }
 SPLITS = ("train", "val", "test")
+DEFAULT_TRAINING_SPLITS = ("train", "val")  # as the dataset authors' converter; test -> imagesTs/labelsTs
+OFFICIAL_SPLITS_FILE = "splits_final_official.json"
 _SUBJECT = re.compile(r"s\d{4,}")
 
 
@@ -91,8 +104,8 @@ def dataset_name(task: TaskInfo, settings: dict[str, str]) -> str:
     name = task.dataset_name
     if classes != "all":
         name += f"_{classes}" if classes in SUBSETS else f"_{len(resolve_classes(classes))}classes"
-    if splits != SPLITS:
-        name += "_" + "".join(s.capitalize() for s in splits)
+    if set(splits) != set(DEFAULT_TRAINING_SPLITS):
+        name += "_" + "".join(s.capitalize() for s in SPLITS if s in splits)
     return name
 
 
@@ -133,7 +146,8 @@ def _convert_subject(ct: Path, masks: Path, classes: tuple[str, ...], out_image:
 
 
 def build(task: TaskInfo, source: Path, work: Path, dataset_id: int, options: ConvertOptions) -> Built:
-    """Select subjects (by split) and classes, then merge each subject's masks into one label map in ``work``."""
+    """Select subjects (by split) and classes, merge each subject's masks into one label map in ``work``: the
+    training splits into imagesTr/labelsTr, the test split (unless it trains) into imagesTs/labelsTs."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
     classes = resolve_classes(options.settings["totalseg_classes"])
@@ -149,11 +163,14 @@ def build(task: TaskInfo, source: Path, work: Path, dataset_id: int, options: Co
         raise layout_error(task, source, f"no subject folders (s0000/ ...) in {source}.")
     subjects = subjects_in(root)
     expected = task.expected_cases
-    if splits != SPLITS:
+    test_subjects: list[str] = []
+    split_of: dict[str, str] = {}
+    if set(splits) != set(SPLITS):
         split_of = _read_splits(task, source, root / "meta.csv")
         expected = sum(1 for s in split_of.values() if s in splits)
+        test_subjects = [s for s in subjects if split_of.get(s) == "test"] if "test" not in splits else []
         subjects = [s for s in subjects if split_of.get(s) in splits]
-    incomplete = [s for s in subjects
+    incomplete = [s for s in subjects + test_subjects
                   if not ((root / s / "ct.nii.gz").is_file() and (root / s / "segmentations").is_dir())]
     if incomplete:
         raise layout_error(task, source, f"{len(incomplete)} subject(s) lack ct.nii.gz or segmentations/, e.g. "
@@ -162,15 +179,28 @@ def build(task: TaskInfo, source: Path, work: Path, dataset_id: int, options: Co
 
     name = dataset_name(task, options.settings)
     folder = work / f"Dataset{dataset_id:03d}_{name}"
-    (folder / "imagesTr").mkdir(parents=True)
-    (folder / "labelsTr").mkdir()
+    for sub in ("imagesTr", "labelsTr", *(("imagesTs", "labelsTs") if test_subjects else ())):
+        (folder / sub).mkdir(parents=True)
     jobs = [(root / s / "ct.nii.gz", root / s / "segmentations", classes, folder / "imagesTr" / f"{s}_0000.nii.gz",
              folder / "labelsTr" / f"{s}.nii.gz") for s in subjects]
+    jobs += [(root / s / "ct.nii.gz", root / s / "segmentations", classes, folder / "imagesTs" / f"{s}_0000.nii.gz",
+              folder / "labelsTs" / f"{s}.nii.gz") for s in test_subjects]
     run_cases(_convert_subject, jobs, options.num_processes, "TotalSegmentator")
+    official = None
+    if set(splits) == set(DEFAULT_TRAINING_SPLITS):
+        official = [{"train": [s for s in subjects if split_of.get(s) == "train"],
+                     "val": [s for s in subjects if split_of.get(s) == "val"]}]
+        (folder / OFFICIAL_SPLITS_FILE).write_text(json.dumps(official, indent=2) + "\n")
     generate_dataset_json(
-        str(folder), {0: "CT"}, {"background": 0, **{c: i for i, c in enumerate(classes, start=1)}}, len(jobs),
+        str(folder), {0: "CT"}, {"background": 0, **{c: i for i, c in enumerate(classes, start=1)}}, len(subjects),
         ".nii.gz", dataset_name=name, reference="https://github.com/wasserth/TotalSegmentator",
         release=task.download_url, overwrite_image_reader_writer="NibabelIOWithReorient", license=task.licence,
         converted_by="nnunet_progressive.datasets.converters.totalsegmentator",
-        description=f"TotalSegmentator v2.0.1, {len(classes)} classes, splits {list(splits)}.")
-    return Built(folder, {"expected_cases": expected, "classes": len(classes), "splits": list(splits)})
+        description=f"TotalSegmentator v2.0.1, {len(classes)} classes; training splits {list(splits)}"
+                    + (f", test split in imagesTs/labelsTs ({len(test_subjects)} subjects)" if test_subjects else "")
+                    + ".")
+    notes: dict[str, Any] = {"expected_cases": expected, "classes": len(classes), "splits": list(splits),
+                             "test_cases": len(test_subjects)}
+    if official is not None:
+        notes["official_splits_file"] = OFFICIAL_SPLITS_FILE
+    return Built(folder, notes)

@@ -39,9 +39,15 @@ def pythonpath_with_compat(current: str | None) -> str | None:
     return os.pathsep.join([str(SITECUSTOMIZE_DIR), *parts])
 
 
+# The namespaces of the work-around run in this process: the operator registration lives on a class defined there,
+# and torch removes the operators when that registration is garbage-collected (which, unreferenced, it could be
+# in the middle of the torchvision import it exists for).
+_INSTALLED: list[dict] = []
+
+
 def install_in_this_process() -> None:
     """Apply the work-around to the running interpreter (before anything imports torchvision)."""
     if torchvision_import_broken() and "torchvision" not in sys.modules:
         import runpy
 
-        runpy.run_path(str(SITECUSTOMIZE_DIR / "sitecustomize.py"))
+        _INSTALLED.append(runpy.run_path(str(SITECUSTOMIZE_DIR / "sitecustomize.py")))

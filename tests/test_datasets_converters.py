@@ -89,10 +89,11 @@ def make_msd(root: Path, folder: str, num_cases: int, channels: int, labels: dic
 
 
 def make_btcv(root: Path, numbers=(1, 2, 21)) -> Path:
-    """RawData/Training/img/imgNNNN.nii.gz + label/labelNNNN.nii.gz; one label with a shifted origin."""
+    """RawData/Training/img/imgNNNN.nii.gz + label/labelNNNN.nii.gz; one label with a slightly shifted origin."""
     for k, n in enumerate(numbers):
         _sitk_write(root / "RawData" / "Training" / "img" / f"img{n:04d}.nii.gz", _ct())
-        origin = (-100.0 + 0.5 * (k == 0), -120.0, -300.0)  # the header quirk: same grid, different origin
+        # the header quirk: same grid, origin 0.5 mm off along z (0.2 of a 2.5 mm voxel)
+        origin = (-100.0, -120.0, -300.0 + 0.5 * (k == 0))
         _sitk_write(root / "RawData" / "Training" / "label" / f"label{n:04d}.nii.gz", _label_array(13, n),
                     origin=origin)
     _sitk_write(root / "RawData" / "Testing" / "img" / "img0061.nii.gz", _ct())
@@ -282,7 +283,7 @@ def test_kits23_uses_nnunet_region_labels(tmp_path, capfd):
 def test_totalsegmentator_merges_class_masks(tmp_path, capfd):
     source = make_totalseg(tmp_path / "dl")
     folder = convert("totalsegmentator_v2", source, tmp_path / "raw", allow_partial=True, num_processes=1)
-    data = check_structure(folder, 3)
+    data = check_structure(folder, 2)  # train + val subjects train, as the dataset authors' converter
     assert len(data["labels"]) == 118 and data["labels"]["costal_cartilages"] == 117
     label = nib.load(folder / "labelsTr" / "s0000.nii.gz")
     assert label.get_data_dtype() == np.uint8 and np.allclose(label.affine, nib.load(source / "s0000/ct.nii.gz").affine)
@@ -294,7 +295,7 @@ def test_totalsegmentator_subset_and_splits(tmp_path):
     source = make_totalseg(tmp_path / "dl")
     folder = convert("totalsegmentator_v2", source, tmp_path / "raw", allow_partial=False, num_processes=2,
                      totalseg_classes="organs", totalseg_splits="train,val")  # meta.csv: 2 rows -> complete
-    assert folder.name == "Dataset914_TotalSegmentatorV2_organs_TrainVal"
+    assert folder.name == "Dataset914_TotalSegmentatorV2_organs"  # train,val is the default: no suffix
     data = check_structure(folder, 2)
     assert list(data["labels"])[1:] == list(SUBSETS["organs"])
     values = np.unique(np.asanyarray(nib.load(folder / "labelsTr" / "s0001.nii.gz").dataobj))
@@ -373,3 +374,54 @@ def test_cli_list_and_convert(tmp_path, capsys, monkeypatch):
     assert "nnUNetv2_plan_and_preprocess -d 913" in capsys.readouterr().out
     assert main(["convert", "kits23", "--source", str(source), "--amos-modalities", "ct"]) == 2
     assert "--amos-modalities" in capsys.readouterr().err
+
+
+def test_totalsegmentator_default_is_the_official_split(tmp_path):
+    """train + val train (imagesTr), test goes to imagesTs/labelsTs, the authors' fold 0 is written beside."""
+    source = make_totalseg(tmp_path / "dl", splits=("train", "val", "test", "train"))
+    folder = convert("totalsegmentator_v2", source, tmp_path / "raw", num_processes=1, totalseg_classes="organs")
+    data = check_structure(folder, 3)
+    assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == ["s0000.nii.gz", "s0001.nii.gz", "s0003.nii.gz"]
+    assert [p.name for p in (folder / "imagesTs").iterdir()] == ["s0002_0000.nii.gz"]
+    assert [p.name for p in (folder / "labelsTs").iterdir()] == ["s0002.nii.gz"]
+    assert json.loads((folder / "splits_final_official.json").read_text()) == [
+        {"train": ["s0000", "s0003"], "val": ["s0001"]}]
+    notes = data["nnunet_progressive"]
+    assert notes["test_cases"] == 1 and notes["splits"] == ["train", "val"] and notes["expected_cases"] == 3
+    pooled = convert("totalsegmentator_v2", source, tmp_path / "raw", dataset_id=920, num_processes=1,
+                     totalseg_classes="organs", totalseg_splits="all", allow_partial=True)
+    assert pooled.name == "Dataset920_TotalSegmentatorV2_organs_TrainValTest"
+    check_structure(pooled, 4)
+    assert not (pooled / "imagesTs").exists() and not (pooled / "splits_final_official.json").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"direction": (1, 0, 0, 0, -1, 0, 0, 0, 1)}, r"BTCV_0002: label label0002.nii.gz .*direction .*flipped"),
+    ({"origin": (-100.0, -120.0, -295.0)}, r"BTCV_0002: .*2.00 voxels from the image's"),
+    ({"spacing": (0.8, 0.8, 3.0)}, r"BTCV_0002: .*spacing \(0.8, 0.8, 3.0\) differs"),
+])
+def test_btcv_refuses_label_geometry_beyond_rounding(tmp_path, change, message):
+    source = make_btcv(tmp_path / "BTCV", numbers=(1, 2))
+    _sitk_write(source / "RawData" / "Training" / "label" / "label0002.nii.gz", _label_array(13, 2), **change)
+    with pytest.raises(SourceLayoutError, match=message):
+        convert("btcv", source, tmp_path / "raw", allow_partial=True, num_processes=1)
+    assert not list((tmp_path / "raw").iterdir())
+
+
+def test_amos_modality_from_the_release_metadata_csv(tmp_path):
+    source = make_amos(tmp_path / "dl")
+    header = "amos_id,Patient's Sex,Manufacturer's Model Name,Modality"
+    rows = ["1,M,Aquilion ONE,CT", "8,F,Optima CT660,CT", "507,F,Ingenia,CT", "540,M,Prisma,MRI"]  # 507: CSV says CT
+    (source / "amos22" / "labeled_data_meta_0000_0599.csv").write_text("\n".join([header, *rows]) + "\n")
+    ct = convert("amos22", source, tmp_path / "raw", allow_partial=True, num_processes=1)
+    notes = check_structure(ct, 3)["nnunet_progressive"]
+    assert sorted(p.name for p in (ct / "labelsTr").iterdir()) == ["amos_0001.nii.gz", "amos_0008.nii.gz",
+                                                                    "amos_0507.nii.gz"]
+    assert notes["modality_from"].startswith("labeled_data_meta_0000_0599.csv")
+    assert notes["modality_csv_differs_from_id_rule"] == ["amos_0507.nii.gz"] and notes["modality_by_id_rule"] == []
+    # a CSV without a modality column: the id rule decides, and the notes say so
+    (source / "amos22" / "labeled_data_meta_0000_0599.csv").write_text("amos_id,Site\n1,A\n8,B\n507,C\n540,D\n")
+    by_rule = convert("amos22", source, tmp_path / "raw", dataset_id=920, allow_partial=True, num_processes=1)
+    notes = check_structure(by_rule, 2)["nnunet_progressive"]
+    assert notes["modality_from"].startswith("id rule (ids <= 500 are CT); ") and "no modality column" in \
+        notes["modality_from"]

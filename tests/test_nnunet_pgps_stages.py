@@ -17,6 +17,8 @@ from nnunet_progressive.nnunet.loaders import (
     shutdown_augmenter,
 )
 
+pytestmark = pytest.mark.e2e  # the tiny3d fixture plans and preprocesses with nnU-Net's own commands
+
 
 def _make_trainer(ws, trainer_class, monkeypatch, fold: int, knobs: dict[str, str]):
     for key, value in {**ws.folders.environment({}), "nnUNet_n_proc_DA": "2", **knobs}.items():

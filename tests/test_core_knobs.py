@@ -66,3 +66,25 @@ def test_settings_round_trip_and_replace():
     assert settings.replace(epochs=20).epochs == 20 and settings.epochs == 12
     assert settings.set_knobs() == {"NNPROG_EPOCHS": 12, "NNPROG_MIN_PATCH": [16, 32, 32]}
     assert set(KNOB_NAMES) == {f"NNPROG_{f.upper()}" for f in ProgressiveSettings.model_fields}
+
+
+def test_settings_from_env_parses_and_rejects():
+    settings = settings_from_env(environ={"NNPROG_TARGET_DICE": "0.85", "NNPROG_DICE_METHOD": "pseudo_dice",
+                                          "NNPROG_SET1_SHARE": "0.25", "NNPROG_MIN_PATCH": "32x64x64"})
+    assert settings.target_dice == 0.85 and settings.dice_method == "pseudo_dice"
+    assert settings.set1_share == 0.25 and settings.min_patch == (32, 64, 64)
+    assert ProgressiveSettings.from_dict(settings.to_dict()) == settings
+    for env, match in (({"NNPROG_EPOCHS": "ten"}, "not an integer"), ({"NNPROG_TARGET_DICE": "1.5"}, r"\(0, 1\]"),
+                       ({"NNPROG_DICE_METHOD": "fast"}, "must be one of"), ({"NNPROG_MIN_PATCH": "32"}, "2 or 3")):
+        with pytest.raises(ProgressiveConfigError, match=match):
+            settings_from_env(environ=env)
+
+
+def test_every_knob_is_documented_under_its_environment_name():
+    from nnunet_progressive.core.knobs import env_variable_help
+
+    documented = env_variable_help()
+    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    for field in ProgressiveSettings.model_fields:
+        name = f"NNPROG_{field.upper()}"
+        assert name in documented and f"`{name}`" in readme, name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from nnunet_progressive.datasets.synthetic import (
 TINY3D = PRESETS["tiny3d"]
 TINY2D = PRESETS["tiny2d"]
 # Small variants of every preset (a few cases, same geometry) keep the per-preset checks fast.
-SMALL_PRESETS = {k: replace(v, num_cases=2) for k, v in PRESETS.items()}
+SMALL_PRESETS = {k: v.replace(num_cases=2) for k, v in PRESETS.items()}
 
 
 def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -63,12 +62,12 @@ def test_deterministic_and_cases_differ() -> None:
     np.testing.assert_array_equal(a_lab, b_lab)
     c_img, c_lab = generate_case(TINY3D, 4)
     assert not np.array_equal(a_lab, c_lab) and not np.array_equal(a_img, c_img)
-    d_img, _ = generate_case(replace(TINY3D, seed=1), 3)
+    d_img, _ = generate_case(TINY3D.replace(seed=1), 3)
     assert not np.array_equal(a_img, d_img)
 
 
 def test_structures_have_distinct_contrast() -> None:
-    spec = replace(TINY3D, noise_std=0.0)
+    spec = TINY3D.replace(noise_std=0.0)
     image, label = generate_case(spec, 0)
     img = image[0]
     organ, lesion = img[label == 1].mean(), img[label == 2].mean()
@@ -79,7 +78,7 @@ def test_structures_have_distinct_contrast() -> None:
 
 
 def test_multichannel_mri_channels_differ() -> None:
-    spec = replace(PRESETS["multichannel_mri"], noise_std=0.0)
+    spec = PRESETS["multichannel_mri"].replace(noise_std=0.0)
     image, label = generate_case(spec, 0)
     # Lesion/organ contrast ratio differs between sequences (e.g. dark on T1, bright on T2).
     ratios = [image[c][label == 2].mean() / image[c][label == 1].mean() for c in range(4)]
@@ -87,7 +86,7 @@ def test_multichannel_mri_channels_differ() -> None:
 
 
 def test_write_dataset_layout_json_and_spacing(tmp_path: Path) -> None:
-    spec = replace(PRESETS["anisotropic"], num_cases=2, num_channels=2)
+    spec = PRESETS["anisotropic"].replace(num_cases=2, num_channels=2)
     folder = write_dataset(spec, tmp_path, 7)
     assert folder == tmp_path / "Dataset007_NNProgAniso"
     meta = json.loads((folder / "dataset.json").read_text())
@@ -110,7 +109,7 @@ def test_write_dataset_layout_json_and_spacing(tmp_path: Path) -> None:
 
 
 def test_2d_is_written_as_single_slice(tmp_path: Path) -> None:
-    folder = write_dataset(replace(TINY2D, num_cases=2, spacing=(0.8, 0.5)), tmp_path, 8)
+    folder = write_dataset(TINY2D.replace(num_cases=2, spacing=(0.8, 0.5)), tmp_path, 8)
     arr, itk_spacing = _read(folder / "imagesTr" / "NNProgTiny2D_000_0000.nii.gz")
     assert arr.shape == (1, 64, 64)
     assert itk_spacing == pytest.approx((0.5, 0.8, 999.0))
@@ -125,7 +124,7 @@ def test_2d_is_written_as_single_slice(tmp_path: Path) -> None:
 
 
 def test_overwrite_behaviour(tmp_path: Path) -> None:
-    spec = replace(TINY3D, num_cases=2)
+    spec = TINY3D.replace(num_cases=2)
     folder = write_dataset(spec, tmp_path, 3)
     (folder / "marker.txt").write_text("old")
     with pytest.raises(FileExistsError, match="overwrite=True") as err:
@@ -133,7 +132,7 @@ def test_overwrite_behaviour(tmp_path: Path) -> None:
     assert "Dataset003_NNProgTiny3D" in str(err.value)
     assert (folder / "marker.txt").exists()  # untouched after the refusal
 
-    folder2 = write_dataset(replace(spec, num_cases=3), tmp_path, 3, overwrite=True)
+    folder2 = write_dataset(spec.replace(num_cases=3), tmp_path, 3, overwrite=True)
     assert folder2 == folder and not (folder / "marker.txt").exists()
     assert json.loads((folder / "dataset.json").read_text())["numTraining"] == 3
     assert len(list((folder / "labelsTr").iterdir())) == 3
@@ -141,7 +140,7 @@ def test_overwrite_behaviour(tmp_path: Path) -> None:
 
     # Another name with the same id would make nnU-Net's id lookup ambiguous: refuse, even with overwrite.
     with pytest.raises(FileExistsError, match="Dataset003_NNProgTiny3D"):
-        write_dataset(replace(spec, name="Other"), tmp_path, 3, overwrite=True)
+        write_dataset(spec.replace(name="Other"), tmp_path, 3, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset003_NNProgTiny3D"]
 
 
@@ -158,7 +157,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.
         return real(spec, i)
 
     monkeypatch.setattr(synthetic, "generate_case", flaky)
-    spec = replace(TINY3D, num_cases=2)
+    spec = TINY3D.replace(num_cases=2)
     with pytest.raises(RuntimeError, match="simulated"):
         write_dataset(spec, tmp_path, 4)
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,51 @@
+"""`nnprog demo`: a short benchmark on the same runner, with the outputs the README promises."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nnunet_progressive.benchmark.demo import DEMO_TRAINERS, DemoResult, demo_spec, results_table, speedup_text
+from nnunet_progressive.cli.main import main
+from nnunet_progressive.core.errors import ProgressiveConfigError
+
+
+def test_demo_is_a_benchmark_spec(tmp_path):
+    spec = demo_spec(tmp_path / "ws", epochs=18, iterations=12)
+    assert spec.trainer_names == list(DEMO_TRAINERS) and spec.reference_trainer == DEMO_TRAINERS[0]
+    assert spec.executor.device == "cpu" and spec.small_network is not None
+    assert spec.folders().raw == (tmp_path / "ws" / "nnUNet_raw").resolve()
+    assert spec.knobs == {"NNPROG_EPOCHS": "18", "NNPROG_ITERATIONS": "12", "NNPROG_VAL_ITERATIONS": "2"}
+    assert len({v.settings_id for v in spec.variants()}) == 1  # both trainers: the same settings
+    for epochs, iterations, preset, message in ((0, 12, "demo", "--epochs: expected an integer >= 1, got 0"),
+                                                (18, -1, "demo", "--iterations"),
+                                                (18, 12, "nope", "synthetic_preset: expected one of")):
+        with pytest.raises(ProgressiveConfigError, match=message):
+            demo_spec(tmp_path, epochs, iterations, preset)
+
+
+def test_demo_table_and_summary():
+    results = [DemoResult("nnUNetTrainer_ConstantPatch", 100.0, 80.0, 0.5, {"1": 0.9, "2": 0.1}, None),
+               DemoResult("nnUNetTrainer_PGPS_Efficiency", 60.0, 40.0, 0.55, {"1": 0.95, "2": 0.15}, 0.38)]
+    table = results_table(results, {"1": "organ1", "2": "lesion"})
+    assert "| Dice organ1 | Dice lesion |" in table
+    assert "| nnUNetTrainer_PGPS_Efficiency | 40 | 0.50 | 0.38 | 0.550 | 0.950 | 0.150 |" in table
+    assert speedup_text(results).startswith("PGPS Efficiency trained in 0.50x the time") and "+0.050" in speedup_text(
+        results)
+
+
+@pytest.mark.e2e
+def test_demo_end_to_end_tiny(tmp_path, capsys):
+    """The demo command on the tiny3d preset, 9 epochs (one per PGPS stage) x 2 iterations (the real one: 18 x 12)."""
+    workspace = tmp_path / "demo"
+    arguments = ["demo", "--workspace", str(workspace), "--preset", "tiny3d", "--epochs", "9", "--iterations", "2"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "| nnUNetTrainer_PGPS_Efficiency |" in out and "PGPS Efficiency trained in" in out
+    text = (workspace / "demo_results.md").read_text()
+    assert "8 generated cases of 32x32x32 voxels (preset `tiny3d`)" in text and "9 epochs x 2 iterations" in text
+    assert (workspace / "demo_results.png").stat().st_size > 0
+    assert (workspace / "results" / "runs").is_dir()
+    start = time.perf_counter()
+    assert main(arguments) == 0  # the runs are done: reused
+    assert time.perf_counter() - start < 60

@@ -1,0 +1,46 @@
+"""The epoch bar of a training, fed from nnU-Net's training log (what `nnprog demo` and `benchmark run` show)."""
+from __future__ import annotations
+
+from nnunet_progressive.benchmark.progress import EpochBar, expected_epochs, parse_log_progress
+
+LOG = """2025-01-01 10:00:00.000001: Epoch 0
+2025-01-01 10:00:00.000002: Current learning rate: 0.01
+2025-01-01 10:00:00.000003: PGPS stage 1/9 | patch 16x8x8 | batch 2 | 100 voxels/s
+2025-01-01 10:00:05.000000: train_loss -0.1
+2025-01-01 10:00:05.000000: Pseudo dice [np.float32(0.51), np.float32(0.0)]
+2025-01-01 10:00:05.000000: Epoch time: 5.01 s
+2025-01-01 10:00:05.100000: Epoch 1
+2025-01-01 10:00:05.100000: PGPS stage 2/9 | patch 16x16x8 | batch 2 | 100 voxels/s
+"""
+
+
+def test_log_progress_follows_epochs_stages_and_pseudo_dice():
+    assert parse_log_progress("") == parse_log_progress("nnU-Net banner\n")
+    progress = parse_log_progress(LOG)
+    assert (progress.epochs_done, progress.epoch_running, progress.stage) == (1, 1, "2/9")
+    assert progress.pseudo_dice == "0.51, 0.0"
+    finished = parse_log_progress(LOG + "2025-01-01 10:00:09.000000: Epoch time: 3.9 s\n")
+    assert finished.epochs_done == 2
+
+
+def test_expected_epochs_from_knob_variant_or_nnunet_default():
+    assert expected_epochs("nnUNetTrainer_PGPS_Efficiency", {"NNPROG_EPOCHS": "18"}) == 18
+    assert expected_epochs("nnUNetTrainer_PGPS_Efficiency_250epochs", {}) == 250
+    assert expected_epochs("nnUNetTrainer_PGPS_Efficiency_250epochs_StopAtDice", {}) == 250
+    assert expected_epochs("nnUNetTrainer", {}) == 1000
+
+
+def test_epoch_bar_reads_only_what_the_log_gained():
+    earlier_attempt = "2025-01-01 09:00:00.000000: Epoch 7\n2025-01-01 09:00:01.000000: Epoch time: 1.0 s\n"
+    bar = EpochBar("PGPS", total=9, start=len(earlier_attempt), enabled=False)
+    bar.look(earlier_attempt)
+    assert bar.bar.n == 0  # the earlier attempt's epochs are not this training's
+    bar.look(earlier_attempt + LOG)
+    assert bar.bar.n == 1
+    resumed = "2025-01-01 11:00:00.000000: Epoch 5\n"
+    bar.look(earlier_attempt + LOG + resumed)
+    assert bar.bar.n == 5  # `--c` continues at epoch 5: five epochs are done
+    last = "2025-01-01 11:00:00.000000: Epoch 8\n2025-01-01 11:00:01.000000: Epoch time: 1.0 s\n"
+    bar.look(earlier_attempt + LOG + resumed + last)
+    assert bar.bar.n == 9 and "final validation" in bar.bar.postfix
+    bar.close()
