@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_converters import make_btcv
-from test_rank_dataset import _standard_cases, _write_dataset
+from test_datasets_converters import make_btcv
+from test_nnunet_pdl_ranking import _standard_cases, _write_dataset
 
 from nnunet_progressive.cli.main import main
 
