@@ -188,13 +188,15 @@ class FineTuningMixin(RunLengthMixin):
         return [float(p.detach().double().sum()) for p in picked]
 
     def on_train_start(self):
-        super().on_train_start()
+        if not self.was_initialized:
+            self.initialize()  # as nnU-Net's on_train_start would; here so a missing checkpoint stops before loaders
         if self.current_epoch == 0 and self._fresh_checksums is not None and self._checksums() == \
                 self._fresh_checksums:
             raise ProgressiveConfigError(
                 f"{type(self).__name__} fine-tunes pre-trained weights, but none were loaded: pass "
                 f"-pretrained_weights FILE to nnUNetv2_train (a checkpoint of the same network, or the output of "
                 f"`nnprog transfer adapt`), or train from scratch with nnUNetTrainer")
+        super().on_train_start()
         counts = {role: sum(1 for r in self._role_of.values() if r == role) for role in ROLES}
         self.print_to_log_file(f"Fine-tuning ({self.finetune_recipe}) from {self._pretrained_file or 'the checkpoint'}"
                                f"; parameters per role: {counts}; phases: "

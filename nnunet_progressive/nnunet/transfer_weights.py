@@ -161,10 +161,11 @@ def adapt_checkpoint(checkpoint: str | os.PathLike, dataset: str | int, configur
         raise ProgressiveConfigError(f"-o {output} would overwrite the source checkpoint; write to another file")
     source = {strip_wrappers(k): v for k, v in load_state_dict(checkpoint).items()}
     target = build_target_network(dataset, configuration, plans, trainer, seed)
-    target_state = {k: v.detach().clone() for k, v in target.network.state_dict().items()}
+    shared = target.network.state_dict()  # aliases share storage here (not in the copies below)
+    target_state = {k: v.detach().clone() for k, v in shared.items()}
     plan = plan_mapping({k: tuple(v.shape) for k, v in source.items()},
                         {k: tuple(v.shape) for k, v in target_state.items()},
-                        input_convolution(source), input_convolution(target_state, target.network), adapt_kernels)
+                        input_convolution(source), input_convolution(shared, target.network), adapt_kernels)
     check_enough_maps(plan, {k: tuple(v.shape) for k, v in source.items()},
                       {k: tuple(v.shape) for k, v in target_state.items()}, min_share)
     names = source_channels or source_channel_names(checkpoint)

@@ -83,7 +83,7 @@ def parameter_role(name: str) -> str:
     name = strip_wrappers(name)
     if is_head(name):
         return HEADS
-    if name.startswith(ENCODER_PREFIXES):
+    if name.startswith(ENCODER_PREFIXES) or name.startswith("decoder.encoder."):  # nnU-Net's decoder keeps an alias
         return ENCODER
     return DECODER
 
