@@ -144,7 +144,8 @@ def run_rows(records: Sequence[Mapping[str, Any]]) -> list[RunRow]:
         checks = (result.get("time_to_dice") or {}).get("checks")
         rows.append(RunRow(
             run_id=record["run_id"], task=task, dataset=record["dataset"], configuration=record["configuration"],
-            plans=record["plans"], trainer=record["trainer"], fold=record["fold"], seed=int(record["seed"]),
+            plans=record["plans"], trainer=record.get("label") or record["trainer"], fold=record["fold"],
+            seed=int(record["seed"]),
             status=record.get("status", "new"), dice_mean=result.get("dice_mean"),
             dice_per_class=dict(result.get("dice_per_class") or {}),
             class_names={str(k): str(v) for k, v in (result.get("class_names") or {}).items()},
@@ -470,7 +471,8 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     spec_file = results_dir / "spec.json"
     spec = json.loads(spec_file.read_text()) if spec_file.is_file() else {}
-    spec_trainers = [t["name"] if isinstance(t, Mapping) else t for t in spec.get("trainers", [])]
+    spec_trainers = [(t["name"] + (f" from {t['pretrained']}" if t.get("pretrained") else ""))
+                     if isinstance(t, Mapping) else t for t in spec.get("trainers", [])]
     records = load_records(results_dir)
     rows = run_rows(records)
     done = [r for r in rows if r.status == "done"]

@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nnunet_progressive.benchmark.pretraining import run_pretraining, with_pretrained_weights
 from nnunet_progressive.benchmark.results import (
     VALIDATION_SUMMARY,
     collect_run,
@@ -90,8 +91,11 @@ class RunContext:
     gpus_per_run: int = 1
     timeout_seconds: float = math.inf
 
-    def seed_folders(self, seed: int) -> NnunetFolders:
-        return NnunetFolders(self.folders.raw, self.folders.preprocessed, self.folders.results / f"seed_{seed}")
+    def seed_folders(self, seed: int, pretrained: str | None = None) -> NnunetFolders:
+        results = self.folders.results / f"seed_{seed}"
+        if pretrained is not None:  # the same trainer from another source: its own results folder
+            results = results / f"from_{pretrained}"
+        return NnunetFolders(self.folders.raw, self.folders.preprocessed, results)
 
     def training_run(self, run: BenchmarkRun, gpu: int | None = None) -> TrainingRun:
         knobs = dict(run.knobs)
@@ -101,7 +105,7 @@ class RunContext:
                            knobs)
 
     def fold_folder(self, run: BenchmarkRun) -> Path:
-        return self.training_run(run).output_folder(self.seed_folders(run.seed), run.dataset)
+        return self.training_run(run).output_folder(self.seed_folders(run.seed, run.pretrained), run.dataset)
 
     def log_file(self, run: BenchmarkRun) -> Path:
         return self.results_dir / "logs" / f"{run.run_id}.log"
@@ -226,6 +230,8 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
     mode, extra = MODE_FOR_STATUS[status]
     if force_continue and status == STATUS_NEW:
         mode, extra = "continue", ("--c",)  # a requeued SLURM job; nnU-Net starts over if nothing was saved
+    if mode == "new":
+        extra = with_pretrained_weights(run, context.results_dir, extra)
     training_run = context.training_run(run, gpu)
     attempt = {"mode": mode, "command": training_run.command(extra), "started_at": _now(), "ended_at": None,
                "wall_seconds": None, "outcome": None, "host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu,
@@ -245,7 +251,7 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
             record.update(status=STATUS_INTERRUPTED if outcome == "interrupted" else "failed", error=error)
 
     try:
-        train(training_run, context.seed_folders(run.seed), context.log_file(run), extra=extra,
+        train(training_run, context.seed_folders(run.seed, run.pretrained), context.log_file(run), extra=extra,
               stop_when=stop_when, timeout=context.timeout_seconds)
     except Exception as error:  # recorded; the other runs go on
         close("failed", str(error)[-4000:])
@@ -543,6 +549,8 @@ def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: b
     outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs})
     if prepare_only:
         return outcome
+    if spec.pretraining:
+        run_pretraining(spec, folders, names, log)
     counts = {s: list(outcome.statuses.values()).count(s) for s in (STATUS_DONE, STATUS_INTERRUPTED, STATUS_TRAINED)}
     log(f"{len(runs)} runs: {counts[STATUS_DONE]} done (skipped), {counts[STATUS_INTERRUPTED]} to resume with --c, "
         f"{counts[STATUS_TRAINED]} to validate, {len(runs) - sum(counts.values())} new; records in "

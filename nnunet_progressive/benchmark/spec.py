@@ -39,6 +39,17 @@ the spec file. Example (every key shown; only ``results_dir``, ``datasets`` and 
     knobs: {NNPROG_EPOCHS: 9, NNPROG_ITERATIONS: 2, NNPROG_VAL_ITERATIONS: 1}
     small_network: true                     # or {features_per_stage: [4, 8, 16, 32], convs_per_stage: 1}
     reference_trainer: nnUNetTrainer_ConstantPatch   # default: see report.choose_reference
+    pretraining:                            # transfer learning: sources pre-trained before the trainers run
+      - label: similar                      # trainers refer to it: {name: ..., pretrained: similar}
+        source: {id: 641, prepare: {synthetic_preset: multiorgan}}
+        trainer: nnUNetTrainer_ConstantPatch
+        knobs: {NNPROG_EPOCHS: 20}
+
+Pre-training (see :mod:`nnunet_progressive.benchmark.pretraining`): for every spec dataset and configuration the
+source is prepared with the dataset's plans (``nnprog transfer prepare``), trained on fold ``all`` (once, for all
+seeds) and mapped onto the dataset's network (``nnprog transfer adapt``); a trainer entry with ``pretrained: LABEL``
+trains with ``-pretrained_weights`` of that file, into ``<nnUNet_results>/seed_<s>/from_<LABEL>/``, and shows up as
+``<trainer> from <LABEL>`` in the report.
 
 Seeds: ``nnUNetv2_train`` has no seed option and nnU-Net seeds nothing but its cross-validation split, so a
 "seed" here is a repeat index, not a random seed. Repeat ``s`` trains into its own results folder,
@@ -65,13 +76,14 @@ DEVICES = ("cuda", "cpu", "mps")
 SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
 
 _TOP_KEYS = {"results_dir", "nnunet_root", "executor", "datasets", "trainers", "folds", "seeds", "knobs",
-             "small_network", "reference_trainer"}
+             "small_network", "reference_trainer", "pretraining"}
 _EXECUTOR_KEYS = {"type", "device", "gpus", "run_timeout_hours", "slurm"}
 _SLURM_KEYS = {"partition", "time_min", "gpus_per_node", "cpus_per_task", "mem_gb", "array_parallelism",
                "max_num_resubmits", "setup", "extra", "cluster"}
 _DATASET_KEYS = {"id", "name", "configurations", "plans", "prepare"}
 _PREPARE_KEYS = {"synthetic_preset", "num_processes"}
-_TRAINER_KEYS = {"name", "knobs"}
+_TRAINER_KEYS = {"name", "knobs", "pretrained"}
+_PRETRAINING_KEYS = {"label", "source", "trainer", "knobs"}
 _SMALL_KEYS = {"features_per_stage", "convs_per_stage"}
 _DATASET_NAME = re.compile(r"^Dataset(\d{3})_[A-Za-z0-9_-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,6 +140,22 @@ class DatasetSpec:
 class TrainerSpec:
     name: str
     knobs: Mapping[str, str] = field(default_factory=dict)
+    pretrained: str | None = None  # label of a pretraining entry: trains with -pretrained_weights
+
+    @property
+    def label(self) -> str:
+        """How runs of this entry are named in records and reports."""
+        return self.name if self.pretrained is None else f"{self.name} from {self.pretrained}"
+
+
+@dataclass(frozen=True)
+class PretrainingSpec:
+    """A source pre-trained on fold ``all`` with each spec dataset's plans, then adapted to its network."""
+
+    label: str
+    source: DatasetSpec
+    trainer: str = "nnUNetTrainer_ConstantPatch"
+    knobs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,24 +177,32 @@ class BenchmarkRun:
     fold: int | str
     seed: int
     knobs: Mapping[str, str] = field(default_factory=dict, compare=False)
+    pretrained: str | None = None  # pretraining label (-pretrained_weights), part of the run's identity
 
     @property
     def dataset_id(self) -> int:
         return int(self.dataset[len("Dataset"):len("Dataset") + 3])
 
     @property
+    def label(self) -> str:
+        return self.trainer if self.pretrained is None else f"{self.trainer} from {self.pretrained}"
+
+    @property
     def run_id(self) -> str:
-        return f"{self.dataset}__{self.configuration}__{self.plans}__{self.trainer}__fold{self.fold}__seed{self.seed}"
+        origin = "" if self.pretrained is None else f"__from_{self.pretrained}"
+        return (f"{self.dataset}__{self.configuration}__{self.plans}__{self.trainer}{origin}__fold{self.fold}"
+                f"__seed{self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "dataset": self.dataset, "dataset_id": self.dataset_id,
                 "configuration": self.configuration, "plans": self.plans, "trainer": self.trainer,
-                "fold": self.fold, "seed": self.seed, "knobs": dict(self.knobs)}
+                "fold": self.fold, "seed": self.seed, "knobs": dict(self.knobs), "pretrained": self.pretrained,
+                "label": self.label}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
         return cls(data["dataset"], data["configuration"], data["plans"], data["trainer"], data["fold"],
-                   int(data["seed"]), dict(data.get("knobs") or {}))
+                   int(data["seed"]), dict(data.get("knobs") or {}), data.get("pretrained"))
 
 
 @dataclass(frozen=True)
@@ -181,10 +217,11 @@ class BenchmarkSpec:
     knobs: Mapping[str, str] = field(default_factory=dict)
     small_network: SmallNetworkSpec | None = None
     reference_trainer: str | None = None
+    pretraining: tuple[PretrainingSpec, ...] = ()
 
     @property
     def trainer_names(self) -> list[str]:
-        return [t.name for t in self.trainers]
+        return [t.label for t in self.trainers]
 
     def training_plans(self, dataset: DatasetSpec) -> str:
         """The plans identifier runs train with: ``<plans>_small`` when ``small_network`` is on."""
@@ -214,7 +251,12 @@ class BenchmarkSpec:
              "prepare": {"synthetic_preset": d.synthetic_preset, "num_processes": d.num_processes}}
             for d in self.datasets
         ]
-        data["trainers"] = [{"name": t.name, "knobs": dict(t.knobs)} for t in self.trainers]
+        data["trainers"] = [{"name": t.name, "knobs": dict(t.knobs), "pretrained": t.pretrained}
+                            for t in self.trainers]
+        data["pretraining"] = [{"label": p.label, "source": {"id": p.source.id, "name": p.source.name,
+                                                              "prepare": {"synthetic_preset": p.source.synthetic_preset,
+                                                                          "num_processes": p.source.num_processes}},
+                                "trainer": p.trainer, "knobs": dict(p.knobs)} for p in self.pretraining]
         data["small_network"] = False if self.small_network is None else asdict(self.small_network)
         return json.loads(json.dumps(data))
 
@@ -399,7 +441,23 @@ def _trainer(data: Any, index: int) -> TrainerSpec:
     data = _check_keys(data, _TRAINER_KEYS, where)
     if "name" not in data:
         raise ProgressiveConfigError(f"{where}: needs `name: nnUNetTrainer_...`; got keys {sorted(data)}")
-    return TrainerSpec(_name(data["name"], f"{where}.name"), _knobs(data.get("knobs"), f"{where}.knobs"))
+    pretrained = data.get("pretrained")
+    return TrainerSpec(_name(data["name"], f"{where}.name"), _knobs(data.get("knobs"), f"{where}.knobs"),
+                       None if pretrained is None else _name(pretrained, f"{where}.pretrained"))
+
+
+def _pretraining(data: Any, index: int) -> PretrainingSpec:
+    where = f"pretraining[{index}]"
+    data = _check_keys(data, _PRETRAINING_KEYS, where)
+    for key in ("label", "source"):
+        if key not in data:
+            raise ProgressiveConfigError(f"{where}: needs `{key}:` (e.g. label: similar, source: {{id: 641}})")
+    source = dict(data["source"]) if isinstance(data["source"], Mapping) else data["source"]
+    if isinstance(source, Mapping):
+        source.setdefault("configurations", ["3d_fullres"])  # the configurations come from the spec's datasets
+    return PretrainingSpec(_name(data["label"], f"{where}.label"), _dataset(source, index),
+                           _name(data.get("trainer", "nnUNetTrainer_ConstantPatch"), f"{where}.trainer"),
+                           _knobs(data.get("knobs"), f"{where}.knobs"))
 
 
 def _small_network(data: Any) -> SmallNetworkSpec | None:
@@ -446,7 +504,17 @@ def parse_spec(data: Any, base_dir: str | os.PathLike = ".") -> BenchmarkSpec:
     if not isinstance(trainers_data, Sequence) or isinstance(trainers_data, str):
         _fail("trainers", "a list of trainer names", trainers_data)
     trainers = tuple(_trainer(t, i) for i, t in enumerate(trainers_data))
-    names = [t.name for t in trainers]
+    pretraining_data = data.get("pretraining") or []
+    if not isinstance(pretraining_data, Sequence) or isinstance(pretraining_data, str):
+        _fail("pretraining", "a list of pretraining entries", pretraining_data)
+    pretraining = tuple(_pretraining(p, i) for i, p in enumerate(pretraining_data))
+    labels = [p.label for p in pretraining]
+    if len(set(labels)) != len(labels):
+        raise ProgressiveConfigError(f"pretraining: labels {labels} must be unique")
+    for index, trainer in enumerate(trainers):
+        if trainer.pretrained is not None and trainer.pretrained not in labels:
+            _fail(f"trainers[{index}].pretrained", f"one of the pretraining labels {labels}", trainer.pretrained)
+    names = [t.label for t in trainers]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ProgressiveConfigError(f"trainers: {duplicates} listed twice; list each trainer once")
@@ -475,6 +543,7 @@ def parse_spec(data: Any, base_dir: str | os.PathLike = ".") -> BenchmarkSpec:
         knobs=_knobs(data.get("knobs"), "knobs"),
         small_network=_small_network(data.get("small_network")),
         reference_trainer=reference,
+        pretraining=pretraining,
     )
 
 
@@ -529,5 +598,5 @@ def expand_runs(spec: BenchmarkSpec, dataset_names: Sequence[str]) -> list[Bench
                     for trainer in spec.trainers:
                         knobs = {**spec.knobs, **trainer.knobs}
                         runs.append(BenchmarkRun(name, configuration, spec.training_plans(dataset), trainer.name,
-                                                 fold, seed, knobs))
+                                                 fold, seed, knobs, trainer.pretrained))
     return runs
