@@ -53,7 +53,7 @@ def plot_scores(scores: Sequence[CandidateScore], weights: Mapping[str, float], 
 
     shown = [c for c in COMPONENTS if weights.get(c, 0) > 0]
     figure, axis = plt.subplots(figsize=(8, 0.6 * len(scores) + 1.8))
-    names = [s.name for s in scores][::-1]
+    names = [s.name if len(s.name) <= 40 else s.name[:18] + "..." + s.name[-19:] for s in scores][::-1]
     left = [0.0] * len(scores)
     colours = plt.get_cmap("tab10")
     for index, component in enumerate(shown):
@@ -68,6 +68,5 @@ def plot_scores(scores: Sequence[CandidateScore], weights: Mapping[str, float], 
     axis.set_xlabel("combined score (weighted mean of the known components)")
     axis.legend(ncol=min(5, len(shown)), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     axis.set_title("transfer sources: closeness to the target")
-    figure.tight_layout()
-    atomic_save_figure(figure, path, dpi=120)
+    atomic_save_figure(figure, path, dpi=120, bbox_inches="tight")
     plt.close(figure)
