@@ -131,6 +131,21 @@ def test_adapt_maps_one_channel_onto_two_and_leaves_heads_to_nnunet(ws):
             assert torch.equal(out[entry.target], source[entry.source]), entry.target
 
 
+def test_adapt_reads_ddp_and_compiled_state_dicts(ws):
+    """A plain state dict with DDP and torch.compile prefixes gives the same weights as nnU-Net's checkpoint."""
+    prefixed = ws.root / "prefixed.pth"
+    torch.save({"state_dict": {f"module._orig_mod.{k}": v for k, v in _network_weights(ws.pretrained).items()}},
+               prefixed)
+    out = ws.root / "from_prefixed.pth"
+    nnprog(ws.folders, "transfer", "adapt", str(prefixed), "-d", str(TARGET_ID), "-c", "3d_fullres", "-p", PLANS,
+           "-o", str(out), "--source-channels", "CT")
+    reference, adapted = _network_weights(ws.adapted), _network_weights(out)
+    for name, value in adapted.items():
+        if "seg_layers" not in name:
+            assert torch.equal(value, reference[name]), name
+    assert read_record(str(out) + ".transfer.json", TransferRecord).source_channel_names == ["CT"]
+
+
 def test_adapt_refuses_a_checkpoint_of_another_network(ws):
     result = nnprog(ws.folders, "transfer", "adapt", str(ws.pretrained), "-d", str(TARGET_ID), "-c", "3d_fullres",
                     "-p", "nnUNetPlans", "-o", str(ws.root / "wide.pth"), check=False)

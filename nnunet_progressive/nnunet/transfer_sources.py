@@ -9,6 +9,7 @@ nnU-Net copied there; it has no label images. The image similarity reads a few r
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -143,7 +144,10 @@ def read_sample_labels(raw_folder: Path, dataset_json: dict, count: int) -> list
     return result
 
 
-def read_sample_images(raw_folder: Path, dataset_json: dict, count: int) -> list[tuple[np.ndarray, tuple]]:
+@functools.lru_cache(maxsize=4)
+def read_sample_images(raw_folder: Path, count: int) -> list[tuple[np.ndarray, tuple]]:
+    """``count`` raw cases (image (c, *spatial), spacing) of a dataset, read once per process."""
+    dataset_json = _read_json(raw_folder / "dataset.json")
     cases = training_cases(raw_folder, dataset_json)
     chosen = sample_ids(list(cases), count)
     if not chosen:
@@ -229,8 +233,8 @@ def image_similarity(target: Candidate, candidate: Candidate, cases: int, grid_s
 
     if target.raw_folder is None or candidate.raw_folder is None or cases < 1:
         return None
-    target_cases = read_sample_images(target.raw_folder, target.dataset_json, cases)
-    candidate_cases = read_sample_images(candidate.raw_folder, candidate.dataset_json, cases)
+    target_cases = read_sample_images(target.raw_folder, cases)
+    candidate_cases = read_sample_images(candidate.raw_folder, cases)
     if not target_cases or not candidate_cases:
         return None
     match, _ = match_channels(list(target.profile.channel_names), list(candidate.profile.channel_names))[0]

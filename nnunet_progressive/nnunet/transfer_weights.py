@@ -208,11 +208,16 @@ def _check_nnunet_loads(network: torch.nn.Module, checkpoint: Path) -> None:
 
 
 def read_transfer_record(checkpoint: str | os.PathLike) -> TransferRecord | None:
-    """The mapping record in a checkpoint written by ``nnprog transfer adapt`` (None for other checkpoints)."""
+    """The mapping record of a checkpoint written by ``nnprog transfer adapt`` (None for other checkpoints): from the
+    JSON beside it, else from the checkpoint itself."""
+    from nnunet_progressive.core.records import read_record
     from nnunet_progressive.core.validation import validate
 
+    report = transfer_report_path(checkpoint)
+    if report.is_file():
+        return read_record(report, TransferRecord)
     try:
-        content = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        content = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
     except Exception:
         return None
     data = content.get(TRANSFER_CHECKPOINT_KEY) if isinstance(content, dict) else None
