@@ -39,8 +39,15 @@ from nnunet_progressive.core.knobs import (
 )
 from nnunet_progressive.core.records import checkpoint_state_path
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
-from nnunet_progressive.transfer.finetune import ENCODER, HEADS, ROLES, FinetuneSchedule, build_finetune_schedule
-from nnunet_progressive.transfer.mapping import frozen_roles
+from nnunet_progressive.transfer.finetune import (
+    DECODER,
+    ENCODER,
+    HEADS,
+    ROLES,
+    FinetuneSchedule,
+    build_finetune_schedule,
+)
+from nnunet_progressive.transfer.mapping import frozen_roles, parameter_role
 
 FINETUNE_EPOCHS = 150  # nnssl's 150-epoch fine-tuning preset; nnU-Net trains 1000 from scratch
 RECIPE_FEATURES = {"finetune": (), "head_first": (HEAD_PHASE,), "frozen_encoder": (FROZEN_PHASE,)}
@@ -62,7 +69,7 @@ def split_by_role(optimizer: torch.optim.Optimizer, network: torch.nn.Module, ro
     for group in optimizer.param_groups:
         options = {k: v for k, v in group.items() if k != "params"}
         for role in ROLES:
-            params = [p for p in group["params"] if role_of[names[id(p)]] == role]
+            params = [p for p in group["params"] if role_of.get(names.get(id(p), ""), DECODER) == role]
             if params:
                 groups.append({**options, "params": params, "nnprog_role": role})
     optimizer.param_groups = []
@@ -183,7 +190,7 @@ class FineTuningMixin(RunLengthMixin):
 
     def _checksums(self) -> list[float]:
         """Sums of three non-head parameters: they all change when pre-trained weights are loaded."""
-        body = [p for n, p in self.network.named_parameters() if self._role_of.get(n) != HEADS]
+        body = [p for n, p in self.network.named_parameters() if parameter_role(n) != HEADS]
         picked = [body[0], body[len(body) // 2], body[-1]] if body else []
         return [float(p.detach().double().sum()) for p in picked]
 

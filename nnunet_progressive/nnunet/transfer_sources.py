@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.nnunet.resolve import DatasetFolders, locate_dataset
-from nnunet_progressive.nnunet.runner import run_logged
+from nnunet_progressive.nnunet.resolve import DatasetFolders, locate_dataset, preprocessed_root
 from nnunet_progressive.transfer.names import foreground_label_names
 from nnunet_progressive.transfer.scores import ChannelIntensity, DatasetProfile, label_statistics
 
@@ -43,7 +43,15 @@ def _read_json(path: Path) -> dict:
         raise ProgressiveConfigError(f"{path} is not valid JSON ({error}); restore it or re-create it") from None
 
 
-def extract_fingerprint(folders: DatasetFolders, num_processes: int = 2, log_file: Path | None = None) -> Path:
+def run_shown(command: list[str]) -> None:
+    """Run one of nnU-Net's commands with its output (and progress bars) on this terminal; a clear error if it fails."""
+    result = subprocess.run(command, env=dict(os.environ))
+    if result.returncode != 0:
+        raise ProgressiveConfigError(f"`{' '.join(command)}` failed with exit code {result.returncode}; its output "
+                                     f"is above")
+
+
+def extract_fingerprint(folders: DatasetFolders, num_processes: int = 2) -> Path:
     """The dataset's ``dataset_fingerprint.json``; made by ``nnUNetv2_extract_fingerprint`` if it is missing."""
     if folders.preprocessed is not None and (folders.preprocessed / "dataset_fingerprint.json").is_file():
         return folders.preprocessed / "dataset_fingerprint.json"
@@ -51,9 +59,8 @@ def extract_fingerprint(folders: DatasetFolders, num_processes: int = 2, log_fil
         raise ProgressiveConfigError(f"{folders.name} has no dataset_fingerprint.json and no raw data to compute it "
                                      f"from; put the dataset into nnUNet_raw")
     print(f"extracting the dataset fingerprint of {folders.name} (nnUNetv2_extract_fingerprint)", flush=True)
-    run_logged(["nnUNetv2_extract_fingerprint", "-d", str(folders.dataset_id), "-np", str(num_processes)],
-               dict(os.environ), log_file)
-    path = Path(os.environ["nnUNet_preprocessed"]) / folders.name / "dataset_fingerprint.json"
+    run_shown(["nnUNetv2_extract_fingerprint", "-d", str(folders.dataset_id), "-np", str(num_processes)])
+    path = preprocessed_root() / folders.name / "dataset_fingerprint.json"
     if not path.is_file():
         raise ProgressiveConfigError(f"nnUNetv2_extract_fingerprint ran but {path} is missing")
     return path

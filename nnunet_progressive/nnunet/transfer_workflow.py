@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -39,9 +38,8 @@ from nnunet_progressive.core.records import (
     transfer_preparation_file_name,
     write_record,
 )
-from nnunet_progressive.nnunet.resolve import DatasetFolders, locate_dataset
-from nnunet_progressive.nnunet.runner import run_logged
-from nnunet_progressive.nnunet.transfer_sources import extract_fingerprint, training_cases
+from nnunet_progressive.nnunet.resolve import DatasetFolders, locate_dataset, preprocessed_root
+from nnunet_progressive.nnunet.transfer_sources import extract_fingerprint, run_shown, training_cases
 from nnunet_progressive.transfer.names import match_channels
 
 
@@ -178,7 +176,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
         raise ProgressiveConfigError(f"the source {src.name} has no raw data in nnUNet_raw; nnU-Net preprocesses the "
                                      f"source from its raw images with the target's plans")
     source_plans = source_plans or source_plans_name(plans, tgt.dataset_id)
-    preprocessed_root = Path(os.environ["nnUNet_preprocessed"])
+    preprocessed = preprocessed_root()
     steps: list[dict] = [{"step": f"target {tgt.name} planned ({plans})", "status": "checked"}]
 
     fingerprint_existed = src.preprocessed is not None and (src.preprocessed / "dataset_fingerprint.json").is_file()
@@ -186,7 +184,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
     steps.append({"step": f"nnUNetv2_extract_fingerprint -d {src.dataset_id}",
                   "status": "already done" if fingerprint_existed else "ran"})
 
-    source_folder = preprocessed_root / src.name
+    source_folder = preprocessed / src.name
     record_file = source_folder / transfer_preparation_file_name(source_plans)
     previous = read_record(record_file, TransferPreparation, missing_ok=True)
     moved_file = source_folder / f"{source_plans}.json"
@@ -197,7 +195,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
                   or previous.target_dataset != tgt.name or previous.target_plans != plans)
     if fresh_move:
         log(f"moving the plans of {tgt.name} onto {src.name}: {' '.join(move)}")
-        run_logged(move, dict(os.environ), None)
+        run_shown(move)
     moved = json.loads(moved_file.read_text())
     if moved.get("dataset_name") != src.name:
         raise ProgressiveConfigError(f"{moved_file} says dataset_name {moved.get('dataset_name')!r}, not {src.name}")
@@ -224,7 +222,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
     preprocess = preprocess_command(src.dataset_id, source_plans, to_preprocess or configurations, num_processes)
     if to_preprocess:
         log(f"preprocessing {src.name} with the target's plans: {' '.join(preprocess)}")
-        run_logged(preprocess, dict(os.environ), None)
+        run_shown(preprocess)
     for configuration in configurations:
         identifier = _data_identifier(json.loads(moved_file.read_text()), configuration)
         count = _preprocessed_cases(source_folder / (identifier or ""))
