@@ -7,13 +7,16 @@ from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 
 
 @pytest.fixture
-def fresh_dynamo(monkeypatch):
-    for name in ("recompile_limit", "cache_size_limit", "automatic_dynamic_shapes", "fail_on_recompile_limit_hit",
-                 "accumulated_recompile_limit", "accumulated_cache_size_limit"):
-        if hasattr(dynamo_config, name):
-            monkeypatch.setattr(dynamo_config, name, getattr(dynamo_config, name))
+def fresh_dynamo():
+    # saved and restored by hand: pytest's monkeypatch deletes torch's config entries on undo (they are not module
+    # attributes), which broke torch.compile for every later test of the session
+    names = ("recompile_limit", "cache_size_limit", "automatic_dynamic_shapes", "fail_on_recompile_limit_hit",
+             "accumulated_recompile_limit", "accumulated_cache_size_limit")
+    saved = {name: getattr(dynamo_config, name) for name in names if hasattr(dynamo_config, name)}
     torch._dynamo.reset()
     yield
+    for name, value in saved.items():
+        setattr(dynamo_config, name, value)
     torch._dynamo.reset()
 
 
