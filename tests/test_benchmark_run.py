@@ -371,7 +371,8 @@ def test_prepare_ranks_the_cases_once_for_pdl(workspace, fake_train, monkeypatch
     assert len(commands) == 1
     assert commands[0][-7:] == ["rank", "-d", "777", "-c", "3d_fullres", "-p", "nnUNetPlans_small"]
     prepared = json.loads((spec.results_dir / "prepared" / f"{DATASET}.json").read_text())
-    assert prepared["rank_seconds"] >= 0 and prepared["ranking_files"][0].endswith("similarity_ranking_nnUNetPlans_3d_fullres.json")
+    assert prepared["rank_seconds"] >= 0
+    assert prepared["ranking_files"][0].endswith("similarity_ranking_nnUNetPlans_3d_fullres.json")
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
     assert len(commands) == 1  # the ranking exists: not computed again
 

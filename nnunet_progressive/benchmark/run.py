@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nnunet_progressive.benchmark.pretraining import run_pretraining, with_pretrained_weights
 from nnunet_progressive.benchmark.progress import EpochBar, expected_epochs
 from nnunet_progressive.benchmark.results import (
     VALIDATION_SUMMARY,
@@ -300,6 +301,8 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
     mode, extra = MODE_FOR_STATUS[status]
     if force_continue and status == STATUS_NEW:
         mode, extra = "continue", ("--c",)  # a requeued SLURM job; nnU-Net starts over if nothing was saved
+    if mode == "new":
+        extra = with_pretrained_weights(run, context.results_dir, extra)
     training_run = context.training_run(run, gpu)
     attempt = Attempt(mode=mode, command=training_run.command(extra), started_at=_now(), host=socket.gethostname(),
                       pid=os.getpid(), gpu=gpu, slurm_job_id=os.environ.get("SLURM_JOB_ID"))
@@ -663,6 +666,8 @@ def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: b
                                stale_records=stale_run_ids(spec))
     if prepare_only:
         return outcome
+    if spec.pretraining:
+        run_pretraining(spec, folders, names, log)
     counts = {s: list(outcome.statuses.values()).count(s) for s in (STATUS_DONE, STATUS_INTERRUPTED, STATUS_TRAINED)}
     log(f"{len(runs)} runs: {counts[STATUS_DONE]} done (skipped), {counts[STATUS_INTERRUPTED]} to resume with --c, "
         f"{counts[STATUS_TRAINED]} to validate, {len(runs) - sum(counts.values())} new; records in "

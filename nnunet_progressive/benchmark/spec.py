@@ -44,6 +44,17 @@ Example (every key shown; only ``results_dir``, ``datasets`` and ``trainers`` ar
     knobs: {NNPROG_EPOCHS: 9, NNPROG_ITERATIONS: 2, NNPROG_VAL_ITERATIONS: 1}
     small_network: true                     # or {features_per_stage: [4, 8, 16, 32], convs_per_stage: 1}
     reference_trainer: nnUNetTrainer_ConstantPatch   # a label; default: see report.choose_reference
+    pretraining:                            # transfer learning: sources pre-trained before the trainers run
+      - label: similar                      # trainer entries refer to it: {name: ..., pretrained: similar}
+        source: {id: 641, prepare: {synthetic_preset: multiorgan}}
+        trainer: nnUNetTrainer_ConstantPatch
+        knobs: {NNPROG_EPOCHS: 20}
+
+Pre-training (see :mod:`nnunet_progressive.benchmark.pretraining`): for every spec dataset and configuration the
+source is prepared with the dataset's plans (``nnprog transfer prepare``), trained on fold ``all`` (once, for all
+seeds) and mapped onto the dataset's network (``nnprog transfer adapt``); a trainer entry with ``pretrained: LABEL``
+trains with ``-pretrained_weights`` of that file. The label is part of the entry's settings (so of its run id and
+results folder) and of its default report label ``<trainer>_from_<LABEL>``.
 
 Run identity: a run is (dataset, configuration, plans, trainer, settings, fold, seed). Its settings are the
 effective knobs (global + the trainer entry's, ``NNPROG_*`` values normalised through the knob table) and the
@@ -276,11 +287,13 @@ class DatasetSpec(StrictModel):
 
 
 class TrainerSpec(StrictModel):
-    """One trainer entry: the trainer class, the label the report shows, its own knobs."""
+    """One trainer entry: the trainer class, the label the report shows, its own knobs, and the pretraining it
+    starts from (``-pretrained_weights``), if any."""
 
     name: Name
     label: Name
     knobs: Knobs = {}
+    pretrained: Name | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -291,8 +304,30 @@ class TrainerSpec(StrictModel):
             if "name" not in data:
                 raise ValueError(f"needs `name: nnUNetTrainer_...`; got keys {sorted(map(str, data))}")
             if data.get("label") is None:
-                data = {**data, "label": data["name"]}
+                origin = data.get("pretrained")
+                data = {**data, "label": data["name"] if origin is None else f"{data['name']}_from_{origin}"}
         return data
+
+
+def _source_dataset(data: Any) -> Any:
+    """A pretraining source is a dataset entry whose configurations come from the spec's datasets."""
+    if isinstance(data, Mapping) and "configurations" not in data:
+        return {**data, "configurations": ["3d_fullres"]}
+    return data
+
+
+class PretrainingSpec(StrictModel):
+    """A source pre-trained on fold ``all`` with each spec dataset's plans, then adapted to its network."""
+
+    required_hints: ClassVar[dict[str, str]] = {
+        "label": "label: similar",
+        "source": "source: {id: 641, prepare: {synthetic_preset: multiorgan}}",
+    }
+
+    label: Name
+    source: Annotated[DatasetSpec, BeforeValidator(_source_dataset)]
+    trainer: Name = "nnUNetTrainer_ConstantPatch"
+    knobs: Knobs = {}
 
 
 class SmallNetworkSpec(StrictModel):
@@ -324,8 +359,9 @@ class TrainerVariant:
     trainer: str
     label: str
     knobs: Mapping[str, str]
-    settings: Mapping[str, Any]  # what identifies the run: normalised knobs and the small network
+    settings: Mapping[str, Any]  # what identifies the run: normalised knobs, the small network, the pretraining
     settings_id: str
+    pretrained: str | None = None
 
 
 class BenchmarkSpec(StrictModel):
@@ -345,6 +381,7 @@ class BenchmarkSpec(StrictModel):
     knobs: Knobs = {}
     small_network: Annotated[SmallNetworkSpec | None, BeforeValidator(_small_network)] = None
     reference_trainer: str | None = None
+    pretraining: tuple[PretrainingSpec, ...] = ()
 
     @field_validator("results_dir", "nnunet_root", mode="before")
     @classmethod
@@ -357,7 +394,7 @@ class BenchmarkSpec(StrictModel):
         path = Path(value).expanduser()
         return (path if path.is_absolute() else base_dir / path).resolve()
 
-    @field_validator("datasets", "trainers", mode="before")
+    @field_validator("datasets", "trainers", "pretraining", mode="before")
     @classmethod
     def _a_list(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str | Mapping) or not isinstance(value, Sequence):
@@ -396,6 +433,18 @@ class BenchmarkSpec(StrictModel):
         if value is not None and labels and value not in labels:
             raise ValueError(f"expected one of the trainers' labels {labels}")
         return value
+
+    @model_validator(mode="after")
+    def _pretraining_labels(self) -> BenchmarkSpec:
+        labels = [p.label for p in self.pretraining]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"pretraining: labels {twice} listed twice; give each source its own label")
+        for trainer in self.trainers:
+            if trainer.pretrained is not None and trainer.pretrained not in labels:
+                raise ValueError(f"trainer {trainer.label!r}: pretrained: expected one of the pretraining labels "
+                                 f"{labels}, got {trainer.pretrained!r}")
+        return self
 
     @model_validator(mode="after")
     def _no_run_twice(self) -> BenchmarkSpec:
@@ -468,7 +517,10 @@ def trainer_variants(trainers: Sequence[TrainerSpec], knobs: Mapping[str, str],
     for trainer in trainers:
         effective = {**knobs, **trainer.knobs}
         settings = {"knobs": normalised_knobs(effective), "small_network": small}
-        variants.append(TrainerVariant(trainer.name, trainer.label, effective, settings, settings_id(settings)))
+        if trainer.pretrained is not None:  # only then: the ids of runs from scratch stay as they were
+            settings["pretrained"] = trainer.pretrained
+        variants.append(TrainerVariant(trainer.name, trainer.label, effective, settings, settings_id(settings),
+                                       trainer.pretrained))
     return variants
 
 
@@ -500,6 +552,7 @@ class BenchmarkRun:
     settings_id: str = ""
     label: str = ""  # the report's name of the trainer entry (default: the trainer); not part of the identity
     settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    pretrained: str | None = None  # the pretraining label it starts from (-pretrained_weights); in its settings id
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -525,13 +578,13 @@ class BenchmarkRun:
         return {"run_id": self.run_id, "dataset": self.dataset, "dataset_id": self.dataset_id,
                 "configuration": self.configuration, "plans": self.plans, "trainer": self.trainer,
                 "label": self.label, "fold": self.fold, "seed": self.seed, "knobs": dict(self.knobs),
-                "settings_id": self.settings_id, "settings": dict(self.settings)}
+                "settings_id": self.settings_id, "settings": dict(self.settings), "pretrained": self.pretrained}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
         return cls(data["dataset"], data["configuration"], data["plans"], data["trainer"], data["fold"],
                    int(data["seed"]), dict(data.get("knobs") or {}), data.get("settings_id") or "",
-                   data.get("label") or "", dict(data.get("settings") or {}))
+                   data.get("label") or "", dict(data.get("settings") or {}), data.get("pretrained"))
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -615,5 +668,5 @@ def expand_runs(spec: BenchmarkSpec, dataset_names: Sequence[str]) -> list[Bench
                     for variant in variants:
                         runs.append(BenchmarkRun(name, configuration, spec.training_plans(dataset), variant.trainer,
                                                  fold, seed, dict(variant.knobs), variant.settings_id,
-                                                 variant.label, dict(variant.settings)))
+                                                 variant.label, dict(variant.settings), variant.pretrained))
     return runs

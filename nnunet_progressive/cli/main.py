@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.datasets",
     "nnunet_progressive.cli.benchmark",
     "nnunet_progressive.cli.stopping",
+    "nnunet_progressive.cli.transfer",
 )
 
 

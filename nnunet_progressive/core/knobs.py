@@ -42,6 +42,9 @@ STOP_AT_DICE = "stop at Dice"  # *_StopAtDice and PDL trainers
 CASE_SUBSET = "PDL Set 1"  # PDL trainers
 SIMILARITY_RANKING = "PDL ranking"  # PDL trainers that order Set 1 by similarity
 RANDOM_SUBSET = "PDL random Set 1"  # nnUNetTrainer_PDL_Random
+FINETUNE_SCHEDULE = "fine-tuning schedule"  # nnUNetTrainer_Finetune and its variants
+HEAD_PHASE = "fine-tuning heads first"  # nnUNetTrainer_Finetune_HeadFirst
+FROZEN_PHASE = "fine-tuning frozen encoder"  # nnUNetTrainer_Finetune_FrozenEncoder
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def _patch(value: Any) -> Any:
 
 Count = Annotated[int, BeforeValidator(_integer), AfterValidator(_at_least(1))]
 Seed = Annotated[int, BeforeValidator(_integer), AfterValidator(_at_least(0))]
+NonNegative = Annotated[int, BeforeValidator(_integer), AfterValidator(_at_least(0))]
 Positive = Annotated[float, BeforeValidator(_number), AfterValidator(_positive)]
 Number = Annotated[float, BeforeValidator(_number)]
 Fraction = Annotated[float, BeforeValidator(_number), AfterValidator(_fraction)]
@@ -192,6 +196,17 @@ class ProgressiveSettings(BaseModel):
     ranking: str | None = knob(None, [SIMILARITY_RANKING], "PDL: ranking JSON",
                                "`$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json`, e.g. "
                                "`similarity_ranking_nnUNetPlans_3d_fullres.json`", "file path")
+    finetune_lr: Positive = knob(1e-3, [FINETUNE_SCHEDULE], "fine-tuning: peak learning rate (nnU-Net: 1e-2 from "
+                                 "scratch)", "1e-3 (nnssl, STU-Net)", "number > 0")
+    warmup_epochs: NonNegative | None = knob(
+        None, [FINETUNE_SCHEDULE], "fine-tuning: epochs of linear warmup of the whole network before the poly decay",
+        "a tenth of the epochs, at most 50 (nnssl)", "integer >= 0")
+    head_epochs: Count = knob(10, [HEAD_PHASE], "HeadFirst: epochs training the segmentation heads alone",
+                              "10 (MultiTalent)", "integer >= 1")
+    head_lr: Positive = knob(5e-4, [HEAD_PHASE], "HeadFirst: peak learning rate of the heads-only phase",
+                             "5e-4 (MultiTalent)", "number > 0")
+    frozen_epochs: Count | None = knob(None, [FROZEN_PHASE], "FrozenEncoder: epochs with the pre-trained encoder "
+                                       "frozen", "a tenth of the epochs, at most 50 (nnssl)", "integer >= 1")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

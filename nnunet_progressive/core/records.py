@@ -12,6 +12,14 @@ package's trainers holds, besides nnU-Net's own files:
 A benchmark's results folder (``nnprog benchmark run``) holds ``spec.json``, one ``runs/<run_id>.json``
 (:class:`BenchmarkRecord`) per run and ``prepared/<DatasetXXX_Name>.json`` (:class:`DatasetPreparation`).
 
+Transfer learning writes, outside fold folders:
+
+- ``<OUT>.pth`` of ``nnprog transfer adapt``: nnU-Net's checkpoint format (``network_weights``) plus the
+  :class:`TransferRecord` under the key ``nnprog_transfer``, and the same record as ``<OUT>.pth.transfer.json``;
+- ``nnprog_transfer_<PLANS>.json`` (:class:`TransferPreparation`) in the SOURCE dataset's preprocessed folder:
+  what ``nnprog transfer prepare`` did, so a re-run can check it;
+- the ``-o`` JSON of ``nnprog transfer sources`` (:class:`SourceScores`).
+
 Records are pydantic models that keep unknown keys (newer or older package versions add fields);
 :func:`read_record` validates a file against one and names the file in its error. Writers go through
 :func:`write_record` (atomic: temporary file, then rename).
@@ -44,6 +52,8 @@ CHECKPOINT_BEST = "checkpoint_best.pth"
 BENCHMARK_RUNS_DIR = "runs"
 BENCHMARK_SPEC_JSON = "spec.json"
 BENCHMARK_PREPARED_DIR = "prepared"
+TRANSFER_CHECKPOINT_KEY = "nnprog_transfer"
+TRANSFER_REPORT_SUFFIX = ".transfer.json"
 
 
 def checkpoint_state_path(checkpoint_file: str | os.PathLike) -> Path:
@@ -63,6 +73,16 @@ def ranking_file_name(data_identifier: str) -> str:
 def fingerprint(data: Any) -> str:
     """sha256 (hex) of ``data`` as canonical JSON (sorted keys): identifies e.g. a configuration's plans entry."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def transfer_report_path(adapted_checkpoint: str | os.PathLike) -> Path:
+    """The JSON report beside a checkpoint written by ``nnprog transfer adapt``."""
+    return Path(str(adapted_checkpoint) + TRANSFER_REPORT_SUFFIX)
+
+
+def transfer_preparation_file_name(plans: str) -> str:
+    """What ``nnprog transfer prepare`` did, in the source dataset's preprocessed folder."""
+    return f"nnprog_transfer_{plans}.json"
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -258,6 +278,66 @@ class DatasetPreparation(Record):
     plan_seconds: float | None = None  # nnUNetv2_plan_and_preprocess / nnUNetv2_preprocess
     rank_seconds: float | None = None  # nnprog rank (the PDL trainers' similarity ranking)
     ranking_files: list[str] = Field(default_factory=list)
+
+
+class TensorEntry(Record):
+    """One target tensor of a transfer: where its values came from."""
+
+    target: str
+    source: str | None = None
+    target_shape: list[int]
+    source_shape: list[int] | None = None
+    status: str  # loaded | adapted | fresh | head
+    rule: str = ""
+
+
+class TransferRecord(Record):
+    """``nnprog transfer adapt``: a source checkpoint mapped onto a target network."""
+
+    package_version: str | None = None
+    created: str | None = None
+    source_checkpoint: str
+    source_channel_names: list[str] | None = None
+    target_dataset: str
+    target_configuration: str
+    target_plans: str
+    target_trainer: str
+    target_channel_names: list[str] = Field(default_factory=list)
+    channel_rule: str
+    channel_matches: list[int | None] | None = None
+    seed: int = 0
+    counts: dict[str, int]
+    mapped_share: float
+    entries: list[TensorEntry]
+    unused_source: list[str] = Field(default_factory=list)
+
+    def statuses(self) -> dict[str, str]:
+        return {e.target: e.status for e in self.entries}
+
+
+class TransferPreparation(Record):
+    """``nnprog transfer prepare``: the target's plans moved onto the source and the source preprocessed."""
+
+    package_version: str | None = None
+    source_dataset: str
+    target_dataset: str
+    target_plans: str  # the target's plans identifier (what was moved)
+    source_plans: str  # the identifier of the plans written for the source
+    configurations: list[str]
+    target_plans_sha256: str  # of the target's plans file when they were moved
+    normalization: list[dict[str, Any]] = Field(default_factory=list)  # per source channel: scheme and why
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class SourceScores(Record):
+    """``nnprog transfer sources -o``: every candidate's components, combined score and the recommendation."""
+
+    package_version: str | None = None
+    target: dict[str, Any]
+    weights: dict[str, float]
+    candidates: list[dict[str, Any]]
+    profiles: list[dict[str, Any]] = Field(default_factory=list)
+    recommendation: str
 
 
 T = TypeVar("T", bound=Record)

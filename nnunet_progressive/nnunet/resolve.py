@@ -98,3 +98,44 @@ def resolve_configuration(dataset: str | int, configuration: str, plans: str = "
                                      f"{list(plans_manager.available_configurations)}")
     return PlannedConfiguration(name, plans, configuration, plans_file, plans_manager,
                                 plans_manager.get_configuration(configuration))
+
+
+@dataclass(frozen=True)
+class DatasetFolders:
+    """Where a dataset lives: its raw folder, its preprocessed folder (either may be missing)."""
+
+    name: str
+    raw: Path | None
+    preprocessed: Path | None
+
+    @property
+    def dataset_id(self) -> int:
+        return dataset_id(self.name)
+
+
+def locate_dataset(dataset: str | int) -> DatasetFolders:
+    """``4`` / ``"Dataset004_X"`` looked up in ``$nnUNet_raw`` and ``$nnUNet_preprocessed`` (one must hold it)."""
+    argument = parse_dataset_argument(dataset)
+    roots = {key: Path(os.environ[key]) for key in ("nnUNet_raw", "nnUNet_preprocessed") if os.environ.get(key)}
+    if not roots:
+        raise ProgressiveConfigError("neither nnUNet_raw nor nnUNet_preprocessed is set; export them as for "
+                                     "nnUNetv2_train (see nnU-Net's documentation/setting_up_paths.md)")
+    found: dict[str, Path] = {}
+    for key, root in roots.items():
+        if isinstance(argument, str):
+            matches = [root / argument] if (root / argument).is_dir() else []
+        else:
+            matches = sorted(p for p in root.glob(f"Dataset{argument:03d}_*") if p.is_dir() and is_dataset_name(p.name))
+        if len(matches) > 1:
+            raise ProgressiveConfigError(f"dataset id {argument} is ambiguous in {root}: {[m.name for m in matches]}; "
+                                         f"pass the full name")
+        if matches:
+            found[key] = matches[0]
+    names = {p.name for p in found.values()}
+    if not found:
+        raise ProgressiveConfigError(f"dataset {dataset} is neither in nnUNet_raw ({roots.get('nnUNet_raw')}) nor in "
+                                     f"nnUNet_preprocessed ({roots.get('nnUNet_preprocessed')}); check the id")
+    if len(names) > 1:
+        raise ProgressiveConfigError(f"dataset id {argument} names different folders in nnUNet_raw and "
+                                     f"nnUNet_preprocessed: {sorted(names)}; rename one of them")
+    return DatasetFolders(names.pop(), found.get("nnUNet_raw"), found.get("nnUNet_preprocessed"))

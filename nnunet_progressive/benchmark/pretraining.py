@@ -1,0 +1,104 @@
+"""Pre-training step of a benchmark spec (``pretraining:``): sources trained and adapted before the trainers run.
+
+For every pretraining entry and every spec dataset (the fine-tuning target) and configuration, with nnU-Net's and
+this package's own commands, each logged to ``<results_dir>/logs/pretraining_<label>_<dataset>.log``:
+
+1. ``nnprog transfer prepare --source SOURCE --target DATASET -p PLANS -c CONFIGS`` (the source gets the target's
+   plans, nnU-Net's documented workflow);
+2. ``nnUNetv2_train SOURCE CONFIG all -p PLANS_from<TARGET> -tr TRAINER`` with the entry's knobs, once for all
+   seeds, recorded under ``<results_dir>/pretraining/runs`` (resumed or skipped like any benchmark run, and kept out
+   of the report);
+3. ``nnprog transfer adapt`` of its final checkpoint onto the target's network, written to
+   :func:`pretrained_weights_path`; the fine-tuning runs of the entry's label start from it.
+
+Every step is skipped when its output is there (and, for the adapted weights, newer than the source checkpoint).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, PretrainingSpec
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.naming import dataset_id
+from nnunet_progressive.nnunet.runner import NnunetFolders, run_environment, run_logged
+
+PRETRAINED_DIR = "pretrained"
+PRETRAINING_DIR = "pretraining"
+
+
+def pretrained_weights_path(results_dir: str | Path, label: str, dataset: str, configuration: str, plans: str) -> Path:
+    """The adapted checkpoint a fine-tuning run of ``label`` on (dataset, configuration, plans) starts from."""
+    return Path(results_dir) / PRETRAINED_DIR / f"{label}__{dataset}__{configuration}__{plans}.pth"
+
+
+def _nnprog(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nnunet_progressive.cli.main", *args]
+
+
+def _source_name(entry: PretrainingSpec, folders: NnunetFolders) -> str:
+    from nnunet_progressive.benchmark.run import resolve_dataset_name
+
+    name = resolve_dataset_name(entry.source, folders)
+    if entry.source.synthetic_preset and not (folders.raw / name / "dataset.json").is_file():
+        from nnunet_progressive.datasets.generated import write_generated
+
+        print(f"generating {name} (generated dataset {entry.source.synthetic_preset})", file=sys.stderr)
+        write_generated(entry.source.synthetic_preset, folders.raw, entry.source.id)
+    if not (folders.raw / name).is_dir():
+        raise ProgressiveConfigError(f"pretraining source {name} is not in {folders.raw}; convert it or set "
+                                     f"prepare.synthetic_preset")
+    return name
+
+
+def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: Sequence[str],
+                    log: Callable[[str], None] = print) -> list[Path]:
+    """Prepare, pre-train and adapt every pretraining entry for every spec dataset; returns the weight files."""
+    from nnunet_progressive.benchmark.run import RunContext, execute_run
+    from nnunet_progressive.nnunet.transfer_workflow import source_plans_name
+
+    used = {t.pretrained for t in spec.trainers if t.pretrained is not None}
+    context = RunContext(folders, spec.results_dir / PRETRAINING_DIR, spec.executor.device,
+                         spec.executor.gpus_per_run)
+    written = []
+    env = run_environment(folders, device=spec.executor.device)
+    for entry in spec.pretraining:
+        if entry.label not in used:
+            log(f"pretraining {entry.label!r}: no trainer uses it, skipped")
+            continue
+        source = _source_name(entry, folders)
+        for dataset, target in zip(spec.datasets, dataset_names):
+            plans, configurations = spec.training_plans(dataset), list(dataset.configurations)
+            log_file = spec.results_dir / "logs" / f"pretraining_{entry.label}_{target}.log"
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            log(f"pretraining {entry.label!r}: {source} with the plans of {target} (log: {log_file})")
+            run_logged(_nnprog("transfer", "prepare", "--source", source, "--target", target, "-p", plans, "-c",
+                               *configurations, "-np", str(entry.source.num_processes)), env, log_file)
+            for configuration in configurations:
+                run = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)), entry.trainer,
+                                   "all", 0, {**spec.knobs, **entry.knobs})
+                record = execute_run(run, context)
+                if record.status != "done":
+                    raise ProgressiveConfigError(f"pre-training {entry.label!r} ({run.run_id}) did not finish: "
+                                                 f"{record.error or record.status}; see {record.log_file}")
+                checkpoint = Path(record.fold_folder) / "checkpoint_final.pth"
+                weights = pretrained_weights_path(spec.results_dir, entry.label, target, configuration, plans)
+                if not weights.is_file() or weights.stat().st_mtime < checkpoint.stat().st_mtime:
+                    weights.parent.mkdir(parents=True, exist_ok=True)
+                    run_logged(_nnprog("transfer", "adapt", str(checkpoint), "-d", target, "-c", configuration,
+                                       "-p", plans, "-o", str(weights)), env, log_file)
+                written.append(weights)
+    return written
+
+
+def with_pretrained_weights(run: BenchmarkRun, results_dir: Path, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """``extra`` plus ``-pretrained_weights FILE`` for a new run of a pretraining label (a clear error if missing)."""
+    if run.pretrained is None:
+        return extra
+    weights = pretrained_weights_path(results_dir, run.pretrained, run.dataset, run.configuration, run.plans)
+    if not weights.is_file():
+        raise ProgressiveConfigError(f"{weights} is missing: the pre-training of {run.pretrained!r} has not run; "
+                                     f"`nnprog benchmark run SPEC` runs it before the trainers")
+    return (*extra, "-pretrained_weights", str(weights))
+

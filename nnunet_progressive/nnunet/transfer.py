@@ -1,0 +1,242 @@
+"""The nnU-Net hooks of fine-tuning: learning-rate phases and freezing, on nnU-Net's own optimiser.
+
+Thin by design: the phases are :mod:`nnunet_progressive.transfer.finetune` (pure); the pre-trained weights come
+through nnU-Net's own ``-pretrained_weights`` (``load_pretrained_weights``), so any checkpoint that stock nnU-Net
+loads works, including the output of ``nnprog transfer adapt``.
+
+How freezing is done, and why this way:
+
+- nnU-Net's optimiser (``super().configure_optimizers()``: SGD, or whatever a base trainer builds) is split into
+  one parameter group per role (heads, decoder, new, encoder; heads first because nnU-Net logs group 0's rate);
+  the scheduler sets each group's rate from the phase, 0 for frozen roles.
+- Frozen parameters still get a gradient, which a hook on each parameter replaces by zeros. So every parameter
+  receives a gradient in every iteration on every rank: DDP's reducer and its buckets are unchanged (no
+  ``find_unused_parameters``, no unused-parameter errors), torch.compile's graphs stay the same (``requires_grad``
+  never changes, so no recompilation), the gradient scaler sees the usual gradients, and nnU-Net's gradient
+  clipping measures only the parameters that train. With a rate of 0 neither SGD nor Adam(W) moves a parameter
+  (weight decay included). The cost: the frozen encoder's gradients are still computed (no speed-up).
+- When a frozen role starts to train, its optimiser state (momentum, Adam moments) is reset, as if new.
+- The phase is a pure function of the epoch and the run's stored settings, so ``--c`` continues in the right phase
+  with the same learning rate; the roles (which encoder tensors were adapted or fresh) are stored beside each
+  checkpoint and read back before nnU-Net rebuilds the optimiser.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.knobs import (
+    FINETUNE_SCHEDULE,
+    FROZEN_PHASE,
+    HEAD_PHASE,
+    RUN_LENGTH,
+    ProgressiveSettings,
+)
+from nnunet_progressive.core.records import checkpoint_state_path
+from nnunet_progressive.nnunet.run_state import RunLengthMixin
+from nnunet_progressive.transfer.finetune import (
+    DECODER,
+    ENCODER,
+    HEADS,
+    ROLES,
+    FinetuneSchedule,
+    build_finetune_schedule,
+)
+from nnunet_progressive.transfer.mapping import frozen_roles, parameter_role
+
+FINETUNE_EPOCHS = 150  # nnssl's 150-epoch fine-tuning preset; nnU-Net trains 1000 from scratch
+RECIPE_FEATURES = {"finetune": (), "head_first": (HEAD_PHASE,), "frozen_encoder": (FROZEN_PHASE,)}
+
+
+def pretrained_weights_argument(argv: list[str] | None = None) -> str | None:
+    """The ``-pretrained_weights`` file of this ``nnUNetv2_train`` call (spawned DDP workers get the same argv)."""
+    argv = sys.argv if argv is None else argv
+    for index, word in enumerate(argv[:-1]):
+        if word == "-pretrained_weights":
+            return argv[index + 1]
+    return None
+
+
+def split_by_role(optimizer: torch.optim.Optimizer, network: torch.nn.Module, role_of: dict[str, str]) -> None:
+    """Replace each parameter group by one group per role (same options, key ``nnprog_role``), in ROLES order."""
+    names = {id(p): n for n, p in network.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        options = {k: v for k, v in group.items() if k != "params"}
+        for role in ROLES:
+            params = [p for p in group["params"] if role_of.get(names.get(id(p), ""), DECODER) == role]
+            if params:
+                groups.append({**options, "params": params, "nnprog_role": role})
+    optimizer.param_groups = []
+    optimizer.state.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
+
+
+def register_freezing_hooks(network: torch.nn.Module, role_of: dict[str, str],
+                            frozen: Callable[[], frozenset[str]]) -> list:
+    """A gradient hook per parameter: zeros while its role is in ``frozen()``; returns the handles."""
+    handles = []
+    for name, parameter in network.named_parameters():
+        if parameter.requires_grad:
+            role = role_of[name]
+            handles.append(parameter.register_hook(
+                lambda grad, role=role: torch.zeros_like(grad) if role in frozen() else grad))
+    return handles
+
+
+class FinetuneLRScheduler:
+    """What nnU-Net asks of a scheduler (``step(epoch)``): each group's rate from the fine-tuning phase."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, trainer: FineTuningMixin):
+        self.optimizer = optimizer
+        self.trainer = trainer
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def step(self, current_step: int | None = None) -> None:
+        epoch = self.trainer.current_epoch if current_step is None else int(current_step)
+        schedule = self.trainer.finetune_schedule
+        rates = schedule.learning_rates(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rates[group["nnprog_role"]]
+        self.trainer._frozen_roles = frozenset(r for r in ROLES if r not in schedule.phase_at(epoch).trains)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+class FineTuningMixin(RunLengthMixin):
+    """Put before ``nnUNetTrainer`` (or a PGPS mixin) in the bases; train with ``-pretrained_weights FILE``."""
+
+    finetune_recipe = "finetune"
+    default_settings = ProgressiveSettings(epochs=FINETUNE_EPOCHS)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._frozen_roles: frozenset[str] = frozenset()
+        self._gradient_hooks: list = []
+        self._role_of: dict[str, str] = {}
+        self._fresh_checksums: list[float] | None = None
+        self._pretrained_file = pretrained_weights_argument()
+        self._parameter_statuses: dict[str, str] | None = self._statuses_of(self._pretrained_file)
+        self._apply_finetune_settings()
+
+    @classmethod
+    def knob_features(cls) -> frozenset[str]:
+        parent = getattr(super(), "knob_features", None)
+        features = set(parent()) if parent is not None else {RUN_LENGTH}
+        return frozenset(features | {FINETUNE_SCHEDULE, *RECIPE_FEATURES[cls.finetune_recipe]})
+
+    # --- schedule -------------------------------------------------------------------------------------------
+    @property
+    def finetune_schedule(self) -> FinetuneSchedule:
+        settings = self.progressive_settings
+        return build_finetune_schedule(self.finetune_recipe, self.num_epochs, settings.finetune_lr,
+                                       settings.warmup_epochs, settings.head_epochs, settings.head_lr,
+                                       settings.frozen_epochs)
+
+    def _apply_finetune_settings(self) -> None:
+        self.initial_lr = self.progressive_settings.finetune_lr
+        self.finetune_schedule  # noqa: B018 - phases that leave no poly epoch stop here, before training
+
+    @staticmethod
+    def _statuses_of(pretrained_file: str | None) -> dict[str, str] | None:
+        """Which target tensors ``nnprog transfer adapt`` loaded, adapted or left fresh (None: a plain checkpoint)."""
+        if not pretrained_file or not Path(pretrained_file).is_file():
+            return None
+        from nnunet_progressive.nnunet.transfer_weights import read_transfer_record
+
+        record = read_transfer_record(pretrained_file)
+        return None if record is None else record.statuses()
+
+    # --- optimiser: one group per role, rates from the phase ------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer, _ = super().configure_optimizers()
+        self._role_of = frozen_roles([n for n, _ in self.network.named_parameters()], self._parameter_statuses)
+        split_by_role(optimizer, self.network, self._role_of)
+        present = {g["nnprog_role"] for g in optimizer.param_groups}
+        if HEADS not in present:
+            raise ProgressiveConfigError(f"{type(self).__name__}: no segmentation head found among the network's "
+                                         f"parameters (expected names with '.seg_layers.'); this network is not "
+                                         f"supported by the fine-tuning trainers")
+        if self.finetune_recipe == "frozen_encoder" and ENCODER not in present:
+            raise ProgressiveConfigError(f"{type(self).__name__}: no pre-trained encoder parameter to freeze (names "
+                                         f"starting with encoder., vit., swinViT., ...); use nnUNetTrainer_Finetune")
+        for handle in self._gradient_hooks:
+            handle.remove()
+        self._gradient_hooks = register_freezing_hooks(self.network, self._role_of, lambda: self._frozen_roles)
+        return optimizer, FinetuneLRScheduler(optimizer, self)
+
+    def _parameters_of(self, roles: tuple[str, ...]) -> list[torch.nn.Parameter]:
+        return [p for g in self.optimizer.param_groups if g["nnprog_role"] in roles for p in g["params"]]
+
+    # --- nnU-Net hooks -------------------------------------------------------------------------------------------
+    def initialize(self):
+        super().initialize()
+        self._fresh_checksums = self._checksums()
+
+    def _checksums(self) -> list[float]:
+        """Sums of three non-head parameters: they all change when pre-trained weights are loaded."""
+        body = [p for n, p in self.network.named_parameters() if parameter_role(n) != HEADS]
+        picked = [body[0], body[len(body) // 2], body[-1]] if body else []
+        return [float(p.detach().double().sum()) for p in picked]
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()  # as nnU-Net's on_train_start would; here so a missing checkpoint stops before loaders
+        if self.current_epoch == 0 and self._fresh_checksums is not None and self._checksums() == \
+                self._fresh_checksums:
+            raise ProgressiveConfigError(
+                f"{type(self).__name__} fine-tunes pre-trained weights, but none were loaded: pass "
+                f"-pretrained_weights FILE to nnUNetv2_train (a checkpoint of the same network, or the output of "
+                f"`nnprog transfer adapt`), or train from scratch with nnUNetTrainer")
+        super().on_train_start()
+        counts = {role: sum(1 for r in self._role_of.values() if r == role) for role in ROLES}
+        self.print_to_log_file(f"Fine-tuning ({self.finetune_recipe}) from {self._pretrained_file or 'the checkpoint'}"
+                               f"; parameters per role: {counts}; phases: "
+                               + "; ".join(f"{p.name} epochs {p.start}-{p.end - 1}" for p in
+                                           self.finetune_schedule.phases))
+
+    def on_train_epoch_start(self):
+        newly = self.finetune_schedule.newly_trained(self.current_epoch)
+        for parameter in self._parameters_of(newly):
+            self.optimizer.state.pop(parameter, None)
+        super().on_train_epoch_start()  # steps the scheduler: rates and frozen roles of this epoch
+        self.print_to_log_file(self.finetune_schedule.describe(self.current_epoch)
+                               + (f" | optimiser state reset for: {', '.join(newly)}" if newly else ""))
+
+    # --- records -----------------------------------------------------------------------------------------------
+    def progressive_state(self) -> dict:
+        state = super().progressive_state()
+        state["finetune"] = {"recipe": self.finetune_recipe, "pretrained_weights": self._pretrained_file,
+                             "parameter_statuses": self._parameter_statuses,
+                             "schedule": self.finetune_schedule.to_dict()}
+        return state
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        if isinstance(filename_or_checkpoint, str):  # roles first: nnU-Net rebuilds the optimiser from them
+            sidecar = checkpoint_state_path(filename_or_checkpoint)
+            if sidecar.is_file():
+                finetune = json.loads(sidecar.read_text()).get("finetune") or {}
+                self._parameter_statuses = finetune.get("parameter_statuses")
+                self._pretrained_file = finetune.get("pretrained_weights")
+        super().load_checkpoint(filename_or_checkpoint)
+
+    def restore_progressive_state(self, state: dict) -> None:
+        super().restore_progressive_state(state)
+        self._apply_finetune_settings()
+        self.print_to_log_file(f"Continuing at epoch {self.current_epoch}: "
+                               f"{self.finetune_schedule.describe(self.current_epoch)}")
