@@ -57,6 +57,7 @@ from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, Datas
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.core.knobs import problems_for_trainer
+from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.core.records import (
     BENCHMARK_SPEC_JSON,
     Attempt,
@@ -389,7 +390,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
     """Generate (synthetic preset), plan and preprocess where needed, write the small plans, rank (``prepare.rank``);
     returns the dataset's folder name. What took how long is added to ``prepared/<name>.json``."""
     name = resolve_dataset_name(dataset, folders)
-    dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
+    dataset_id = parse_dataset_id(name)
     log_file = log_dir / f"prepare_{name}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     record_file = preparation_path(spec.results_dir, name)

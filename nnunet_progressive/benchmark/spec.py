@@ -84,6 +84,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import ENV_PREFIX, KNOB_NAMES, env_name, settings_from_env, unknown_knob_message
 from nnunet_progressive.core.naming import DATASET_NAME
+from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.core.validation import Name, StrictModel, integer, number, validate
 from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE
 from nnunet_progressive.nnunet.runner import NnunetFolders
@@ -259,7 +260,7 @@ class DatasetSpec(StrictModel):
     def _id_name_and_preset_agree(self) -> DatasetSpec:
         if self.id is None and self.name is None:
             raise ValueError("needs `id: 4` or `name: Dataset004_Hippocampus`; got neither")
-        if self.id is not None and self.name is not None and int(self.name[7:10]) != self.id:
+        if self.id is not None and self.name is not None and parse_dataset_id(self.name) != self.id:
             raise ValueError(f"expected id and name to agree (id {self.id}), got name {self.name!r}")
         preset = self.prepare.synthetic_preset
         if preset is not None:
@@ -563,7 +564,7 @@ class BenchmarkRun:
 
     @property
     def dataset_id(self) -> int:
-        return int(self.dataset[len("Dataset"):len("Dataset") + 3])
+        return parse_dataset_id(self.dataset)
 
     @property
     def settings_folder(self) -> str:

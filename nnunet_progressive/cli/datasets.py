@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 
 # The registry is plain data (no nnU-Net or SimpleITK import); the converters load when the command runs.
+from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.datasets.converters.tasks import TASKS, TaskInfo, TaskSetting
 
 
@@ -115,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"converting {args.task} from {args.source} failed ({type(error).__name__}: {reason}); a source "
                     f"file may be damaged or incomplete: re-extract or re-download it, or leave that case out and "
                     f"convert with --allow-partial.")
-    dataset_id = int(folder.name[len("Dataset"):len("Dataset") + 3])
+    dataset_id = parse_dataset_id(folder.name)
     print(f"Wrote {folder}\nNext: nnUNetv2_plan_and_preprocess -d {dataset_id} --verify_dataset_integrity")
     return 0
