@@ -87,6 +87,7 @@ from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_
 
 MIXIN_ORDER: tuple[str, ...] = (
     "StopAtDiceMixin",
+    "FineTuningMixin",
     "ProgressiveDataMixin",
     "ProgressivePatchMixin",
     "RandomPatchSizeMixin",

@@ -132,7 +132,6 @@ class FineTuningMixin(RunLengthMixin):
         self._fresh_checksums: list[float] | None = None
         self._pretrained_file = pretrained_weights_argument()
         self._parameter_statuses: dict[str, str] | None = self._statuses_of(self._pretrained_file)
-        self._apply_finetune_settings()
 
     @classmethod
     def knob_features(cls) -> frozenset[str]:
@@ -148,7 +147,8 @@ class FineTuningMixin(RunLengthMixin):
                                        settings.warmup_epochs, settings.head_epochs, settings.head_lr,
                                        settings.frozen_epochs)
 
-    def _apply_finetune_settings(self) -> None:
+    def derive_from_settings(self) -> None:
+        super().derive_from_settings()  # run length first: the phases split num_epochs
         self.initial_lr = self.progressive_settings.finetune_lr
         self.finetune_schedule  # noqa: B018 - phases that leave no poly epoch stop here, before training
 
@@ -237,6 +237,5 @@ class FineTuningMixin(RunLengthMixin):
 
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)
-        self._apply_finetune_settings()
         self.print_to_log_file(f"Continuing at epoch {self.current_epoch}: "
                                f"{self.finetune_schedule.describe(self.current_epoch)}")
