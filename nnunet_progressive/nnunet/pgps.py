@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,19 +39,43 @@ NNUNET_DEFAULT_EPOCHS = 1000
 PERFORMANCE_MAX_BATCH = 64  # hard batch cap on top of the planned footprint (NNPROG_MAX_BATCH overrides)
 
 
+@dataclass(frozen=True)
+class NetworkPatchRule:
+    """What the trained network asks of a patch, for the schedule (the plan's U-Net: its pooling strides).
+
+    ``pool_op_kernel_sizes=None`` with ``input_multiple``: a network without nnU-Net's pooling (a transformer).
+    ``sample_cost``: memory of one sample per patch where it is not linear in voxels (Performance batch).
+    """
+
+    planned_patch: tuple[int, ...]
+    pool_op_kernel_sizes: Sequence[Sequence[int]] | None
+    input_multiple: tuple[int, ...] | None = None
+    sample_cost: Callable[[tuple[int, ...]], float] | None = None
+
+    @classmethod
+    def of_plan(cls, configuration_manager) -> NetworkPatchRule:
+        """The plan's own U-Net (nnU-Net's or ResEnc): its patch and pooling strides."""
+        return cls(tuple(configuration_manager.patch_size), configuration_manager.pool_op_kernel_sizes)
+
+
 def schedule_for_configuration(
-    configuration_manager, mode: str, settings: ProgressiveSettings, num_epochs: int
+    configuration_manager, mode: str, settings: ProgressiveSettings, num_epochs: int,
+    rule: NetworkPatchRule | None = None,
 ) -> Schedule:
     """The PGPS schedule of an nnU-Net configuration (plans) under ``settings``.
 
-    Performance mode caps the batch at ``PERFORMANCE_MAX_BATCH`` unless NNPROG_MAX_BATCH says otherwise.
+    ``rule``: what the network asks of a patch (default: the plan's U-Net). Performance mode caps the batch at
+    ``PERFORMANCE_MAX_BATCH`` unless NNPROG_MAX_BATCH says otherwise.
     """
+    rule = rule or NetworkPatchRule.of_plan(configuration_manager)
     max_batch = settings.max_batch
     if mode == "performance" and max_batch is None:
         max_batch = max(PERFORMANCE_MAX_BATCH, configuration_manager.batch_size)
     return build_schedule(
-        planned_patch=configuration_manager.patch_size,
-        pool_op_kernel_sizes=configuration_manager.pool_op_kernel_sizes,
+        planned_patch=rule.planned_patch,
+        pool_op_kernel_sizes=rule.pool_op_kernel_sizes,
+        input_multiple=rule.input_multiple,
+        sample_cost=rule.sample_cost,
         planned_batch=configuration_manager.batch_size,
         num_epochs=num_epochs,
         mode=mode,
@@ -71,9 +97,23 @@ class ProgressivePatchMixin(StagedTrainingLoaderMixin):
         self.schedule = self._build_schedule()
 
     # --- schedule ------------------------------------------------------------------------------------
+    @classmethod
+    def network_patch_rule(cls, configuration_manager, num_input_channels: int,
+                           num_output_channels: int) -> NetworkPatchRule:
+        """What this trainer's network asks of a patch; trainers of other architectures override it."""
+        return NetworkPatchRule.of_plan(configuration_manager)
+
+    def _own_patch_rule(self) -> NetworkPatchRule:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+        channels = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        return self.network_patch_rule(self.configuration_manager, channels,
+                                       self.label_manager.num_segmentation_heads)
+
     def _build_schedule(self) -> Schedule:
         return schedule_for_configuration(
-            self.configuration_manager, self.pgps_mode, self.progressive_settings, self.num_epochs
+            self.configuration_manager, self.pgps_mode, self.progressive_settings, self.num_epochs,
+            self._own_patch_rule(),
         )
 
     def _num_training_shapes(self) -> int:
@@ -208,11 +248,9 @@ class RandomPatchSizeMixin(ProgressivePatchMixin):
     pgps_mode = "efficiency"
 
     def _patch_pool(self) -> list[tuple[int, ...]]:
-        return random_patch_pool(
-            self.configuration_manager.patch_size,
-            self.configuration_manager.pool_op_kernel_sizes,
-            self.progressive_settings.min_patch,
-        )
+        rule = self._own_patch_rule()
+        return random_patch_pool(rule.planned_patch, rule.pool_op_kernel_sizes, self.progressive_settings.min_patch,
+                                 rule.input_multiple)
 
     def _stage_key(self, epoch: int) -> tuple:
         return super(ProgressivePatchMixin, self)._stage_key(epoch) + (("rpss",),)
