@@ -29,6 +29,8 @@ class InputRule:
             embeddings or reshapes tied to the planned token grid), so growing patches need embeddings that
             follow each stage's grid.
         source: where the rule comes from.
+        coarsest_min_voxels: voxels the coarsest grid (patch / multiple) needs in training: 2 where an instance
+            norm runs on it (SwinUNETR's bottleneck block), else 1.
     """
 
     architecture: str
@@ -37,6 +39,7 @@ class InputRule:
     token_size: int
     fixed_grid: bool
     source: str
+    coarsest_min_voxels: int = 1
 
     def per_axis(self, ndim: int) -> tuple[int, ...]:
         """The multiple for each of ``ndim`` axes."""
@@ -46,7 +49,8 @@ class InputRule:
 UNETR = InputRule("UNETR", 16, (2, 3), 16, True,
                   "MONAI UNETR: non-overlapping 16-voxel ViT patches, learned position embeddings per patch")
 SWIN_UNETR = InputRule("SwinUNETR", 32, (2, 3), 2, False,
-                       "MONAI SwinUNETR (>= 1.5): 2-voxel patches merged 4 times, every axis divisible by 2**5")
+                       "MONAI SwinUNETR (>= 1.5): 2-voxel patches merged 4 times, every axis divisible by 2**5",
+                       coarsest_min_voxels=2)
 PRIMUS = InputRule("Primus", 8, (3,), 8, True,
                    "nnU-Net Primus (dynamic_network_architectures): 8^3-voxel tokens, input shape fixed at "
                    "construction, learned absolute and 3D rotary position embeddings")
@@ -68,13 +72,19 @@ def check_dimensions(rule: InputRule, ndim: int, configuration: str) -> None:
 def adjust_patch(planned_patch: Sequence[int], rule: InputRule) -> tuple[int, ...]:
     """The planned patch with every axis raised to the next multiple of ``rule.multiple`` (at least one).
 
-    Idempotent: a patch that already satisfies the rule is returned unchanged. The batch size is left as
-    planned (what the published ports do); the memory this costs is logged by the trainer.
+    If the coarsest grid then holds fewer than ``rule.coarsest_min_voxels`` voxels (a tiny plan on SwinUNETR), the
+    longest planned axis (ties: the first) grows by further multiples until it does. Idempotent: a patch that
+    already satisfies the rule is returned unchanged. The batch size is left as planned (what the published
+    ports do).
     """
     if not planned_patch or any(int(p) < 1 for p in planned_patch):
         raise ProgressiveConfigError(f"a patch needs positive sizes, got {tuple(planned_patch)}")
     m = rule.multiple
-    return tuple(max(m, math.ceil(int(p) / m) * m) for p in planned_patch)
+    adjusted = [max(m, math.ceil(int(p) / m) * m) for p in planned_patch]
+    longest = max(range(len(adjusted)), key=lambda axis: (int(planned_patch[axis]), -axis))
+    while math.prod(a // m for a in adjusted) < rule.coarsest_min_voxels:
+        adjusted[longest] += m
+    return tuple(adjusted)
 
 
 def check_patch(patch: Sequence[int], rule: InputRule, what: str = "the patch") -> None:
