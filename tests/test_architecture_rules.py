@@ -179,7 +179,8 @@ def test_recipes_state_their_sources():
     for recipe in (UNETR_RECIPE, SWIN_UNETR_RECIPE, PRIMUS_RECIPE):
         assert {"optimizer", "learning_rate", "weight_decay", "grad_clip", "mixed_precision", "deep_supervision",
                 "lr_schedule"} <= set(recipe.sources), recipe.architecture
-    assert PRIMUS_RECIPE.warmup_epochs(1000) == 50 == PRIMUS_RECIPE.warmup_epochs(100)
+    assert PRIMUS_RECIPE.warmup_epochs(1000) == 50, "nnU-Net's Primus: 50 of 1000 epochs"
+    assert PRIMUS_RECIPE.warmup_epochs(100) == 5
     assert set(RECIPES) == {"U-Net / ResEnc U-Net (nnU-Net)", "UNETR", "SwinUNETR", "Primus"}
 
 

@@ -218,6 +218,8 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     assert len(schedule.stages) == 9 and schedule.stages[0].patch_size == (16, 8, 8)
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", 0, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
+    log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "train whole net, default schedule" in log, "the warmup (5% of 9 epochs: 1) ended"
 
     # --c in a middle stage (nnU-Net 2.8.1's Primus base cannot load its own checkpoints without our fix)
     knobs = {"NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"}
@@ -293,3 +295,19 @@ def test_without_monai_the_trainer_says_how_to_install_it(tiny3d, tmp_path):
         train(run, tiny3d.folders, tmp_path / "train.log")
     assert "nnUNetTrainer_TinyUNETR needs MONAI" in str(failure.value)
     assert 'pip install "nnunet-progressive[transformers]"' in str(failure.value)
+
+
+def test_nnprog_schedule_shows_the_architecture_schedule(tiny3d):
+    import subprocess
+
+    env = {**tiny3d.folders.environment(), "NNPROG_EPOCHS": "20"}
+    command = ["nnprog", "schedule", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans, "-tr"]
+    result = subprocess.run([*command, "nnUNetTrainer_TinyUNETR_PGPS_Performance"], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    expected = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", {"NNPROG_EPOCHS": "20"})
+    for stage in expected.stages:
+        assert re.search(rf"{_text(stage.patch_size)}\s+{stage.batch_size}\s", result.stdout), stage
+    result = subprocess.run([*command, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency"], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0 and "constant patch 64x32x32" in result.stdout, result.stdout + result.stderr

@@ -30,8 +30,7 @@ class Recipe:
         deep_supervision: losses on the decoder's lower resolutions (nnU-Net's U-Nets only).
         lr_schedule: "poly" (nnU-Net: (1 - e/E)^0.9), "warmup_cosine" (linear warmup, then cosine to 0) or
             "warmup_poly" (linear warmup, then poly; nnU-Net's Primus).
-        warmup_share: share of the epochs spent warming up (warmup schedules), unless ``warmup_epochs_fixed``.
-        warmup_epochs_fixed: a fixed number of warmup epochs, whatever the run length (nnU-Net's Primus: 50).
+        warmup_share: share of the epochs spent warming up (warmup schedules).
         applied_by: "nnunet-progressive" (our trainers set it) or "nnU-Net" (nnU-Net's own trainer does).
         sources: field name -> where its value comes from.
     """
@@ -47,7 +46,6 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     warmup_share: float = 0.0
-    warmup_epochs_fixed: int | None = None
     applied_by: str = "nnunet-progressive"
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -61,8 +59,6 @@ class Recipe:
         """Warmup epochs of a run of ``num_epochs`` (at least one, fewer than the run) for warmup schedules."""
         if not self.lr_schedule.startswith("warmup"):
             return 0
-        if self.warmup_epochs_fixed is not None:
-            return self.warmup_epochs_fixed
         return min(max(1, round(self.warmup_share * num_epochs)), max(num_epochs - 1, 0))
 
     def learning_rate_at(self, epoch: int, num_epochs: int) -> float:
@@ -116,12 +112,14 @@ SWIN_UNETR_RECIPE = Recipe(
 PRIMUS_RECIPE = Recipe(
     architecture="Primus",
     optimizer="adamw", learning_rate=3e-4, weight_decay=5e-2, grad_clip=1.0, mixed_precision=True,
-    deep_supervision=False, lr_schedule="warmup_poly", betas=(0.9, 0.98), warmup_epochs_fixed=50,
-    applied_by="nnU-Net",
-    sources={field_name: "nnU-Net 2.8.1 training/nnUNetTrainer/primus/primus_trainers.py (AbstractPrimus, "
-             "nnUNetTrainer_warmup: 50 warmup epochs); Wald, Roy, Isensee et al., Primus, arXiv 2503.01835"
-             for field_name in ("optimizer", "learning_rate", "weight_decay", "grad_clip", "mixed_precision",
-                                "deep_supervision", "lr_schedule")},
+    deep_supervision=False, lr_schedule="warmup_poly", betas=(0.9, 0.98), warmup_share=0.05,
+    applied_by="nnU-Net (warmup length: nnunet-progressive)",
+    sources={**{field_name: "nnU-Net 2.8.1 training/nnUNetTrainer/primus/primus_trainers.py (AbstractPrimus); "
+                            "Wald, Roy, Isensee et al., Primus, arXiv 2503.01835"
+                for field_name in ("optimizer", "learning_rate", "weight_decay", "grad_clip", "mixed_precision",
+                                   "deep_supervision")},
+             "lr_schedule": "nnU-Net 2.8.1 nnUNetTrainer_warmup: linear warmup for 50 of 1000 epochs, then poly; "
+                            "kept at 5% for shorter runs here"},
 )
 
 NNUNET_RECIPE = Recipe(
@@ -143,9 +141,7 @@ def recipe_table() -> str:
     for r in RECIPES.values():
         optimizer = "SGD (Nesterov, 0.99)" if r.optimizer == "sgd" else f"AdamW (betas {r.betas[0]}, {r.betas[1]})"
         schedule = r.lr_schedule
-        if r.warmup_epochs_fixed is not None:
-            schedule += f" ({r.warmup_epochs_fixed} warmup epochs)"
-        elif r.warmup_share:
+        if r.warmup_share:
             schedule += f" ({r.warmup_share:.0%} warmup)"
         lines.append(
             f"| {r.architecture} | {optimizer} | {r.learning_rate:g} | {r.weight_decay:g} | {schedule} | "

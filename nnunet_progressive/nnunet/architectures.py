@@ -13,6 +13,7 @@ then nnU-Net's trainer):
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import ClassVar
 
@@ -27,7 +28,7 @@ from nnunet_progressive.architectures.input_rules import (
     check_dimensions,
     token_grid,
 )
-from nnunet_progressive.architectures.recipes import Recipe
+from nnunet_progressive.architectures.recipes import PRIMUS_RECIPE, Recipe
 from nnunet_progressive.architectures.specs import PrimusSpec, SwinUNETRSpec, UNETRSpec
 from nnunet_progressive.architectures.transformer_memory import sample_cost
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -212,8 +213,9 @@ class RecipeMixin:
         else:
             target = target.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
+        # as nnU-Net: autocast only on CUDA (slow on CPU, refused on MPS even when disabled)
         use_autocast = recipe.mixed_precision and self.device.type == "cuda"
-        with autocast(self.device.type, enabled=use_autocast):
+        with autocast(self.device.type) if use_autocast else contextlib.nullcontext():
             loss = self.loss(self.network(data), target)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
@@ -252,7 +254,7 @@ class TransformerNetworkMixin(NetworkInputMixin, RecipeMixin):
 
 
 class PrimusInputMixin(NetworkInputMixin):
-    """nnU-Net's own Primus trainers: the patch adjusted to multiples of 8, and `--c` that works.
+    """nnU-Net's own Primus trainers: the patch adjusted to multiples of 8, the warmup scaled to the run, `--c`.
 
     nnU-Net 2.8.1's warmup trainer (Primus' base) loads checkpoints with torch's weights-only default, which fails
     on the numpy values nnU-Net's own checkpoints hold; loading is allowed here for the run's own checkpoints.
@@ -260,6 +262,11 @@ class PrimusInputMixin(NetworkInputMixin):
     """
 
     input_rule = PRIMUS
+
+    def _apply_run_length(self) -> None:
+        """nnU-Net's Primus warms up for 50 of its 1000 epochs; shorter runs (NNPROG_EPOCHS, `_Xepochs`) keep 5%."""
+        super()._apply_run_length()
+        self.warmup_duration_whole_net = PRIMUS_RECIPE.warmup_epochs(self.num_epochs)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         with trusted_checkpoint_loading():
