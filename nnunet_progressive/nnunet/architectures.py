@@ -14,7 +14,7 @@ then nnU-Net's trainer):
 from __future__ import annotations
 
 import contextlib
-import copy
+import os
 from typing import ClassVar
 
 import torch
@@ -301,34 +301,20 @@ def primus_builder(spec: PrimusSpec):
     return staticmethod(build_network_architecture)
 
 
-class trusted_checkpoint_loading:  # noqa: N801 - used as a context manager, reads like a function
+@contextlib.contextmanager
+def trusted_checkpoint_loading():
     """Let ``torch.load`` calls that do not choose ``weights_only`` read nnU-Net's own checkpoints (numpy values).
 
-    Only around loading this run's own checkpoint files (nnU-Net itself loads them with ``weights_only=False``).
+    Only around loading this run's own checkpoint files (nnU-Net's base trainer loads them with
+    ``weights_only=False`` itself; its 2.8.1 warmup trainer forgot to).
     """
-
-    VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-
-    def __enter__(self):
-        import os
-
-        self._saved = os.environ.get(self.VARIABLE)
-        os.environ[self.VARIABLE] = "1"
-        return self
-
-    def __exit__(self, *exc):
-        import os
-
-        if self._saved is None:
-            os.environ.pop(self.VARIABLE, None)
+    variable = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    saved = os.environ.get(variable)
+    os.environ[variable] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(variable, None)
         else:
-            os.environ[self.VARIABLE] = self._saved
-        return False
-
-
-def describe_plans_change(plans: dict, configuration: str, rule: InputRule) -> str:
-    """One line: what ``adjust_plans_patch`` would do to these plans (for ``nnprog``'s messages)."""
-    planned, adjusted = adjust_plans_patch(copy.deepcopy(plans), configuration, rule)
-    if planned == adjusted:
-        return f"{rule.architecture}: patch {list(planned)} kept (multiples of {rule.multiple})"
-    return f"{rule.architecture}: patch {list(planned)} -> {list(adjusted)} (multiples of {rule.multiple})"
+            os.environ[variable] = saved
