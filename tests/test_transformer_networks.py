@@ -225,3 +225,20 @@ def test_architecture_trainers_resolve_hooks_in_the_stated_order():
         assert mro.index(NetworkInputMixin) < min(i for i, c in enumerate(mro) if c.__module__.startswith("nnunetv2"))
         if issubclass(trainer, RecipeMixin):
             assert trainer.configure_optimizers is RecipeMixin.configure_optimizers, name
+
+
+@pytest.mark.parametrize(("trainer", "planned", "stage"), [
+    ("nnUNetTrainer_UNETR_PGPS_Efficiency", (96, 96, 96), (32, 16, 16)),
+    ("nnUNetTrainer_SwinUNETR_PGPS_Performance", (128, 128, 128), (64, 32, 32)),
+])
+def test_published_size_networks_build_from_the_trainer_and_run_a_stage(trainer, planned, stage):
+    """UNETR-B and SwinUNETR-48 as the trainers build them (the end-to-end tests train the tiny versions)."""
+    import nnunet_progressive_trainers.nnprog_architectures as trainers
+
+    class Configuration:
+        patch_size = planned
+
+    network = getattr(trainers, trainer).build_network_architecture(None, Configuration(), 1, 3, False)
+    assert sum(p.numel() for p in network.parameters()) > 50e6
+    with torch.no_grad():
+        assert network(torch.randn(1, 1, *stage)).shape == (1, 3, *stage)
