@@ -66,9 +66,9 @@ def adjust_plans_patch(plans: dict, configuration: str, rule: InputRule) -> tupl
 
 def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     """The plain module under DDP and torch.compile wrappers."""
-    module = network.module if hasattr(network, "module") and isinstance(
-        network, torch.nn.parallel.DistributedDataParallel) else network
-    return getattr(module, "_orig_mod", module)
+    if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+        network = network.module
+    return getattr(network, "_orig_mod", network)
 
 
 def token_grid_in_use(network: torch.nn.Module) -> tuple[int, ...] | None:
