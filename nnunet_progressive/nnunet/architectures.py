@@ -266,7 +266,7 @@ class PrimusInputMixin(NetworkInputMixin):
     def _apply_run_length(self) -> None:
         """nnU-Net's Primus warms up for 50 of its 1000 epochs; shorter runs (NNPROG_EPOCHS, `_Xepochs`) keep 5%."""
         super()._apply_run_length()
-        self.warmup_duration_whole_net = PRIMUS_RECIPE.warmup_epochs(self.num_epochs)
+        self.warmup_duration_whole_net = max(1, PRIMUS_RECIPE.warmup_epochs(self.num_epochs))  # nnU-Net divides by it
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         with trusted_checkpoint_loading():
