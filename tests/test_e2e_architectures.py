@@ -1,5 +1,7 @@
 """UNETR, SwinUNETR, Primus and the ResEnc plans through the real nnUNetv2_train / nnUNetv2_predict on CPU.
 
+Folds 3 and 4 of the 8-case tiny datasets hold one validation case each: the final validation stays short.
+
 Tiny networks (the `Tiny*` trainers: the same architectures with few features) on tiny generated data; nnU-Net's own
 Primus-S with a short schedule; the ResEnc presets planned by nnU-Net's own planners and narrowed (`*_tiny` plans).
 """
@@ -117,7 +119,7 @@ def test_tiny_unetr_efficiency_grids_checkpoint_and_prediction(tiny3d, tmp_path)
     knobs = {"NNPROG_EPOCHS": "3"}
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", knobs)
     assert [s.patch_size for s in schedule.stages] == [(32, 16, 16), (32, 32, 16), (32, 32, 32)]
-    run, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", 0, knobs, tmp_path)
+    run, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=16)
     assert _saved_patch(fold, "3d_fullres") == [32, 32, 32]
     _predict_two_cases(tiny3d, run, tmp_path)
@@ -137,21 +139,21 @@ def test_tiny_unetr_efficiency_grids_checkpoint_and_prediction(tiny3d, tmp_path)
 
 
 def test_tiny_unetr_constant_and_performance(tiny3d, tmp_path):
-    _, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR", 1, {"NNPROG_EPOCHS": "1"}, tmp_path)
+    _, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR", 4, {"NNPROG_EPOCHS": "1"}, tmp_path)
     assert (fold / "checkpoint_final.pth").is_file()
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "UNETR recipe: adamw lr 0.0001, weight decay 1e-05, warmup_cosine" in log
     knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MAX_BATCH": "12"}
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", knobs)
     assert [s.batch_size for s in schedule.stages][0] > 2 and schedule.stages[-1].batch_size == 2
-    _, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", 1, knobs, tmp_path)
+    _, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", 4, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=16)
 
 
 def test_tiny_unetr_resume_in_a_middle_stage(tiny3d, tmp_path):
     knobs = {"NNPROG_EPOCHS": "6", "NNPROG_SAVE_EVERY": "1"}
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", knobs)
-    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency",
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency",
                       tiny3d.plans, knobs={**FAST, **knobs})
     log = tmp_path / "train.log"
     train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 3\s*$", text, re.M) is not None)
@@ -173,7 +175,7 @@ def test_tiny_unetr_2d(tiny2d, tmp_path):
     knobs = {"NNPROG_EPOCHS": str(stages)}
     schedule = _expected_schedule(tiny2d, trainer, knobs)
     assert len(schedule.planned_patch_size) == 2 and stages >= 3
-    run, fold = _run(tiny2d, trainer, 0, knobs, tmp_path)
+    run, fold = _run(tiny2d, trainer, 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=16)
     assert (fold / "validation" / "summary.json").is_file()
 
@@ -204,19 +206,19 @@ def test_tiny_swin_unetr_2d(tiny2d, tmp_path):
     knobs = {"NNPROG_EPOCHS": "2"}
     schedule = _expected_schedule(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", knobs)
     assert [s.patch_size for s in schedule.stages] == [(64, 32), (64, 64)]
-    _, fold = _run(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", 1, knobs, tmp_path)
+    _, fold = _run(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", 4, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule)
 
 
 # --- Primus --------------------------------------------------------------------------------------------------
 def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
-    _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_ConstantPatch", 0, {"NNPROG_EPOCHS": "1"}, tmp_path)
+    _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_ConstantPatch", 3, {"NNPROG_EPOCHS": "1"}, tmp_path)
     assert (fold / "checkpoint_final.pth").is_file()
 
     knobs = {"NNPROG_EPOCHS": "9", "NNPROG_MAX_BATCH": "16"}
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", knobs)
     assert len(schedule.stages) == 9 and schedule.stages[0].patch_size == (16, 8, 8)
-    _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", 0, knobs, tmp_path)
+    _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "train whole net, default schedule" in log, "the warmup (5% of 9 epochs: 1) ended"
@@ -224,7 +226,7 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     # --c in a middle stage (nnU-Net 2.8.1's Primus base cannot load its own checkpoints without our fix)
     knobs = {"NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"}
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Efficiency", knobs)
-    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_TinyPrimus_PGPS_Efficiency",
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, "nnUNetTrainer_TinyPrimus_PGPS_Efficiency",
                       tiny3d.plans, knobs={**FAST, **knobs})
     log = tmp_path / "resume.log"
     train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 4\s*$", text, re.M) is not None)
@@ -243,7 +245,7 @@ def test_nnunet_primus_s_pgps(tiny3d, tmp_path, mode):
     knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16"}
     schedule = _expected_schedule(tiny3d, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(32, 32, 16), (32, 32, 24), (32, 32, 32)]
-    _, fold = _run(tiny3d, trainer, 2, knobs, tmp_path)
+    _, fold = _run(tiny3d, trainer, 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
 
 
