@@ -224,12 +224,13 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     assert "train whole net, default schedule" in log, "the warmup (5% of 9 epochs: 1) ended"
 
     # --c in a middle stage (nnU-Net 2.8.1's Primus base cannot load its own checkpoints without our fix)
-    knobs = {"NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"}
+    knobs = {"NNPROG_EPOCHS": "5", "NNPROG_SAVE_EVERY": "1", "NNPROG_MIN_PATCH": "32,16,16"}
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Efficiency", knobs)
+    assert len(schedule.stages) == 5
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, "nnUNetTrainer_TinyPrimus_PGPS_Efficiency",
                       tiny3d.plans, knobs={**FAST, **knobs})
     log = tmp_path / "resume.log"
-    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 4\s*$", text, re.M) is not None)
+    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 2\s*$", text, re.M) is not None)
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
     assert not (fold / "checkpoint_final.pth").exists()
     train(run, tiny3d.folders, log, extra=["--c"])
