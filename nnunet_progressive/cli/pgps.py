@@ -33,6 +33,20 @@ def load_plans_and_trainer(dataset: str, configuration: str, plans: str, trainer
     return planned.configuration_manager, find_trainer_class(trainer_name)
 
 
+def network_channels(dataset: str, configuration: str, plans: str) -> tuple[int, int]:
+    """(input channels, output channels) the trainer's network gets on a planned dataset."""
+    import json
+
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    from nnunet_progressive.nnunet.resolve import resolve_configuration
+
+    planned = resolve_configuration(dataset, configuration, plans)
+    dataset_json = json.loads((planned.preprocessed_dataset_folder / "dataset.json").read_text())
+    inputs = determine_num_input_channels(planned.plans_manager, planned.configuration_manager, dataset_json)
+    return inputs, planned.plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+
+
 def run(args: argparse.Namespace) -> int:
     from nnunet_progressive.core.io import check_writable
     from nnunet_progressive.nnunet.pgps import (
@@ -56,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         )
     settings = settings_for_new_run(trainer_class)  # as the trainer would read the environment: strictly
     epochs = settings.epochs or NNUNET_DEFAULT_EPOCHS
-    schedule = schedule_for_configuration(configuration_manager, trainer_class.pgps_mode, settings, epochs)
+    rule = trainer_class.network_patch_rule(
+        configuration_manager, *network_channels(args.dataset, args.configuration, args.plans))
+    schedule = schedule_for_configuration(configuration_manager, trainer_class.pgps_mode, settings, epochs, rule)
     print(f"{args.trainer} on {args.dataset} {args.configuration} ({args.plans}), knobs: "
           f"{settings.knobs_read_by(trainer_class.knob_features())}")
     if issubclass(trainer_class, RandomPatchSizeMixin):

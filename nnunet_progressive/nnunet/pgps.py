@@ -12,6 +12,8 @@ import contextlib
 import math
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from time import perf_counter
 
 import numpy as np
@@ -42,16 +44,41 @@ from nnunet_progressive.pgps.throughput import Throughput, combined
 NNUNET_DEFAULT_EPOCHS = 1000
 
 
+@dataclass(frozen=True)
+class NetworkPatchRule:
+    """What the trained network asks of a patch, for the schedule (the plan's U-Net: its pooling strides).
+
+    ``pool_op_kernel_sizes=None`` with ``input_multiple``: a network without nnU-Net's pooling (a transformer).
+    ``sample_cost``: memory of one sample per patch where it is not linear in voxels (Performance batch).
+    """
+
+    planned_patch: tuple[int, ...]
+    pool_op_kernel_sizes: Sequence[Sequence[int]] | None
+    input_multiple: tuple[int, ...] | None = None
+    sample_cost: Callable[[tuple[int, ...]], float] | None = None
+
+    @classmethod
+    def of_plan(cls, configuration_manager) -> NetworkPatchRule:
+        """The plan's own U-Net (nnU-Net's or ResEnc): its patch and pooling strides."""
+        return cls(tuple(configuration_manager.patch_size), configuration_manager.pool_op_kernel_sizes)
+
+
 def schedule_for_configuration(
-    configuration_manager, mode: str, settings: ProgressiveSettings, num_epochs: int
+    configuration_manager, mode: str, settings: ProgressiveSettings, num_epochs: int,
+    rule: NetworkPatchRule | None = None,
 ) -> Schedule:
     """The PGPS schedule of an nnU-Net configuration (plans) under ``settings``.
 
-    Performance mode's batch is limited by the voxel budget alone unless NNPROG_MAX_BATCH sets a cap.
+    ``rule``: what the network asks of a patch (default: the plan's U-Net). Performance mode's batch is limited by
+    the voxel budget (or, for networks with a ``sample_cost``, the estimated memory) alone unless NNPROG_MAX_BATCH
+    sets a cap.
     """
+    rule = rule or NetworkPatchRule.of_plan(configuration_manager)
     return build_schedule(
-        planned_patch=configuration_manager.patch_size,
-        pool_op_kernel_sizes=configuration_manager.pool_op_kernel_sizes,
+        planned_patch=rule.planned_patch,
+        pool_op_kernel_sizes=rule.pool_op_kernel_sizes,
+        input_multiple=rule.input_multiple,
+        sample_cost=rule.sample_cost,
         planned_batch=configuration_manager.batch_size,
         num_epochs=num_epochs,
         mode=mode,
@@ -91,9 +118,23 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
         super().derive_from_settings()  # run length first: the schedule splits num_epochs
         self.schedule = self._build_schedule()
 
+    @classmethod
+    def network_patch_rule(cls, configuration_manager, num_input_channels: int,
+                           num_output_channels: int) -> NetworkPatchRule:
+        """What this trainer's network asks of a patch; trainers of other architectures override it."""
+        return NetworkPatchRule.of_plan(configuration_manager)
+
+    def _own_patch_rule(self) -> NetworkPatchRule:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+        channels = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        return self.network_patch_rule(self.configuration_manager, channels,
+                                       self.label_manager.num_segmentation_heads)
+
     def _build_schedule(self) -> Schedule:
         return schedule_for_configuration(
-            self.configuration_manager, self.pgps_mode, self.progressive_settings, self.num_epochs
+            self.configuration_manager, self.pgps_mode, self.progressive_settings, self.num_epochs,
+            self._own_patch_rule(),
         )
 
     def _num_training_shapes(self) -> int:
@@ -344,12 +385,9 @@ class RandomPatchSizeMixin(PatchSizeMixin):
     pgps_mode = "efficiency"
 
     def _patch_pool(self) -> list[tuple[int, ...]]:
-        return random_patch_pool(
-            self.configuration_manager.patch_size,
-            self.configuration_manager.pool_op_kernel_sizes,
-            self.progressive_settings.min_patch,
-            self.progressive_settings.growth_order,
-        )
+        rule = self._own_patch_rule()
+        return random_patch_pool(rule.planned_patch, rule.pool_op_kernel_sizes, self.progressive_settings.min_patch,
+                                 self.progressive_settings.growth_order, rule.input_multiple)
 
     def _stage_key(self, epoch: int) -> tuple:
         return super()._stage_key(epoch) + (("rpss",),)

@@ -86,6 +86,11 @@ from nnunet_progressive.nnunet import training_process
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 
 MIXIN_ORDER: tuple[str, ...] = (
+    "TransformerNetworkMixin",
+    "PrimusGridMixin",
+    "PrimusInputMixin",
+    "NetworkInputMixin",
+    "RecipeMixin",
     "StopAtDiceMixin",
     "FineTuningMixin",
     "ProgressiveDataMixin",

@@ -1,13 +1,17 @@
 """The PGPS stage schedule: a pure function of the plan and the knobs.
 
 Patches grow from the smallest size the planned network can train on to the planned size, one axis
-at a time by that axis' total pooling stride. Epochs are split over the stages; the last stage always
-uses the planned patch. Nothing here touches nnU-Net, torch or the file system.
+at a time by that axis' step. Epochs are split over the stages; the last stage always uses the planned
+patch. Nothing here touches nnU-Net, torch or the file system.
+
+One rule for every network: an axis' step is the least common multiple of its total pooling stride (the
+plan's U-Net) and the network's own input multiple (a transformer's token or window rule, see
+``nnunet_progressive.architectures``); "strides" below means that combined per-axis step.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -96,13 +100,35 @@ def total_strides(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> tuple[int, .
     return tuple(math.prod(int(s[axis]) for s in pool_op_kernel_sizes) for axis in range(dims.pop()))
 
 
+def network_strides(
+    pool_op_kernel_sizes: Sequence[Sequence[int]] | None, input_multiple: Sequence[int] | None = None
+) -> tuple[int, ...]:
+    """Per-axis step every patch axis must be a multiple of: lcm(total pooling stride, input multiple).
+
+    ``pool_op_kernel_sizes=None``: the network has no nnU-Net pooling (a transformer), only ``input_multiple``.
+    """
+    if pool_op_kernel_sizes is None and input_multiple is None:
+        raise ProgressiveConfigError("need the pooling strides or the network's input multiple (both are None)")
+    if pool_op_kernel_sizes is None:
+        pooled = (1,) * len(input_multiple)
+    else:
+        pooled = total_strides(pool_op_kernel_sizes)
+    if input_multiple is None:
+        return pooled
+    if len(input_multiple) != len(pooled) or any(int(m) < 1 for m in input_multiple):
+        raise ProgressiveConfigError(
+            f"the network's input multiple {tuple(input_multiple)} needs one positive entry per axis of the "
+            f"pooling strides {pooled}")
+    return tuple(math.lcm(int(s), int(m)) for s, m in zip(pooled, input_multiple, strict=True))
+
+
 def _check_multiple(patch: Sequence[int], strides: Sequence[int], what: str) -> None:
     bad = [axis for axis, (p, s) in enumerate(zip(patch, strides, strict=True)) if p % s != 0 or p < s]
     if bad:
         raise ProgressiveConfigError(
-            f"{what} {tuple(patch)} is not a positive multiple of the network's total pooling stride "
-            f"{tuple(strides)} on axes {bad}: the decoder cannot concatenate skip connections. "
-            f"Use sizes that are multiples of {tuple(strides)}."
+            f"{what} {tuple(patch)} is not a positive multiple of the network's total stride "
+            f"{tuple(strides)} (pooling strides, and the architecture's own input rule) on axes {bad}: the "
+            f"network cannot take it. Use sizes that are multiples of {tuple(strides)}."
         )
 
 
@@ -238,13 +264,19 @@ def performance_batch_sizes(
     planned_batch: int,
     voxel_budget: int | None = None,
     max_batch: int | None = None,
+    sample_cost: Callable[[tuple[int, ...]], float] | None = None,
 ) -> list[int]:
     """Batch per stage so batch x patch voxels stays within the voxel budget (the planned footprint).
 
     ``batch_k = floor(voxel_budget / voxels(p_k))`` clipped to ``[planned_batch, max_batch]``, where
     ``voxel_budget`` defaults to ``planned_batch * voxels(planned patch)`` (the planned memory footprint: the
-    activations nnU-Net's networks keep are proportional to the voxels of a batch). The planned batch is the
-    floor even if the budget is smaller; ``max_batch`` is a safety cap, off by default.
+    activations nnU-Net's convolutional networks keep are proportional to the voxels of a batch). The planned batch
+    is the floor even if the budget is smaller; ``max_batch`` is a safety cap, off by default.
+
+    ``sample_cost(patch)``: memory of one sample where it is not proportional to voxels (transformers:
+    attention grows with the square of the tokens). A stage's sample then counts as
+    ``voxels(planned) * sample_cost(p_k) / sample_cost(planned)`` voxels, so the planned stage is unchanged and
+    the budget bounds the estimated memory instead of the voxels.
     """
     if planned_batch < 1:
         raise ProgressiveConfigError(f"the planned batch size must be >= 1, got {planned_batch}")
@@ -256,9 +288,15 @@ def performance_batch_sizes(
     budget = voxel_budget if voxel_budget is not None else planned_batch * math.prod(patches[-1])
     if budget < 1:
         raise ProgressiveConfigError(f"the voxel budget must be positive, got {budget}")
+    planned_voxels = math.prod(patches[-1])
+    planned_cost = sample_cost(tuple(patches[-1])) if sample_cost is not None else None
     sizes = []
     for patch in patches:
-        batch = max(planned_batch, budget // math.prod(patch))
+        if sample_cost is None:
+            sample_voxels: float = math.prod(patch)
+        else:
+            sample_voxels = planned_voxels * sample_cost(tuple(patch)) / planned_cost
+        batch = max(planned_batch, math.floor(budget / sample_voxels))
         if max_batch is not None:
             batch = min(batch, max_batch)
         sizes.append(int(batch))
@@ -276,12 +314,15 @@ def build_schedule(
     max_batch: int | None = None,
     batch_budget_factor: float = 1.0,
     growth_order: str = "ratio",
+    input_multiple: Sequence[int] | None = None,
+    sample_cost: Callable[[tuple[int, ...]], float] | None = None,
 ) -> Schedule:
     """The full PGPS schedule.
 
     Args:
         planned_patch: the plan's patch size, nnU-Net axis order (2 or 3 entries).
-        pool_op_kernel_sizes: the plan's per-stage pooling strides (``arch_kwargs['strides']``).
+        pool_op_kernel_sizes: the plan's per-stage pooling strides (``arch_kwargs['strides']``); None for a
+            network without nnU-Net pooling (then ``input_multiple`` is required).
         planned_batch: the plan's (global) batch size.
         num_epochs: total epochs of the run.
         mode: "efficiency" (constant batch) or "performance" (batch grows while patches are small).
@@ -290,6 +331,10 @@ def build_schedule(
         max_batch: hard batch cap for performance mode (None: no cap beyond the voxel budget).
         batch_budget_factor: performance mode's voxel budget as a multiple of the planned footprint.
         growth_order: which axis grows next (see ``patch_sequence``).
+        input_multiple: the network's own per-axis input rule (e.g. 32 per axis for SwinUNETR); steps and the
+            smallest patch respect it together with the pooling strides.
+        sample_cost: relative memory of one sample at a patch, for networks whose memory is not linear in
+            voxels (see ``performance_batch_sizes``); None: voxels.
     """
     if mode not in MODES:
         raise ProgressiveConfigError(f"unknown PGPS mode {mode!r}; expected one of {MODES}")
@@ -297,14 +342,14 @@ def build_schedule(
         raise ProgressiveConfigError(f"PGPS needs a 2D or 3D patch, got {tuple(planned_patch)}")
     if batch_budget_factor <= 0:
         raise ProgressiveConfigError(f"the batch budget factor must be > 0, got {batch_budget_factor}")
-    strides = total_strides(pool_op_kernel_sizes)
+    strides = network_strides(pool_op_kernel_sizes, input_multiple)
     patches = patch_sequence(planned_patch, strides, min_patch, growth_order)
     epochs = split_epochs(num_epochs, len(patches), growth_share)
     if mode == "efficiency":
         batches = [int(planned_batch)] * len(patches)
     else:
         budget = int(batch_budget_factor * planned_batch * math.prod(planned_patch))
-        batches = performance_batch_sizes(patches, planned_batch, budget, max_batch)
+        batches = performance_batch_sizes(patches, planned_batch, budget, max_batch, sample_cost)
     stages = []
     first = 0
     for index, (patch, batch, n) in enumerate(zip(patches, batches, epochs, strict=True)):
@@ -315,12 +360,14 @@ def build_schedule(
 
 def random_patch_pool(
     planned_patch: Sequence[int],
-    pool_op_kernel_sizes: Sequence[Sequence[int]],
+    pool_op_kernel_sizes: Sequence[Sequence[int]] | None,
     min_patch: Sequence[int] | None = None,
     growth_order: str = "ratio",
+    input_multiple: Sequence[int] | None = None,
 ) -> list[tuple[int, ...]]:
     """The patch sizes RPSS draws from (uniformly, one per iteration): the PGPS stage sizes."""
-    return patch_sequence(planned_patch, total_strides(pool_op_kernel_sizes), min_patch, growth_order)
+    return patch_sequence(planned_patch, network_strides(pool_op_kernel_sizes, input_multiple), min_patch,
+                          growth_order)
 
 
 def forced_volumes(volumes: int, percent: float) -> int:
