@@ -8,17 +8,19 @@ trainer's own counters, as in curriculum.json), and how many graphs torch.compil
 nnU-Net's defaults otherwise: its planned network, mixed precision, torch.compile on CUDA, ``--workers``
 data-augmentation processes.
 
-Data: a generated CT-like dataset (10 cases of 144^3 at 1 mm, nnU-Net's default 3d_fullres plan: about
-128^3 at batch 2) planned and preprocessed here (about 2 min on 16 cores), or an existing preprocessed
-dataset with ``--dataset``.
+Data: a generated CT-like dataset (``--cases``, default 10, of 144^3 at 1 mm; nnU-Net's default 3d_fullres
+plan: 128^3 at batch 2) planned and preprocessed here (about 15 s a case on 2 cores), or an existing
+preprocessed dataset with ``--dataset``.
 
     python scripts/gpu_check_pgps.py --workspace gpu_check                           # 3 stages, compiled
     python scripts/gpu_check_pgps.py --workspace gpu_check --stages all --no-compile  # every stage, eager
     python scripts/gpu_check_pgps.py --workspace /tmp/gpu_smoke --quick               # CPU smoke test
 
 Compiling costs about a minute per stage shape on a GPU, so the default runs the first, middle and last
-stage; ``--budget-minutes`` stops starting stages after that many minutes. Writes
-``<workspace>/gpu_check.{json,csv,md,png}``.
+stage; ``--budget-minutes`` stops starting stages that many minutes after the script started (data
+preparation included). The planned (last) stage, when selected, runs first: it is the reference of the
+memory ratios. Writes ``<workspace>/gpu_check.{json,csv,md,png}``, rewritten after every stage (a run cut
+short keeps what it measured).
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def select_stages(spec: str, count: int) -> list[int]:
     return sorted(picked)
 
 
-def prepare(workspace: Path, quick: bool, processes: int):
+def prepare(workspace: Path, quick: bool, processes: int, cases: int | None = None):
     from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
     from nnunet_progressive.datasets.synthetic import write_preset
     from nnunet_progressive.nnunet.runner import NnunetFolders
@@ -60,7 +62,10 @@ def prepare(workspace: Path, quick: bool, processes: int):
     dataset_name = f"Dataset{DATASET_ID}_{name}"
     plans_file = folders.preprocessed / dataset_name / "nnUNetPlans.json"
     if not plans_file.is_file():
-        write_preset("demo", folders.raw, DATASET_ID, overwrite=True, name=name, **(QUICK if quick else GENERATED))
+        spec = dict(QUICK if quick else GENERATED)
+        if cases is not None:
+            spec["num_cases"] = cases
+        write_preset("demo", folders.raw, DATASET_ID, overwrite=True, name=name, **spec)
         plan_and_preprocess(DATASET_ID, folders, ("3d_fullres",), num_processes=processes,
                             log_file=workspace / "preprocess.log")
     if quick:
@@ -77,7 +82,12 @@ def dynamo_graphs() -> int:
     return int(counters["stats"].get("unique_graphs", 0))
 
 
-def check(args: argparse.Namespace) -> dict:
+def run_order(indices: list[int], count: int) -> list[int]:
+    """The planned (last) stage first when it is selected (the reference of the memory ratios), then the rest."""
+    return [count - 1] + [i for i in indices if i != count - 1] if count - 1 in indices else list(indices)
+
+
+def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dict:
     import torch
 
     from nnunet_progressive.architectures.memory import (
@@ -109,11 +119,19 @@ def check(args: argparse.Namespace) -> dict:
     stages = trainer.schedule.stages
     start_time = time.perf_counter()
     rows = []
+    result = {
+        "trainer": args.trainer, "dataset": args.dataset, "configuration": args.configuration, "plans": args.plans,
+        "device": str(device), "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch_version": torch.__version__, "workers": int(os.environ["nnUNet_n_proc_DA"]),
+        "compile": bool(trainer._do_i_compile()), "planned_patch_size": list(trainer.schedule.planned_patch_size),
+        "planned_batch_size": trainer.schedule.planned_batch_size, "num_stages": len(stages),
+        "seconds": 0.0, "stages": rows,
+    }
     try:
-        for index in select_stages(args.stages, len(stages)):
+        for index in run_order(select_stages(args.stages, len(stages)), len(stages)):
             stage = stages[index]
             row = {"stage": index, "patch": "x".join(map(str, stage.patch_size)), "batch": stage.batch_size}
-            if time.perf_counter() - start_time > 60 * args.budget_minutes:
+            if time.perf_counter() - script_start > 60 * args.budget_minutes:
                 rows.append({**row, "skipped": "time budget"})
                 continue
             trainer.current_epoch = stage.first_epoch
@@ -146,27 +164,24 @@ def check(args: argparse.Namespace) -> dict:
                 "activation_estimate_bytes": estimate,
                 **throughput.summary(),
             })
-            print(json.dumps(rows[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+            result["seconds"] = round(time.perf_counter() - start_time, 1)
+            write_outputs(result, workspace)
     finally:
         shutdown_augmenter(trainer.dataloader_train)
         shutdown_augmenter(trainer.dataloader_val)
-    return {
-        "trainer": args.trainer, "dataset": args.dataset, "configuration": args.configuration, "plans": args.plans,
-        "device": str(device), "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch_version": torch.__version__, "workers": int(os.environ["nnUNet_n_proc_DA"]),
-        "compile": bool(trainer._do_i_compile()), "planned_patch_size": list(trainer.schedule.planned_patch_size),
-        "planned_batch_size": trainer.schedule.planned_batch_size, "num_stages": len(stages),
-        "seconds": round(time.perf_counter() - start_time, 1), "stages": rows,
-    }
+    result["seconds"] = round(time.perf_counter() - start_time, 1)
+    return result
 
 
 def write_outputs(result: dict, workspace: Path) -> None:
     from nnunet_progressive.core.io import atomic_save_figure, atomic_write_json, atomic_write_text
 
     atomic_write_json(workspace / "gpu_check.json", result)
-    rows = [r for r in result["stages"] if "skipped" not in r]
+    rows = sorted((r for r in result["stages"] if "skipped" not in r), key=lambda r: r["stage"])
     if not rows:
         return
+    planned = next((r for r in rows if r["stage"] == result["num_stages"] - 1), None)
     with open(workspace / "gpu_check.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -178,18 +193,27 @@ def write_outputs(result: dict, workspace: Path) -> None:
     def mega(value):
         return "n/a" if value is None else f"{value / 1e6:.2f}"
 
+    def ratio(row, key):
+        if planned is None or not row.get(key) or not planned.get(key):
+            return "n/a"
+        return f"{row[key] / planned[key]:.2f}"
+
     lines = [f"{result['trainer']} on {result['dataset']} {result['configuration']} ({result['plans']}), "
              f"{result['device']} {result['gpu_name'] or ''}, {result['workers']} workers, compile "
              f"{result['compile']}, {result['num_stages']} stages, {result['seconds']} s", "",
-             "| stage | patch | batch | layout | peak GiB | activations GiB (est.) | loader Mvox/s | network Mvox/s | "
-             "waited | graphs (new/total) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["stages"]:
+             "Peak: `torch.cuda.max_memory_allocated` over the timed iterations (weights and optimiser state "
+             "included); ratios are to the planned (last) stage's.", "",
+             "| stage | patch | batch | layout | peak GiB | peak / planned | activations GiB (est.) | est. / planned | "
+             "loader Mvox/s | network Mvox/s | waited | graphs (new/total) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(result["stages"], key=lambda r: r["stage"]):
         if "skipped" in r:
-            lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | skipped ({r['skipped']}) | | | | | | |")
+            lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | skipped ({r['skipped']}) | | | | | | | | |")
             continue
         waited = "n/a" if r["wait_share"] is None else f"{100 * r['wait_share']:.0f}%"
         lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | {r['layout']} | "
-                     f"{gib(r['peak_gpu_memory_bytes'])} | {gib(r['activation_estimate_bytes'])} | "
+                     f"{gib(r['peak_gpu_memory_bytes'])} | {ratio(r, 'peak_gpu_memory_bytes')} | "
+                     f"{gib(r['activation_estimate_bytes'])} | {ratio(r, 'activation_estimate_bytes')} | "
                      f"{mega(r['loader_voxels_per_second'])} | "
                      f"{mega(r['network_voxels_per_second'])} | {waited} | {r['compile_graphs_new']}/"
                      f"{r['compile_graphs_total']} |")
@@ -235,12 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per stage")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per stage (compilation)")
     parser.add_argument("--stages", default="first,middle,last", help="'all', or indices/first/middle/last")
-    parser.add_argument("--budget-minutes", type=float, default=8.0, help="start no stage after this")
+    parser.add_argument("--budget-minutes", type=float, default=8.0,
+                        help="start no stage this many minutes after the script started")
+    parser.add_argument("--cases", type=int, default=None,
+                        help=f"cases of the generated dataset (default {GENERATED['num_cases']}; --quick: "
+                             f"{QUICK['num_cases']})")
     parser.add_argument("--no-compile", action="store_true", help="eager mode (nnUNet_compile=false)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test on the CPU: small generated data, small network, 2 workers, 2 iterations")
     args = parser.parse_args(argv)
+    script_start = time.perf_counter()
+    if args.cases is not None and args.cases < 5:
+        parser.error(f"--cases {args.cases}: nnU-Net's 5-fold split needs at least 5 cases")
     if args.quick:
         args.device, args.workers, args.iterations, args.warmup = "cpu", 2, 2, 1
     workspace = args.workspace.resolve()
@@ -252,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         from nnunet_progressive.nnunet.runner import NnunetFolders
 
         os.environ.update(NnunetFolders.under(workspace).environment({}))  # before nnU-Net reads its paths
-        _, args.dataset = prepare(workspace, args.quick, max(1, min(8, (os.cpu_count() or 2) - 2)))
+        _, args.dataset = prepare(workspace, args.quick, max(1, min(8, (os.cpu_count() or 2) - 2)), args.cases)
         if args.plans is None and args.quick:
             from nnunet_progressive.datasets.prepare import SMALL_PLANS
 
@@ -263,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error("no CUDA device; this check needs a GPU (use --quick for a CPU smoke test)")
-    result = check(args)
+    result = check(args, script_start, workspace)
     write_outputs(result, workspace)
     if (workspace / "gpu_check.md").is_file():
         print((workspace / "gpu_check.md").read_text())
