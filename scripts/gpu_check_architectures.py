@@ -33,6 +33,7 @@ No data loading, no validation: this measures the networks, not the loaders (``s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import math
@@ -148,10 +149,17 @@ def cases(tiny: bool) -> list[Case]:
                  NNUNET_RECIPE)]
 
 
+_TRAINER_CLASSES: dict[str, type] = {}
+
+
 def trainer_class(case: Case, mode: str) -> type:
+    """The trainer class, found once (nnU-Net's search imports the trainer modules anew each time)."""
     from nnunet_progressive.nnunet.discovery import find_trainer_class
 
-    return find_trainer_class(f"{case.trainer_prefix}_{MODE_SUFFIX[mode]}")
+    name = f"{case.trainer_prefix}_{MODE_SUFFIX[mode]}"
+    if name not in _TRAINER_CLASSES:
+        _TRAINER_CLASSES[name] = find_trainer_class(name)
+    return _TRAINER_CLASSES[name]
 
 
 def schedule_of(case: Case, mode: str, trainer: type, classes: int):
@@ -463,6 +471,10 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     rows: list[dict] = []
     failures: list[str] = []
+    for mode in modes:  # every trainer class found before any GPU work (nnU-Net's search imports modules anew)
+        for case in chosen:
+            with contextlib.suppress(Exception):
+                trainer_class(case, mode)
     for mode in modes:  # Performance first: its memory claim matters most
         for case in chosen:
             try:

@@ -45,6 +45,7 @@ with tarfile.open(sys.argv[1]) as archive:
 " "$archive" "$SITE" || { echo "cannot unpack $archive"; return 1; }
   done
   export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+  export PATH="$SITE/bin:$PATH"  # nnUNetv2_* console scripts of the wheels installed with --target
   echo "== installed in ${SECONDS} s"
   nvidia-smi -L 2>&1 || echo "(no nvidia-smi)"
   "$PYTHON" - <<'EOF' || echo "WARNING: an import failed (above); the checks run anyway"

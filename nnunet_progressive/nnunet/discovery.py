@@ -67,7 +67,9 @@ def find_trainer_class(trainer_name: str) -> type:
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             return recursive_find_trainer_class_by_name(trainer_name)
-        except RuntimeError:
+        except RuntimeError as error:
+            if "Could not find requested nnunet trainer" not in str(error):
+                raise  # a trainer module failed to import: its own error says why
             raise ProgressiveConfigError(
                 f"no trainer named {trainer_name!r} was found (nnU-Net's trainers and this package's); check the "
                 f"spelling (the README lists the trainers of nnunet-progressive)") from None
