@@ -70,6 +70,7 @@ from nnunet_progressive.core.records import (
     write_record as write_typed_record,
 )
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
+from nnunet_progressive.nnunet.resolve import configuration_value
 from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment, run_logged, train
 
 STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
@@ -369,15 +370,7 @@ def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
 
 
 def _configuration_data_folder(plans: dict, configuration: str) -> str | None:
-    configurations = plans.get("configurations", {})
-    seen = set()
-    while configuration in configurations and configuration not in seen:
-        seen.add(configuration)
-        entry = configurations[configuration]
-        if "data_identifier" in entry:
-            return entry["data_identifier"]
-        configuration = entry.get("inherits_from")
-    return None
+    return configuration_value(plans, configuration, "data_identifier", None)
 
 
 def rank_command(dataset_id: int, configuration: str, plans: str) -> list[str]:

@@ -31,24 +31,8 @@ from nnunet_progressive.architectures.input_rules import (
 from nnunet_progressive.architectures.recipes import PRIMUS_RECIPE, Recipe
 from nnunet_progressive.architectures.specs import PrimusSpec, SwinUNETRSpec, UNETRSpec
 from nnunet_progressive.architectures.transformer_memory import sample_cost
-from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.nnunet.pgps import NetworkPatchRule
-
-
-def configuration_value(plans: dict, configuration: str, key: str):
-    """A configuration's value of ``key``, following nnU-Net's ``inherits_from`` chain."""
-    seen = []
-    name = configuration
-    while name is not None:
-        if name in seen or name not in plans["configurations"]:
-            raise ProgressiveConfigError(f"configuration {configuration!r}: cannot resolve {key!r} through "
-                                         f"inherits_from {seen + [name]} in the plans")
-        seen.append(name)
-        entry = plans["configurations"][name]
-        if key in entry:
-            return entry[key]
-        name = entry.get("inherits_from")
-    raise ProgressiveConfigError(f"configuration {configuration!r} has no {key!r} in the plans")
+from nnunet_progressive.nnunet.resolve import configuration_value
 
 
 def adjust_plans_patch(plans: dict, configuration: str, rule: InputRule) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -139,3 +139,31 @@ def locate_dataset(dataset: str | int) -> DatasetFolders:
         raise ProgressiveConfigError(f"dataset id {argument} names different folders in nnUNet_raw and "
                                      f"nnUNet_preprocessed: {sorted(names)}; rename one of them")
     return DatasetFolders(names.pop(), found.get("nnUNet_raw"), found.get("nnUNet_preprocessed"))
+
+
+_MISSING = object()
+
+
+def configuration_value(plans: dict, configuration: str, key: str, default=_MISSING):
+    """A configuration's value of ``key`` in a plans dict, following nnU-Net's ``inherits_from`` chain.
+
+    Without ``default`` a missing configuration, a loop or a missing key is a :class:`ProgressiveConfigError`;
+    with it, ``default`` is returned instead.
+    """
+    configurations = plans.get("configurations", {})
+    seen: list[str] = []
+    name = configuration
+    while name is not None:
+        if name in seen or name not in configurations:
+            if default is not _MISSING:
+                return default
+            raise ProgressiveConfigError(f"configuration {configuration!r}: cannot resolve {key!r} through "
+                                         f"inherits_from {seen + [name]} in the plans")
+        seen.append(name)
+        entry = configurations[name]
+        if key in entry:
+            return entry[key]
+        name = entry.get("inherits_from")
+    if default is not _MISSING:
+        return default
+    raise ProgressiveConfigError(f"configuration {configuration!r} has no {key!r} in the plans")

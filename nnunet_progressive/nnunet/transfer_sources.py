@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.nnunet.resolve import DatasetFolders, locate_dataset, preprocessed_root
+from nnunet_progressive.nnunet.resolve import DatasetFolders, configuration_value, locate_dataset, preprocessed_root
 from nnunet_progressive.transfer.names import foreground_label_names
 from nnunet_progressive.transfer.scores import ChannelIntensity, DatasetProfile, label_statistics
 
@@ -92,13 +92,9 @@ def _schemes_from_plans(plans: dict, configuration: str | None = None) -> tuple[
     names = [configuration] if configuration in configurations else [
         c for c in ("3d_fullres", "2d", *configurations) if c in configurations]
     for name in names:
-        seen = set()
-        while name in configurations and name not in seen:
-            seen.add(name)
-            entry = configurations[name]
-            if "normalization_schemes" in entry:
-                return tuple(entry["normalization_schemes"])
-            name = entry.get("inherits_from")
+        schemes = configuration_value(plans, name, "normalization_schemes", None)
+        if schemes is not None:
+            return tuple(schemes)
     return None
 
 

@@ -38,7 +38,7 @@ from nnunet_progressive.core.records import (
     transfer_preparation_file_name,
     write_record,
 )
-from nnunet_progressive.nnunet.resolve import DatasetFolders, locate_dataset, preprocessed_root
+from nnunet_progressive.nnunet.resolve import DatasetFolders, configuration_value, locate_dataset, preprocessed_root
 from nnunet_progressive.nnunet.transfer_sources import extract_fingerprint, run_shown, training_cases
 from nnunet_progressive.transfer.names import match_channels
 
@@ -143,14 +143,7 @@ def _apply_normalization(plans_file: Path, changes: dict) -> None:
 
 
 def _data_identifier(plans: dict, configuration: str) -> str | None:
-    configurations, seen = plans.get("configurations", {}), set()
-    while configuration in configurations and configuration not in seen:
-        seen.add(configuration)
-        entry = configurations[configuration]
-        if "data_identifier" in entry:
-            return entry["data_identifier"]
-        configuration = entry.get("inherits_from")
-    return None
+    return configuration_value(plans, configuration, "data_identifier", None)
 
 
 def _preprocessed_cases(folder: Path) -> int:
