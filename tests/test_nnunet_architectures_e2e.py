@@ -115,11 +115,24 @@ def _saved_patch(fold: Path, configuration: str) -> list[int]:
 
 
 # --- UNETR ---------------------------------------------------------------------------------------------------
-def test_tiny_unetr_efficiency_grids_checkpoint_and_prediction(tiny3d, tmp_path):
-    knobs = {"NNPROG_EPOCHS": "3"}
-    schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", knobs)
+def test_tiny_unetr_efficiency_resumed_in_a_middle_stage_predicts_at_the_planned_patch(tiny3d, tmp_path):
+    """Growing patches with the grid-following embeddings, --c in the middle stage, then prediction; the final
+    checkpoint is MONAI's own UNETR at the planned patch."""
+    trainer = "nnUNetTrainer_TinyUNETR_PGPS_Efficiency"
+    knobs = {"NNPROG_EPOCHS": "6", "NNPROG_SAVE_EVERY": "1"}
+    schedule = _expected_schedule(tiny3d, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(32, 16, 16), (32, 32, 16), (32, 32, 32)]
-    run, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", 3, knobs, tmp_path)
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, trainer, tiny3d.plans, knobs={**FAST, **knobs})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 3\s*$", text, re.M) is not None)
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
+    resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
+    assert 2 <= resume_epoch <= 4, "interrupted in the middle stage or just after it"
+    train(replace(run, knobs={**FAST, "NNPROG_EPOCHS": "6"}), tiny3d.folders, log, extra=["--c"])
+    stage = schedule.stage_at_epoch(resume_epoch)
+    assert f"Continuing at epoch {resume_epoch}: PGPS stage {stage.index + 1}/3 | patch {_text(stage.patch_size)}" in (
+        log.read_text())
     _assert_follows_schedule(fold, schedule, token_size=16)
     assert _saved_patch(fold, "3d_fullres") == [32, 32, 32]
     _predict_two_cases(tiny3d, run, tmp_path)
@@ -150,25 +163,6 @@ def test_tiny_unetr_constant_and_performance(tiny3d, tmp_path):
     _assert_follows_schedule(fold, schedule, token_size=16)
 
 
-def test_tiny_unetr_resume_in_a_middle_stage(tiny3d, tmp_path):
-    knobs = {"NNPROG_EPOCHS": "6", "NNPROG_SAVE_EVERY": "1"}
-    schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", knobs)
-    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, "nnUNetTrainer_TinyUNETR_PGPS_Efficiency",
-                      tiny3d.plans, knobs={**FAST, **knobs})
-    log = tmp_path / "train.log"
-    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 3\s*$", text, re.M) is not None)
-    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
-    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
-    resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
-    assert 2 <= resume_epoch <= 4, "interrupted in the middle stage or just after it"
-    train(replace(run, knobs={**FAST, "NNPROG_EPOCHS": "6"}), tiny3d.folders, log, extra=["--c"])
-    stage = schedule.stage_at_epoch(resume_epoch)
-    assert f"Continuing at epoch {resume_epoch}: PGPS stage {stage.index + 1}/3 | patch {_text(stage.patch_size)}" in (
-        log.read_text())
-    _assert_follows_schedule(fold, schedule, token_size=16)
-    assert (fold / "checkpoint_final.pth").is_file()
-
-
 def test_tiny_unetr_2d(tiny2d, tmp_path):
     trainer = "nnUNetTrainer_TinyUNETR_PGPS_Efficiency"
     stages = len(_expected_schedule(tiny2d, trainer, {"NNPROG_EPOCHS": "100"}).stages)
@@ -190,14 +184,13 @@ def test_tiny_swin_unetr_constant_adjusts_the_planned_patch(tiny3d, tmp_path):
     _predict_two_cases(tiny3d, run, tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["Efficiency", "Performance"])
-def test_tiny_swin_unetr_pgps(small64, tmp_path, mode):
-    trainer = f"nnUNetTrainer_TinySwinUNETR_PGPS_{mode}"
+def test_tiny_swin_unetr_performance(small64, tmp_path):
+    """3D Performance (window padding: small stages cost more than their voxels); Efficiency runs in 2D below."""
+    trainer = "nnUNetTrainer_TinySwinUNETR_PGPS_Performance"
     knobs = {"NNPROG_EPOCHS": "3"}
     schedule = _expected_schedule(small64, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(64, 32, 32), (64, 64, 32), (64, 64, 64)]
-    if mode == "Performance":  # window padding: small stages cost more than their voxels (the voxel rule: 8, 4)
-        assert [s.batch_size for s in schedule.stages] == [6, 3, 2]
+    assert [s.batch_size for s in schedule.stages] == [6, 3, 2], "the voxel rule would give 8, 4, 2"
     _, fold = _run(small64, trainer, 0, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule)
 
@@ -239,10 +232,10 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     _predict_two_cases(tiny3d, run, tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["Efficiency", "Performance"])
-def test_nnunet_primus_s_pgps(tiny3d, tmp_path, mode):
-    """nnU-Net's own Primus-S trainer (full size) with growing patches; a short schedule keeps it quick."""
-    trainer = f"nnUNet_Primus_S_Trainer_PGPS_{mode}"
+def test_nnunet_primus_s_performance(tiny3d, tmp_path):
+    """nnU-Net's own Primus-S trainer (full size) with growing patches and batches; a short schedule keeps it quick
+    (Efficiency's data path is the tiny Primus test's above)."""
+    trainer = "nnUNet_Primus_S_Trainer_PGPS_Performance"
     knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16"}
     schedule = _expected_schedule(tiny3d, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(32, 32, 16), (32, 32, 24), (32, 32, 32)]
@@ -259,8 +252,7 @@ def test_primus_on_2d_is_one_clear_error(tiny2d, tmp_path):
 
 
 # --- nnU-Net's ResEnc presets -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("preset", "mode"), [("M", "Efficiency"), ("M", "Performance"), ("L", "Performance"),
-                                              ("XL", "Efficiency")])
+@pytest.mark.parametrize(("preset", "mode"), [("M", "Efficiency"), ("L", "Performance"), ("XL", "Efficiency")])
 def test_resenc_plans_with_pgps(tiny3d, tmp_path, preset, mode):
     """nnU-Net's ResEnc planners (their data is nnU-Net's default preprocessing), narrowed for CPU."""
     plans = f"nnUNetResEncUNet{preset}Plans"
