@@ -22,11 +22,12 @@ from nnunet_progressive.architectures.recipes import (
     UNETR_RECIPE,
     recipe_table,
 )
-from nnunet_progressive.architectures.specs import PRIMUS_S, SWIN_UNETR_48, TINY_SWIN_UNETR, UNETR_B
+from nnunet_progressive.architectures.specs import PRIMUS_L, PRIMUS_S, SWIN_UNETR_48, TINY_SWIN_UNETR, UNETR_B
 from nnunet_progressive.architectures.transformer_memory import (
     activations,
     primus_decoder_channels,
     sample_cost,
+    unmodelled_sample_bytes,
 )
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.pgps.schedule import (
@@ -135,6 +136,34 @@ def test_performance_batches_fill_the_budget_from_the_estimate():
     for patch, b in zip(patches, batches):
         if b < 64:
             assert (b + 1) * cost(patch) > 2 * cost((96, 96, 96)), "the largest batch within the budget"
+
+
+@pytest.mark.parametrize(("spec", "first_patch", "measured_batch", "largest_safe"),
+                         [(UNETR_B, (32, 16, 16), 575, 520), (PRIMUS_S, (16, 8, 8), 4096, 3526)])
+def test_the_measured_per_sample_excess_bounds_the_first_stage(spec, first_patch, measured_batch, largest_safe):
+    """On an H200 the first stage of UNETR-B and Primus-S (2 tokens per sample) peaked 10% / 16% above the planned
+    stage at batch 575 / 4096; with the measured excess per sample the schedule stops where that fit reaches the
+    planned peak; the next two stages lose 4-8% of their batch, every later one under 3% (or one sample)."""
+    planned, batch = (128, 128, 128), 2
+
+    def schedule(cost):
+        return build_schedule(planned, None, batch, 1000, "performance", input_multiple=(spec.rule.multiple,) * 3,
+                              sample_cost=cost)
+
+    saved_only = schedule(lambda patch: activations(spec, patch, 1, 3).bytes(True))
+    with_excess = schedule(sample_cost(spec, 1, 3))
+    assert saved_only.stages[0].patch_size == with_excess.stages[0].patch_size == first_patch
+    assert saved_only.stages[0].batch_size == measured_batch, "the batch the GPU check measured"
+    assert with_excess.stages[0].batch_size == largest_safe
+    for old, new in zip(saved_only.stages[1:], with_excess.stages[1:], strict=True):
+        assert (0.97 if old.index >= 3 else 0.9) * old.batch_size - 1 <= new.batch_size <= old.batch_size
+    assert with_excess.stages[-1].batch_size == batch
+
+
+def test_the_excess_scales_with_the_vit_and_is_zero_for_swin():
+    assert unmodelled_sample_bytes(SWIN_UNETR_48) == 0
+    scale = 1056 * 24 / (396 * 12)  # Primus-L's width x depth over Primus-S's
+    assert unmodelled_sample_bytes(PRIMUS_L) == pytest.approx(unmodelled_sample_bytes(PRIMUS_S) * scale)
 
 
 # --- memory estimates (properties; tests/test_transformer_networks.py checks them against torch) -------------

@@ -29,7 +29,7 @@ from nnunet_progressive.architectures.input_rules import (
     token_grid,
 )
 from nnunet_progressive.architectures.recipes import PRIMUS_RECIPE, Recipe
-from nnunet_progressive.architectures.specs import PrimusSpec, SwinUNETRSpec, UNETRSpec
+from nnunet_progressive.architectures.specs import PRIMUS_S, PrimusSpec, SwinUNETRSpec, UNETRSpec
 from nnunet_progressive.architectures.transformer_memory import sample_cost
 from nnunet_progressive.nnunet.pgps import NetworkPatchRule
 from nnunet_progressive.nnunet.resolve import configuration_value
@@ -242,10 +242,13 @@ class PrimusInputMixin(NetworkInputMixin):
 
     nnU-Net 2.8.1's warmup trainer (Primus' base) loads checkpoints with torch's weights-only default, which fails
     on the numpy values nnU-Net's own checkpoints hold; loading is allowed here for the run's own checkpoints.
-    Primus uses fused attention, so its memory is linear in voxels and the voxel budget needs no estimate.
+    Performance batch: Primus' saved values are linear in voxels, plus a per-sample excess measured on a GPU
+    (``transformer_memory.unmodelled_sample_bytes``); both scale with the ViT's size, so Primus-S's cost gives every
+    size's (and V2/V3's) relative cost per patch.
     """
 
     input_rule = PRIMUS
+    memory_spec = PRIMUS_S
 
     def derive_from_settings(self) -> None:
         """nnU-Net's Primus warms up for 50 of its 1000 epochs; shorter runs (NNPROG_EPOCHS, `_Xepochs`) keep 5%."""
