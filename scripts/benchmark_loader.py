@@ -14,10 +14,13 @@ plan of the generated data; the network is never run):
 - ``iso128``: patch 128^3, batch 2, strides 2 on every axis (total 32): 9 stages from 64x32x32;
 - ``aniso``: patch 32x224x224, batch 2, total strides 8x32x32: 15 stages from 8x64x32.
 
-Writes ``<workspace>/loader_benchmark.{csv,md,png}``. Timing needs an idle machine; ``--quick`` is a smoke test
+Each stage times each path ``--repeats`` times in the order old, new, new, old (drift cancels), ``--batches``
+batches each; the table gives the rates over all repeats and their spread (max / min of one path's repeats: the
+timing noise, against which a new / old ratio has to be read). Writes ``<workspace>/loader_benchmark.{csv,md,png}``
+(the CSV holds every repeat). Timing needs an idle machine; ``--quick`` is a smoke test
 (small data, a small plan, few batches) whose numbers mean nothing.
 
-    python scripts/benchmark_loader.py --workspace benchmark_runs/loader            # the figure (about 20 min)
+    python scripts/benchmark_loader.py --workspace benchmark_runs/loader            # the figure (about 15 min)
     python scripts/benchmark_loader.py --workspace /tmp/loader_smoke --quick        # smoke test (about 2 min)
 """
 from __future__ import annotations
@@ -116,7 +119,8 @@ def measure(augmenter, batches: int, cached: int) -> tuple[float, int, int]:
     return seconds, int(shape[0]), int(shape[0] * math.prod(shape[2:]))
 
 
-def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quick: bool) -> list[dict]:
+def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quick: bool,
+        repeats: int = 2) -> list[dict]:
     from nnunet_progressive.nnunet.runner import NnunetFolders
 
     os.environ["nnUNet_n_proc_DA"] = str(workers)
@@ -131,7 +135,9 @@ def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quic
         trainer = make_trainer(folders, dataset_name, plans_for(base, plan))
         stages = trainer.schedule.stages
         for stage in tqdm(stages, desc=f"{name}: stages", unit="stage"):
-            for path in ("old", "new"):
+            # old, new, new, old, ...: drift of the machine over a stage cancels; two timings of one path show noise
+            order = [("old", "new") if r % 2 == 0 else ("new", "old") for r in range(repeats)]
+            for repeat, path in ((r, path) for r, pair in enumerate(order) for path in pair):
                 with trainer._stage_configuration(stage.patch_size, stage.batch_size):
                     layout = trainer._batch_layout
                     loader = training_loader(trainer, layout if path == "new" else None)
@@ -142,7 +148,7 @@ def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quic
                     shutdown_augmenter(augmenter)
                 rows.append({
                     "plan": name, "stage": stage.index, "patch": "x".join(map(str, stage.patch_size)),
-                    "batch": stage.batch_size, "path": path,
+                    "batch": stage.batch_size, "path": path, "repeat": repeat,
                     "cases_per_batch": layout.cases_per_batch if path == "new" else stage.batch_size,
                     "workers": workers, "batches": batches, "seconds": round(seconds, 3),
                     "batches_per_second": round(batches / seconds, 3),
@@ -150,6 +156,25 @@ def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quic
                     "voxels_per_second": round(batches * voxels / seconds, 1),
                 })
     return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per plan, stage and path: rates over all repeats (total batches / total seconds) and the spread of
+    the repeats (max / min of their batches per second: the timing noise of that measurement)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["plan"], row["stage"], row["path"]), []).append(row)
+    summary = []
+    for group in groups.values():
+        seconds = sum(r["seconds"] for r in group)
+        batches = sum(r["batches"] for r in group)
+        rates = [r["batches_per_second"] for r in group]
+        per_batch = group[0]["voxels_per_second"] / group[0]["batches_per_second"]
+        summary.append({**{k: group[0][k] for k in ("plan", "stage", "patch", "batch", "path", "cases_per_batch",
+                                                     "workers")},
+                        "repeats": len(group), "batches_per_second": batches / seconds,
+                        "voxels_per_second": batches * per_batch / seconds, "spread": max(rates) / min(rates)})
+    return summary
 
 
 def write_outputs(rows: list[dict], workspace: Path) -> None:
@@ -160,9 +185,11 @@ def write_outputs(rows: list[dict], workspace: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    by_key = {(r["plan"], r["stage"], r["path"]): r for r in rows}
+    summary = summarise(rows)
+    by_key = {(r["plan"], r["stage"], r["path"]): r for r in summary}
     lines = ["| plan | stage | patch | batch | cases/batch old -> new | batches/s old | batches/s new | "
-             "Mvoxels/s old | Mvoxels/s new | new / old |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "Mvoxels/s old | Mvoxels/s new | new / old | repeat spread old, new |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (plan, stage, path), new in by_key.items():
         if path != "new":
             continue
@@ -171,7 +198,8 @@ def write_outputs(rows: list[dict], workspace: Path) -> None:
             f"| {plan} | {stage} | {new['patch']} | {new['batch']} | {old['cases_per_batch']} -> "
             f"{new['cases_per_batch']} | {old['batches_per_second']:.2f} | {new['batches_per_second']:.2f} | "
             f"{old['voxels_per_second'] / 1e6:.2f} | {new['voxels_per_second'] / 1e6:.2f} | "
-            f"{new['voxels_per_second'] / old['voxels_per_second']:.2f} |")
+            f"{new['voxels_per_second'] / old['voxels_per_second']:.2f} | "
+            f"{old['spread']:.2f}, {new['spread']:.2f} |")
     atomic_write_text(workspace / "loader_benchmark.md", "\n".join(lines) + "\n")
 
     import matplotlib
@@ -184,7 +212,7 @@ def write_outputs(rows: list[dict], workspace: Path) -> None:
         fig, axes = plt.subplots(2, len(plans), figsize=(6 * len(plans), 7), squeeze=False)
         for column, plan in enumerate(plans):
             for path, style in (("old", "o--"), ("new", "s-")):
-                picked = [r for r in rows if r["plan"] == plan and r["path"] == path]
+                picked = [r for r in summary if r["plan"] == plan and r["path"] == path]
                 label = ("old: every crop its own case" if path == "old" else "new: planned cases x crops")
                 axes[0][column].plot([r["stage"] for r in picked], [r["voxels_per_second"] / 1e6 for r in picked],
                                      style, label=label)
@@ -208,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--plans", default="iso128,aniso", help=f"comma-separated, of {sorted(PLANS)}")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per stage and path")
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per stage, path and repeat")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timings per stage and path, in the order old, new, new, old, ...")
     parser.add_argument("--workers", type=int, default=2, help="data-augmentation worker processes")
     parser.add_argument("--quick", action="store_true", help="smoke test: small data, plan 'quick', 2 batches")
     args = parser.parse_args(argv)
@@ -217,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown plans {unknown}; choose from {sorted(PLANS)}")
     args.workspace.mkdir(parents=True, exist_ok=True)
-    rows = run(args.workspace.resolve(), plan_names, 2 if args.quick else args.batches, args.workers, args.quick)
+    if args.repeats < 1 or args.batches < 1:
+        parser.error("--repeats and --batches must be at least 1")
+    rows = run(args.workspace.resolve(), plan_names, 2 if args.quick else args.batches, args.workers, args.quick,
+               args.repeats)
     write_outputs(rows, args.workspace)
     print((args.workspace / "loader_benchmark.md").read_text())
     print(f"CSV, table and plot in {args.workspace}")

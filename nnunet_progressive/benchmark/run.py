@@ -70,7 +70,7 @@ from nnunet_progressive.core.records import (
     write_record as write_typed_record,
 )
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
-from nnunet_progressive.nnunet.resolve import configuration_value
+from nnunet_progressive.nnunet.resolve import data_identifier
 from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment, run_logged, train
 
 STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
@@ -369,9 +369,6 @@ def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
     )
 
 
-def _configuration_data_folder(plans: dict, configuration: str) -> str | None:
-    return configuration_value(plans, configuration, "data_identifier", None)
-
 
 def rank_command(dataset_id: int, configuration: str, plans: str) -> list[str]:
     """``nnprog rank`` for one configuration (the PDL trainers read the ranking it writes)."""
@@ -418,7 +415,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
                                      f"{sorted(plans.get('configurations', {}))}")
     missing = []
     for configuration in dataset.configurations:
-        identifier = _configuration_data_folder(plans, configuration)
+        identifier = data_identifier(plans, configuration)
         data_folder = folders.preprocessed / name / (identifier or "")
         if identifier is None or not data_folder.is_dir() or not any(data_folder.iterdir()):
             missing.append(configuration)
@@ -433,7 +430,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
                           spec.small_network.convs_per_stage, plans_name=spec.training_plans(dataset))
     if dataset.prepare.rank:
         for configuration in dataset.configurations:
-            identifier = _configuration_data_folder(plans, configuration) or configuration
+            identifier = data_identifier(plans, configuration) or configuration
             ranking = folders.preprocessed / name / ranking_file_name(identifier)
             if ranking.is_file():
                 continue

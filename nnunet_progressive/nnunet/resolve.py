@@ -167,3 +167,8 @@ def configuration_value(plans: dict, configuration: str, key: str, default=_MISS
     if default is not _MISSING:
         return default
     raise ProgressiveConfigError(f"configuration {configuration!r} has no {key!r} in the plans")
+
+
+def data_identifier(plans: dict, configuration: str) -> str | None:
+    """The folder name of a configuration's preprocessed data (``data_identifier``), None where the plans lack it."""
+    return configuration_value(plans, configuration, "data_identifier", None)

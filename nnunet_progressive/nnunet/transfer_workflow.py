@@ -38,7 +38,7 @@ from nnunet_progressive.core.records import (
     transfer_preparation_file_name,
     write_record,
 )
-from nnunet_progressive.nnunet.resolve import DatasetFolders, configuration_value, locate_dataset, preprocessed_root
+from nnunet_progressive.nnunet.resolve import DatasetFolders, data_identifier, locate_dataset, preprocessed_root
 from nnunet_progressive.nnunet.transfer_sources import extract_fingerprint, run_shown, training_cases
 from nnunet_progressive.transfer.names import match_channels
 
@@ -142,9 +142,6 @@ def _apply_normalization(plans_file: Path, changes: dict) -> None:
     atomic_write_json(plans_file, plans)
 
 
-def _data_identifier(plans: dict, configuration: str) -> str | None:
-    return configuration_value(plans, configuration, "data_identifier", None)
-
 
 def _preprocessed_cases(folder: Path) -> int:
     return len(list(folder.glob("*.pkl"))) if folder.is_dir() else 0
@@ -209,7 +206,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
     expected = len(training_cases(src.raw, _dataset_json(src)))
     to_preprocess = []
     for configuration in configurations:
-        identifier = _data_identifier(json.loads(moved_file.read_text()), configuration)
+        identifier = data_identifier(json.loads(moved_file.read_text()), configuration)
         if fresh_move or identifier is None or _preprocessed_cases(source_folder / identifier) < expected:
             to_preprocess.append(configuration)
     preprocess = preprocess_command(src.dataset_id, source_plans, to_preprocess or configurations, num_processes)
@@ -217,7 +214,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
         log(f"preprocessing {src.name} with the target's plans: {' '.join(preprocess)}")
         run_shown(preprocess)
     for configuration in configurations:
-        identifier = _data_identifier(json.loads(moved_file.read_text()), configuration)
+        identifier = data_identifier(json.loads(moved_file.read_text()), configuration)
         count = _preprocessed_cases(source_folder / (identifier or ""))
         if count < expected:
             raise ProgressiveConfigError(f"preprocessing {src.name} ({configuration}) left {count} of {expected} cases "
@@ -238,7 +235,7 @@ def next_commands(src: DatasetFolders, tgt: DatasetFolders, plans: str, source_p
                   f"checkpoint_final.pth")
     weights = f"{src.name}_for_{tgt.name}.pth"
     commands = []
-    identifier = _data_identifier(target_plans, configuration)
+    identifier = data_identifier(target_plans, configuration)
     if tgt.preprocessed is None or identifier is None or not any((tgt.preprocessed / identifier).glob("*.pkl")):
         commands.append(f"nnUNetv2_preprocess -d {tgt.dataset_id} -plans_name {plans} -c {configuration}")
     commands += [
