@@ -13,6 +13,7 @@ from nnunet_progressive.benchmark.report import (
     summary_table,
     task_markdown,
     task_table,
+    task_time_to_dice,
     trainer_order,
     wilcoxon_test,
     write_report,
@@ -188,6 +189,29 @@ def test_write_report_files(tmp_path):
     at_08 = {r["run"]: r for r in ttd if r["threshold"] == "0.8"}
     assert at_08[EFF]["train_wall_seconds"] == "20.0"
     assert float(at_08[EFF]["ratio_to_reference"]) == pytest.approx(1 / 3)
+
+
+def test_time_to_dice_pairs_each_repeat_with_the_reference_of_its_fold_and_seed():
+    def checks(*pairs):
+        return [{"train_wall_seconds": s, "dice": d} for s, d in pairs]
+
+    task = "Dataset001_Task1"
+    records = [record(task, REF, 0, 0.8, 100.0, checks=checks((40, 0.8))),
+               record(task, REF, 1, 0.8, 100.0, checks=checks((80, 0.8))),
+               record(task, EFF, 0, 0.8, 50.0, checks=checks((20, 0.8))),
+               record(task, EFF, 1, 0.8, 50.0, checks=checks((60, 0.8))),
+               record(task, PERF, 2, 0.8, 50.0, checks=checks((10, 0.8)))]
+    runs, reference, (row,) = task_time_to_dice(run_rows(records), f"{task} 3d_fullres", REF, [0.8])
+    assert reference == f"{REF} fold 0 seed 0"
+    assert row.ratio[f"{EFF} fold 0 seed 0"] == pytest.approx(20 / 40)
+    assert row.ratio[f"{EFF} fold 1 seed 0"] == pytest.approx(60 / 80), "fold 1 against the reference's fold 1"
+    assert row.ratio[PERF] is None and row.reference[PERF] is None, "no reference run of fold 2"
+    from nnunet_progressive.stopping.time_to_dice import table_csv, table_markdown
+
+    markdown = table_markdown([row], reference)
+    assert markdown.splitlines()[0].startswith(f"| Dice | {REF} fold 0 seed 0 (s) | {REF} fold 1 seed 0 (s) |")
+    assert f"{EFF} fold 1 seed 0 / {REF} fold 1 seed 0" in markdown and "none (no reference run" in markdown
+    assert f"{EFF} fold 1 seed 0,60.0,0.75,{REF} fold 1 seed 0" in table_csv([row], reference)
 
 
 def test_report_cli(tmp_path, capsys):

@@ -312,17 +312,26 @@ def run_label(row: RunRow, unique_trainer: bool) -> str:
 def task_time_to_dice(rows: Sequence[RunRow], task: str, reference: str,
                       thresholds: Sequence[float] | None = None
                       ) -> tuple[dict[str, Sequence[Check]], str, list[TimeToDiceRow]] | None:
-    """(checks per run label, reference label, table) for the runs of ``task`` that logged Dice checks."""
+    """(checks per run label, reference label, table) for the runs of ``task`` that logged Dice checks.
+
+    With repeats every run is compared with the reference trainer's run of the same fold and seed."""
     logged = [r for r in rows if r.task == task and r.time_to_dice]
     if not logged:
         return None
     counts = {t: sum(r.trainer == t for r in logged) for t in {r.trainer for r in logged}}
-    runs = {run_label(r, counts[r.trainer] == 1): r.time_to_dice for r in logged}
+
+    def label(row: RunRow) -> str:
+        return run_label(row, counts[row.trainer] == 1)
+
+    runs = {label(r): r.time_to_dice for r in logged}
     ref_rows = [r for r in logged if r.trainer == reference]
-    reference_label = run_label(ref_rows[0] if ref_rows else logged[0],
-                                counts[(ref_rows[0] if ref_rows else logged[0]).trainer] == 1)
+    reference_label = label(ref_rows[0] if ref_rows else logged[0])
+    paired = None
+    if len(ref_rows) > 1:
+        by_repeat = {(r.fold, r.seed): label(r) for r in ref_rows}
+        paired = {label(r): by_repeat.get((r.fold, r.seed)) for r in logged}
     chosen = list(thresholds) if thresholds else default_thresholds(runs)
-    return runs, reference_label, time_to_dice_table(runs, chosen, reference_label)
+    return runs, reference_label, time_to_dice_table(runs, chosen, reference_label, paired)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -637,11 +646,12 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         plot_dice_vs_time(runs, out / png, [r.threshold for r in ttd_rows], reference_label, title=task)
         written.append(out / png)
         ttd_md += [f"### {task}\n", table_markdown(ttd_rows, reference_label), f"\n![Dice vs time]({png})\n"]
-        ttd_csv_rows += [[task, row.threshold, name, row.seconds[name], row.ratio[name], reference_label]
-                         for row in ttd_rows for name in row.seconds]
+        ttd_csv_rows += [[task, row.threshold, name, row.seconds[name], row.ratio[name],
+                          row.reference.get(name, reference_label)] for row in ttd_rows for name in row.seconds]
     if ttd_md:
         md += ["## Time to Dice\n", "Training time (s, Dice checks excluded) until the validation Dice first "
-               "reached each threshold, and the ratio to the reference run.\n", *ttd_md]
+               "reached each threshold, and the ratio to the reference run (of the same fold and seed where "
+               "the reference has several).\n", *ttd_md]
         put("time_to_dice.csv", csv_text(["task", "threshold", "run", "train_wall_seconds", "ratio_to_reference",
                                           "reference"], ttd_csv_rows))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -31,11 +31,13 @@ NOT_REACHED = "not reached"
 
 @dataclass(frozen=True)
 class TimeToDiceRow:
-    """One threshold: seconds each run needed (``None``: never reached) and the ratio to the reference."""
+    """One threshold: seconds each run needed (``None``: never reached), the ratio to its reference, and which run
+    that reference is (``None``: no reference run to pair it with)."""
 
     threshold: float
     seconds: dict[str, float | None]
     ratio: dict[str, float | None]
+    reference: dict[str, str | None] = field(default_factory=dict)
 
 
 def _ordered(checks: Sequence[Check]) -> list[Check]:
@@ -64,19 +66,25 @@ def default_thresholds(runs: Mapping[str, Sequence[Check]], step: float = 0.05) 
 
 
 def time_to_dice_table(runs: Mapping[str, Sequence[Check]], thresholds: Sequence[float],
-                       reference: str) -> list[TimeToDiceRow]:
-    """One row per threshold (ascending): time per run and ratio ``time / time of reference``.
+                       reference: str, paired: Mapping[str, str | None] | None = None) -> list[TimeToDiceRow]:
+    """One row per threshold (ascending): time per run and ratio ``time / time of its reference``.
 
-    A ratio is None where the run or the reference never reached the threshold.
+    Every run is compared with ``reference`` unless ``paired`` names its own reference run (for repeats: the
+    reference run of the same fold and seed; ``None``: none, so no ratio). A ratio is None where the run or its
+    reference never reached the threshold.
     """
-    if reference not in runs:
-        raise ValueError(f"reference {reference!r} is not one of the runs {list(runs)}")
+    references = {name: (paired[name] if paired is not None and name in paired else reference) for name in runs}
+    for name in [reference, *references.values()]:
+        if name is not None and name not in runs:
+            raise ValueError(f"reference {name!r} is not one of the runs {list(runs)}")
     rows = []
     for threshold in sorted(thresholds):
         seconds = {name: time_to_reach(checks, threshold) for name, checks in runs.items()}
-        base = seconds[reference]
-        ratio = {name: (None if t is None or base is None or base <= 0 else t / base) for name, t in seconds.items()}
-        rows.append(TimeToDiceRow(float(threshold), seconds, ratio))
+        ratio = {}
+        for name, t in seconds.items():
+            base = seconds[references[name]] if references[name] is not None else None
+            ratio[name] = None if t is None or base is None or base <= 0 else t / base
+        rows.append(TimeToDiceRow(float(threshold), seconds, ratio, dict(references)))
     return rows
 
 
@@ -89,34 +97,36 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds:.1f}" if seconds < 100 else f"{seconds:.0f}"
 
 
-
-
-
-
 def table_markdown(rows: Sequence[TimeToDiceRow], reference: str) -> str:
-    """Threshold rows; per run its time (s) and, for the others, the ratio to the reference."""
+    """Threshold rows; the reference runs' times (s) first, then per other run its time and the ratio to its
+    reference (with several reference runs, a line under the table says which run each ratio is to)."""
     names = list(rows[0].seconds) if rows else [reference]
-    others = [n for n in names if n != reference]
-    headers = ["Dice", f"{reference} (s)"]
+    pairs = rows[0].reference if rows and rows[0].reference else {name: reference for name in names}
+    references = list(dict.fromkeys([reference, *(r for r in pairs.values() if r is not None)]))
+    others = [n for n in names if n not in references]
+    headers = ["Dice", *(f"{name} (s)" for name in references)]
     for name in others:
         headers += [f"{name} (s)", f"{name} / ref"]
     body = []
     for row in rows:
-        line = [f"{row.threshold:.2f}", format_seconds(row.seconds[reference])]
+        line = [f"{row.threshold:.2f}", *(format_seconds(row.seconds[name]) for name in references)]
         for name in others:
             ratio = row.ratio[name]
             line += [format_seconds(row.seconds[name]), "-" if ratio is None else f"{ratio:.2f}"]
         body.append(line)
-    return markdown_table(headers, body)
+    table = markdown_table(headers, body)
+    if len(references) > 1 or any(pairs.get(name) is None for name in others):
+        table += "\n\nEach ratio is to the reference run of the same fold and seed: " + "; ".join(
+            f"{name} / {pairs.get(name) or 'none (no reference run with its fold and seed)'}" for name in others)
+    return table
 
 
 def table_csv(rows: Sequence[TimeToDiceRow], reference: str) -> str:
-    """Long format: ``threshold, run, train_wall_seconds, ratio_to_reference, reference`` (empty: not reached)."""
-    body = [[f"{row.threshold:g}", name, row.seconds[name], row.ratio[name], reference]
+    """Long format: ``threshold, run, train_wall_seconds, ratio_to_reference, reference`` (empty: not reached);
+    ``reference`` is the run the ratio is to."""
+    body = [[f"{row.threshold:g}", name, row.seconds[name], row.ratio[name], row.reference.get(name, reference)]
             for row in rows for name in row.seconds]
     return csv_text(["threshold", "run", "train_wall_seconds", "ratio_to_reference", "reference"], body)
-
-
 
 
 def plot_dice_vs_time(runs: Mapping[str, Sequence[Check]], path: str | os.PathLike,
