@@ -150,7 +150,8 @@ def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quic
                     "plan": name, "stage": stage.index, "patch": "x".join(map(str, stage.patch_size)),
                     "batch": stage.batch_size, "path": path, "repeat": repeat,
                     "cases_per_batch": layout.cases_per_batch if path == "new" else stage.batch_size,
-                    "workers": workers, "batches": batches, "seconds": round(seconds, 3),
+                    "workers": workers, "batches": batches, "samples_per_batch": samples,
+                    "voxels_per_batch": voxels, "seconds": round(seconds, 3),
                     "batches_per_second": round(batches / seconds, 3),
                     "samples_per_second": round(batches * samples / seconds, 1),
                     "voxels_per_second": round(batches * voxels / seconds, 1),
@@ -169,7 +170,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         seconds = sum(r["seconds"] for r in group)
         batches = sum(r["batches"] for r in group)
         rates = [r["batches_per_second"] for r in group]
-        per_batch = group[0]["voxels_per_second"] / group[0]["batches_per_second"]
+        per_batch = group[0]["voxels_per_batch"]
         summary.append({**{k: group[0][k] for k in ("plan", "stage", "patch", "batch", "path", "cases_per_batch",
                                                      "workers")},
                         "repeats": len(group), "batches_per_second": batches / seconds,
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plans", default="iso128,aniso", help=f"comma-separated, of {sorted(PLANS)}")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per stage, path and repeat")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="timings per stage and path, in the order old, new, new, old, ...")
+                        help="timings per stage and path (1 or even), in the order old, new, new, old, ...")
     parser.add_argument("--workers", type=int, default=2, help="data-augmentation worker processes")
     parser.add_argument("--quick", action="store_true", help="smoke test: small data, plan 'quick', 2 batches")
     args = parser.parse_args(argv)
@@ -247,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown plans {unknown}; choose from {sorted(PLANS)}")
     args.workspace.mkdir(parents=True, exist_ok=True)
-    if args.repeats < 1 or args.batches < 1:
-        parser.error("--repeats and --batches must be at least 1")
+    if args.batches < 1 or args.repeats < 1 or (args.repeats > 1 and args.repeats % 2):
+        parser.error("--batches must be at least 1 and --repeats 1 or even (old, new, new, old cancels drift in pairs)")
     rows = run(args.workspace.resolve(), plan_names, 2 if args.quick else args.batches, args.workers, args.quick,
                args.repeats)
     write_outputs(rows, args.workspace)

@@ -249,6 +249,12 @@ def test_primus_on_2d_is_one_clear_error(tiny2d, tmp_path):
     with pytest.raises(RuntimeError) as failure:
         train(run, tiny2d.folders, tmp_path / "train.log")
     assert "Primus is implemented for 3D patches only, but configuration '2d' has a 2D patch" in str(failure.value)
+    import subprocess
+
+    shown = subprocess.run(["nnprog", "schedule", "-d", str(tiny2d.dataset_id), "-c", "2d", "-p", tiny2d.plans, "-tr",
+                            "nnUNet_Primus_S_Trainer_PGPS_Performance"], capture_output=True, text=True,
+                           env=tiny2d.folders.environment())
+    assert shown.returncode == 2 and "Primus is implemented for 3D patches only" in shown.stderr, shown.stderr
 
 
 # --- nnU-Net's ResEnc presets -------------------------------------------------------------------------------

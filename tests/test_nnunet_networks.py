@@ -21,7 +21,7 @@ from nnunet_progressive.architectures.transformer_memory import (  # noqa: E402
     sample_cost,
 )
 from nnunet_progressive.core.errors import ProgressiveConfigError  # noqa: E402
-from nnunet_progressive.nnunet.architectures import token_grid_in_use  # noqa: E402
+from nnunet_progressive.nnunet.architectures import primus_memory_spec, token_grid_in_use  # noqa: E402
 from nnunet_progressive.nnunet.networks.builders import build_network  # noqa: E402
 from nnunet_progressive.nnunet.networks.memory_probe import saved_activation_bytes  # noqa: E402
 from nnunet_progressive.nnunet.networks.position_embeddings import (  # noqa: E402
@@ -242,3 +242,18 @@ def test_published_size_networks_build_from_the_trainer_and_run_a_stage(trainer,
     assert sum(p.numel() for p in network.parameters()) > 50e6
     with torch.no_grad():
         assert network(torch.randn(1, 1, *stage)).shape == (1, 3, *stage)
+
+
+def test_every_primus_trainer_budgets_by_its_own_size():
+    import nnunet_progressive_trainers.nnprog_architectures as trainers
+    from nnunet_progressive.architectures.specs import PRIMUS_B, PRIMUS_L, PRIMUS_M, PRIMUS_S
+
+    assert primus_memory_spec("nnUNet_Primus_S_Trainer") is PRIMUS_S
+    assert primus_memory_spec("nnUNet_PrimusV2B_Trainer") is PRIMUS_B
+    assert primus_memory_spec("nnUNet_PrimusV3M_Trainer") is PRIMUS_M
+    assert primus_memory_spec("nnUNet_Primus_L_Trainer") is PRIMUS_L
+    with pytest.raises(ValueError, match="not one of nnU-Net's Primus trainers"):
+        primus_memory_spec("nnUNet_Primus_XL_Trainer")
+    assert trainers.nnUNetTrainer_TinyPrimus_PGPS_Performance.memory_spec is TINY_PRIMUS
+    for base in trainers.PRIMUS_TRAINERS:
+        assert getattr(trainers, f"{base.__name__}_PGPS_Performance").memory_spec is primus_memory_spec(base.__name__)

@@ -22,12 +22,14 @@ from nnunet_progressive.architectures.specs import (
     TINY_SWIN_UNETR,
     TINY_UNETR,
     UNETR_B,
+    PrimusSpec,
 )
 from nnunet_progressive.nnunet.architectures import (
     PrimusGridMixin,
     PrimusInputMixin,
     TransformerNetworkMixin,
     primus_builder,
+    primus_memory_spec,
 )
 from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
@@ -52,13 +54,15 @@ def _transformer_trainers(name: str, spec, rule, recipe, what: str) -> None:
                 f"{what} with PGPS ({mode}): patches grow in steps of {rule.multiple} to the adjusted planned patch.")
 
 
-def _primus_trainers(base: type, what: str) -> None:
-    """``<base>_ConstantPatch`` and its two PGPS variants for one of nnU-Net's Primus trainers."""
+def _primus_trainers(base: type, what: str, spec: PrimusSpec) -> None:
+    """``<base>_ConstantPatch`` and its two PGPS variants for one of nnU-Net's Primus trainers (``spec``: its size,
+    for the Performance batch)."""
     name = base.__name__
     _define(f"{name}_ConstantPatch", (PrimusInputMixin, RunLengthMixin, base), {},
             f"{what}: nnU-Net's trainer with the patch adjusted to multiples of 8 and the NNPROG run-length knobs.")
     for suffix, mode in PGPS_MODES.items():
-        _define(f"{name}_{suffix}", (PrimusGridMixin, ProgressivePatchMixin, base), {"pgps_mode": mode},
+        _define(f"{name}_{suffix}", (PrimusGridMixin, ProgressivePatchMixin, base),
+                {"pgps_mode": mode, "memory_spec": spec},
                 f"{what} with PGPS ({mode}); position embeddings follow each stage's token grid.")
 
 
@@ -80,6 +84,7 @@ PRIMUS_TRAINERS = tuple(
 _define("nnUNetTrainer_TinyPrimus", (primus_trainers.AbstractPrimus,),
         {"build_network_architecture": primus_builder(TINY_PRIMUS)},
         "A tiny Primus (embedding 48, depth 2) trained as nnU-Net's Primus trainers (CPU tests and benchmarks).")
-for _base in (*PRIMUS_TRAINERS, globals()["nnUNetTrainer_TinyPrimus"]):
-    _primus_trainers(_base, f"{_base.__name__}")
+for _base in PRIMUS_TRAINERS:
+    _primus_trainers(_base, _base.__name__, primus_memory_spec(_base.__name__))
+_primus_trainers(globals()["nnUNetTrainer_TinyPrimus"], "nnUNetTrainer_TinyPrimus", TINY_PRIMUS)
 del _base

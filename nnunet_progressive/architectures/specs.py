@@ -93,6 +93,7 @@ PRIMUS_S = PrimusSpec()
 PRIMUS_B = PrimusSpec(embed_dim=792, depth=12, num_heads=12, name="Primus-B")
 PRIMUS_M = PrimusSpec(embed_dim=864, depth=16, num_heads=12, name="Primus-M")
 PRIMUS_L = PrimusSpec(embed_dim=1056, depth=24, num_heads=16, name="Primus-L")
+PRIMUS_SIZES = {"S": PRIMUS_S, "B": PRIMUS_B, "M": PRIMUS_M, "L": PRIMUS_L}
 
 # shrunk for CPU tests and the offline CPU benchmark (same architecture, few features)
 TINY_UNETR = UNETRSpec(feature_size=4, hidden_size=48, mlp_dim=96, num_heads=4, name="TinyUNETR")

@@ -13,7 +13,7 @@ What saved tensors do not show: on an H200 (torch 2.11, fp16 autocast; BENCHMARK
 every measured Performance stage followed this estimate except the very first of UNETR-B (32x16x16, batch 575: 2
 tokens per sample) and Primus-S (16x8x8, batch 4096: 2 tokens), which peaked 10% and 16% above the planned stage.
 ``unmodelled_sample_bytes`` adds that excess back as a cost per sample (fitted there, scaled to other widths), so
-``sample_cost`` keeps the first stage within the planned peak; it lowers the batch of the next two stages by 4-8%
+``sample_cost`` keeps the first stage within the planned peak; it lowers the batch of the next two stages by 3-8%
 and of every later one by under 3%.
 The mechanism is not identified (candidates: attention kernels padding a 2-token sequence to their block size,
 convolution workspaces at batches of hundreds); re-check with ``scripts/gpu_check_architectures.py`` on a GPU.
@@ -176,7 +176,8 @@ def activations(spec: Spec, patch: Sequence[int], in_channels: int, out_channels
 
 MIB = 2**20
 # Excess peak per sample at the first Performance stage on the H200, in the estimate's units (bytes of values kept
-# under fp16 autocast; the peak there is 1.34x (UNETR) and 1.52x (Primus) of them): (peak - fitted peak) / batch / k
+# under fp16 autocast): (peak - fitted peak) / batch / k, with k the slope of the measured peak over the estimate
+# across the Efficiency stages (1.34 UNETR-B, 1.52 Primus-S)
 # from docs/results/gpu_h200_2026-11-30/gpu_check_architectures.csv. Widths in between scale linearly.
 UNETR_B_SAMPLE_EXCESS = 0.48 * MIB  # hidden 768, 12 layers
 PRIMUS_S_SAMPLE_EXCESS = 0.082 * MIB  # embedding 396, depth 12

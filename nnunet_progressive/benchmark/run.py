@@ -369,7 +369,6 @@ def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
     )
 
 
-
 def rank_command(dataset_id: int, configuration: str, plans: str) -> list[str]:
     """``nnprog rank`` for one configuration (the PDL trainers read the ranking it writes)."""
     return [sys.executable, "-m", "nnunet_progressive.cli.main", "rank", "-d", str(dataset_id), "-c", configuration,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import ClassVar
 
 import torch
@@ -29,7 +30,7 @@ from nnunet_progressive.architectures.input_rules import (
     token_grid,
 )
 from nnunet_progressive.architectures.recipes import PRIMUS_RECIPE, Recipe
-from nnunet_progressive.architectures.specs import PRIMUS_S, PrimusSpec, SwinUNETRSpec, UNETRSpec
+from nnunet_progressive.architectures.specs import PRIMUS_SIZES, PrimusSpec, SwinUNETRSpec, UNETRSpec
 from nnunet_progressive.architectures.transformer_memory import sample_cost
 from nnunet_progressive.nnunet.pgps import NetworkPatchRule
 from nnunet_progressive.nnunet.resolve import configuration_value
@@ -243,12 +244,11 @@ class PrimusInputMixin(NetworkInputMixin):
     nnU-Net 2.8.1's warmup trainer (Primus' base) loads checkpoints with torch's weights-only default, which fails
     on the numpy values nnU-Net's own checkpoints hold; loading is allowed here for the run's own checkpoints.
     Performance batch: Primus' saved values are linear in voxels, plus a per-sample excess measured on a GPU
-    (``transformer_memory.unmodelled_sample_bytes``); both scale with the ViT's size, so Primus-S's cost gives every
-    size's (and V2/V3's) relative cost per patch.
+    (``transformer_memory.unmodelled_sample_bytes``); the generated trainers set ``memory_spec`` to their size's spec
+    (``primus_memory_spec``).
     """
 
     input_rule = PRIMUS
-    memory_spec = PRIMUS_S
 
     def derive_from_settings(self) -> None:
         """nnU-Net's Primus warms up for 50 of its 1000 epochs; shorter runs (NNPROG_EPOCHS, `_Xepochs`) keep 5%."""
@@ -272,6 +272,16 @@ class PrimusGridMixin(PrimusInputMixin):
         network = super().build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                      num_output_channels, enable_deep_supervision)
         return follow_token_grid(network, configuration_manager.patch_size, cls.input_rule.token_size)
+
+
+def primus_memory_spec(trainer_name: str) -> PrimusSpec:
+    """The Primus size of one of nnU-Net's Primus trainers, by its name (``nnUNet_Primus_B_Trainer``,
+    ``nnUNet_PrimusV2B_Trainer``, ... -> Primus-B; V2/V3 blocks differ slightly, the memory follows the size)."""
+    found = re.fullmatch(r"nnUNet_Primus(?:V\d)?_?([SBML])_Trainer", trainer_name)
+    if found is None:
+        raise ValueError(f"{trainer_name} is not one of nnU-Net's Primus trainers "
+                         f"(nnUNet_Primus[V2|V3]_[SBML]_Trainer)")
+    return PRIMUS_SIZES[found.group(1)]
 
 
 def primus_builder(spec: PrimusSpec):

@@ -142,7 +142,6 @@ def _apply_normalization(plans_file: Path, changes: dict) -> None:
     atomic_write_json(plans_file, plans)
 
 
-
 def _preprocessed_cases(folder: Path) -> int:
     return len(list(folder.glob("*.pkl"))) if folder.is_dir() else 0
 
