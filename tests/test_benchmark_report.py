@@ -214,6 +214,16 @@ def test_time_to_dice_pairs_each_repeat_with_the_reference_of_its_fold_and_seed(
     assert f"{EFF} fold 1 seed 0,60.0,0.75,{REF} fold 1 seed 0" in table_csv([row], reference)
 
 
+def test_report_of_some_trainers_only(tmp_path, capsys):
+    results = _results_dir(tmp_path, paper_like_records(2))
+    out = tmp_path / "only_eff"
+    assert main(["benchmark", "report", str(results), "-o", str(out), "--trainers", f"{REF},{EFF}"]) == 0
+    report = (out / "report.md").read_text()
+    assert EFF in report and PERF not in report and f"only the runs of {REF}, {EFF} (--trainers)" in report
+    assert main(["benchmark", "report", str(results), "--trainers", "nnUNetTrainer_Nope"]) == 2
+    assert "--trainers: ['nnUNetTrainer_Nope'] ran in no run" in capsys.readouterr().err
+
+
 def test_report_cli(tmp_path, capsys):
     results = _results_dir(tmp_path, paper_like_records(2))
     out = tmp_path / "rep"

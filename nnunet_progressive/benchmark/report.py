@@ -579,8 +579,12 @@ def trainers_markdown(spec: SpecTrainers) -> str:
 
 
 def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                 reference: str | None = None, thresholds: Sequence[float] | None = None) -> list[Path]:
-    """Write report.md, report.csv (runs), tasks.csv, summary.csv, time_to_dice.csv and PNGs; returns the files."""
+                 reference: str | None = None, thresholds: Sequence[float] | None = None,
+                 only_trainers: Sequence[str] | None = None) -> list[Path]:
+    """Write report.md, report.csv (runs), tasks.csv, summary.csv, time_to_dice.csv and PNGs; returns the files.
+
+    ``only_trainers``: report only these trainer labels (e.g. one architecture's runs of a spec holding several).
+    """
     from nnunet_progressive.benchmark.results import load_preparations, load_records
 
     results_dir = Path(results_dir)
@@ -590,6 +594,13 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     records, stale = current_records(records, spec)
     spec_labels = [t.label for t in spec.trainers] if spec is not None else []
     rows = run_rows(records)
+    if only_trainers:
+        known = sorted({r.trainer for r in rows} | set(spec_labels))
+        unknown = [t for t in only_trainers if t not in known]
+        if unknown:
+            raise ValueError(f"--trainers: {unknown} ran in no run of {results_dir}; its trainers: {known}")
+        rows = [r for r in rows if r.trainer in only_trainers]
+        spec_labels = [t for t in spec_labels if t in only_trainers]
     done = [r for r in rows if r.status == "done"]
     trainers = trainer_order(done or rows, spec_labels)
     if not trainers:
@@ -611,7 +622,8 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     md = [f"# Benchmark report\n\nResults: `{results_dir}`. {len(done)} of {len(rows)} runs done"
           + (f"; not done: {len(not_done)} (listed at the end)" if not_done else "")
           + (f"; {len(stale)} record(s) of runs with settings the spec no longer has left out (listed at the end)"
-             if stale else "") + ".\n",
+             if stale else "")
+          + (f"; only the runs of {', '.join(only_trainers)} (--trainers)" if only_trainers else "") + ".\n",
           f"Reference trainer: **{ref}**. Dice: nnU-Net's final validation, foreground mean, averaged over the "
           f"folds and seeds of a task (± standard deviation over runs). Δ Dice: relative change against the "
           f"reference in %. Rel. time: mean training time / the reference's. Training time source(s): "

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "else the first trainer)")
     report_parser.add_argument("--thresholds", default=None, help="Dice thresholds of the time-to-Dice tables, "
                                "e.g. 0.7,0.8,0.9 (default: every 0.05 in the range the runs reached)")
+    report_parser.add_argument("--trainers", default=None,
+                               help="comma-separated trainer labels to report (default: all), e.g. one "
+                                    "architecture's constant patch and PGPS trainers")
     report_parser.set_defaults(func=report_action)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 
@@ -96,7 +99,8 @@ def report_action(args: argparse.Namespace) -> int:
 
     try:
         thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
-        written = write_report(args.results_dir, args.out, args.reference, thresholds)
+        only = [t.strip() for t in args.trainers.split(",") if t.strip()] if args.trainers else None
+        written = write_report(args.results_dir, args.out, args.reference, thresholds, only)
     except (ProgressiveConfigError, ValueError) as error:
         return _error(str(error))
     for path in written:
