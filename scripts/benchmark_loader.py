@@ -20,7 +20,7 @@ timing noise, against which a new / old ratio has to be read). Writes ``<workspa
 (the CSV holds every repeat). Timing needs an idle machine; ``--quick`` is a smoke test
 (small data, a small plan, few batches) whose numbers mean nothing.
 
-    python scripts/benchmark_loader.py --workspace benchmark_runs/loader            # the figure (about 15 min)
+    python scripts/benchmark_loader.py --workspace benchmark_runs/loader            # the figure (about 11 min)
     python scripts/benchmark_loader.py --workspace /tmp/loader_smoke --quick        # smoke test (about 2 min)
 """
 from __future__ import annotations
