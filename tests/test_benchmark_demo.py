@@ -6,6 +6,7 @@ import time
 import pytest
 
 from nnunet_progressive.benchmark.demo import DEMO_TRAINERS, DemoResult, demo_spec, results_table, speedup_text
+from nnunet_progressive.benchmark.results import load_records
 from nnunet_progressive.cli.main import main
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
@@ -36,7 +37,8 @@ def test_demo_table_and_summary():
 
 @pytest.mark.e2e
 def test_demo_end_to_end_tiny(tmp_path, capsys):
-    """The demo command on the tiny3d preset, 9 epochs (one per PGPS stage) x 2 iterations (the real one: 18 x 12)."""
+    """The demo command on the tiny3d preset, 9 epochs (one per PGPS stage) x 2 iterations (the real one: 18 x 12):
+    the benchmark runner end to end (records, reuse of done runs, the report)."""
     workspace = tmp_path / "demo"
     arguments = ["demo", "--workspace", str(workspace), "--preset", "tiny3d", "--epochs", "9", "--iterations", "2"]
     assert main(arguments) == 0
@@ -46,6 +48,30 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert "8 generated cases of 32x32x32 voxels (preset `tiny3d`)" in text and "9 epochs x 2 iterations" in text
     assert (workspace / "demo_results.png").stat().st_size > 0
     assert (workspace / "results" / "runs").is_dir()
+    # the runner's records (real nnUNetv2_plan_and_preprocess and nnUNetv2_train underneath)
+    records = {r.trainer: r for r in load_records(workspace / "results")}
+    assert set(records) == set(DEMO_TRAINERS)
+    for trainer, record in records.items():
+        result = record.result
+        assert record.status == "done" and record.runner_wall_seconds > 0
+        assert 0.0 <= result.dice_mean <= 1.0 and set(result.dice_per_class) == {"1", "2"}
+        assert result.train_wall_source == "run_summary" and result.epochs_done == 9
+        assert result.environment["trainer"] == trainer and result.environment["nnunetv2_version"]
+        assert "seed_0" in record.fold_folder and "nnUNetPlans_small" in record.fold_folder
+    assert records["nnUNetTrainer_PGPS_Efficiency"].result.curriculum["epochs_done"] == 9
+    assert records["nnUNetTrainer_ConstantPatch"].result.curriculum is None
+
     start = time.perf_counter()
     assert main(arguments) == 0  # the runs are done: reused
     assert time.perf_counter() - start < 60
+    assert [len(r.attempts) for r in load_records(workspace / "results")] == [1, 1]
+
+    # the full benchmark report of the same records
+    assert main(["benchmark", "report", str(workspace / "results")]) == 0
+    report = workspace / "results" / "report"
+    text = (report / "report.md").read_text()
+    assert "Reference trainer: **nnUNetTrainer_ConstantPatch**" in text and "nnUNetTrainer_PGPS_Efficiency" in text
+    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png",
+                 "pgps_time_ratios.png"):
+        assert (report / name).stat().st_size > 0
+    assert "| Rel. iteration time | Ideal ratio | Switch overhead (%) |" in text  # from PGPS's curriculum.json

@@ -1,4 +1,6 @@
-"""Benchmark runner: run status, idempotence, resume, executors (local, multi-GPU, submitit) and one real e2e run."""
+"""Benchmark runner: run status, idempotence, resume, executors (local, multi-GPU, submitit).
+
+The real end-to-end run of the runner is `nnprog demo`'s test (test_benchmark_demo.py)."""
 from __future__ import annotations
 
 import json
@@ -375,46 +377,3 @@ def test_prepare_ranks_the_cases_once_for_pdl(workspace, fake_train, monkeypatch
     assert prepared["ranking_files"][0].endswith("similarity_ranking_nnUNetPlans_3d_fullres.json")
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
     assert len(commands) == 1  # the ranking exists: not computed again
-
-
-@pytest.mark.e2e
-def test_benchmark_end_to_end_on_cpu(tmp_path):
-    """Real nnUNetv2_plan_and_preprocess + nnUNetv2_train for two tiny runs, then the report (about 2-3 min)."""
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(
-        "results_dir: results\n"
-        "nnunet_root: nnunet\n"
-        "executor: {type: local, device: cpu}\n"
-        "datasets: [{id: 511, configurations: [3d_fullres], prepare: {synthetic_preset: tiny3d}}]\n"
-        "trainers: [nnUNetTrainer_ConstantPatch, nnUNetTrainer_PGPS_Efficiency]\n"
-        "folds: [0]\n"
-        "seeds: [0]\n"
-        "knobs: {NNPROG_EPOCHS: 9, NNPROG_ITERATIONS: 2, NNPROG_VAL_ITERATIONS: 1}\n"
-        "small_network: {features_per_stage: [4, 8, 16, 32, 32, 32, 32, 32]}\n"
-    )
-    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
-    records = {r.trainer: r for r in load_records(tmp_path / "results")}
-    assert set(records) == set(TRAINERS)
-    for trainer, record in records.items():
-        result = record.result
-        assert record.status == "done" and record.runner_wall_seconds > 0
-        assert 0.0 <= result.dice_mean <= 1.0 and set(result.dice_per_class) == {"1", "2"}
-        assert result.train_wall_source == "run_summary" and result.epochs_done == 9
-        assert result.environment["trainer"] == trainer and result.environment["nnunetv2_version"]
-        assert "seed_0" in record.fold_folder and "nnUNetPlans_small" in record.fold_folder
-    assert records["nnUNetTrainer_PGPS_Efficiency"].result.curriculum["epochs_done"] == 9
-    assert records["nnUNetTrainer_ConstantPatch"].result.curriculum is None
-
-    start = time.perf_counter()
-    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0  # everything done: skipped
-    assert time.perf_counter() - start < 30
-    assert [len(r.attempts) for r in load_records(tmp_path / "results")] == [1, 1]
-
-    assert main(["benchmark", "report", str(tmp_path / "results")]) == 0
-    report = tmp_path / "results" / "report"
-    text = (report / "report.md").read_text()
-    assert "Reference trainer: **nnUNetTrainer_ConstantPatch**" in text and "nnUNetTrainer_PGPS_Efficiency" in text
-    for name in ("report.csv", "tasks.csv", "summary.csv", "dice_vs_time.png", "relative_time_dice.png",
-                 "pgps_time_ratios.png"):
-        assert (report / name).stat().st_size > 0
-    assert "| Rel. iteration time | Ideal ratio | Switch overhead (%) |" in text  # from PGPS's curriculum.json
