@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from conftest import Workspace
-from training_logs import matches_per_epoch
+from training_logs import interrupt_at_epoch, matches_per_epoch
 
 from nnunet_progressive.nnunet.compat import install_in_this_process
 
@@ -124,10 +124,7 @@ def test_tiny_unetr_efficiency_resumed_in_a_middle_stage_predicts_at_the_planned
     assert [s.patch_size for s in schedule.stages] == [(32, 16, 16), (32, 32, 16), (32, 32, 32)]
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, trainer, tiny3d.plans, knobs={**FAST, **knobs})
     log = tmp_path / "train.log"
-    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 3\s*$", text, re.M) is not None)
-    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
-    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
-    resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
+    fold, resume_epoch = interrupt_at_epoch(run, tiny3d.folders, tiny3d.dataset_name, log, 3)
     assert 2 <= resume_epoch <= 4, "interrupted in the middle stage or just after it"
     train(replace(run, knobs={**FAST, "NNPROG_EPOCHS": "6"}), tiny3d.folders, log, extra=["--c"])
     stage = schedule.stage_at_epoch(resume_epoch)
@@ -223,9 +220,7 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 4, "nnUNetTrainer_TinyPrimus_PGPS_Efficiency",
                       tiny3d.plans, knobs={**FAST, **knobs})
     log = tmp_path / "resume.log"
-    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 2\s*$", text, re.M) is not None)
-    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
-    assert not (fold / "checkpoint_final.pth").exists()
+    fold, _ = interrupt_at_epoch(run, tiny3d.folders, tiny3d.dataset_name, log, 2)
     train(run, tiny3d.folders, log, extra=["--c"])
     assert "Continuing at epoch" in log.read_text()
     _assert_follows_schedule(fold, schedule, token_size=8)

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import replace
 
 import pytest
-from training_logs import matches_per_epoch
+from training_logs import interrupt_at_epoch, matches_per_epoch
 
 from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
 from nnunet_progressive.pdl.subsets import select_set1
@@ -53,10 +53,7 @@ def test_pdl_trains_set1_first_then_all_and_resumes(ranked, tmp_path):
                       knobs={**FAST, "NNPROG_EPOCHS": "6", "NNPROG_SET1_EPOCHS": "3", "NNPROG_CHECK_EVERY": "3",
                              "NNPROG_SAVE_EVERY": "1"})
     log = tmp_path / "train.log"
-    train(run, ws.folders, log, stop_when=lambda text: re.search(r": Epoch 1\s*$", text, re.M) is not None)
-    fold = run.output_folder(ws.folders, ws.dataset_name)
-    assert not (fold / "checkpoint_final.pth").exists()
-    resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
+    fold, resume_epoch = interrupt_at_epoch(run, ws.folders, ws.dataset_name, log, 1)
     assert resume_epoch in (1, 2), "interrupted inside Set 1"
     train(run, ws.folders, log, extra=["--c"])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from training_logs import matches_per_epoch
+from training_logs import interrupt_at_epoch, matches_per_epoch
 
 from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
 from nnunet_progressive.pgps.schedule import build_schedule
@@ -126,10 +126,7 @@ def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path)
                       knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"})
     log = tmp_path / "train.log"
     # killed (SIGKILL) once epoch 4 has started: the last checkpoint is from epoch 3 or, on a fast machine, 4-5
-    train(run, tiny3d.folders, log, stop_when=lambda text: re.search(r": Epoch 4\s*$", text, re.M) is not None)
-    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
-    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
-    resume_epoch = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["current_epoch"]
+    fold, resume_epoch = interrupt_at_epoch(run, tiny3d.folders, tiny3d.dataset_name, log, 4)
     assert 4 <= resume_epoch <= 7, "interrupted in a middle stage"
     # without its sidecar (issue #8, finding 2) the checkpoint continues with the run's stored settings
     (fold / "checkpoint_latest.pth.nnprog.json").unlink()

@@ -1,8 +1,11 @@
 """Reading nnU-Net training logs in tests: which line matched in which epoch (resumed runs included)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, train
 
 EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
 
@@ -18,3 +21,14 @@ def matches_per_epoch(fold: Path, pattern: re.Pattern) -> dict[int, re.Match]:
             elif (match := pattern.search(line)) and epoch is not None:
                 found[epoch] = match
     return found
+
+
+def interrupt_at_epoch(run: TrainingRun, folders: NnunetFolders, dataset_name: str, log: Path,
+                       epoch: int) -> tuple[Path, int | None]:
+    """Train ``run`` and kill it once epoch ``epoch`` has started; (fold folder, the epoch ``--c`` resumes at, from
+    the latest checkpoint's sidecar, None without one). The run must not have finished."""
+    train(run, folders, log, stop_when=lambda text: re.search(rf": Epoch {epoch}\s*$", text, re.M) is not None)
+    fold = run.output_folder(folders, dataset_name)
+    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
+    sidecar = fold / "checkpoint_latest.pth.nnprog.json"
+    return fold, json.loads(sidecar.read_text())["current_epoch"] if sidecar.is_file() else None
