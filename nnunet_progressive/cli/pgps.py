@@ -68,15 +68,10 @@ def run(args: argparse.Namespace) -> int:
             f"{args.trainer} keeps the planned patch size; pick a PGPS trainer, e.g. "
             f"nnUNetTrainer_PGPS_Efficiency or nnUNetTrainer_PGPS_Performance"
         )
-    input_rule = getattr(trainer_class, "input_rule", None)
-    if input_rule is not None:  # as the trainer checks on start (Primus has no 2D implementation)
-        from nnunet_progressive.architectures.input_rules import check_dimensions
-
-        check_dimensions(input_rule, len(configuration_manager.patch_size), args.configuration)
     settings = settings_for_new_run(trainer_class)  # as the trainer would read the environment: strictly
     epochs = settings.epochs or NNUNET_DEFAULT_EPOCHS
     rule = trainer_class.network_patch_rule(
-        configuration_manager, *network_channels(args.dataset, args.configuration, args.plans))
+        configuration_manager, *network_channels(args.dataset, args.configuration, args.plans), args.configuration)
     schedule = schedule_for_configuration(configuration_manager, trainer_class.pgps_mode, settings, epochs, rule)
     print(f"{args.trainer} on {args.dataset} {args.configuration} ({args.plans}), knobs: "
           f"{settings.knobs_read_by(trainer_class.knob_features())}")

@@ -98,9 +98,11 @@ class NetworkInputMixin:
         """Fail before any work if the network's package is missing (MONAI networks override)."""
 
     @classmethod
-    def network_patch_rule(cls, configuration_manager, num_input_channels: int,
-                           num_output_channels: int) -> NetworkPatchRule:
-        """The network's own rule for PGPS: its input multiple (no nnU-Net pooling) and its memory per sample."""
+    def network_patch_rule(cls, configuration_manager, num_input_channels: int, num_output_channels: int,
+                           configuration: str = "this configuration") -> NetworkPatchRule:
+        """The network's own rule for PGPS: its input multiple (no nnU-Net pooling) and its memory per sample; an
+        architecture without an implementation for the patch's dimensions is refused (Primus on 2D)."""
+        check_dimensions(cls.input_rule, len(configuration_manager.patch_size), configuration)
         planned = adjust_patch(configuration_manager.patch_size, cls.input_rule)
         cost = None
         if cls.memory_spec is not None:

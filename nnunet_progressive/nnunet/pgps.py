@@ -119,9 +119,10 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
         self.schedule = self._build_schedule()
 
     @classmethod
-    def network_patch_rule(cls, configuration_manager, num_input_channels: int,
-                           num_output_channels: int) -> NetworkPatchRule:
-        """What this trainer's network asks of a patch; trainers of other architectures override it."""
+    def network_patch_rule(cls, configuration_manager, num_input_channels: int, num_output_channels: int,
+                           configuration: str = "this configuration") -> NetworkPatchRule:
+        """What this trainer's network asks of a patch (``configuration``: its name, for messages); trainers of
+        other architectures override it."""
         return NetworkPatchRule.of_plan(configuration_manager)
 
     def _own_patch_rule(self) -> NetworkPatchRule:
@@ -129,7 +130,7 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
 
         channels = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
         return self.network_patch_rule(self.configuration_manager, channels,
-                                       self.label_manager.num_segmentation_heads)
+                                       self.label_manager.num_segmentation_heads, self.configuration_name)
 
     def _build_schedule(self) -> Schedule:
         return schedule_for_configuration(
