@@ -85,6 +85,9 @@ def _assert_follows_schedule(fold: Path, schedule, token_size: int | None = None
     for epoch, (index, patch, batch) in seen.items():
         stage = schedule.stage_at_epoch(epoch)
         assert (index, patch, batch) == (stage.index, _text(stage.patch_size), stage.batch_size), epoch
+    stages = json.loads((fold / "curriculum.json").read_text())["stages"]
+    assert all(stage["network_voxels_per_second"] and stage["loader_voxels_per_second"] for stage in stages), (
+        "every stage's step was timed (the PGPS step wraps the network's own)")
     if token_size is not None:
         grids = {m.group(1) for m in matches_per_epoch(fold, GRID_LINE).values()}
         assert grids == {_text(p // token_size for p in stage.patch_size) for stage in schedule.stages}
@@ -188,8 +191,9 @@ def test_tiny_swin_unetr_performance(small64, tmp_path):
     schedule = _expected_schedule(small64, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(64, 32, 32), (64, 64, 32), (64, 64, 64)]
     assert [s.batch_size for s in schedule.stages] == [6, 3, 2], "the voxel rule would give 8, 4, 2"
-    _, fold = _run(small64, trainer, 0, knobs, tmp_path)
+    run, fold = _run(small64, trainer, 0, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule)
+    _predict_two_cases(small64, run, tmp_path)
 
 
 def test_tiny_swin_unetr_2d(tiny2d, tmp_path):

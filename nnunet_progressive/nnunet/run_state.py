@@ -99,6 +99,7 @@ MIXIN_ORDER: tuple[str, ...] = (
     "PatchSizeMixin",
     "StagedTrainingLoaderMixin",
     "RunLengthMixin",
+    "RecipeStepMixin",
 )
 CHECKPOINT_PREFERENCE = (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST)  # nnU-Net's order under --c
 RECORDS_OF_A_RUN = (RUN_SUMMARY_JSON, TIME_TO_DICE_JSON, CURRICULUM_JSON)  # rewritten by every run
