@@ -362,7 +362,8 @@ class RunLengthMixin:
                     f"the plans entry of {self.configuration_name} in {self.plans_manager.plans_name}.json changed "
                     f"since this run started ({self.run_file}): continuing would train another network or data. "
                     f"Fix: restore the plans as they were, or start a new run (remove {self.output_folder})")
-            return ProgressiveSettings.from_dict(identity.settings, str(self.run_file))
+            return self.settings_of_older_version(ProgressiveSettings.from_dict(identity.settings, str(self.run_file)),
+                                                  identity.package_version)
         if state is not None and state.settings is not None:
             settings = self.settings_of_older_version(ProgressiveSettings.from_dict(state.settings, str(sidecar)),
                                                       state.package_version)

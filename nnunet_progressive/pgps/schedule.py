@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS
+from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS, ProgressiveSettings
 
 MODES = ("efficiency", "performance")
 # GROWTH_ORDERS: which axis grows next (see ``patch_sequence``); BATCH_SAMPLINGS: how a Performance batch is
@@ -391,6 +391,15 @@ def rank_volume_range(planned_batch: int, world_size: int = 1, rank: int = 0) ->
     return first, first + sizes[rank]
 
 
+def ddp_stage_batch(stage_batch: int, planned_batch: int, world_size: int = 1) -> int:
+    """The global batch a stage trains under DDP: ``stage_batch`` rounded down to a multiple of ``world_size``,
+    so every rank trains the same number of samples (nnU-Net's Dice loss with ``batch_dice`` gathers per-sample
+    terms over ranks and needs equal batches). Never below the planned batch, which stays nnU-Net's own split."""
+    if world_size < 1 or stage_batch < planned_batch:
+        raise ValueError(f"stage batch {stage_batch} (planned {planned_batch}) over {world_size} GPUs")
+    return max(planned_batch, stage_batch - stage_batch % world_size)
+
+
 @dataclass(frozen=True)
 class BatchLayout:
     """How one rank draws a training batch: one group of crops per planned case.
@@ -458,6 +467,8 @@ def batch_layout(
 
     The global batch of ``stage_batch`` crops comes from the ``planned_batch`` cases of the plan: each gives
     ``ceil`` or ``floor(stage_batch / planned_batch)`` crops (the first ``stage_batch % planned_batch`` one more).
+    Under DDP each rank takes ``stage_batch / world_size`` crops (the first ranks one more where it does not
+    divide: :func:`ddp_stage_batch` avoids that) over its cases, so the ranks' batches differ by at most one.
     The planned foreground share is what nnU-Net's positional rule gives at the planned batch
     (``forced_volumes``); the last ``round(stage_batch x share)`` crops of the global batch are forced, so whole
     cases alternate between forced and random where the numbers divide (0.33 at batch 2: one random case, one
@@ -475,8 +486,12 @@ def batch_layout(
         raise ProgressiveConfigError(f"unknown batch sampling {sampling!r}; expected one of {BATCH_SAMPLINGS}")
     if stage_batch < planned_batch:
         raise ValueError(f"the stage batch {stage_batch} is below the planned batch {planned_batch}")
-    base, extra = divmod(stage_batch, planned_batch)
-    crops = [base + (1 if v < extra else 0) for v in range(planned_batch)]
+    crops = []  # per planned case, rank by rank: every rank's crops as even as the stage batch allows
+    for r in range(world_size):
+        rank_first, rank_last = rank_volume_range(planned_batch, world_size, r)
+        rank_crops = stage_batch // world_size + (1 if r < stage_batch % world_size else 0)
+        base, extra = divmod(rank_crops, rank_last - rank_first)
+        crops += [base + (1 if v < extra else 0) for v in range(rank_last - rank_first)]
     first, last = rank_volume_range(planned_batch, world_size, rank)
     forced = None
     if not probabilistic:
@@ -486,3 +501,37 @@ def batch_layout(
         forced = tuple(max(0, starts[v] + crops[v] - max(first_forced, starts[v])) for v in range(first, last))
     return BatchLayout(tuple(crops[first:last]), forced, planned_percent if probabilistic else 0.0,
                        sampling == "cases")
+
+
+LEGACY_PERFORMANCE_MAX_BATCH = 64  # the default batch cap of versions before 0.2.0
+
+
+def older_than(package_version: str | None, version: tuple[int, int]) -> bool:
+    """True for a version string below ``version`` (major, minor); None or unreadable (unknown) counts as older."""
+    try:
+        parts = tuple(int(p) for p in str(package_version).split(".")[:2])
+    except ValueError:
+        return True
+    return package_version is None or parts < version
+
+
+def settings_of_version(settings: ProgressiveSettings, package_version: str | None, performance: bool,
+                        planned_batch: int) -> tuple[ProgressiveSettings, list[str]]:
+    """The PGPS settings a run started by ``package_version`` trains with, where a default changed since.
+
+    Before 0.2.0 an unset ``NNPROG_MAX_BATCH`` capped the Performance batch at 64 (at least the planned batch),
+    every crop of a Performance batch came from its own case, and the smaller patches got nnU-Net's per-patch
+    augmentation rule; the stored settings of such a run do not say so (the knobs did not exist). Returns the
+    settings and one note per value restored (empty for a run of this version).
+    """
+    if not older_than(package_version, (0, 2)):
+        return settings, []
+    changes: dict = {"augmentation": "per_patch"}
+    if performance:
+        changes["batch_sampling"] = "cases"
+        if settings.max_batch is None:
+            changes["max_batch"] = max(LEGACY_PERFORMANCE_MAX_BATCH, planned_batch)
+    changes = {k: v for k, v in changes.items() if getattr(settings, k) != v}
+    notes = [f"Run of nnunet-progressive {package_version}: {k} {v!r} (that version's behaviour) is kept"
+             for k, v in changes.items()]
+    return settings.replace(**changes), notes
