@@ -7,7 +7,8 @@ this package's own commands, each logged to ``<results_dir>/logs/pretraining_<la
    plans, nnU-Net's documented workflow);
 2. ``nnUNetv2_train SOURCE CONFIG all -p PLANS_from<TARGET> -tr TRAINER`` with the entry's knobs, once for all
    seeds, recorded under ``<results_dir>/pretraining/runs`` (resumed or skipped like any benchmark run, and kept out
-   of the report);
+   of the report); nnU-Net's final validation, which on fold ``all`` predicts the training cases, is skipped
+   (``NNPROG_FINAL_VALIDATION=off`` unless the spec or the entry sets it);
 3. ``nnprog transfer adapt`` of its final checkpoint onto the target's network, written to
    :func:`pretrained_weights_path`; the fine-tuning runs of the entry's label start from it.
 
@@ -26,6 +27,9 @@ from nnunet_progressive.nnunet.runner import NnunetFolders, run_environment, run
 
 PRETRAINED_DIR = "pretrained"
 PRETRAINING_DIR = "pretraining"
+# nnU-Net's validation after training on fold `all` predicts every training case of the source: no measurement, and
+# on large sources much of the pre-training's time (the spec's or the entry's knobs may turn it back on)
+PRETRAINING_KNOBS = {"NNPROG_FINAL_VALIDATION": "off"}
 
 
 def pretrained_weights_path(results_dir: str | Path, label: str, dataset: str, configuration: str, plans: str) -> Path:
@@ -77,7 +81,7 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
                                *configurations, "-np", str(entry.source.num_processes)), env, log_file)
             for configuration in configurations:
                 run = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)), entry.trainer,
-                                   "all", 0, {**spec.knobs, **entry.knobs})
+                                   "all", 0, {**PRETRAINING_KNOBS, **spec.knobs, **entry.knobs})
                 record = execute_run(run, context)
                 if record.status != "done":
                     raise ProgressiveConfigError(f"pre-training {entry.label!r} ({run.run_id}) did not finish: "

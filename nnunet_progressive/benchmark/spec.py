@@ -567,6 +567,11 @@ class BenchmarkRun:
         return parse_dataset_id(self.dataset)
 
     @property
+    def validates(self) -> bool:
+        """False if nnU-Net's final validation is off for this run (NNPROG_FINAL_VALIDATION=off)."""
+        return str(self.knobs.get("NNPROG_FINAL_VALIDATION", "on")).lower() != "off"
+
+    @property
     def settings_folder(self) -> str:
         return f"{SETTINGS_FOLDER_PREFIX}{self.settings_id}"
 

@@ -271,6 +271,7 @@ class RunLengthMixin:
         self._train_seconds: dict[int, float] = {}  # epoch -> seconds of its training iterations
         self._untimed_seconds: dict[int, float] = {}  # epoch -> seconds spent outside training (Dice checks)
         self._epoch_train_start = 0.0
+        self._validating_after_training = False
 
     # --- settings -----------------------------------------------------------------------------------
     def derive_from_settings(self) -> None:
@@ -411,6 +412,7 @@ class RunLengthMixin:
         self.restore_progressive_state(chosen.state.to_json() if chosen.state is not None else {})
 
     def run_training(self):
+        self._validating_after_training = True  # nnUNetv2_train without --val: the validation that follows
         if self._run_ended:
             self.print_to_log_file(
                 f"This run has ended (checkpoint_final.pth, epoch {self.current_epoch}): nothing is trained and its "
@@ -421,6 +423,14 @@ class RunLengthMixin:
         except NnprogError:
             self._remove_failed_start()
             raise
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's final validation, unless NNPROG_FINAL_VALIDATION=off skips the one right after training."""
+        if self._validating_after_training and self.progressive_settings.final_validation == "off":
+            self.print_to_log_file("nnU-Net's final validation skipped (NNPROG_FINAL_VALIDATION=off); "
+                                   "`nnUNetv2_train ... --val` runs it")
+            return
+        super().perform_actual_validation(save_probabilities)
 
     def _remove_failed_start(self) -> None:
         """A new run that failed before its first checkpoint leaves nothing behind that it created."""
