@@ -261,15 +261,19 @@ def test_schedule_to_dict_roundtrip_fields():
     assert sum(s["num_epochs"] for s in d["stages"]) == 20
 
 
-def test_runs_of_versions_before_0_2_keep_what_they_trained_with():
+def test_runs_from_before_the_published_batching_keep_what_they_trained_with():
     from nnunet_progressive.core.knobs import ProgressiveSettings
 
-    stored = ProgressiveSettings.from_dict({"epochs": 10})  # a 0.1 run: the newer knobs are not in its record
-    settings, notes = settings_of_version(stored, "0.1.3", performance=True, planned_batch=2)
-    assert (settings.max_batch, settings.batch_sampling, settings.augmentation) == (64, "cases", "per_patch")
+    stored = {"epochs": 10, "max_batch": None}  # a 0.1 record: the knobs of the published batching are not in it
+    settings = ProgressiveSettings.from_dict(stored)
+    restored, notes = settings_of_version(settings, stored, "0.1.3", performance=True, planned_batch=2)
+    assert (restored.max_batch, restored.batch_sampling, restored.augmentation) == (64, "cases", "per_patch")
     assert len(notes) == 3 and all("0.1.3" in note for note in notes)
-    assert settings_of_version(stored, "0.1.3", performance=True, planned_batch=80)[0].max_batch == 80
-    efficiency, _ = settings_of_version(stored, None, performance=False, planned_batch=2)
+    assert settings_of_version(settings, stored, "0.1.3", performance=True, planned_batch=80)[0].max_batch == 80
+    efficiency, _ = settings_of_version(settings, stored, None, performance=False, planned_batch=2)
     assert (efficiency.max_batch, efficiency.batch_sampling, efficiency.augmentation) == (None, "volumes", "per_patch")
-    assert settings_of_version(stored, "0.2.0", performance=True, planned_batch=2) == (stored, [])
-    assert settings_of_version(stored.replace(max_batch=16), "0.1.0", True, 2)[0].max_batch == 16, "a set cap stays"
+    capped = {**stored, "max_batch": 16}
+    assert settings_of_version(settings.replace(max_batch=16), capped, "0.1.0", True, 2)[0].max_batch == 16
+    # a record with the new keys keeps them whatever its version says (0.1.0 runs of the branch that added them)
+    current = settings.replace(augmentation="planned", batch_sampling="volumes").to_dict()
+    assert settings_of_version(settings, current, "0.1.0", True, 2) == (settings, [])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, PretrainingSpec
@@ -80,8 +81,12 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
             run_logged(_nnprog("transfer", "prepare", "--source", source, "--target", target, "-p", plans, "-c",
                                *configurations, "-np", str(entry.source.num_processes)), env, log_file)
             for configuration in configurations:
-                run = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)), entry.trainer,
-                                   "all", 0, {**PRETRAINING_KNOBS, **spec.knobs, **entry.knobs})
+                knobs = {**spec.knobs, **entry.knobs}
+                identity = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)),
+                                        entry.trainer, "all", 0, knobs)
+                # the default final-validation setting changes no weight: left out of the run's id (so pre-training
+                # runs of earlier versions stay done)
+                run = replace(identity, knobs={**PRETRAINING_KNOBS, **knobs})
                 record = execute_run(run, context)
                 if record.status != "done":
                     raise ProgressiveConfigError(f"pre-training {entry.label!r} ({run.run_id}) did not finish: "

@@ -154,7 +154,8 @@ class RecipeLRScheduler(_LRScheduler):
 
 
 class RecipeMixin:
-    """Optimiser, schedule, clipping, precision and deep supervision of ``recipe``; the rest is nnU-Net's."""
+    """Optimiser, schedule, precision and deep supervision of ``recipe`` (its clipping: :class:`RecipeStepMixin`);
+    the rest is nnU-Net's."""
 
     recipe: ClassVar[Recipe]
 

@@ -12,9 +12,10 @@ import contextlib
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,11 +101,11 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
 
     pgps_mode = "efficiency"
 
-    def settings_of_older_version(self, settings: ProgressiveSettings, package_version: str | None
-                                  ) -> ProgressiveSettings:
-        """What a run started before 0.2.0 trained with (``pgps.schedule.settings_of_version``)."""
-        settings = super().settings_of_older_version(settings, package_version)
-        settings, notes = settings_of_version(settings, package_version, self.pgps_mode == "performance",
+    def settings_of_older_version(self, settings: ProgressiveSettings, stored: Mapping[str, Any],
+                                  package_version: str | None) -> ProgressiveSettings:
+        """What a run started before the published batching trained with (``pgps.schedule.settings_of_version``)."""
+        settings = super().settings_of_older_version(settings, stored, package_version)
+        settings, notes = settings_of_version(settings, stored, package_version, self.pgps_mode == "performance",
                                               int(self.configuration_manager.batch_size))
         for note in notes:
             self.print_to_log_file(note)

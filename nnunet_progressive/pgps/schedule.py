@@ -11,8 +11,9 @@ plan's U-Net) and the network's own input multiple (a transformer's token or win
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS, ProgressiveSettings
@@ -472,7 +473,7 @@ def batch_layout(
     The planned foreground share is what nnU-Net's positional rule gives at the planned batch
     (``forced_volumes``); the last ``round(stage_batch x share)`` crops of the global batch are forced, so whole
     cases alternate between forced and random where the numbers divide (0.33 at batch 2: one random case, one
-    forced case). Each rank takes its cases (nnU-Net's DDP split of the planned batch) with all their crops.
+    forced case). Each rank takes its cases (nnU-Net's DDP split of the planned batch).
 
     Args:
         stage_batch: the stage's global batch (>= ``planned_batch``).
@@ -506,32 +507,25 @@ def batch_layout(
 LEGACY_PERFORMANCE_MAX_BATCH = 64  # the default batch cap of versions before 0.2.0
 
 
-def older_than(package_version: str | None, version: tuple[int, int]) -> bool:
-    """True for a version string below ``version`` (major, minor); None or unreadable (unknown) counts as older."""
-    try:
-        parts = tuple(int(p) for p in str(package_version).split(".")[:2])
-    except ValueError:
-        return True
-    return package_version is None or parts < version
+def settings_of_version(settings: ProgressiveSettings, stored: Mapping[str, Any], package_version: str | None,
+                        performance: bool, planned_batch: int) -> tuple[ProgressiveSettings, list[str]]:
+    """The PGPS settings a run trains with when its record (``stored``, the settings dict it was started with)
+    comes from a version before the published batching.
 
-
-def settings_of_version(settings: ProgressiveSettings, package_version: str | None, performance: bool,
-                        planned_batch: int) -> tuple[ProgressiveSettings, list[str]]:
-    """The PGPS settings a run started by ``package_version`` trains with, where a default changed since.
-
-    Before 0.2.0 an unset ``NNPROG_MAX_BATCH`` capped the Performance batch at 64 (at least the planned batch),
-    every crop of a Performance batch came from its own case, and the smaller patches got nnU-Net's per-patch
-    augmentation rule; the stored settings of such a run do not say so (the knobs did not exist). Returns the
-    settings and one note per value restored (empty for a run of this version).
+    Such records lack ``batch_sampling`` (added with ``augmentation`` and the end of the default cap, 0.2.0): an
+    unset ``NNPROG_MAX_BATCH`` then capped the Performance batch at 64 (at least the planned batch), every crop of a
+    Performance batch came from its own case, and the smaller patches got nnU-Net's per-patch augmentation rule.
+    Only keys missing from the record are restored; returns the settings and one note per value restored.
     """
-    if not older_than(package_version, (0, 2)):
+    if "batch_sampling" in stored:
         return settings, []
-    changes: dict = {"augmentation": "per_patch"}
+    changes: dict[str, Any] = {}
+    if "augmentation" not in stored:
+        changes["augmentation"] = "per_patch"
     if performance:
         changes["batch_sampling"] = "cases"
-        if settings.max_batch is None:
+        if stored.get("max_batch") is None:
             changes["max_batch"] = max(LEGACY_PERFORMANCE_MAX_BATCH, planned_batch)
-    changes = {k: v for k, v in changes.items() if getattr(settings, k) != v}
-    notes = [f"Run of nnunet-progressive {package_version}: {k} {v!r} (that version's behaviour) is kept"
-             for k, v in changes.items()]
+    notes = [f"Run of nnunet-progressive {package_version or '(unknown version)'}: {k} {v!r} (that version's "
+             f"behaviour) is kept" for k, v in changes.items() if getattr(settings, k) != v]
     return settings.replace(**changes), notes
