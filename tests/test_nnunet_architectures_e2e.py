@@ -156,7 +156,7 @@ def test_tiny_unetr_constant_and_performance(tiny3d, tmp_path):
     assert (fold / "checkpoint_final.pth").is_file()
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "UNETR recipe: adamw lr 0.0001, weight decay 1e-05, warmup_cosine" in log
-    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MAX_BATCH": "12"}
+    knobs = {"NNPROG_EPOCHS": "3"}  # the default path: no cap
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", knobs)
     assert [s.batch_size for s in schedule.stages][0] > 2 and schedule.stages[-1].batch_size == 2
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", 4, knobs, tmp_path)
@@ -209,9 +209,10 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_ConstantPatch", 3, {"NNPROG_EPOCHS": "1"}, tmp_path)
     assert (fold / "checkpoint_final.pth").is_file()
 
-    knobs = {"NNPROG_EPOCHS": "9", "NNPROG_MAX_BATCH": "16"}
+    knobs = {"NNPROG_EPOCHS": "9"}  # the default path: no cap, the batch from Primus' memory estimate
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", knobs)
     assert len(schedule.stages) == 9 and schedule.stages[0].patch_size == (16, 8, 8)
+    assert schedule.stages[0].batch_size > 32, "hundreds of tokens fewer per sample: a batch of dozens"
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
