@@ -212,7 +212,7 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     knobs = {"NNPROG_EPOCHS": "9"}  # the default path: no cap, the batch from Primus' memory estimate
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", knobs)
     assert len(schedule.stages) == 9 and schedule.stages[0].patch_size == (16, 8, 8)
-    assert schedule.stages[0].batch_size > 32, "hundreds of tokens fewer per sample: a batch of dozens"
+    assert schedule.stages[0].batch_size > 32, "the memory budget holds dozens of 16x8x8 samples"
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
