@@ -145,6 +145,13 @@ def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dic
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
             warmup_seconds = time.perf_counter() - warm_start
+            # drop the batches built ahead (batchgenerators' NonDetMultiThreadedAugmenter: the workers' queue and the
+            # pin-memory thread's, num_cached each, one in that thread, one in hand per worker): the timed steps
+            # then wait for batches as a long run does, instead of being served from the queues
+            cached = getattr(trainer.dataloader_train, "num_cached", 0)
+            ahead = 2 * cached + 1 + loader_workers(trainer.dataloader_train) if cached else 0
+            for _ in range(ahead):
+                next(trainer.dataloader_train)
             trainer._epoch_throughput = Throughput(workers=loader_workers(trainer.dataloader_train))
             trainer._last_step_end = time.perf_counter()
             for _ in range(args.iterations):

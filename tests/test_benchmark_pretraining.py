@@ -79,6 +79,10 @@ def test_tiny_transfer_benchmark_pretrains_then_fine_tunes(tmp_path):
     record = read_record(str(weights) + ".transfer.json", TransferRecord)
     assert record.mapped_share == 1.0 and record.target_dataset == "Dataset651_Target"
     assert (spec.results_dir / "pretraining" / "runs").is_dir()
+    [pretrained_fold] = folders.results.rglob("fold_all")
+    assert not (pretrained_fold / "validation").exists(), "no final validation on the source's training cases"
+    log = "\n".join(p.read_text() for p in pretrained_fold.glob("training_log_*.txt"))
+    assert "final validation skipped (NNPROG_FINAL_VALIDATION=off)" in log
     finetuned = [r for r in outcome.records if r.label == "nnUNetTrainer_Finetune_from_similar"]
     assert len(finetuned) == 1 and f"-pretrained_weights {weights}" in " ".join(finetuned[0].attempts[0].command)
     # a second run: everything is done, nothing trains again

@@ -96,6 +96,7 @@ def test_run_status_from_fold_folder(tmp_path):
     (folder / "checkpoint_final.pth").write_bytes(b"")
     assert bench_run.run_status(folder) == "trained"
     (folder / "validation").mkdir()
+    assert bench_run.run_status(folder, validates=False) == "done", "final validation off: done when trained"
     (folder / "validation" / "summary.json").write_text("{}")
     assert bench_run.run_status(folder) == "done"
 

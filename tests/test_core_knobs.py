@@ -74,8 +74,12 @@ def test_settings_from_env_parses_and_rejects():
     assert settings.target_dice == 0.85 and settings.dice_method == "pseudo_dice"
     assert settings.set1_share == 0.25 and settings.min_patch == (32, 64, 64)
     assert ProgressiveSettings.from_dict(settings.to_dict()) == settings
+    for text, value in (("off", "off"), ("OFF", "off"), ("false", "off"), ("False", "off"), ("on", "on"),
+                        ("true", "on"), ("yes", "on")):  # YAML's unquoted off/on arrive as booleans
+        assert settings_from_env(environ={"NNPROG_FINAL_VALIDATION": text}).final_validation == value
     for env, match in (({"NNPROG_EPOCHS": "ten"}, "not an integer"), ({"NNPROG_TARGET_DICE": "1.5"}, r"\(0, 1\]"),
-                       ({"NNPROG_DICE_METHOD": "fast"}, "must be one of"), ({"NNPROG_MIN_PATCH": "32"}, "2 or 3")):
+                       ({"NNPROG_DICE_METHOD": "fast"}, "must be one of"), ({"NNPROG_MIN_PATCH": "32"}, "2 or 3"),
+                       ({"NNPROG_FINAL_VALIDATION": "skip"}, "must be one of")):
         with pytest.raises(ProgressiveConfigError, match=match):
             settings_from_env(environ=env)
 

@@ -85,6 +85,9 @@ def _assert_follows_schedule(fold: Path, schedule, token_size: int | None = None
     for epoch, (index, patch, batch) in seen.items():
         stage = schedule.stage_at_epoch(epoch)
         assert (index, patch, batch) == (stage.index, _text(stage.patch_size), stage.batch_size), epoch
+    stages = json.loads((fold / "curriculum.json").read_text())["stages"]
+    assert all(stage["network_voxels_per_second"] and stage["loader_voxels_per_second"] for stage in stages), (
+        "every stage's step was timed (the PGPS step wraps the network's own)")
     if token_size is not None:
         grids = {m.group(1) for m in matches_per_epoch(fold, GRID_LINE).values()}
         assert grids == {_text(p // token_size for p in stage.patch_size) for stage in schedule.stages}
@@ -153,7 +156,7 @@ def test_tiny_unetr_constant_and_performance(tiny3d, tmp_path):
     assert (fold / "checkpoint_final.pth").is_file()
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "UNETR recipe: adamw lr 0.0001, weight decay 1e-05, warmup_cosine" in log
-    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MAX_BATCH": "12"}
+    knobs = {"NNPROG_EPOCHS": "3"}  # the default path: no cap
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", knobs)
     assert [s.batch_size for s in schedule.stages][0] > 2 and schedule.stages[-1].batch_size == 2
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyUNETR_PGPS_Performance", 4, knobs, tmp_path)
@@ -188,8 +191,9 @@ def test_tiny_swin_unetr_performance(small64, tmp_path):
     schedule = _expected_schedule(small64, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(64, 32, 32), (64, 64, 32), (64, 64, 64)]
     assert [s.batch_size for s in schedule.stages] == [6, 3, 2], "the voxel rule would give 8, 4, 2"
-    _, fold = _run(small64, trainer, 0, knobs, tmp_path)
+    run, fold = _run(small64, trainer, 0, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule)
+    _predict_two_cases(small64, run, tmp_path)
 
 
 def test_tiny_swin_unetr_2d(tiny2d, tmp_path):
@@ -205,9 +209,10 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_ConstantPatch", 3, {"NNPROG_EPOCHS": "1"}, tmp_path)
     assert (fold / "checkpoint_final.pth").is_file()
 
-    knobs = {"NNPROG_EPOCHS": "9", "NNPROG_MAX_BATCH": "16"}
+    knobs = {"NNPROG_EPOCHS": "9"}  # the default path: no cap, the batch from Primus' memory estimate
     schedule = _expected_schedule(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", knobs)
     assert len(schedule.stages) == 9 and schedule.stages[0].patch_size == (16, 8, 8)
+    assert schedule.stages[0].batch_size > 32, "the memory budget holds dozens of 16x8x8 samples"
     _, fold = _run(tiny3d, "nnUNetTrainer_TinyPrimus_PGPS_Performance", 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
     log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))

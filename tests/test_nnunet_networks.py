@@ -120,15 +120,22 @@ def test_primus_follows_the_grid_and_its_checkpoint_is_nnuneds_primus():
         assert torch.allclose(twin(x), model(x))
 
 
-def test_primus_of_nnunets_own_trainer_is_adapted_in_place():
-    from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_Primus_S_Trainer
+@pytest.mark.parametrize("trainer", ["nnUNet_Primus_S_Trainer", "nnUNet_PrimusV2S_Trainer", "nnUNet_PrimusV3S_Trainer"])
+def test_primus_of_nnunets_own_trainer_is_adapted_in_place(trainer):
+    """Every Primus generation (V2/V3: another patch embedding and stem) keeps its parameters and runs on a
+    smaller grid."""
+    import nnunetv2.training.nnUNetTrainer.primus.primus_trainers as primus_trainers
 
     from nnunet_progressive.nnunet.networks.primus import follow_token_grid
+
+    if not hasattr(primus_trainers, trainer) or (trainer.startswith("nnUNet_PrimusV3")
+                                                 and primus_trainers.PrimusV3S is None):
+        pytest.skip(f"{trainer} needs a newer dynamic_network_architectures")
 
     class Configuration:
         patch_size = (32, 32, 32)
 
-    network = nnUNet_Primus_S_Trainer.build_network_architecture(None, Configuration(), 1, 2)
+    network = getattr(primus_trainers, trainer).build_network_architecture(None, Configuration(), 1, 2)
     keys = set(network.state_dict())
     follow_token_grid(network, (32, 32, 32))
     assert set(network.state_dict()) == keys

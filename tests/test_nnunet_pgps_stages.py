@@ -14,6 +14,7 @@ from nnunet_progressive.nnunet.loaders import (
     PatchCropLoader,
     RandomPatchSizeLoader,
     inner_data_loader,
+    loader_workers,
     shutdown_augmenter,
 )
 
@@ -57,6 +58,13 @@ def test_stage_switches_keep_shapes_batch_layout_and_leak_nothing(tiny3d, monkey
     trainer.on_train_start()
     planned = tuple(trainer.configuration_manager.patch_size)
     workers_per_stage = None
+    build, children_at_build = trainer._make_training_augmenter, []
+
+    def build_counting_children(epoch: int):
+        children_at_build.append(_live_children())
+        return build(epoch)
+
+    monkeypatch.setattr(trainer, "_make_training_augmenter", build_counting_children)
     try:
         for _ in range(3):  # 27 stage switches
             for stage in trainer.schedule.stages:
@@ -80,6 +88,8 @@ def test_stage_switches_keep_shapes_batch_layout_and_leak_nothing(tiny3d, monkey
                 assert forced == sorted(forced) and sum(forced) == first and all(forced[first:])
                 workers_per_stage = workers_per_stage or _live_children()
                 assert _live_children() <= workers_per_stage, "old loader workers must be shut down"
+        assert max(children_at_build) <= loader_workers(trainer.dataloader_val), (
+            "one training pool at a time: the old one has stopped before the next one starts")
         val_batch = next(trainer.dataloader_val)
         assert tuple(val_batch["data"].shape[2:]) == planned
         assert val_batch["data"].shape[0] == trainer.schedule.planned_batch_size

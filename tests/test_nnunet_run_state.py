@@ -216,6 +216,41 @@ def test_no_mixin_skips_another():
         assert "super(" not in module.read_text().replace("super()", ""), module.name
 
 
+# nnU-Net hooks a mixin may replace instead of extending (it builds the network or optimizer, or is the innermost
+# training step); every other override must call the next class's, or every mixin after it is silently skipped
+REPLACED_HOOKS = {"build_network_architecture", "configure_optimizers"}
+
+
+def test_every_mixin_hook_calls_the_next_one():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import nnunet_progressive_trainers
+    from nnunet_progressive.nnunet.compat import install_in_this_process
+
+    install_in_this_process()  # before timm (Primus) imports torchvision on a CPU-only machine
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    trainers = [cls for info in pkgutil.iter_modules(nnunet_progressive_trainers.__path__)
+                for cls in vars(importlib.import_module(f"nnunet_progressive_trainers.{info.name}")).values()
+                if isinstance(cls, type) and issubclass(cls, nnUNetTrainer)]
+    ours = {c for t in trainers for c in t.__mro__ if c.__module__.startswith("nnunet_progressive")}
+    assert any(c.__name__ == "RecipeStepMixin" for c in ours), "the architecture trainers are among those checked"
+    for cls in ours:
+        for name, member in vars(cls).items():
+            member = getattr(member, "__func__", member)  # classmethods and staticmethods: their function
+            if not callable(getattr(nnUNetTrainer, name, None)) or name in REPLACED_HOOKS or not callable(member):
+                continue
+            if cls.__name__ == "RecipeStepMixin" and name == "train_step":
+                continue  # checked below: it sits directly above nnU-Net's trainer
+            assert f"super().{name}(" in inspect.getsource(member), f"{cls.__name__}.{name} skips the next class's"
+    for trainer in trainers:
+        mro = [c.__name__ for c in trainer.__mro__]
+        if "RecipeStepMixin" in mro:
+            assert mro[mro.index("RecipeStepMixin") + 1] == "nnUNetTrainer", f"{trainer.__name__}: {mro}"
+
+
 def test_stop_at_dice_carries_no_hook_of_pdl():
     from nnunet_progressive.nnunet.pdl import ProgressiveDataMixin
     from nnunet_progressive.nnunet.stopping import StopAtDiceMixin

@@ -8,9 +8,11 @@ from nnunet_progressive.pgps.schedule import (
     BatchLayout,
     batch_layout,
     build_schedule,
+    ddp_stage_batch,
     forced_volumes,
     patch_sequence,
     performance_batch_sizes,
+    settings_of_version,
     smallest_patch,
     split_epochs,
     total_strides,
@@ -195,16 +197,27 @@ def test_batch_layout_crops_whole_cases_as_published():
     assert batch_layout(4, 4, 0.33).forced == (0, 0, 0, 1)
 
 
+def test_ddp_stage_batch_is_a_multiple_of_the_gpus_but_never_below_the_plan():
+    assert ddp_stage_batch(63, 2, 1) == 63 and ddp_stage_batch(63, 2, 2) == 62 and ddp_stage_batch(64, 2, 4) == 64
+    assert ddp_stage_batch(3, 3, 2) == 3, "the planned batch stays nnU-Net's own (uneven) split"
+    assert ddp_stage_batch(5, 3, 2) == 4 and ddp_stage_batch(4, 3, 2) == 4
+    with pytest.raises(ValueError):
+        ddp_stage_batch(1, 2, 2)
+
+
 def test_batch_layout_per_ddp_rank_and_sampling():
     # planned batch 2 over 2 GPUs: nnU-Net gives rank 0 a random case and rank 1 a forced one
     rank0 = batch_layout(64, 2, 0.33, world_size=2, rank=0)
     rank1 = batch_layout(64, 2, 0.33, world_size=2, rank=1)
     assert (rank0.crops, rank0.forced, rank1.crops, rank1.forced) == ((32,), (0,), (32,), (32,))
-    # the ranks together are the single-GPU batch
+    # nnU-Net's split of the 9 planned cases (3, 2, 2, 2); the crops split evenly over the ranks, not the cases
+    # (the Dice loss gathers per-sample terms over ranks), and the planned foreground share over all of them
     parts = [batch_layout(787, 9, 0.33, world_size=4, rank=r) for r in range(4)]
-    whole = batch_layout(787, 9, 0.33)
-    assert sum((p.crops for p in parts), ()) == whole.crops and sum((p.forced for p in parts), ()) == whole.forced
-    assert [p.volumes for p in parts] == [3, 2, 2, 2]
+    assert [p.volumes for p in parts] == [3, 2, 2, 2] and [p.batch_size for p in parts] == [197, 197, 197, 196]
+    assert [p.crops for p in parts] == [(66, 66, 65), (99, 98), (99, 98), (98, 98)]
+    assert sum(sum(p.forced) for p in parts) == sum(batch_layout(787, 9, 0.33).forced) == round(787 / 3)
+    equal = [batch_layout(ddp_stage_batch(63, 4, 2), 4, 0.33, world_size=2, rank=r) for r in range(2)]
+    assert [p.crops for p in equal] == [(16, 15), (16, 15)], "4 cases, 63 -> 62 crops over 2 GPUs: 31 each"
     cases = batch_layout(64, 2, 0.33, sampling="cases")
     assert cases.distinct_cases and cases.cases_per_batch == 64 and cases.foreground_share == 0.5
     probabilistic = batch_layout(8, 2, 0.4, probabilistic=True)
@@ -246,3 +259,21 @@ def test_schedule_to_dict_roundtrip_fields():
     d = build_schedule((64, 64, 64), [[1, 1, 1]] + [[2, 2, 2]] * 4, 2, 20).to_dict()
     assert d["planned_patch_size"] == [64, 64, 64] and d["num_epochs"] == 20
     assert sum(s["num_epochs"] for s in d["stages"]) == 20
+
+
+def test_runs_from_before_the_published_batching_keep_what_they_trained_with():
+    from nnunet_progressive.core.knobs import ProgressiveSettings
+
+    stored = {"epochs": 10, "max_batch": None}  # a 0.1 record: the knobs of the published batching are not in it
+    settings = ProgressiveSettings.from_dict(stored)
+    restored, notes = settings_of_version(settings, stored, "0.1.3", performance=True, planned_batch=2)
+    assert (restored.max_batch, restored.batch_sampling, restored.augmentation) == (64, "cases", "per_patch")
+    assert len(notes) == 3 and all("0.1.3" in note for note in notes)
+    assert settings_of_version(settings, stored, "0.1.3", performance=True, planned_batch=80)[0].max_batch == 80
+    efficiency, _ = settings_of_version(settings, stored, None, performance=False, planned_batch=2)
+    assert (efficiency.max_batch, efficiency.batch_sampling, efficiency.augmentation) == (None, "volumes", "per_patch")
+    capped = {**stored, "max_batch": 16}
+    assert settings_of_version(settings.replace(max_batch=16), capped, "0.1.0", True, 2)[0].max_batch == 16
+    # a record with the new keys keeps them whatever its version says (0.1.0 runs of the branch that added them)
+    current = settings.replace(augmentation="planned", batch_sampling="volumes").to_dict()
+    assert settings_of_version(settings, current, "0.1.0", True, 2) == (settings, [])

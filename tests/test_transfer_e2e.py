@@ -67,7 +67,7 @@ def ws(tmp_path_factory) -> TransferWorkspace:
     nnprog(folders, "transfer", "prepare", "--source", str(SOURCE_ID), "--target", str(TARGET_ID), "-p", PLANS)
     source_plans = f"{PLANS}_from{TARGET_ID}"
     run = TrainingRun(str(SOURCE_ID), "3d_fullres", "all", "nnUNetTrainer_ConstantPatch", source_plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": "2"})
+                      knobs={**FAST, "NNPROG_EPOCHS": "2", "NNPROG_FINAL_VALIDATION": "off"})
     train(run, folders, root / "pretrain.log")
     pretrained = run.output_folder(folders, source) / "checkpoint_final.pth"
     adapted = root / "adapted.pth"

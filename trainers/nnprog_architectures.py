@@ -27,6 +27,7 @@ from nnunet_progressive.architectures.specs import (
 from nnunet_progressive.nnunet.architectures import (
     PrimusGridMixin,
     PrimusInputMixin,
+    RecipeStepMixin,
     TransformerNetworkMixin,
     primus_builder,
     primus_memory_spec,
@@ -47,10 +48,11 @@ def _transformer_trainers(name: str, spec, rule, recipe, what: str) -> None:
     """``name`` (constant patch) and its two PGPS variants for a MONAI transformer."""
     network = type(f"{name}Network", (TransformerNetworkMixin,), {
         "input_rule": rule, "network_spec": spec, "memory_spec": spec, "recipe": recipe, "__module__": __name__})
-    _define(f"nnUNetTrainer_{name}", (network, RunLengthMixin, nnUNetTrainer), {},
+    _define(f"nnUNetTrainer_{name}", (network, RunLengthMixin, RecipeStepMixin, nnUNetTrainer), {},
             f"{what}: the planned patch (adjusted to multiples of {rule.multiple}) throughout, its published recipe.")
     for suffix, mode in PGPS_MODES.items():
-        _define(f"nnUNetTrainer_{name}_{suffix}", (network, ProgressivePatchMixin, nnUNetTrainer), {"pgps_mode": mode},
+        _define(f"nnUNetTrainer_{name}_{suffix}", (network, ProgressivePatchMixin, RecipeStepMixin, nnUNetTrainer),
+                {"pgps_mode": mode},
                 f"{what} with PGPS ({mode}): patches grow in steps of {rule.multiple} to the adjusted planned patch.")
 
 

@@ -6,7 +6,7 @@ transformers it is not: MONAI's UNETR and SwinUNETR keep full attention matrices
 per window), and SwinUNETR pads every stage's token grid to whole 7-voxel windows, which costs most on small
 patches. These functions count, layer by layer, the values autograd keeps for backward in one forward pass
 (what grows with batch and patch; weights, gradients and optimiser state do not), following the modules of
-MONAI 1.5/1.6 and dynamic_network_architectures 0.4. ``tests/test_transformer_memory.py`` checks them against
+MONAI 1.5/1.6 and dynamic_network_architectures 0.4. ``tests/test_nnunet_networks.py`` checks them against
 torch's own accounting (``saved_tensors_hooks``) on small networks.
 
 What saved tensors do not show: on an H200 (torch 2.11, fp16 autocast; BENCHMARKS.md "PGPS on a GPU") the peak of

@@ -7,7 +7,8 @@ this package's own commands, each logged to ``<results_dir>/logs/pretraining_<la
    plans, nnU-Net's documented workflow);
 2. ``nnUNetv2_train SOURCE CONFIG all -p PLANS_from<TARGET> -tr TRAINER`` with the entry's knobs, once for all
    seeds, recorded under ``<results_dir>/pretraining/runs`` (resumed or skipped like any benchmark run, and kept out
-   of the report);
+   of the report); nnU-Net's final validation, which on fold ``all`` predicts the training cases, is skipped
+   (``NNPROG_FINAL_VALIDATION=off`` unless the spec or the entry sets it);
 3. ``nnprog transfer adapt`` of its final checkpoint onto the target's network, written to
    :func:`pretrained_weights_path`; the fine-tuning runs of the entry's label start from it.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, PretrainingSpec
@@ -26,6 +28,9 @@ from nnunet_progressive.nnunet.runner import NnunetFolders, run_environment, run
 
 PRETRAINED_DIR = "pretrained"
 PRETRAINING_DIR = "pretraining"
+# nnU-Net's validation after training on fold `all` predicts every training case of the source: no measurement, and
+# on large sources much of the pre-training's time (the spec's or the entry's knobs may turn it back on)
+PRETRAINING_KNOBS = {"NNPROG_FINAL_VALIDATION": "off"}
 
 
 def pretrained_weights_path(results_dir: str | Path, label: str, dataset: str, configuration: str, plans: str) -> Path:
@@ -76,8 +81,12 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
             run_logged(_nnprog("transfer", "prepare", "--source", source, "--target", target, "-p", plans, "-c",
                                *configurations, "-np", str(entry.source.num_processes)), env, log_file)
             for configuration in configurations:
-                run = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)), entry.trainer,
-                                   "all", 0, {**spec.knobs, **entry.knobs})
+                knobs = {**spec.knobs, **entry.knobs}
+                identity = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)),
+                                        entry.trainer, "all", 0, knobs)
+                # the default final-validation setting changes no weight: left out of the run's id (so pre-training
+                # runs of earlier versions stay done)
+                run = replace(identity, knobs={**PRETRAINING_KNOBS, **knobs})
                 record = execute_run(run, context)
                 if record.status != "done":
                     raise ProgressiveConfigError(f"pre-training {entry.label!r} ({run.run_id}) did not finish: "

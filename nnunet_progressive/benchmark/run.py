@@ -83,11 +83,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_status(fold_folder: str | os.PathLike) -> str:
-    """``done``, ``trained``, ``interrupted`` or ``new`` from the files nnU-Net leaves in a fold folder."""
+def run_status(fold_folder: str | os.PathLike, validates: bool = True) -> str:
+    """``done``, ``trained``, ``interrupted`` or ``new`` from the files nnU-Net leaves in a fold folder
+    (``validates`` False: a run whose final validation is off is done at ``checkpoint_final.pth``)."""
     folder = Path(fold_folder)
     if (folder / "checkpoint_final.pth").is_file():
-        return STATUS_DONE if (folder / VALIDATION_SUMMARY).is_file() else STATUS_TRAINED
+        return STATUS_DONE if not validates or (folder / VALIDATION_SUMMARY).is_file() else STATUS_TRAINED
     if (folder / "checkpoint_latest.pth").is_file():
         return STATUS_INTERRUPTED
     return STATUS_NEW
@@ -292,7 +293,7 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
     interruption (Ctrl-C, SLURM's preemption signal, ``stop`` being set) is recorded as ``interrupted``.
     """
     record = _refreshed_record(run, context)
-    status = run_status(record.fold_folder)
+    status = run_status(record.fold_folder, run.validates)
     if status == STATUS_DONE:
         if record.status != STATUS_DONE or record.result is None:
             return _finish(record, context)
@@ -339,7 +340,7 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
         close("interrupted")
         return _save(context, record)
     close("ok")
-    if run_status(record.fold_folder) != STATUS_DONE:
+    if run_status(record.fold_folder, run.validates) != STATUS_DONE:
         record.status = "failed"
         record.error = (f"nnUNetv2_train exited normally but {record.fold_folder} has no checkpoint_final.pth and "
                         f"{VALIDATION_SUMMARY}; see {record.log_file}")
@@ -579,7 +580,7 @@ def submit_slurm(runs: Sequence[BenchmarkRun], context: RunContext, slurm: Slurm
     active = _active_slurm_jobs(context, folder) if slurm.cluster == "slurm" else {}
     pending = []
     for run in runs:
-        if run_status(context.fold_folder(run)) == STATUS_DONE:
+        if run_status(context.fold_folder(run), run.validates) == STATUS_DONE:
             execute_run(run, context)  # only writes its record
         elif run.run_id not in active:
             pending.append(run)
@@ -646,13 +647,13 @@ def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: b
     if dry_run:
         names = [resolve_dataset_name(d, folders) for d in spec.datasets]
         runs = expand_runs(spec, names)
-        return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs},
+        return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r), r.validates) for r in runs},
                                 stale_records=stale_run_ids(spec))
     spec.results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(spec.results_dir / BENCHMARK_SPEC_JSON, spec.to_dict())
     names = [prepare_dataset(spec, d, folders, spec.results_dir / "logs") for d in spec.datasets]
     runs = expand_runs(spec, names)
-    outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r)) for r in runs},
+    outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r), r.validates) for r in runs},
                                stale_records=stale_run_ids(spec))
     if prepare_only:
         return outcome

@@ -82,7 +82,14 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.knobs import ENV_PREFIX, KNOB_NAMES, env_name, settings_from_env, unknown_knob_message
+from nnunet_progressive.core.knobs import (
+    ENV_PREFIX,
+    KNOB_NAMES,
+    env_name,
+    on_off,
+    settings_from_env,
+    unknown_knob_message,
+)
 from nnunet_progressive.core.naming import DATASET_NAME
 from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.core.validation import Name, StrictModel, integer, number, validate
@@ -565,6 +572,11 @@ class BenchmarkRun:
     @property
     def dataset_id(self) -> int:
         return parse_dataset_id(self.dataset)
+
+    @property
+    def validates(self) -> bool:
+        """False if nnU-Net's final validation is off for this run (NNPROG_FINAL_VALIDATION=off)."""
+        return on_off(self.knobs.get("NNPROG_FINAL_VALIDATION", "on")) != "off"
 
     @property
     def settings_folder(self) -> str:

@@ -32,6 +32,7 @@ DICE_METHODS = ("sliding_window", "pseudo_dice")
 GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
 BATCH_SAMPLINGS = ("volumes", "cases")
 AUGMENTATION_REGIMES = ("planned", "per_patch")
+FINAL_VALIDATIONS = ("on", "off")
 
 # Features: what reads a knob. Every trainer of the package has RUN_LENGTH.
 RUN_LENGTH = "run length"  # every trainer of this package
@@ -116,6 +117,16 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], Any]:
     return check
 
 
+def on_off(value: Any) -> Any:
+    """``on``/``off``, also from YAML's booleans (an unquoted ``off`` in a spec loads as False) and their spellings."""
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return "on"
+    if text in ("false", "no", "0"):
+        return "off"
+    return text
+
+
 def _patch(value: Any) -> Any:
     if isinstance(value, str):
         parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
@@ -138,6 +149,7 @@ Number = Annotated[float, BeforeValidator(_number)]
 Fraction = Annotated[float, BeforeValidator(_number), AfterValidator(_fraction)]
 PatchSize = Annotated[tuple[int, ...], BeforeValidator(_patch)]
 DiceMethod = Annotated[str, AfterValidator(_choice(DICE_METHODS))]
+FinalValidation = Annotated[str, BeforeValidator(on_off), AfterValidator(_choice(FINAL_VALIDATIONS))]
 GrowthOrder = Annotated[str, AfterValidator(_choice(GROWTH_ORDERS))]
 BatchSampling = Annotated[str, AfterValidator(_choice(BATCH_SAMPLINGS))]
 AugmentationRegime = Annotated[str, AfterValidator(_choice(AUGMENTATION_REGIMES))]
@@ -161,6 +173,11 @@ class ProgressiveSettings(BaseModel):
     val_iterations: Count | None = knob(None, [RUN_LENGTH], "validation iterations per epoch", "50", "integer >= 1")
     save_every: Count | None = knob(None, [RUN_LENGTH], "write `checkpoint_latest.pth` every N epochs", "50",
                                     "integer >= 1")
+    final_validation: FinalValidation = knob(
+        "on", [RUN_LENGTH], "nnU-Net's validation right after training (`--val_best` included): `on`, or `off` to "
+        "skip it (`nnUNetv2_train ... --val` still runs it), e.g. for pre-training on fold `all`, where it predicts "
+        "every training case",
+        "on (nnU-Net's)", " | ".join(FINAL_VALIDATIONS))
     growth_share: Number | None = knob(None, [PATCH_CURRICULUM], "share of epochs spent before the planned patch",
                                        "even split per stage, as the papers", "number in (0, 1)")
     min_patch: PatchSize | None = knob(None, [PATCH_SIZES], "smallest patch, e.g. `64,64,64`",

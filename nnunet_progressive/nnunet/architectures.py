@@ -1,13 +1,14 @@
 """Trainer hooks for networks other than the plan's U-Net: UNETR, SwinUNETR and nnU-Net's Primus.
 
-Three small mixins, composed in ``trainers/nnprog_architectures.py`` (order: these first, then PGPS or run length,
-then nnU-Net's trainer):
+Small mixins, composed in ``trainers/nnprog_architectures.py`` (order: these first, then PGPS or run length,
+then :class:`RecipeStepMixin`, then nnU-Net's trainer):
 
 - :class:`NetworkInputMixin`: the planned patch adjusted to the network's input rule, once, in the plans nnU-Net
   is given (so the plans.json it saves, final validation and ``nnUNetv2_predict`` use the adjusted patch); the
   rule and memory estimate the PGPS schedule needs; the token grid in use logged per stage.
-- :class:`RecipeMixin`: optimiser, learning-rate schedule, clipping, precision and deep supervision as published
-  (``architectures.recipes``); nnU-Net's loss and data pipeline unchanged.
+- :class:`RecipeMixin`: optimiser, learning-rate schedule, precision and deep supervision as published
+  (``architectures.recipes``); nnU-Net's loss and data pipeline unchanged. :class:`RecipeStepMixin`: the training
+  step with the recipe's precision and clipping, innermost (it replaces nnU-Net's step, so the PGPS step wraps it).
 - :class:`TransformerNetworkMixin` (MONAI UNETR / SwinUNETR) and :class:`PrimusGridMixin` (nnU-Net's own Primus,
   with embeddings that follow the stage's token grid) build the network, in training and in the predictor.
 """
@@ -153,7 +154,8 @@ class RecipeLRScheduler(_LRScheduler):
 
 
 class RecipeMixin:
-    """Optimiser, schedule, clipping, precision and deep supervision of ``recipe``; the rest is nnU-Net's."""
+    """Optimiser, schedule, precision and deep supervision of ``recipe`` (its clipping: :class:`RecipeStepMixin`);
+    the rest is nnU-Net's."""
 
     recipe: ClassVar[Recipe]
 
@@ -189,6 +191,17 @@ class RecipeMixin:
         """The transformers have a single output; nothing to switch."""
         if self.recipe.deep_supervision:
             super().set_deep_supervision_enabled(enabled)
+
+
+class RecipeStepMixin:
+    """nnU-Net's training step with the recipe's precision and gradient clipping.
+
+    It replaces nnU-Net's ``train_step`` instead of extending it, so it sits last, directly above
+    ``nnUNetTrainer``: every mixin that wraps the step (PGPS's timing and batch counts, PDL's cases seen) runs
+    around it.
+    """
+
+    recipe: ClassVar[Recipe]
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's training step with the recipe's precision and gradient clipping."""

@@ -12,9 +12,10 @@ import contextlib
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,9 @@ from nnunet_progressive.pgps.schedule import (
     Schedule,
     batch_layout,
     build_schedule,
+    ddp_stage_batch,
     random_patch_pool,
+    settings_of_version,
 )
 from nnunet_progressive.pgps.throughput import Throughput, combined
 
@@ -97,6 +100,16 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
     ``_stage_description``, ``_make_training_augmenter``)."""
 
     pgps_mode = "efficiency"
+
+    def settings_of_older_version(self, settings: ProgressiveSettings, stored: Mapping[str, Any],
+                                  package_version: str | None) -> ProgressiveSettings:
+        """What a run started before the published batching trained with (``pgps.schedule.settings_of_version``)."""
+        settings = super().settings_of_older_version(settings, stored, package_version)
+        settings, notes = settings_of_version(settings, stored, package_version, self.pgps_mode == "performance",
+                                              int(self.configuration_manager.batch_size))
+        for note in notes:
+            self.print_to_log_file(note)
+        return settings
 
     @classmethod
     def knob_features(cls) -> frozenset[str]:
@@ -222,22 +235,27 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
         configuration = self.configuration_manager.configuration
         saved_config = (configuration["patch_size"], configuration["batch_size"])
         saved_attrs = (self.batch_size, self._batch_layout)
+        world_size, rank = self._ddp_world()
+        batch_size = ddp_stage_batch(int(batch_size), self.schedule.planned_batch_size, world_size)
         try:
             configuration["patch_size"] = [int(p) for p in patch_size]
-            configuration["batch_size"] = int(batch_size)
-            self._batch_layout = self._layout_for(int(batch_size))
+            configuration["batch_size"] = batch_size
+            self._batch_layout = self._layout_for(batch_size, world_size, rank)
             self.batch_size = self._batch_layout.batch_size
             yield
         finally:
             configuration["patch_size"], configuration["batch_size"] = saved_config
             self.batch_size, self._batch_layout = saved_attrs
 
-    def _layout_for(self, batch_size: int) -> BatchLayout:
-        world_size, rank = 1, 0
-        if self.is_ddp:
-            import torch.distributed as dist
+    def _ddp_world(self) -> tuple[int, int]:
+        """(world size, rank); (1, 0) without DDP."""
+        if not self.is_ddp:
+            return 1, 0
+        import torch.distributed as dist
 
-            world_size, rank = dist.get_world_size(), dist.get_rank()
+        return dist.get_world_size(), dist.get_rank()
+
+    def _layout_for(self, batch_size: int, world_size: int, rank: int) -> BatchLayout:
         sampling = self.progressive_settings.batch_sampling if self.pgps_mode == "performance" else "volumes"
         return batch_layout(batch_size, self.schedule.planned_batch_size, self._planned_oversample,
                             self._planned_probabilistic, sampling, world_size, rank)
@@ -351,17 +369,6 @@ class ProgressivePatchMixin(PatchSizeMixin):
         features = super().knob_features() | {PATCH_CURRICULUM}
         return features | {PERFORMANCE_BATCH} if cls.pgps_mode == "performance" else features
 
-    def settings_of_older_version(self, settings: ProgressiveSettings, package_version: str | None
-                                  ) -> ProgressiveSettings:
-        """Runs started before 0.2.0 capped the Performance batch at 64 when NNPROG_MAX_BATCH was unset."""
-        settings = super().settings_of_older_version(settings, package_version)
-        if self.pgps_mode == "performance" and settings.max_batch is None and _older_than(package_version, (0, 2)):
-            planned = int(self.configuration_manager.batch_size)
-            settings = settings.replace(max_batch=max(LEGACY_PERFORMANCE_MAX_BATCH, planned))
-            self.print_to_log_file(f"Run of nnunet-progressive {package_version}: its Performance batch cap of "
-                                   f"{settings.max_batch} (that version's default) is kept")
-        return settings
-
     def _stage_key(self, epoch: int) -> tuple:
         return super()._stage_key(epoch) + (("pgps", self.schedule.stage_at_epoch(epoch).index),)
 
@@ -417,18 +424,6 @@ class RandomPatchSizeMixin(PatchSizeMixin):
             with self._stage_configuration(patch, self.schedule.planned_batch_size):
                 loaders.append(super()._make_training_loader())
         return RandomPatchSizeLoader(loaders)
-
-
-LEGACY_PERFORMANCE_MAX_BATCH = 64  # the default cap of versions before 0.2.0
-
-
-def _older_than(package_version: str | None, version: tuple[int, int]) -> bool:
-    """True for a version string below ``version`` (major, minor); None (unknown) counts as older."""
-    try:
-        parts = tuple(int(p) for p in str(package_version).split(".")[:2])
-    except ValueError:
-        return True
-    return package_version is None or parts < version
 
 
 def _rotation_key(rotation) -> tuple:

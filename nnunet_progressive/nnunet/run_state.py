@@ -20,7 +20,8 @@ Checkpoints
     ``<checkpoint>.nnprog.json`` (:class:`CheckpointState`: progress state, the run id). ``--c`` continues from
     the newest INTACT checkpoint of the run (:func:`choose_checkpoint`), saying so when the one nnU-Net picked
     is damaged. A run that has ended (``checkpoint_final.pth``) stays ended under ``--c``: nothing is trained,
-    no record is rewritten; nnU-Net's validation then runs again, as it does for any ``--c``.
+    no record is rewritten; nnU-Net's validation then runs again, as it does for any ``--c`` (unless
+    NNPROG_FINAL_VALIDATION=off).
 
 Hook order of a combined trainer (stated here only; ``tests/test_nnunet_run_state.py`` checks every trainer)
     A trainer lists the package's mixins in this order, then an nnU-Net trainer::
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import perf_counter
+from typing import Any
 
 import torch
 
@@ -99,6 +101,7 @@ MIXIN_ORDER: tuple[str, ...] = (
     "PatchSizeMixin",
     "StagedTrainingLoaderMixin",
     "RunLengthMixin",
+    "RecipeStepMixin",
 )
 CHECKPOINT_PREFERENCE = (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST)  # nnU-Net's order under --c
 RECORDS_OF_A_RUN = (RUN_SUMMARY_JSON, TIME_TO_DICE_JSON, CURRICULUM_JSON)  # rewritten by every run
@@ -270,6 +273,7 @@ class RunLengthMixin:
         self._train_seconds: dict[int, float] = {}  # epoch -> seconds of its training iterations
         self._untimed_seconds: dict[int, float] = {}  # epoch -> seconds spent outside training (Dice checks)
         self._epoch_train_start = 0.0
+        self._validating_after_training = False
 
     # --- settings -----------------------------------------------------------------------------------
     def derive_from_settings(self) -> None:
@@ -335,6 +339,8 @@ class RunLengthMixin:
         existing = read_record(self.run_file, RunIdentity, missing_ok=True)
         if existing is None or not any((folder / name).is_file() for name in CHECKPOINT_PREFERENCE):
             return False
+        # a knob added since that run started counts at its default (its run file cannot name it)
+        existing = existing.model_copy(update={"settings": {**ProgressiveSettings().to_dict(), **existing.settings}})
         differences = existing.differences(identity)
         if not differences:
             self.print_to_log_file(f"Starting over: {folder} holds a run with the same settings (started "
@@ -346,10 +352,10 @@ class RunLengthMixin:
             f"it. To continue that run, add --c (it keeps its own settings); to keep both, point nnUNet_results at "
             f"another folder for the new run; to replace it, remove the fold folder: rm -r {folder}")
 
-    def settings_of_older_version(self, settings: ProgressiveSettings, package_version: str | None
-                                  ) -> ProgressiveSettings:
-        """The stored settings of a run started by an older package version, with the values that version's
-        defaults meant where a default's meaning changed since (mixins extend this with super())."""
+    def settings_of_older_version(self, settings: ProgressiveSettings, stored: Mapping[str, Any],
+                                  package_version: str | None) -> ProgressiveSettings:
+        """The settings of a continued run (``stored``: the settings dict its record holds), with the values an
+        older version's defaults meant where a default's meaning changed since (mixins extend this with super())."""
         return settings
 
     def _resume_settings(self, identity: RunIdentity | None, state: CheckpointState | None, sidecar: Path
@@ -361,10 +367,11 @@ class RunLengthMixin:
                     f"the plans entry of {self.configuration_name} in {self.plans_manager.plans_name}.json changed "
                     f"since this run started ({self.run_file}): continuing would train another network or data. "
                     f"Fix: restore the plans as they were, or start a new run (remove {self.output_folder})")
-            return ProgressiveSettings.from_dict(identity.settings, str(self.run_file))
+            return self.settings_of_older_version(ProgressiveSettings.from_dict(identity.settings, str(self.run_file)),
+                                                  identity.settings, identity.package_version)
         if state is not None and state.settings is not None:
             settings = self.settings_of_older_version(ProgressiveSettings.from_dict(state.settings, str(sidecar)),
-                                                      state.package_version)
+                                                      state.settings, state.package_version)
             self._run_id = state.run_id or uuid.uuid4().hex
             if self.local_rank == 0:
                 write_record(self.run_file, self._identity(settings, self._run_id))
@@ -409,16 +416,26 @@ class RunLengthMixin:
         self.restore_progressive_state(chosen.state.to_json() if chosen.state is not None else {})
 
     def run_training(self):
+        self._validating_after_training = True  # nnUNetv2_train without --val: the validation that follows
         if self._run_ended:
             self.print_to_log_file(
                 f"This run has ended (checkpoint_final.pth, epoch {self.current_epoch}): nothing is trained and its "
-                f"checkpoints and records stay as they are. nnU-Net's validation runs again.")
+                f"checkpoints and records stay as they are. nnU-Net's validation runs again (unless "
+                f"NNPROG_FINAL_VALIDATION=off).")
             return
         try:
             super().run_training()
         except NnprogError:
             self._remove_failed_start()
             raise
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's final validation, unless NNPROG_FINAL_VALIDATION=off skips the one right after training."""
+        if self._validating_after_training and self.progressive_settings.final_validation == "off":
+            self.print_to_log_file("nnU-Net's final validation skipped (NNPROG_FINAL_VALIDATION=off); "
+                                   "`nnUNetv2_train ... --val` runs it")
+            return
+        super().perform_actual_validation(save_probabilities)
 
     def _remove_failed_start(self) -> None:
         """A new run that failed before its first checkpoint leaves nothing behind that it created."""

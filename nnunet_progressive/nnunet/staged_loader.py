@@ -46,9 +46,8 @@ class StagedTrainingLoaderMixin(RunLengthMixin):
         if key == self._active_stage_key:
             return
         start = perf_counter()
-        new_augmenter = self._make_training_augmenter(epoch)
-        shutdown_augmenter(self.dataloader_train)
-        self.dataloader_train = new_augmenter
+        shutdown_augmenter(self.dataloader_train)  # first: one training worker pool at a time, never two
+        self.dataloader_train = self._make_training_augmenter(epoch)
         self._active_stage_key = key
         seconds = perf_counter() - start
         self._switch_seconds[str(epoch)] = seconds

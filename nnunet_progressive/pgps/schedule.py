@@ -11,11 +11,12 @@ plan's U-Net) and the network's own input multiple (a transformer's token or win
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS
+from nnunet_progressive.core.knobs import BATCH_SAMPLINGS, GROWTH_ORDERS, ProgressiveSettings
 
 MODES = ("efficiency", "performance")
 # GROWTH_ORDERS: which axis grows next (see ``patch_sequence``); BATCH_SAMPLINGS: how a Performance batch is
@@ -391,6 +392,15 @@ def rank_volume_range(planned_batch: int, world_size: int = 1, rank: int = 0) ->
     return first, first + sizes[rank]
 
 
+def ddp_stage_batch(stage_batch: int, planned_batch: int, world_size: int = 1) -> int:
+    """The global batch a stage trains under DDP: ``stage_batch`` rounded down to a multiple of ``world_size``,
+    so every rank trains the same number of samples (nnU-Net's Dice loss with ``batch_dice`` gathers per-sample
+    terms over ranks and needs equal batches). Never below the planned batch, which stays nnU-Net's own split."""
+    if world_size < 1 or stage_batch < planned_batch:
+        raise ValueError(f"stage batch {stage_batch} (planned {planned_batch}) over {world_size} GPUs")
+    return max(planned_batch, stage_batch - stage_batch % world_size)
+
+
 @dataclass(frozen=True)
 class BatchLayout:
     """How one rank draws a training batch: one group of crops per planned case.
@@ -458,10 +468,12 @@ def batch_layout(
 
     The global batch of ``stage_batch`` crops comes from the ``planned_batch`` cases of the plan: each gives
     ``ceil`` or ``floor(stage_batch / planned_batch)`` crops (the first ``stage_batch % planned_batch`` one more).
+    Under DDP each rank takes ``stage_batch / world_size`` crops (the first ranks one more where it does not
+    divide: :func:`ddp_stage_batch` avoids that) over its cases, so the ranks' batches differ by at most one.
     The planned foreground share is what nnU-Net's positional rule gives at the planned batch
     (``forced_volumes``); the last ``round(stage_batch x share)`` crops of the global batch are forced, so whole
     cases alternate between forced and random where the numbers divide (0.33 at batch 2: one random case, one
-    forced case). Each rank takes its cases (nnU-Net's DDP split of the planned batch) with all their crops.
+    forced case). Each rank takes its cases (nnU-Net's DDP split of the planned batch).
 
     Args:
         stage_batch: the stage's global batch (>= ``planned_batch``).
@@ -475,8 +487,12 @@ def batch_layout(
         raise ProgressiveConfigError(f"unknown batch sampling {sampling!r}; expected one of {BATCH_SAMPLINGS}")
     if stage_batch < planned_batch:
         raise ValueError(f"the stage batch {stage_batch} is below the planned batch {planned_batch}")
-    base, extra = divmod(stage_batch, planned_batch)
-    crops = [base + (1 if v < extra else 0) for v in range(planned_batch)]
+    crops = []  # per planned case, rank by rank: every rank's crops as even as the stage batch allows
+    for r in range(world_size):
+        rank_first, rank_last = rank_volume_range(planned_batch, world_size, r)
+        rank_crops = stage_batch // world_size + (1 if r < stage_batch % world_size else 0)
+        base, extra = divmod(rank_crops, rank_last - rank_first)
+        crops += [base + (1 if v < extra else 0) for v in range(rank_last - rank_first)]
     first, last = rank_volume_range(planned_batch, world_size, rank)
     forced = None
     if not probabilistic:
@@ -486,3 +502,30 @@ def batch_layout(
         forced = tuple(max(0, starts[v] + crops[v] - max(first_forced, starts[v])) for v in range(first, last))
     return BatchLayout(tuple(crops[first:last]), forced, planned_percent if probabilistic else 0.0,
                        sampling == "cases")
+
+
+LEGACY_PERFORMANCE_MAX_BATCH = 64  # the default batch cap of versions before 0.2.0
+
+
+def settings_of_version(settings: ProgressiveSettings, stored: Mapping[str, Any], package_version: str | None,
+                        performance: bool, planned_batch: int) -> tuple[ProgressiveSettings, list[str]]:
+    """The PGPS settings a run trains with when its record (``stored``, the settings dict it was started with)
+    comes from a version before the published batching.
+
+    Such records lack ``batch_sampling`` (added with ``augmentation`` and the end of the default cap, 0.2.0): an
+    unset ``NNPROG_MAX_BATCH`` then capped the Performance batch at 64 (at least the planned batch), every crop of a
+    Performance batch came from its own case, and the smaller patches got nnU-Net's per-patch augmentation rule.
+    Only keys missing from the record are restored; returns the settings and one note per value restored.
+    """
+    if "batch_sampling" in stored:
+        return settings, []
+    changes: dict[str, Any] = {}
+    if "augmentation" not in stored:
+        changes["augmentation"] = "per_patch"
+    if performance:
+        changes["batch_sampling"] = "cases"
+        if stored.get("max_batch") is None:
+            changes["max_batch"] = max(LEGACY_PERFORMANCE_MAX_BATCH, planned_batch)
+    notes = [f"Run of nnunet-progressive {package_version or '(unknown version)'}: {k} {v!r} (that version's "
+             f"behaviour) is kept" for k, v in changes.items() if getattr(settings, k) != v]
+    return settings.replace(**changes), notes
