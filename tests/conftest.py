@@ -61,12 +61,3 @@ def tiny2d(tiny2d_dataset, tmp_path) -> Workspace:
     """tiny2d with an nnUNet_results folder of this test's own."""
     return tiny2d_dataset.with_results(tmp_path / "nnUNet_results")
 
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Files with the most end-to-end tests first, so pytest-xdist (`--dist loadfile`) starts the long files early
-    and the workers finish together on short unit tests (longest-first scheduling); order within a file is kept."""
-    e2e_per_file: dict[str, int] = {}
-    for item in items:
-        is_e2e = item.get_closest_marker("e2e") is not None
-        e2e_per_file[item.path.name] = e2e_per_file.get(item.path.name, 0) + is_e2e
-    items.sort(key=lambda item: -e2e_per_file[item.path.name])  # stable: collection order otherwise
