@@ -117,7 +117,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], Any]:
     return check
 
 
-def on_off(value: Any) -> Any:
+def on_off(value: Any) -> str:
     """``on``/``off``, also from YAML's booleans (an unquoted ``off`` in a spec loads as False) and their spellings."""
     text = str(value).strip().lower()
     if text in ("true", "yes", "1"):
