@@ -200,11 +200,12 @@ def test_tiny_swin_unetr_performance(small64, tmp_path):
 
 
 def test_tiny_swin_unetr_2d(tiny2d, tmp_path):
-    knobs = {"NNPROG_EPOCHS": "2"}
+    knobs = {"NNPROG_EPOCHS": "2", **VALIDATES}  # the 2D SwinUNETR predicts in nnU-Net's final validation
     schedule = _expected_schedule(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", knobs)
     assert [s.patch_size for s in schedule.stages] == [(64, 32), (64, 64)]
     _, fold = _run(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", 4, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule)
+    assert (fold / "validation" / "summary.json").is_file()
 
 
 # --- Primus --------------------------------------------------------------------------------------------------
@@ -239,11 +240,12 @@ def test_nnunet_primus_s_performance(tiny3d, tmp_path):
     """nnU-Net's own Primus-S trainer (full size) with growing patches and batches; a short schedule keeps it quick
     (Efficiency's data path is the tiny Primus test's above)."""
     trainer = "nnUNet_Primus_S_Trainer_PGPS_Performance"
-    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16"}
+    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16", **VALIDATES}  # predicts at the planned grid
     schedule = _expected_schedule(tiny3d, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(32, 32, 16), (32, 32, 24), (32, 32, 32)]
     _, fold = _run(tiny3d, trainer, 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
+    assert (fold / "validation" / "summary.json").is_file()
 
 
 def test_primus_on_2d_is_one_clear_error(tiny2d, tmp_path):

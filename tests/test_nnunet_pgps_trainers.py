@@ -74,7 +74,7 @@ def test_efficiency_trains_validates_and_predicts(tiny3d, tmp_path):
     raw_images = tiny3d.folders.raw / tiny3d.dataset_name / "imagesTr"
     for source in sorted(raw_images.glob("*_0000.nii.gz"))[:2]:
         shutil.copy(source, images / source.name)
-    # nnU-Net's default, multiprocessing prediction path here; the other tests use its sequential mode
+    # nnU-Net's multiprocessing prediction path (worker pools) here; the other tests use its sequential mode
     predict(images, tmp_path / "predictions", run, tiny3d.folders, tmp_path / "predict.log", processes=1)
     for source in sorted(images.glob("*_0000.nii.gz")):
         prediction = tmp_path / "predictions" / source.name.replace("_0000.nii.gz", ".nii.gz")
