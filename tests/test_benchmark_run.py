@@ -20,9 +20,12 @@ from nnunet_progressive.core.errors import ProgressiveConfigError
 DATASET = "Dataset777_Fake"
 TRAINERS = ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency"]
 PLANS = {"dataset_name": DATASET, "plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
-    "data_identifier": "nnUNetPlans_3d_fullres", "patch_size": [32, 32, 32],
-    "architecture": {"arch_kwargs": {"n_stages": 3, "features_per_stage": [32, 64, 128], "n_conv_per_stage": [2, 2, 2],
-                                     "n_conv_per_stage_decoder": [2, 2]}}}}}
+    "data_identifier": "nnUNetPlans_3d_fullres", "patch_size": [32, 32, 32], "batch_size": 2,
+    "architecture": {"arch_kwargs": {"n_stages": 5, "features_per_stage": [32, 64, 128, 256, 320],
+                                     "n_conv_per_stage": [2] * 5, "n_conv_per_stage_decoder": [2] * 4,
+                                     "strides": [[1, 1, 1]] + [[2, 2, 2]] * 4}}}}}  # PGPS: 3 stages
+DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1, "lesion": 2},
+                "numTraining": 1, "file_ending": ".nii.gz"}
 
 
 @pytest.fixture
@@ -32,6 +35,7 @@ def workspace(tmp_path):
     data.mkdir(parents=True)
     (data / "case_000.b2nd").write_text("x")
     (data.parent / "nnUNetPlans.json").write_text(json.dumps(PLANS))
+    (data.parent / "dataset.json").write_text(json.dumps(DATASET_JSON))
     return tmp_path
 
 
@@ -220,10 +224,11 @@ def test_submitit_debug_executor_runs_the_array_and_resumes_with_c(workspace, fa
 
 
 def test_small_network_plans_and_seed_folders(workspace, fake_train):
-    spec = load_spec(write_spec(workspace, small_network={"features_per_stage": [4, 8, 16]}, seeds=[0, 1], folds=[0]))
+    features = [4, 8, 16, 16, 16]
+    spec = load_spec(write_spec(workspace, small_network={"features_per_stage": features}, seeds=[0, 1], folds=[0]))
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
     small = json.loads((workspace / "nnunet" / "nnUNet_preprocessed" / DATASET / "nnUNetPlans_small.json").read_text())
-    assert small["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] == [4, 8, 16]
+    assert small["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] == features
     assert {c["plans"] for c in fake_train.calls} == {"nnUNetPlans_small"}
     assert {c["results"].name for c in fake_train.calls} == {"seed_0", "seed_1"}
     assert fold_folder(workspace, spec, TRAINERS[0], 0, seed=1, plans="nnUNetPlans_small").is_dir()
@@ -280,6 +285,24 @@ def test_cli_dry_run_and_bad_spec(workspace, fake_train, capsys):
     assert "executor.type: expected one of ('local', 'slurm'), got 'cloud'" in capsys.readouterr().err
 
 
+def test_runs_that_would_stop_at_start_are_reported_before_anything_trains(workspace, fake_train, capsys):
+    # 2 epochs cannot cover the 3 patch stages of the plan: the PGPS runs would stop after the constant ones trained
+    spec_file = write_spec(workspace, knobs={"NNPROG_EPOCHS": 2})
+    with pytest.raises(ProgressiveConfigError) as raised:
+        bench_run.run_benchmark(load_spec(spec_file), progress=False, log=lambda _: None)
+    message = str(raised.value)
+    assert f"nnUNetTrainer_PGPS_Efficiency on {DATASET} 3d_fullres: 2 epochs cannot cover 3 patch-size" in message
+    assert message.count(DATASET) == 1, "one line per trainer entry and dataset, not per fold"
+    assert "ConstantPatch" not in message and fake_train.calls == []
+    assert main(["benchmark", "run", str(spec_file), "--dry-run"]) == 2  # the dry run says it too, once planned
+    assert "2 epochs cannot cover 3 patch-size stages" in capsys.readouterr().err
+    # the fix the message names: the PGPS entry's own epochs
+    fixed = write_spec(workspace, knobs={"NNPROG_EPOCHS": 2},
+                       trainers=[TRAINERS[0], {"name": TRAINERS[1], "knobs": {"NNPROG_EPOCHS": 3}}])
+    assert bench_run.run_benchmark(load_spec(fixed), progress=False, log=lambda _: None).failed == []
+    assert len(fake_train.calls) == 4
+
+
 def test_changed_knobs_are_new_runs_and_knob_sets_of_one_trainer_run_side_by_side(workspace, fake_train, capsys):
     spec = load_spec(write_spec(workspace))
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
@@ -295,17 +318,17 @@ def test_changed_knobs_are_new_runs_and_knob_sets_of_one_trainer_run_side_by_sid
     assert "4 record(s) in" in capsys.readouterr().out
     # one trainer with two knob sets, each with its label; the other trainer's runs are the ones done above
     variants = write_spec(workspace, knobs={"NNPROG_EPOCHS": 4}, trainers=[
-        TRAINERS[0], {"name": TRAINERS[1], "label": "PGPS_share0.3", "knobs": {"NNPROG_GROWTH_SHARE": 0.3}},
-        {"name": TRAINERS[1], "label": "PGPS_share0.6", "knobs": {"NNPROG_GROWTH_SHARE": 0.6}}])
+        TRAINERS[0], {"name": TRAINERS[1], "label": "PGPS_share0.5", "knobs": {"NNPROG_GROWTH_SHARE": 0.5}},
+        {"name": TRAINERS[1], "label": "PGPS_share0.75", "knobs": {"NNPROG_GROWTH_SHARE": 0.75}}])
     outcome = bench_run.run_benchmark(load_spec(variants), progress=False, log=lambda _: None)
     new_calls = fake_train.calls[8:]
     assert sorted((c["knobs"].get("NNPROG_GROWTH_SHARE"), c["fold"]) for c in new_calls) == \
-        [("0.3", 0), ("0.3", 1), ("0.6", 0), ("0.6", 1)]
+        [("0.5", 0), ("0.5", 1), ("0.75", 0), ("0.75", 1)]
     assert outcome.statuses[outcome.runs[0].run_id] == "done"
-    assert [r.label for r in outcome.records[:3]] == [TRAINERS[0], "PGPS_share0.3", "PGPS_share0.6"]
+    assert [r.label for r in outcome.records[:3]] == [TRAINERS[0], "PGPS_share0.5", "PGPS_share0.75"]
     assert main(["benchmark", "report", str(workspace / "results")]) == 0
     report = (workspace / "results" / "report" / "report.md").read_text()
-    assert "| PGPS_share0.3 | 2 |" in report and "| PGPS_share0.6 | 2 |" in report
+    assert "| PGPS_share0.5 | 2 |" in report and "| PGPS_share0.75 | 2 |" in report
     assert "## Records left out" in report and report.count("settings-") >= 6
     assert f"| {TRAINERS[1]} | 2 |" not in report  # the runs of the first spec are left out
 
@@ -323,14 +346,10 @@ def test_knobs_a_trainer_does_not_read_are_refused_before_anything_runs(workspac
     import nnunet_progressive.nnunet.discovery as discovery
     from nnunet_progressive.core.knobs import PATCH_CURRICULUM, RUN_LENGTH
 
-    class Reads:
-        def __init__(self, features):
-            self.features = features
+    def reads(features):  # a trainer class that reads these knobs (and keeps the planned patch)
+        return type("Reads", (), {"knob_features": classmethod(lambda cls: features)})
 
-        def knob_features(self):
-            return self.features
-
-    classes = {TRAINERS[0]: Reads({RUN_LENGTH}), TRAINERS[1]: Reads({RUN_LENGTH, PATCH_CURRICULUM})}
+    classes = {TRAINERS[0]: reads({RUN_LENGTH}), TRAINERS[1]: reads({RUN_LENGTH, PATCH_CURRICULUM})}
     monkeypatch.setattr(discovery, "find_trainer_class", lambda name: classes[name])
     spec = load_spec(write_spec(workspace, knobs={"NNPROG_EPOCHS": 3, "NNPROG_GROWTH_SHARE": 0.5}))
     with pytest.raises(ProgressiveConfigError, match=r"trainers\[0\].*NNPROG_GROWTH_SHARE.*move it into"):

@@ -1,6 +1,8 @@
 """UNETR, SwinUNETR, Primus and the ResEnc plans through the real nnUNetv2_train / nnUNetv2_predict on CPU.
 
-Folds 3 and 4 of the 8-case tiny datasets hold one validation case each: the final validation stays short.
+Folds 3 and 4 of the 8-case tiny datasets hold one validation case each: the final validation stays short. It runs
+where a test checks it (VALIDATES); elsewhere NNPROG_FINAL_VALIDATION=off saves its worker start-ups, and the tests
+that matter for inference predict with nnUNetv2_predict.
 
 Tiny networks (the `Tiny*` trainers: the same architectures with few features) on tiny generated data; nnU-Net's own
 Primus-S with a short schedule; the ResEnc presets planned by nnU-Net's own planners and narrowed (`*_tiny` plans).
@@ -32,7 +34,8 @@ from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, predict
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1"}
+FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_FINAL_VALIDATION": "off"}
+VALIDATES = {"NNPROG_FINAL_VALIDATION": "on"}  # nnU-Net's final validation (a prediction with the final weights)
 STAGE_LINE = re.compile(r"PGPS stage (\d+)/(\d+) \| patch ([\dx]+) \| batch (\d+) \| [\d,]+ voxels/s")
 GRID_LINE = re.compile(r"Position embeddings in use: token grid ([\dx]+) \(")
 TINY_FEATURES = (4, 8, 16, 32, 32, 32, 32, 32)
@@ -166,7 +169,7 @@ def test_tiny_unetr_constant_and_performance(tiny3d, tmp_path):
 def test_tiny_unetr_2d(tiny2d, tmp_path):
     trainer = "nnUNetTrainer_TinyUNETR_PGPS_Efficiency"
     stages = len(_expected_schedule(tiny2d, trainer, {"NNPROG_EPOCHS": "100"}).stages)
-    knobs = {"NNPROG_EPOCHS": str(stages)}
+    knobs = {"NNPROG_EPOCHS": str(stages), **VALIDATES}
     schedule = _expected_schedule(tiny2d, trainer, knobs)
     assert len(schedule.planned_patch_size) == 2 and stages >= 3
     run, fold = _run(tiny2d, trainer, 3, knobs, tmp_path)
@@ -197,11 +200,12 @@ def test_tiny_swin_unetr_performance(small64, tmp_path):
 
 
 def test_tiny_swin_unetr_2d(tiny2d, tmp_path):
-    knobs = {"NNPROG_EPOCHS": "2"}
+    knobs = {"NNPROG_EPOCHS": "2", **VALIDATES}  # the 2D SwinUNETR predicts in nnU-Net's final validation
     schedule = _expected_schedule(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", knobs)
     assert [s.patch_size for s in schedule.stages] == [(64, 32), (64, 64)]
     _, fold = _run(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", 4, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule)
+    assert (fold / "validation" / "summary.json").is_file()
 
 
 # --- Primus --------------------------------------------------------------------------------------------------
@@ -236,11 +240,12 @@ def test_nnunet_primus_s_performance(tiny3d, tmp_path):
     """nnU-Net's own Primus-S trainer (full size) with growing patches and batches; a short schedule keeps it quick
     (Efficiency's data path is the tiny Primus test's above)."""
     trainer = "nnUNet_Primus_S_Trainer_PGPS_Performance"
-    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16"}
+    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16", **VALIDATES}  # predicts at the planned grid
     schedule = _expected_schedule(tiny3d, trainer, knobs)
     assert [s.patch_size for s in schedule.stages] == [(32, 32, 16), (32, 32, 24), (32, 32, 32)]
     _, fold = _run(tiny3d, trainer, 3, knobs, tmp_path)
     _assert_follows_schedule(fold, schedule, token_size=8)
+    assert (fold / "validation" / "summary.json").is_file()
 
 
 def test_primus_on_2d_is_one_clear_error(tiny2d, tmp_path):
@@ -271,7 +276,7 @@ def test_resenc_plans_with_pgps(tiny3d, tmp_path, preset, mode):
     tiny_plans = f"{plans}_tiny"
     write_small_plans(source, ("3d_fullres",), TINY_FEATURES, plans_name=tiny_plans)
     trainer = f"nnUNetTrainer_PGPS_{mode}"
-    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16"}
+    knobs = {"NNPROG_EPOCHS": "3", "NNPROG_MIN_PATCH": "32,32,16", **VALIDATES}
     schedule = _expected_schedule(tiny3d, trainer, knobs, plans=tiny_plans)
     assert len(schedule.stages) == 3
     _, fold = _run(tiny3d, trainer, 3, knobs, tmp_path, plans=tiny_plans)

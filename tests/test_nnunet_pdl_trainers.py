@@ -16,7 +16,7 @@ from nnunet_progressive.pdl.subsets import select_set1
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"NNPROG_ITERATIONS": "3", "NNPROG_VAL_ITERATIONS": "1"}
+FAST = {"NNPROG_ITERATIONS": "3", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_FINAL_VALIDATION": "off"}
 SEEN_LINE = re.compile(r"PDL stage (\d)/2 cases seen this epoch: (\[.*\])")
 
 

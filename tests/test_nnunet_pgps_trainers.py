@@ -17,7 +17,8 @@ from nnunet_progressive.pgps.schedule import build_schedule
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1"}
+FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_FINAL_VALIDATION": "off"}
+VALIDATES = {"NNPROG_FINAL_VALIDATION": "on"}  # where a test checks nnU-Net's final validation
 STAGE_LINE = re.compile(r"PGPS stage (\d+)/(\d+) \| patch ([\dx]+) \| batch (\d+) \| [\d,]+ voxels/s")
 
 
@@ -49,7 +50,7 @@ def test_efficiency_trains_validates_and_predicts(tiny3d, tmp_path):
     schedule = _expected_schedule(tiny3d, 9)
     assert len(schedule.stages) == 9, "tiny3d plan: 32^3 patch, stride 8 -> 9 stages"
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": "9"})
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", **VALIDATES})
     train(run, tiny3d.folders, tmp_path / "train.log")
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
 
@@ -73,7 +74,8 @@ def test_efficiency_trains_validates_and_predicts(tiny3d, tmp_path):
     raw_images = tiny3d.folders.raw / tiny3d.dataset_name / "imagesTr"
     for source in sorted(raw_images.glob("*_0000.nii.gz"))[:2]:
         shutil.copy(source, images / source.name)
-    predict(images, tmp_path / "predictions", run, tiny3d.folders, tmp_path / "predict.log")
+    # nnU-Net's multiprocessing prediction path (worker pools) here; the other tests use its sequential mode
+    predict(images, tmp_path / "predictions", run, tiny3d.folders, tmp_path / "predict.log", processes=1)
     for source in sorted(images.glob("*_0000.nii.gz")):
         prediction = tmp_path / "predictions" / source.name.replace("_0000.nii.gz", ".nii.gz")
         assert prediction.is_file()
@@ -169,7 +171,7 @@ def test_2d_configuration(tiny2d, tmp_path):
     schedule = _expected_schedule(tiny2d, epochs)
     assert len(config["patch_size"]) == 2 and len(schedule.stages) >= 2
     run = TrainingRun(str(tiny2d.dataset_id), "2d", 0, "nnUNetTrainer_PGPS_Efficiency", tiny2d.plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": str(epochs)})
+                      knobs={**FAST, "NNPROG_EPOCHS": str(epochs), **VALIDATES})
     train(run, tiny2d.folders, tmp_path / "train.log")
     fold = run.output_folder(tiny2d.folders, tiny2d.dataset_name)
     _assert_follows_schedule(fold, schedule)

@@ -21,7 +21,7 @@ from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1"}
+FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_FINAL_VALIDATION": "off"}
 
 
 def _run(run: TrainingRun, ws, extra=(), timeout: float = 900) -> subprocess.CompletedProcess:

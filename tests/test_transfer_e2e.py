@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 
 SOURCE_ID, TARGET_ID = 611, 612
 PLANS = "nnUNetPlans_small"
-FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_SAVE_EVERY": "1"}
+FAST = {"NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_SAVE_EVERY": "1",
+        "NNPROG_FINAL_VALIDATION": "off"}  # no final validation unless a test checks it
 PHASE_LINE = re.compile(r"(Fine-tuning phase \d+/\d+ .*?)\s*$")
 SOURCE = SyntheticDatasetSpec(name="NNProgTransferSource", num_cases=6, shape=(32, 32, 32), num_organs=2,
                               num_lesions=2, modality="CT")
@@ -67,7 +68,7 @@ def ws(tmp_path_factory) -> TransferWorkspace:
     nnprog(folders, "transfer", "prepare", "--source", str(SOURCE_ID), "--target", str(TARGET_ID), "-p", PLANS)
     source_plans = f"{PLANS}_from{TARGET_ID}"
     run = TrainingRun(str(SOURCE_ID), "3d_fullres", "all", "nnUNetTrainer_ConstantPatch", source_plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": "2", "NNPROG_FINAL_VALIDATION": "off"})
+                      knobs={**FAST, "NNPROG_EPOCHS": "2"})
     train(run, folders, root / "pretrain.log")
     pretrained = run.output_folder(folders, source) / "checkpoint_final.pth"
     adapted = root / "adapted.pth"

@@ -12,7 +12,9 @@ from its fold folder:
 
 So a second ``nnprog benchmark run`` skips finished runs, resumes interrupted ones and retries failed ones.
 Before anything is prepared or trained (a dry run included), every trainer name is looked up with nnU-Net's own
-search, and knobs a trainer does not read are refused. Each run's record is ``<results_dir>/runs/<run_id>.json``
+search, and knobs a trainer does not read are refused; once the datasets are planned, every PGPS/RPSS run's
+schedule is built with its knobs, so a run that would stop at start (too few epochs for its stages) is reported
+before anything trains. Each run's record is ``<results_dir>/runs/<run_id>.json``
 (:class:`~nnunet_progressive.core.records.BenchmarkRecord`, written atomically at every state change); what
 preparing a dataset took is in ``<results_dir>/prepared/<dataset>.json``.
 
@@ -161,6 +163,36 @@ def check_trainers(spec: BenchmarkSpec) -> None:
     if problems:
         raise ProgressiveConfigError(
             "spec: " + ("; ".join(problems) if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
+
+
+def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device: str = "cpu") -> None:
+    """Every patch-stage trainer's schedule can be built on its planned dataset with its knobs (enough epochs for
+    its stages, a valid smallest patch, ...), checked once datasets are planned and before anything trains.
+
+    Configurations not planned yet are skipped (a dry run before the first preparation). Raises one
+    :class:`ProgressiveConfigError` listing every (trainer, dataset, configuration) that would stop at start.
+    """
+    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.pgps import schedule_of_new_run
+    from nnunet_progressive.nnunet.resolve import resolve_configuration
+
+    problems, seen = [], set()
+    for run in runs:
+        key = (run.label, run.settings_id, run.dataset, run.configuration, run.plans)
+        if key in seen:
+            continue
+        seen.add(key)
+        if not (folders.preprocessed / run.dataset / f"{run.plans}.json").is_file():
+            continue
+        try:
+            planned = resolve_configuration(run.dataset, run.configuration, run.plans, folders.preprocessed)
+            schedule_of_new_run(find_trainer_class(run.trainer), planned, run_environment(folders, run.knobs, device))
+        except ProgressiveConfigError as error:
+            problems.append(f"{run.label} on {run.dataset} {run.configuration}: {error}")
+    if problems:
+        raise ProgressiveConfigError(
+            "spec: these runs would stop at start (fix the spec's knobs for them, e.g. NNPROG_EPOCHS in the trainer's "
+            "own `knobs:`):\n  " + "\n  ".join(problems))
 
 
 def current_settings(spec: BenchmarkSpec) -> set[tuple[str, str]]:
@@ -647,12 +679,14 @@ def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: b
     if dry_run:
         names = [resolve_dataset_name(d, folders) for d in spec.datasets]
         runs = expand_runs(spec, names)
+        check_schedules(runs, folders, spec.executor.device)
         return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r), r.validates) for r in runs},
                                 stale_records=stale_run_ids(spec))
     spec.results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(spec.results_dir / BENCHMARK_SPEC_JSON, spec.to_dict())
     names = [prepare_dataset(spec, d, folders, spec.results_dir / "logs") for d in spec.datasets]
     runs = expand_runs(spec, names)
+    check_schedules(runs, folders, spec.executor.device)
     outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r), r.validates) for r in runs},
                                stale_records=stale_run_ids(spec))
     if prepare_only:

@@ -24,55 +24,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_plans_and_trainer(dataset: str, configuration: str, plans: str, trainer_name: str):
-    """The configuration manager of a planned dataset and the trainer class (found as nnU-Net does)."""
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.resolve import resolve_configuration
-
-    planned = resolve_configuration(dataset, configuration, plans)
-    return planned.configuration_manager, find_trainer_class(trainer_name)
-
-
-def network_channels(dataset: str, configuration: str, plans: str) -> tuple[int, int]:
-    """(input channels, output channels) the trainer's network gets on a planned dataset."""
-    import json
-
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-
-    from nnunet_progressive.nnunet.resolve import resolve_configuration
-
-    planned = resolve_configuration(dataset, configuration, plans)
-    dataset_json = json.loads((planned.preprocessed_dataset_folder / "dataset.json").read_text())
-    inputs = determine_num_input_channels(planned.plans_manager, planned.configuration_manager, dataset_json)
-    return inputs, planned.plans_manager.get_label_manager(dataset_json).num_segmentation_heads
-
-
 def run(args: argparse.Namespace) -> int:
     from nnunet_progressive.core.io import check_writable
-    from nnunet_progressive.nnunet.pgps import (
-        NNUNET_DEFAULT_EPOCHS,
-        PatchSizeMixin,
-        RandomPatchSizeMixin,
-        schedule_for_configuration,
-    )
+    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.pgps import PatchSizeMixin, RandomPatchSizeMixin, schedule_of_new_run
+    from nnunet_progressive.nnunet.resolve import resolve_configuration
     from nnunet_progressive.nnunet.run_state import settings_for_new_run
     from nnunet_progressive.pgps.report import plot_schedule, schedule_table
 
     if args.plot:
         check_writable(args.plot, "--plot")  # before the table is printed, not after
-    configuration_manager, trainer_class = load_plans_and_trainer(
-        args.dataset, args.configuration, args.plans, args.trainer
-    )
+    planned = resolve_configuration(args.dataset, args.configuration, args.plans)
+    trainer_class = find_trainer_class(args.trainer)
     if not issubclass(trainer_class, PatchSizeMixin):
         raise ProgressiveConfigError(
             f"{args.trainer} keeps the planned patch size; pick a PGPS trainer, e.g. "
             f"nnUNetTrainer_PGPS_Efficiency or nnUNetTrainer_PGPS_Performance"
         )
-    settings = settings_for_new_run(trainer_class)  # as the trainer would read the environment: strictly
-    epochs = settings.epochs or NNUNET_DEFAULT_EPOCHS
-    rule = trainer_class.network_patch_rule(
-        configuration_manager, *network_channels(args.dataset, args.configuration, args.plans), args.configuration)
-    schedule = schedule_for_configuration(configuration_manager, trainer_class.pgps_mode, settings, epochs, rule)
+    schedule = schedule_of_new_run(trainer_class, planned)
+    settings = settings_for_new_run(trainer_class)
     print(f"{args.trainer} on {args.dataset} {args.configuration} ({args.plans}), knobs: "
           f"{settings.knobs_read_by(trainer_class.knob_features())}")
     if issubclass(trainer_class, RandomPatchSizeMixin):

@@ -93,6 +93,29 @@ def schedule_for_configuration(
     )
 
 
+def schedule_of_new_run(trainer_class: type, planned, environ: Mapping[str, str] | None = None) -> Schedule | None:
+    """The schedule a new run of ``trainer_class`` would train on ``planned`` (a ``PlannedConfiguration``) with the
+    ``NNPROG_*`` knobs of ``environ`` (default: the process environment); None for a trainer without patch stages.
+
+    Raises the trainer's own :class:`ProgressiveConfigError` where it would stop at start (knobs, too few epochs).
+    """
+    import json
+
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    from nnunet_progressive.nnunet.run_state import settings_for_new_run
+
+    if not issubclass(trainer_class, PatchSizeMixin):
+        return None
+    settings = settings_for_new_run(trainer_class, environ)  # as the trainer reads its environment: strictly
+    dataset_json = json.loads((planned.preprocessed_dataset_folder / "dataset.json").read_text())
+    inputs = determine_num_input_channels(planned.plans_manager, planned.configuration_manager, dataset_json)
+    outputs = planned.plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    rule = trainer_class.network_patch_rule(planned.configuration_manager, inputs, outputs, planned.configuration)
+    return schedule_for_configuration(planned.configuration_manager, trainer_class.pgps_mode, settings,
+                                      settings.epochs or NNUNET_DEFAULT_EPOCHS, rule)
+
+
 class PatchSizeMixin(StagedTrainingLoaderMixin):
     """What PGPS and its RPSS ablation share: the stage schedule of the plan, the stage configuration of the
     loaders, the per-epoch throughput log and curriculum.json. Use :class:`ProgressivePatchMixin` or

@@ -104,11 +104,17 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
 
 
 def predict(input_folder: str | os.PathLike, output_folder: str | os.PathLike, run: TrainingRun,
-            folders: NnunetFolders, log_file: str | os.PathLike, checkpoint: str = "checkpoint_final.pth") -> None:
-    """``nnUNetv2_predict`` with the model of ``run`` (its fold and checkpoint)."""
+            folders: NnunetFolders, log_file: str | os.PathLike, checkpoint: str = "checkpoint_final.pth",
+            processes: int = 0) -> None:
+    """``nnUNetv2_predict`` with the model of ``run`` (its fold and checkpoint).
+
+    ``processes``: nnU-Net's ``-npp``/``-nps``; 0 is its sequential mode (the same predictor without the two
+    spawned worker pools, whose start-up dominates a prediction of a few tiny cases).
+    """
     command = ["nnUNetv2_predict", "-i", str(input_folder), "-o", str(output_folder), "-d", str(run.dataset),
                "-c", run.configuration, "-tr", run.trainer, "-p", run.plans, "-f", str(run.fold),
-               "-chk", checkpoint, "-device", run.device, "-npp", "1", "-nps", "1", "--disable_tta"]
+               "-chk", checkpoint, "-device", run.device, "-npp", str(processes), "-nps", str(processes),
+               "--disable_tta"]
     run_logged(command, run_environment(folders, run.knobs, run.device), log_file)
 
 def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
