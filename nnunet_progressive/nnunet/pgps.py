@@ -31,6 +31,7 @@ from nnunet_progressive.nnunet.loaders import (
     loader_workers,
     training_loader,
 )
+from nnunet_progressive.nnunet.resolve import PlannedConfiguration
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
 from nnunet_progressive.pgps.schedule import (
@@ -93,8 +94,9 @@ def schedule_for_configuration(
     )
 
 
-def schedule_of_new_run(trainer_class: type, planned, environ: Mapping[str, str] | None = None) -> Schedule | None:
-    """The schedule a new run of ``trainer_class`` would train on ``planned`` (a ``PlannedConfiguration``) with the
+def schedule_of_new_run(trainer_class: type, planned: PlannedConfiguration,
+                        environ: Mapping[str, str] | None = None) -> Schedule | None:
+    """The schedule a new run of ``trainer_class`` would train on the planned configuration with the
     ``NNPROG_*`` knobs of ``environ`` (default: the process environment); None for a trainer without patch stages.
 
     Raises the trainer's own :class:`ProgressiveConfigError` where it would stop at start (knobs, too few epochs).
