@@ -176,7 +176,7 @@ def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device
     from nnunet_progressive.nnunet.pgps import schedule_of_new_run
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
-    problems, seen = [], set()
+    problems, seen, planned = [], set(), {}
     for run in runs:
         key = (run.label, run.settings_id, run.dataset, run.configuration, run.plans)
         if key in seen:
@@ -184,9 +184,12 @@ def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device
         seen.add(key)
         if not (folders.preprocessed / run.dataset / f"{run.plans}.json").is_file():
             continue
+        where = (run.dataset, run.configuration, run.plans)  # read once for all trainers of a dataset
         try:
-            planned = resolve_configuration(run.dataset, run.configuration, run.plans, folders.preprocessed)
-            schedule_of_new_run(find_trainer_class(run.trainer), planned, run_environment(folders, run.knobs, device))
+            if where not in planned:
+                planned[where] = resolve_configuration(*where, folders.preprocessed)
+            schedule_of_new_run(find_trainer_class(run.trainer), planned[where],
+                                run_environment(folders, run.knobs, device))
         except ProgressiveConfigError as error:
             problems.append(f"{run.label} on {run.dataset} {run.configuration}: {error}")
     if problems:
