@@ -155,6 +155,26 @@ def test_build_schedule_efficiency_and_performance():
     assert eff.stage_at_epoch(5000) == eff.stages[-1]
 
 
+
+def test_relative_time_from_step_times():
+    eff = build_schedule((128, 128, 128), STRIDES_3D, 2, 1000)
+    # time proportional to voxels: the measured ratio is the voxel ratio
+    proportional = {s.index: s.voxels_per_iteration / 1e6 for s in eff.stages}
+    planned = 2 * 128 ** 3 / 1e6
+    assert eff.relative_time(proportional, planned) == pytest.approx(eff.relative_compute())
+    # a fixed cost per step (the same for every stage) pulls the ratio towards 1
+    fixed = 0.5 * planned
+    with_fixed = {i: fixed + t for i, t in proportional.items()}
+    ratio = eff.relative_time(with_fixed, fixed + planned)
+    assert eff.relative_compute() < ratio < 1.0
+    expected = sum((fixed + s.voxels_per_iteration / 1e6) * s.num_epochs for s in eff.stages) / (
+        (fixed + planned) * 1000)
+    assert ratio == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"stage\(s\) \[0\]"):
+        eff.relative_time({i: t for i, t in proportional.items() if i != 0}, planned)
+    with pytest.raises(ValueError, match="planned_seconds"):
+        eff.relative_time(proportional, 0.0)
+
 def test_build_schedule_2d_and_aniso():
     s2d = build_schedule((512, 512), STRIDES_2D, 12, 100)
     assert s2d.stages[-1].patch_size == (512, 512)

@@ -78,6 +78,21 @@ class Schedule:
         used = sum(stage.voxels_per_iteration * stage.num_epochs for stage in self.stages)
         return used / planned
 
+    def relative_time(self, seconds_per_iteration: Mapping[int, float], planned_seconds: float) -> float:
+        """The run's training time relative to constant planned patch and batch, from measured step times.
+
+        ``seconds_per_iteration``: stage index -> seconds one iteration of that stage takes; ``planned_seconds``:
+        one iteration at the planned patch and batch. :meth:`relative_compute` is this ratio when time is
+        proportional to voxels; measured times show what a device makes of small patches (fixed costs per step).
+        """
+        missing = [stage.index for stage in self.stages if stage.index not in seconds_per_iteration]
+        if missing:
+            raise ValueError(f"no step time for stage(s) {missing}")
+        if planned_seconds <= 0:
+            raise ValueError(f"planned_seconds must be > 0, got {planned_seconds}")
+        used = sum(float(seconds_per_iteration[stage.index]) * stage.num_epochs for stage in self.stages)
+        return used / (planned_seconds * self.num_epochs)
+
     def to_dict(self) -> dict:
         return {
             "planned_patch_size": list(self.planned_patch_size),
