@@ -5,6 +5,11 @@ Per stage it records the peak GPU memory of the training iterations (and the act
 ``nnunet_progressive.architectures.memory`` for the planned network), the loader's and the network's
 samples and voxels per second and the share of time the training process waited for batches (from the
 trainer's own counters, as in curriculum.json), and how many graphs torch.compile built (dynamo's counters).
+It then stops the stage's loader and times the same number of steps on one batch used again: the network's own
+step time, which no data path can beat. With ``--stages all`` it weighs both step times by the schedule's
+epochs into the run's time relative to constant patch, next to the voxel ideal ``nnprog schedule`` shows:
+what this device makes of the plan's small stages, and what the loader adds (on a CPU the loader's workers
+share the network's cores, so it adds there even when the step never waits for a batch).
 nnU-Net's defaults otherwise: its planned network, mixed precision, torch.compile on CUDA, ``--workers``
 data-augmentation processes.
 
@@ -15,6 +20,8 @@ preprocessed dataset with ``--dataset``.
     python scripts/gpu_check_pgps.py --workspace gpu_check                           # 3 stages, compiled
     python scripts/gpu_check_pgps.py --workspace gpu_check --stages all --no-compile  # every stage, eager
     python scripts/gpu_check_pgps.py --workspace /tmp/gpu_smoke --quick               # CPU smoke test
+    python scripts/gpu_check_pgps.py --workspace w --dataset 531 --plans nnUNetPlans_small \
+        --device cpu --workers 2 --no-compile --iterations 20 --stages all             # a planned dataset, CPU
 
 Compiling costs about a minute per stage shape on a GPU, so the default runs the first, middle and last
 stage; ``--budget-minutes`` stops starting stages that many minutes after the script started (data
@@ -159,6 +166,7 @@ def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dic
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             throughput = trainer._epoch_throughput
+            network_only = network_only_seconds(trainer, args.iterations, device)
             rank_batch = trainer._active_layout.batch_size if trainer._active_layout else stage.batch_size
             estimate = (activation_bytes(network, stage.patch_size, rank_batch, element_bytes)
                         if network is not None else None)
@@ -169,6 +177,9 @@ def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dic
                 "peak_gpu_memory_bytes": (int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda"
                                           else None),
                 "activation_estimate_bytes": estimate,
+                "seconds_per_iteration": round((throughput.wait_seconds + throughput.step_seconds)
+                                               / max(throughput.iterations, 1), 5),
+                "network_only_seconds_per_iteration": round(network_only, 5),
                 **throughput.summary(),
             })
             print(json.dumps(rows[-1]), flush=True)
@@ -178,7 +189,45 @@ def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dic
         shutdown_augmenter(trainer.dataloader_train)
         shutdown_augmenter(trainer.dataloader_val)
     result["seconds"] = round(time.perf_counter() - start_time, 1)
+    result["time_ratios"] = time_ratios(trainer.schedule, rows)
     return result
+
+
+def network_only_seconds(trainer, iterations: int, device) -> float:
+    """Seconds per training step of this stage's network on one batch used again and again, its loader stopped
+    first: the step time no data path can beat (on a CPU, the loader's workers no longer share its cores)."""
+    import torch
+
+    from nnunet_progressive.nnunet.loaders import shutdown_augmenter
+
+    batch = next(trainer.dataloader_train)
+    shutdown_augmenter(trainer.dataloader_train)
+    trainer.train_step(dict(batch))  # untimed: any first-step cost of this shape was paid above, this is a check
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        trainer.train_step(dict(batch))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / iterations
+
+
+def time_ratios(schedule, rows: list[dict]) -> dict | None:
+    """The run's time relative to constant patch: from voxels (``nnprog schedule``'s ideal), from the network's
+    own step times, and from the step times with the loader; None unless every stage was measured and the last
+    one is the planned patch and batch (the constant-patch reference)."""
+    measured = {r["stage"]: r for r in rows if "skipped" not in r}
+    last = schedule.stages[-1]
+    planned = (tuple(schedule.planned_patch_size), schedule.planned_batch_size)
+    if len(measured) != len(schedule.stages) or (tuple(last.patch_size), last.batch_size) != planned:
+        return None
+    ratios = {"voxels": round(schedule.relative_compute(), 4)}
+    for name, key in (("network_only", "network_only_seconds_per_iteration"),
+                      ("with_loader", "seconds_per_iteration")):
+        seconds = {index: row[key] for index, row in measured.items()}
+        ratios[name] = round(schedule.relative_time(seconds, seconds[last.index]), 4)
+    return ratios
 
 
 def write_outputs(result: dict, workspace: Path) -> None:
@@ -211,19 +260,25 @@ def write_outputs(result: dict, workspace: Path) -> None:
              "Peak: `torch.cuda.max_memory_allocated` over the timed iterations (weights and optimiser state "
              "included); ratios are to the planned (last) stage's.", "",
              "| stage | patch | batch | layout | peak GiB | peak / planned | activations GiB (est.) | est. / planned | "
-             "loader Mvox/s | network Mvox/s | waited | graphs (new/total) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "loader Mvox/s | network Mvox/s | waited | s/iteration | network only | graphs (new/total) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(result["stages"], key=lambda r: r["stage"]):
         if "skipped" in r:
-            lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | skipped ({r['skipped']}) | | | | | | | | |")
+            lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | skipped ({r['skipped']}) |" + " |" * 10)
             continue
         waited = "n/a" if r["wait_share"] is None else f"{100 * r['wait_share']:.0f}%"
         lines.append(f"| {r['stage']} | {r['patch']} | {r['batch']} | {r['layout']} | "
                      f"{gib(r['peak_gpu_memory_bytes'])} | {ratio(r, 'peak_gpu_memory_bytes')} | "
                      f"{gib(r['activation_estimate_bytes'])} | {ratio(r, 'activation_estimate_bytes')} | "
                      f"{mega(r['loader_voxels_per_second'])} | "
-                     f"{mega(r['network_voxels_per_second'])} | {waited} | {r['compile_graphs_new']}/"
+                     f"{mega(r['network_voxels_per_second'])} | {waited} | {r['seconds_per_iteration']:.4f} | "
+                     f"{r['network_only_seconds_per_iteration']:.4f} | {r['compile_graphs_new']}/"
                      f"{r['compile_graphs_total']} |")
+    ratios = result.get("time_ratios")
+    if ratios:
+        lines += ["", f"Time relative to constant patch over the schedule: {ratios['voxels']:.3f} from voxels (ideal), "
+                      f"{ratios['network_only']:.3f} from the network's own step times (loader stopped), "
+                      f"{ratios['with_loader']:.3f} from the step times with the loader running."]
     atomic_write_text(workspace / "gpu_check.md", "\n".join(lines) + "\n")
 
     import matplotlib

@@ -11,7 +11,9 @@
 #   gpu_check_architectures.{csv,md,png} per network, PGPS mode and stage: peak GPU memory above the resident
 #                                        weights and its ratio to the planned stage's, the estimate, voxels/s
 #   gpu_check.{json,md,png}              nnUNetTrainer_PGPS_Performance per stage: peak memory, loader and
-#                                        network voxels/s, waiting share (12 workers, eager mode)
+#                                        network voxels/s, waiting share, step time with the loader and of the
+#                                        network alone (12 workers, eager mode); with every stage measured, the
+#                                        run's time ratio from both against the voxel ideal
 #   pgps_logs.tar.gz                     preprocessing and training logs, gpu_check.csv
 #
 # Each check runs under `timeout` and rewrites its results after every stage, so a hang or a slow stage still
