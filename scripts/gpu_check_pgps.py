@@ -202,7 +202,7 @@ def network_only_seconds(trainer, iterations: int, device) -> float:
 
     batch = next(trainer.dataloader_train)
     shutdown_augmenter(trainer.dataloader_train)
-    trainer.train_step(dict(batch))  # untimed: any first-step cost of this shape was paid above, this is a check
+    trainer.train_step(dict(batch))  # untimed: lets the stopped workers' last writes and frees settle first
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
