@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -22,19 +21,24 @@ COLUMNS = (("voxels", "ideal (voxels)"), ("network_only", "network only"), ("wit
            ("relative_iteration_time", "run: iterations"), ("relative_time", "run: epochs"))
 
 
-def dataset_id(name: str) -> int | None:
-    """531 from ``531``, ``Dataset531_X`` or ``Dataset531_X 3d_fullres``."""
-    match = re.match(r"(?:Dataset)?(\d+)", name)
-    return int(match.group(1)) if match else None
+def dataset_number(text: str) -> int:
+    """531 from a ``-d`` argument (``531``, ``Dataset531_X``) or a report's task (``Dataset531_X 3d_fullres``)."""
+    from nnunet_progressive.core.naming import dataset_id, parse_dataset_argument
+
+    parsed = parse_dataset_argument(str(text).split()[0])
+    return parsed if isinstance(parsed, int) else dataset_id(parsed)
 
 
 def read_rows(checks: list[Path], tasks_csv: Path | None) -> list[dict]:
     """One row per check with its ratios, joined with the benchmark's ratios of the same dataset and trainer."""
     tasks = {}
     if tasks_csv is not None:
+        if not tasks_csv.is_file():
+            raise SystemExit(f"--tasks {tasks_csv}: no such file (a benchmark report's tasks.csv, written by "
+                             f"`nnprog benchmark report RESULTS_DIR` into RESULTS_DIR/report/)")
         with open(tasks_csv, newline="") as handle:
             for task in csv.DictReader(handle):
-                tasks[(dataset_id(task["task"]), task["trainer"])] = task
+                tasks[(dataset_number(task["task"]), task["trainer"])] = task
     rows = []
     for check in checks:
         path = check if check.name == "gpu_check.json" else check / "gpu_check.json"
@@ -44,8 +48,8 @@ def read_rows(checks: list[Path], tasks_csv: Path | None) -> list[dict]:
         ratios = result.get("time_ratios")
         if not ratios:
             raise SystemExit(f"{path}: no time ratios (run gpu_check_pgps.py with --stages all to the end)")
-        task = tasks.get((dataset_id(result["dataset"]), result["trainer"]), {})
-        rows.append({"dataset": dataset_id(result["dataset"]), "trainer": result["trainer"],
+        task = tasks.get((dataset_number(result["dataset"]), result["trainer"]), {})
+        rows.append({"dataset": dataset_number(result["dataset"]), "trainer": result["trainer"],
                      "device": result["gpu_name"] or result["device"], "workers": result["workers"], **ratios,
                      **{key: float(task[key]) for key in ("relative_iteration_time", "relative_time")
                         if task.get(key)}})

@@ -74,9 +74,8 @@ class Schedule:
 
         This is the ideal train-time ratio if time were proportional to voxels per iteration.
         """
-        planned = self.planned_batch_size * math.prod(self.planned_patch_size) * self.num_epochs
-        used = sum(stage.voxels_per_iteration * stage.num_epochs for stage in self.stages)
-        return used / planned
+        return self.relative_time({stage.index: stage.voxels_per_iteration for stage in self.stages},
+                                  self.planned_batch_size * math.prod(self.planned_patch_size))
 
     def relative_time(self, seconds_per_iteration: Mapping[int, float], planned_seconds: float) -> float:
         """The run's training time relative to constant planned patch and batch, from measured step times.
