@@ -5,7 +5,14 @@ import time
 
 import pytest
 
-from nnunet_progressive.benchmark.demo import DEMO_TRAINERS, DemoResult, demo_spec, results_table, speedup_text
+from nnunet_progressive.benchmark.demo import (
+    DEMO_PGPS_STAGES,
+    DEMO_TRAINERS,
+    DemoResult,
+    demo_spec,
+    results_table,
+    speedup_text,
+)
 from nnunet_progressive.benchmark.results import load_records
 from nnunet_progressive.cli.main import main
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -23,6 +30,15 @@ def test_demo_is_a_benchmark_spec(tmp_path):
                                                 (18, 12, "nope", "synthetic_preset: expected one of")):
         with pytest.raises(ProgressiveConfigError, match=message):
             demo_spec(tmp_path, epochs, iterations, preset)
+
+
+def test_too_few_demo_epochs_stop_before_any_data_is_made(tmp_path, capsys):
+    """`nnprog demo --epochs 3`: the demo's own words (its minimum), before a dataset is generated or planned."""
+    start = time.perf_counter()
+    assert main(["demo", "--workspace", str(tmp_path / "ws"), "--epochs", "3"]) == 2
+    error = capsys.readouterr().err
+    assert "--epochs 3 is too few" in error and "--epochs 9 or more" in error and "spec" not in error
+    assert time.perf_counter() - start < 10 and not (tmp_path / "ws").exists()
 
 
 def test_demo_table_and_summary():
@@ -58,7 +74,10 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert result.train_wall_source == "run_summary" and result.epochs_done == 9
         assert result.environment["trainer"] == trainer and result.environment["nnunetv2_version"]
         assert "seed_0" in record.fold_folder and "nnUNetPlans_small" in record.fold_folder
-    assert records["nnUNetTrainer_PGPS_Efficiency"].result.curriculum["epochs_done"] == 9
+    curriculum = records["nnUNetTrainer_PGPS_Efficiency"].result.curriculum
+    assert curriculum["epochs_done"] == 9
+    assert len(curriculum["stages"]) == DEMO_PGPS_STAGES["tiny3d"]  # the table the early --epochs check reads
+    assert "nnUNetv2_predict -i" in text and "-p nnUNetPlans_small" in text and "-device cpu" in text
     assert records["nnUNetTrainer_ConstantPatch"].result.curriculum is None
 
     start = time.perf_counter()

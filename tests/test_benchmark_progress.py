@@ -44,3 +44,16 @@ def test_epoch_bar_reads_only_what_the_log_gained():
     bar.look(earlier_attempt + LOG + resumed + last)
     assert bar.bar.n == 9 and "final validation" in bar.bar.postfix
     bar.close()
+
+
+def test_epoch_bar_shows_the_running_epochs_iterations_from_the_heartbeat():
+    from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV, heartbeat_line, heartbeat_seconds
+
+    bar = EpochBar("PGPS", total=9, enabled=False)
+    bar.look(LOG + heartbeat_line(1, 40, 250) + "\n")
+    assert "iteration 40/250" in bar.bar.postfix and "stage 2/9" in bar.bar.postfix
+    bar.look(LOG + heartbeat_line(1, 40, 250) + "\n2025-01-01 10:00:09.000000: Epoch 2\n")
+    assert "iteration" not in bar.bar.postfix  # an older epoch's heartbeat is not this epoch's
+    bar.close()
+    assert heartbeat_seconds({HEARTBEAT_SECONDS_ENV: "2"}) == 2.0
+    assert heartbeat_seconds({}) is None and heartbeat_seconds({HEARTBEAT_SECONDS_ENV: "x"}) is None

@@ -24,6 +24,11 @@ from nnunet_progressive.datasets.prepare import SMALL_PLANS
 DEMO_DATASET_ID = 990
 DEMO_TRAINERS = ("nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency")
 DEMO_VAL_ITERATIONS = 2
+# PGPS stages of the demo's plan (nnUNetPlans_small, 3d_fullres) per generated preset: PGPS Efficiency needs an
+# epoch per stage, so `--epochs` is checked against this before any data is made. tests/test_benchmark_demo.py
+# checks the tiny3d entry against a real run; the demo preset (64^3) plans 4 poolings of 2 per axis like tiny3d's
+# 32^3 plan and grows by 16 voxels per axis step: 9 stages. Presets not listed are checked once planned.
+DEMO_PGPS_STAGES: dict[str, int] = {"demo": 9, "tiny3d": 9}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,12 @@ def demo_spec(workspace: str | os.PathLike, epochs: int, iterations: int, preset
     for flag, value in (("--epochs", epochs), ("--iterations", iterations)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ProgressiveConfigError(f"{flag}: expected an integer >= 1, got {value!r}")
+    stages = DEMO_PGPS_STAGES.get(preset)
+    if stages is not None and epochs < stages:
+        raise ProgressiveConfigError(
+            f"--epochs {epochs} is too few: the demo's PGPS run grows its patch through {stages} stages of the "
+            f"`{preset}` plan and trains at least one epoch per stage; use --epochs {stages} or more (default "
+            f"{default_budget()[0]})")
     workspace = Path(workspace).resolve()
     data = {
         "results_dir": str(workspace / "results"), "nnunet_root": str(workspace),
@@ -120,7 +131,8 @@ def run_demo(workspace: str | os.PathLike, epochs: int, iterations: int, preset:
 
     workspace = Path(workspace).resolve()
     spec = demo_spec(workspace, epochs, iterations, preset, fold)
-    outcome = run_benchmark(spec, progress=True)
+    outcome = run_benchmark(spec, progress=True, schedule_fix=(
+        "the demo trains at least one epoch per PGPS stage: run `nnprog demo` again with more --epochs"))
     results = [demo_result(record) for record in outcome.records]
     first = outcome.records[0].result
     label_names = dict(first.class_names) if first is not None else {}
@@ -135,9 +147,32 @@ def run_demo(workspace: str | os.PathLike, epochs: int, iterations: int, preset:
         f"validation cases. Runs and logs: `{spec.results_dir}` (`nnprog benchmark report {spec.results_dir}` for "
         f"the full report); a second `nnprog demo` with the same budget reuses them.\n"
     )
+    pgps = next(r for r in outcome.records if r.trainer == DEMO_TRAINERS[1])
+    report += where_things_are(workspace, Path(pgps.fold_folder), outcome.runs[0].dataset,
+                               outcome.runs[0].configuration, fold)
     atomic_write_text(workspace / "demo_results.md", report)
     plot_results(results, label_names, workspace / "demo_results.png")
     return results
+
+
+def where_things_are(workspace: Path, model_folder: Path, dataset: str, configuration: str, fold: int) -> str:
+    """The demo's nnU-Net folders, plans and PGPS model, and the commands that predict with it (markdown).
+
+    ``model_folder``: the PGPS run's fold folder; the runner keeps each run's results under a folder of its
+    settings and seed, which is the ``nnUNet_results`` to predict with (``<results>/<dataset>/<trainer>.../fold_f``).
+    """
+    results = model_folder.parents[2]
+    raw, preprocessed = workspace / "nnUNet_raw", workspace / "nnUNet_preprocessed"
+    return (
+        f"\n## Where things are\n\n- nnU-Net's folders: `{raw}`, `{preprocessed}`; the models of the runs under "
+        f"`{workspace / 'results'}`\n- plans: `{preprocessed / dataset / (SMALL_PLANS + '.json')}` (nnU-Net's "
+        f"commands need `-p {SMALL_PLANS}`)\n- PGPS model: `{model_folder}`\n\n"
+        f"Predict with it in a shell with nnunet-progressive installed:\n\n```bash\n"
+        f"export nnUNet_raw={raw} nnUNet_preprocessed={preprocessed} nnUNet_results={results}\n"
+        f"eval \"$(nnprog env)\"\n"
+        f"nnUNetv2_predict -i {raw / dataset / 'imagesTr'} -o {workspace / 'predictions'} -d {dataset} "
+        f"-c {configuration} -p {SMALL_PLANS} -f {fold} -tr {DEMO_TRAINERS[1]} -device cpu\n```\n"
+    )
 
 
 def speedup_text(results: Sequence[DemoResult]) -> str:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
+
+from nnunet_progressive.core.heartbeat import parse_heartbeat
 
 _EPOCH_START = re.compile(r"^.*?: Epoch (\d+)\s*$", re.M)
 _EPOCH_END = re.compile(r"^.*?: Epoch time: ([0-9.]+) s\s*$", re.M)
@@ -65,11 +68,15 @@ class EpochBar:
 
         self.offset = start
         self.text = ""
+        self.refreshed = 0.0
         self.bar: Any = tqdm(total=total, desc=description, unit="epoch", position=position, leave=False,
                              disable=not enabled, dynamic_ncols=True)
 
     def look(self, log_text: str) -> None:
         if len(log_text) <= self.offset:
+            if monotonic() - self.refreshed >= 1.0:  # the elapsed time ticks while the log is quiet
+                self.refreshed = monotonic()
+                self.bar.refresh()
             return
         self.text += log_text[self.offset:]
         self.offset = len(log_text)
@@ -77,6 +84,9 @@ class EpochBar:
         if progress.epochs_done is not None and progress.epochs_done != self.bar.n:
             self.bar.n = progress.epochs_done
         details = []
+        beat = parse_heartbeat(self.text)
+        if beat is not None and beat[0] == progress.epoch_running:
+            details.append(f"iteration {beat[1]}/{beat[2]}")
         if progress.stage:
             details.append(f"stage {progress.stage}")
         if progress.pseudo_dice:
@@ -84,6 +94,7 @@ class EpochBar:
         if self.bar.total and self.bar.n >= self.bar.total:
             details = ["final validation (sliding window)"]  # nnU-Net predicts the fold's validation cases
         self.bar.set_postfix_str(", ".join(details), refresh=False)
+        self.refreshed = monotonic()
         self.bar.refresh()
         self.text = self.text[-20000:]  # enough for the latest lines
 

@@ -165,7 +165,11 @@ def check_trainers(spec: BenchmarkSpec) -> None:
             "spec: " + ("; ".join(problems) if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
 
 
-def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device: str = "cpu") -> None:
+SPEC_SCHEDULE_FIX = "fix the spec's knobs for them, e.g. NNPROG_EPOCHS in the trainer's own `knobs:`"
+
+
+def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device: str = "cpu",
+                    fix: str = SPEC_SCHEDULE_FIX) -> None:
     """Every patch-stage trainer's schedule can be built on its planned dataset with its knobs (enough epochs for
     its stages, a valid smallest patch, ...), checked once datasets are planned and before anything trains.
 
@@ -194,8 +198,7 @@ def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device
             problems.append(f"{run.label} on {run.dataset} {run.configuration}: {error}")
     if problems:
         raise ProgressiveConfigError(
-            "spec: these runs would stop at start (fix the spec's knobs for them, e.g. NNPROG_EPOCHS in the trainer's "
-            "own `knobs:`):\n  " + "\n  ".join(problems))
+            f"these runs would stop at start ({fix}):\n  " + "\n  ".join(problems))
 
 
 def current_settings(spec: BenchmarkSpec) -> set[tuple[str, str]]:
@@ -674,22 +677,26 @@ def stale_run_ids(spec: BenchmarkSpec) -> list[str]:
 
 
 def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: bool = False, wait: bool = False,
-                  progress: bool = True, log: Callable[[str], None] = print) -> BenchmarkOutcome:
-    """Check the trainers, prepare, then train every run of ``spec`` with its executor (see the module docstring)."""
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  schedule_fix: str = SPEC_SCHEDULE_FIX) -> BenchmarkOutcome:
+    """Check the trainers, prepare, then train every run of ``spec`` with its executor (see the module docstring).
+
+    ``schedule_fix``: how the user mends a run whose schedule cannot be built (in the words of the command that
+    made the spec)."""
     folders = spec.folders()
     check_trainers(spec)
     context = context_for(spec, folders, epoch_bars=progress and spec.executor.type == "local")
     if dry_run:
         names = [resolve_dataset_name(d, folders) for d in spec.datasets]
         runs = expand_runs(spec, names)
-        check_schedules(runs, folders, spec.executor.device)
+        check_schedules(runs, folders, spec.executor.device, schedule_fix)
         return BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r), r.validates) for r in runs},
                                 stale_records=stale_run_ids(spec))
     spec.results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(spec.results_dir / BENCHMARK_SPEC_JSON, spec.to_dict())
     names = [prepare_dataset(spec, d, folders, spec.results_dir / "logs") for d in spec.datasets]
     runs = expand_runs(spec, names)
-    check_schedules(runs, folders, spec.executor.device)
+    check_schedules(runs, folders, spec.executor.device, schedule_fix)
     outcome = BenchmarkOutcome(runs, {r.run_id: run_status(context.fold_folder(r), r.validates) for r in runs},
                                stale_records=stale_run_ids(spec))
     if prepare_only:

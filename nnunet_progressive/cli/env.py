@@ -9,8 +9,10 @@ from nnunet_progressive.nnunet.discovery import export_lines, trainers_directory
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "env",
-        help="print `export nnUNet_extTrainer=...` so nnUNetv2_train/_predict find the trainers",
-        description='Prints the export line; run  eval "$(nnprog env)"  in your shell (or add it to ~/.bashrc).',
+        help="print the export lines that let nnUNetv2_train/_predict find the trainers",
+        description='Prints `export nnUNet_extTrainer=...` and, where torchvision cannot load its operators (a CPU '
+        'torch beside a CUDA torchvision), a second line that puts a small start-up hook on PYTHONPATH; run  '
+        'eval "$(nnprog env)"  in your shell (or add it to ~/.bashrc).',
     )
     parser.add_argument("--path", action="store_true", help="print only the trainers folder")
     parser.set_defaults(func=run)

@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except NnprogError as error:
         return fail(args.command, str(error))
+    except BrokenPipeError:  # the reader went away (`nnprog knobs | head`): stop quietly, as other tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return int(result or 0)
 
 

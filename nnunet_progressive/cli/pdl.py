@@ -18,11 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rank training cases by image dissimilarity (MSE, PSNR, SSIM, UQI after registration)",
         description=(
             "Rank the preprocessed training cases of an nnU-Net dataset by image dissimilarity for "
-            "Progressive DL. Each case is resampled onto a common 64^3 grid, registered to the cases it is "
-            "compared with, and scored with MSE, PSNR, SSIM and UQI; the combined rank (0 = most dissimilar) "
-            "is the mean of the per-metric ranks. Writes "
-            "$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<CONFIG>.json; a re-run reuses the pair "
-            "cache next to it."
+            "Progressive DL. Each case is resampled onto one grid for all cases (at most 64 voxels per axis, "
+            "spanning the largest extent of any case), registered to the cases it is compared with, and scored "
+            "with MSE, PSNR, SSIM and UQI; the combined rank (0 = most dissimilar) is the mean of the per-metric "
+            "ranks. Writes $nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json (the "
+            "configuration's data identifier, e.g. similarity_ranking_nnUNetPlans_3d_fullres.json: the file the "
+            "PDL trainers read); a re-run reuses the pair cache next to it."
         ),
     )
     parser.add_argument("-d", "--dataset", required=True, help="dataset name or id, e.g. 4 or Dataset004_Hippocampus")
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         default=None,
-        help="output JSON (default: $nnUNet_preprocessed/DatasetXXX/similarity_ranking_<CONFIG>.json)",
+        help="output JSON (default: $nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json)",
     )
     parser.set_defaults(func=run)
 
@@ -76,9 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``nnprog rank`` with parsed ``args``; returns the exit code."""
     from nnunet_progressive.core.errors import ProgressiveConfigError
-    from nnunet_progressive.nnunet.pdl_ranking import rank_dataset
+    from nnunet_progressive.nnunet.resolve import planned_plans_file
 
     try:
+        planned_plans_file(args.dataset, args.configuration, args.plans)  # said before nnU-Net is imported
+        from nnunet_progressive.nnunet.pdl_ranking import rank_dataset
+
         rank_dataset(
             args.dataset,
             configuration=args.configuration,

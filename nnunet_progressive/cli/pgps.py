@@ -5,7 +5,6 @@ import argparse
 import math
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.knobs import env_variable_help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "schedule",
         help="print the PGPS stages (patch, batch, epochs, voxels per iteration) and predicted compute",
         description="Prints the stage table a PGPS trainer would use on a planned dataset, and the compute "
-        "relative to constant-patch training. Knobs are read from the environment:\n" + env_variable_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "relative to constant-patch training. The NNPROG_* knobs the trainer reads are taken from the environment, "
+        "as nnUNetv2_train would take them (`nnprog knobs` lists them).",
     )
     parser.add_argument("-d", "--dataset", required=True, help="dataset name or id (e.g. 4 or Dataset004_Hippocampus)")
     parser.add_argument("-c", "--configuration", required=True, help="e.g. 3d_fullres or 2d")
@@ -26,14 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_progressive.core.io import check_writable
+    from nnunet_progressive.nnunet.resolve import planned_plans_file
+
+    if args.plot:
+        check_writable(args.plot, "--plot")  # before the table is printed, not after
+    planned_plans_file(args.dataset, args.configuration, args.plans)  # said before torch and nnU-Net are imported
+
     from nnunet_progressive.nnunet.discovery import find_trainer_class
     from nnunet_progressive.nnunet.pgps import PatchSizeMixin, RandomPatchSizeMixin, schedule_of_new_run
     from nnunet_progressive.nnunet.resolve import resolve_configuration
     from nnunet_progressive.nnunet.run_state import settings_for_new_run
     from nnunet_progressive.pgps.report import plot_schedule, schedule_table
 
-    if args.plot:
-        check_writable(args.plot, "--plot")  # before the table is printed, not after
     planned = resolve_configuration(args.dataset, args.configuration, args.plans)
     trainer_class = find_trainer_class(args.trainer)
     if not issubclass(trainer_class, PatchSizeMixin):

@@ -338,11 +338,18 @@ def problems_for_trainer(trainer_name: str, features: Iterable[str], environ: Ma
     return problems
 
 
-def env_variable_help() -> str:
-    """One line per knob, for CLI help."""
-    width = max(len(name) for name in KNOB_NAMES) + 2
-    return "\n".join(f"{row.env_name:<{width}}{_plain(row.help)} (default: {_plain(row.default_text)}; read by: "
-                     f"{', '.join(row.readers)})" for row in knob_table())
+def env_variable_help(columns: int | None = None) -> str:
+    """Every knob, its meaning, default and readers, wrapped to ``columns`` (default: the terminal's width)."""
+    import shutil
+    import textwrap
+
+    columns = max(60, columns or shutil.get_terminal_size().columns)
+    blocks = []
+    for row in knob_table():
+        text = (f"{_plain(row.help)} (default: {_plain(row.default_text)}; read by: {', '.join(row.readers)})")
+        blocks.append(row.env_name + "\n" + textwrap.fill(text, columns, initial_indent="    ",
+                                                          subsequent_indent="    ", break_on_hyphens=False))
+    return "\n".join(blocks)
 
 
 def readme_table() -> str:

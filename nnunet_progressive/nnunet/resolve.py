@@ -77,10 +77,13 @@ def resolve_dataset_name(dataset: str | int, root: str | os.PathLike | None = No
     return found[0]
 
 
-def resolve_configuration(dataset: str | int, configuration: str, plans: str = "nnUNetPlans",
-                          root: str | os.PathLike | None = None) -> PlannedConfiguration:
-    """The plans and configuration managers of a planned dataset, or one clear error naming the fix."""
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+def planned_plans_file(dataset: str | int, configuration: str, plans: str = "nnUNetPlans",
+                       root: str | os.PathLike | None = None) -> Path:
+    """The plans file of a planned dataset that holds ``configuration``, or one clear error naming the fix.
+
+    Reads JSON only (no torch, no nnU-Net import): commands call it first, so a missing folder, dataset, plans or
+    configuration is said at once."""
+    import json
 
     name = resolve_dataset_name(dataset, root, configuration)
     folder = preprocessed_root(root) / name
@@ -92,11 +95,25 @@ def resolve_configuration(dataset: str | int, configuration: str, plans: str = "
             f"no plans {plans!r} for {name}: {plans_file} does not exist (plans there: {available or 'none'}). "
             + (f"Pass one of them with -p, or plan with the planner that writes {plans}.json."
                if available else f"Plan the dataset first: {_plan_command(dataset_id(name), configuration)}"))
-    plans_manager = PlansManager(str(plans_file))
-    if configuration not in plans_manager.available_configurations:
+    try:
+        configurations = json.loads(plans_file.read_text()).get("configurations", {})
+    except (OSError, ValueError, AttributeError) as error:
+        raise ProgressiveConfigError(f"cannot read the plans file {plans_file} ({error}); plan the dataset again: "
+                                     f"{_plan_command(dataset_id(name), configuration)}") from None
+    if configuration not in configurations:
         raise ProgressiveConfigError(f"configuration {configuration!r} is not in {plans_file}; available: "
-                                     f"{list(plans_manager.available_configurations)}")
-    return PlannedConfiguration(name, plans, configuration, plans_file, plans_manager,
+                                     f"{list(configurations)}")
+    return plans_file
+
+
+def resolve_configuration(dataset: str | int, configuration: str, plans: str = "nnUNetPlans",
+                          root: str | os.PathLike | None = None) -> PlannedConfiguration:
+    """The plans and configuration managers of a planned dataset, or one clear error naming the fix."""
+    plans_file = planned_plans_file(dataset, configuration, plans, root)
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(str(plans_file))
+    return PlannedConfiguration(plans_file.parent.name, plans, configuration, plans_file, plans_manager,
                                 plans_manager.get_configuration(configuration))
 
 

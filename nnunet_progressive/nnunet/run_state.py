@@ -59,6 +59,7 @@ from typing import Any
 import torch
 
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError, RunStateError
+from nnunet_progressive.core.heartbeat import heartbeat_line, heartbeat_seconds
 from nnunet_progressive.core.io import atomic_write_json, replacing
 from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
@@ -455,6 +456,19 @@ class RunLengthMixin:
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._epoch_train_start = perf_counter()
+        self._iterations_done = 0
+        self._heartbeat_every = heartbeat_seconds()
+        self._last_heartbeat = self._epoch_train_start
+
+    def train_step(self, batch: dict) -> dict:
+        result = super().train_step(batch)
+        self._iterations_done = getattr(self, "_iterations_done", 0) + 1
+        every = getattr(self, "_heartbeat_every", None)
+        if every is not None and perf_counter() - self._last_heartbeat >= every:
+            self._last_heartbeat = perf_counter()
+            print(heartbeat_line(self.current_epoch, self._iterations_done, self.num_iterations_per_epoch),
+                  flush=True)
+        return result
 
     def on_train_epoch_end(self, train_outputs):
         self._train_seconds[self.current_epoch] = perf_counter() - self._epoch_train_start

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
 from nnunet_progressive.nnunet.discovery import environment_with_trainers
 
 
@@ -63,6 +64,7 @@ def run_environment(folders: NnunetFolders, knobs: Mapping[str, str] | None = No
     """Environment for nnU-Net subprocesses: folders, trainer discovery, CPU worker counts, knobs."""
     env = environment_with_trainers(folders.environment())
     env["PYTHONUNBUFFERED"] = "1"  # progress reaches the log as it happens
+    env.setdefault(HEARTBEAT_SECONDS_ENV, "2")  # the trainers' iteration lines, for the epoch bar
     if device == "cpu":
         for key, value in CPU_ENVIRONMENT.items():
             env.setdefault(key, value)

@@ -16,7 +16,7 @@ def schedule_table(schedule: Schedule) -> str:
     for stage in schedule.stages:
         epochs = f"{stage.first_epoch}-{stage.last_epoch - 1} ({stage.num_epochs})"
         rows.append(
-            f"{stage.index:>5}  {'x'.join(map(str, stage.patch_size)):<18} {stage.batch_size:>5}  "
+            f"{stage.index + 1:>5}  {'x'.join(map(str, stage.patch_size)):<18} {stage.batch_size:>5}  "
             f"{epochs:>13}  {stage.voxels_per_iteration:>12,}  {stage.voxels_per_iteration / planned_voxels:>9.3f}"
         )
     rows.append("-" * len(header))
