@@ -11,6 +11,20 @@ from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_d
 from nnunet_progressive.nnunet.runner import NnunetFolders
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-install", action="store_true",
+                     help="also run the tests marked slow_install (a fresh install from the public package index)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-install"):
+        return
+    skip = pytest.mark.skip(reason="installs from the public package index (minutes, several GB): --run-install")
+    for item in items:
+        if "slow_install" in item.keywords:
+            item.add_marker(skip)
+
+
 @dataclass(frozen=True)
 class Workspace:
     folders: NnunetFolders
