@@ -22,7 +22,7 @@ def fenced_shell_commands(markdown: str) -> list[list[str]]:
     """The commands of every ```bash block: comments and leading VAR=value assignments dropped, one per line."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", markdown, re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             part: list[str] = []
             for word in shlex.split(line, comments=True) + ["&&"]:
                 if word != "&&":
@@ -64,9 +64,12 @@ def options_in(words: list[str]) -> list[str]:
     return [w.split("=")[0] for w in words if re.match(r"--?[A-Za-z]", w)]
 
 
-def test_every_fenced_command_of_the_readme_exists_with_its_options():
-    commands = fenced_shell_commands(README)
-    assert len(commands) >= 12
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+def test_every_fenced_command_exists_with_its_options(page):
+    commands = fenced_shell_commands(page.read_text())
     checked = set()
     for words in commands:
         program = words[0]
@@ -80,16 +83,17 @@ def test_every_fenced_command_of_the_readme_exists_with_its_options():
         elif program in NNUNET_COMMANDS:
             unknown = set(options_in(words[1:])) - nnunet_options(program)
             assert not unknown, f"{' '.join(words)}: {program} has no option {sorted(unknown)}"
-        elif program in ("source", "export", "eval", "pip"):
+        elif program in ("source", "export", "eval", "pip", "python"):
             continue
         else:
-            pytest.fail(f"the README runs a command this test does not know: {words}")
+            pytest.fail(f"{page.name} runs a command this test does not know: {words}")
         checked.add(program)
-    assert {"bash", "nnprog", "nnUNetv2_train", "nnUNetv2_predict"} <= checked
+    if page.name == "README.md":
+        assert len(commands) >= 12 and {"bash", "nnprog", "nnUNetv2_train", "nnUNetv2_predict"} <= checked
 
 
 def test_fenced_commands_are_read_as_a_shell_would():
-    text = "```bash\nA=1 B=2 nnprog demo --epochs 9   # a comment\nbash x.sh && nnprog env\n```\n"
+    text = "```bash\nA=1 B=2 nnprog demo --epochs 9   # a comment\nbash x.sh && nnprog \\\n  env\n```\n"
     assert fenced_shell_commands(text) == [["nnprog", "demo", "--epochs", "9"], ["bash", "x.sh"], ["nnprog", "env"]]
     assert options_in(["-d", "4", "--plot=x.png", "-1", "IN"]) == ["-d", "--plot"]
 
