@@ -100,16 +100,20 @@ def test_noise_touches_only_selected_channels_with_the_drawn_sigma():
                 assert torch.equal(residual[b, c], torch.zeros_like(residual[b, c]))
 
 
-@pytest.mark.parametrize(("dim", "timed_fft_choice"), [("2d", False), ("3d", False), ("3d", True)])
-def test_blur_equals_bgv2(dim, timed_fft_choice):
-    """timed_fft_choice is nnU-Net's benchmark=True: bgv2 times direct vs FFT convolution and keeps the faster."""
+@pytest.mark.parametrize(("dim", "fft", "method"),
+                         [("2d", False, "shifted"), ("3d", False, "shifted"), ("3d", True, "shifted"),
+                          ("2d", False, "conv"), ("3d", False, "conv")])
+def test_blur_equals_bgv2(dim, fft, method):
+    """With fft, bgv2 convolves by FFT: nnU-Net's benchmark=True times direct vs FFT convolution per axis length
+    and kernel size and keeps the faster; here its choice is preset to FFT everywhere."""
     batch = make_batch(SHAPES[dim])
-    ours = BatchedGaussianBlur(p_per_channel=0.6)
+    ours = BatchedGaussianBlur(p_per_channel=0.6, method=method)
     torch.manual_seed(2)
     params = ours.get_parameters(batch)
     assert 0 < params["apply"].sum() < params["apply"].numel()
     out = ours.apply(batch, params)["image"]
-    theirs = GaussianBlurTransform((0.5, 1.0), False, False, 0.5, benchmark=timed_fft_choice)
+    theirs = GaussianBlurTransform((0.5, 1.0), False, False, 0.5, benchmark=fft)
+    theirs.benchmark_use_fft = {length: {size: True for size in (3, 5, 7)} for length in SHAPES[dim]}
     for b in range(batch["image"].shape[0]):
         selected = params["apply"][b]
         bg_params = {"apply_to_channel": selected,
@@ -117,6 +121,23 @@ def test_blur_equals_bgv2(dim, timed_fft_choice):
         expected = bgv2_image(theirs, batch["image"][b], bg_params)
         torch.testing.assert_close(out[b], expected, atol=IMAGE_ATOL, rtol=0)
         assert torch.equal(out[b][~selected], batch["image"][b][~selected])
+
+
+def test_blur_rejects_an_unknown_method():
+    with pytest.raises(ProgressiveConfigError, match="fft"):
+        BatchedGaussianBlur(method="fft")
+
+
+def test_blur_on_an_axis_shorter_than_the_kernel_reflects_periodically():
+    rows = torch.arange(3.0).view(1, 3)
+    blurred = BatchedGaussianBlur(p_per_channel=1).apply(
+        {"image": rows[None]}, {"apply": torch.ones(1, 1, dtype=torch.bool), "sigma": torch.ones(1, 1, 1)})
+    padded = rows[:, reflect_indices(3, 3)]  # 2 1 | 0 1 2 | 1 0 1 ... (period 4)
+    assert padded.tolist() == [[1.0, 2.0, 1.0, 0.0, 1.0, 2.0, 1.0, 0.0, 1.0]]
+    kernel = torch.exp(-0.5 * torch.linspace(-3, 3, 7).pow(2))
+    kernel /= kernel.sum()
+    expected = torch.stack([(padded[0, i:i + 7] * kernel).sum() for i in range(3)])
+    torch.testing.assert_close(blurred["image"][0, 0], expected, atol=1e-6, rtol=0)
 
 
 def test_blur_kernel_sizes_and_reflection_match_bgv2_and_torch():

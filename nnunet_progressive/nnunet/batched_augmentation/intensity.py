@@ -149,28 +149,38 @@ def reflect_indices(length: int, pad: int) -> torch.Tensor:
     return torch.where(folded < length, folded, period - folded)
 
 
-def blur_rows(rows: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+BLUR_METHODS = ("shifted", "conv")
+
+
+def blur_rows(rows: torch.Tensor, sigma: torch.Tensor, method: str = "shifted") -> torch.Tensor:
     """Blur each row of ``rows`` (N, *spatial) with its own separable Gaussian (``sigma`` (N, D) on the CPU).
 
-    Per axis, one grouped convolution over all rows: each row's kernel is zero-padded to the largest kernel
-    size, and the axis is reflect-padded by the largest half width. Reflect padding by more than a row needs
-    agrees with its own padding on the part its kernel reads, and the extra taps weigh zero, so each row gets
-    what batchgeneratorsv2's ``blur_dimension`` computes (up to float summation order).
+    Per axis, the axis is reflect-padded (by gathering) by the largest half width and every row is convolved with
+    its own 1D kernel, zero-padded to the largest kernel size: ``method='shifted'`` sums the kernel's taps over
+    shifted views of the padded rows (one multiply-add over the whole batch per tap), ``method='conv'`` is one
+    grouped convolution with a kernel per row. Reflect padding by more than a row needs agrees with its own
+    padding on the part its kernel reads, and the extra taps weigh zero, so each row gets what
+    batchgeneratorsv2's ``blur_dimension`` computes (up to float summation order). On one CPU thread the shifted
+    sum was 1.3-3x faster than the grouped convolution (2 rows of 16^3 to 8 rows of 64^3).
     """
+    if method not in BLUR_METHODS:
+        raise ProgressiveConfigError(f"blur_rows: method {method!r} is not one of {BLUR_METHODS}")
     n, spatial = rows.shape[0], rows.shape[1:]
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(spatial)]
+    row_view = [n] + [1] * len(spatial)
     out = rows
     for axis in range(len(spatial)):
         kernels = gaussian_kernels(sigma[:, axis]).to(device=rows.device, dtype=rows.dtype)
-        pad = kernels.shape[1] // 2
-        if pad == 0:
-            out = out * kernels.view(n, *[1] * len(spatial))
+        size = kernels.shape[1]
+        padded = out.index_select(axis + 1, reflect_indices(spatial[axis], size // 2).to(rows.device))
+        if method == "conv":
+            weight_shape = [n, 1] + [1] * len(spatial)
+            weight_shape[axis + 2] = size
+            conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(spatial)]
+            out = conv(padded[None], kernels.view(weight_shape), groups=n)[0]
             continue
-        index = reflect_indices(spatial[axis], pad).to(rows.device)
-        padded = out.index_select(axis + 1, index)
-        weight_shape = [n, 1] + [1] * len(spatial)
-        weight_shape[axis + 2] = kernels.shape[1]
-        out = conv(padded[None], kernels.view(weight_shape), groups=n)[0]
+        out = padded.narrow(axis + 1, 0, spatial[axis]) * kernels[:, 0].view(row_view)
+        for tap in range(1, size):
+            out.addcmul_(padded.narrow(axis + 1, tap, spatial[axis]), kernels[:, tap].view(row_view))
     return out
 
 
@@ -179,12 +189,16 @@ class BatchedGaussianBlur(BatchedTransform):
     selected (sample, channel) rows of the whole batch as separable grouped convolutions (see ``blur_rows``).
 
     batchgeneratorsv2 (``benchmark=True`` in nnU-Net) times a direct and an FFT convolution per shape and kernel
-    size and keeps the faster; both compute the same blur, which is what this computes with direct convolutions.
+    size and keeps the faster; both compute the same blur, which is what this computes (``method``: see
+    ``blur_rows``).
     """
 
     def __init__(self, blur_sigma: RandomRange = (0.5, 1.0), synchronize_channels: bool = False,
-                 synchronize_axes: bool = False, p_per_channel: float = 0.5):
+                 synchronize_axes: bool = False, p_per_channel: float = 0.5, method: str = "shifted"):
+        if method not in BLUR_METHODS:
+            raise ProgressiveConfigError(f"BatchedGaussianBlur: method {method!r} is not one of {BLUR_METHODS}")
         self.blur_sigma = blur_sigma
+        self.method = method
         self.synchronize_channels = synchronize_channels
         self.synchronize_axes = synchronize_axes
         self.p_per_channel = p_per_channel
@@ -205,7 +219,7 @@ class BatchedGaussianBlur(BatchedTransform):
             return batch
         flat = image.reshape(b * c, *image.shape[2:])
         index = selected.to(image.device)
-        blurred = blur_rows(flat.index_select(0, index), params["sigma"].reshape(b * c, -1)[selected])
+        blurred = blur_rows(flat.index_select(0, index), params["sigma"].reshape(b * c, -1)[selected], self.method)
         return {**batch, "image": flat.index_copy(0, index, blurred).view(image.shape)}
 
 
