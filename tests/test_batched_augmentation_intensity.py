@@ -216,7 +216,7 @@ def test_mask_remove_label_and_regions_equal_bgv2_exactly():
     batch = make_batch(SHAPES["3d"])
     masked = BatchedMaskImage([0, 2]).apply(batch, {})
     removed = BatchedRemoveLabel(-1, 0).apply(masked, {})
-    regions = [[1, 2, 3], [2, 3], 3, [-1]]
+    regions = [[1, 2, 3], (2, 3), 3, [-1]]
     as_regions = BatchedConvertSegmentationToRegions(regions, 0).apply(removed, {})
     bg_mask = MaskImageTransform([0, 2], 0, 0)
     bg_remove = RemoveLabelTransform(-1, 0)
@@ -232,6 +232,10 @@ def test_mask_remove_label_and_regions_equal_bgv2_exactly():
         assert as_regions["segmentation"].dtype == torch.bool
         assert torch.equal(as_regions["segmentation"][b], sample["segmentation"])
     assert (batch["segmentation"] == -1).any(), "the input batch must not be changed"
+    # numpy integers as labels (bgv2 would read np.int64(3) as a tensor size: python ints only there)
+    numpy_regions = [[1, 2, 3], (2, np.int64(3)), np.int64(3), [-1]]
+    same = BatchedConvertSegmentationToRegions(numpy_regions, 0).apply(removed, {})
+    assert torch.equal(same["segmentation"], as_regions["segmentation"])
 
 
 @pytest.mark.parametrize("dim", ["2d", "3d"])
@@ -244,6 +248,11 @@ def test_move_seg_as_one_hot_equals_bgv2_exactly(dim):
         expected = theirs(image=batch["image"][b].clone(), segmentation=batch["segmentation"][b].clone())
         assert torch.equal(out["image"][b], expected["image"])
         assert torch.equal(out["segmentation"][b], expected["segmentation"])
+
+
+def test_move_seg_as_one_hot_needs_labels():
+    with pytest.raises(ProgressiveConfigError, match="foreground labels"):
+        BatchedMoveSegAsOneHotToData(1, [])
 
 
 def _cascade_batch(seed: int) -> dict:

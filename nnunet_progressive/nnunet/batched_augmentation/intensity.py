@@ -13,6 +13,7 @@ Random ranges are what batchgeneratorsv2's ``sample_scalar`` takes, less callabl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -422,7 +423,7 @@ class BatchedConvertSegmentationToRegions(BatchedTransform):
     region (a label or a list of labels), (B, R, *spatial)."""
 
     def __init__(self, regions: Sequence[int | Sequence[int]], channel_in_seg: int = 0):
-        self.regions = [[int(r)] if isinstance(r, int) else [int(v) for v in r] for r in regions]
+        self.regions = [[int(r)] if isinstance(r, Integral) else [int(v) for v in r] for r in regions]
         self.channel_in_seg = channel_in_seg
 
     def apply(self, batch: Batch, params: dict[str, Any]) -> Batch:
@@ -441,8 +442,12 @@ class BatchedMoveSegAsOneHotToData(BatchedTransform):
     image as one channel per label of ``all_labels`` (1 where the label is, else 0) and, by default, removed from
     the segmentation."""
 
-    def __init__(self, source_channel_idx: int = 1, all_labels: Sequence[int] = (),
+    def __init__(self, source_channel_idx: int = 1, all_labels: Sequence[int] | None = None,
                  remove_channel_from_source: bool = True):
+        if not all_labels:
+            raise ProgressiveConfigError(
+                "BatchedMoveSegAsOneHotToData: all_labels is empty; give the previous stage's foreground labels "
+                "(nnU-Net passes label_manager.foreground_labels)")
         self.source_channel_idx = source_channel_idx
         self.all_labels = [int(label) for label in all_labels]
         self.remove_channel_from_source = remove_channel_from_source
