@@ -401,3 +401,20 @@ def test_random_transform_with_gamma_leaves_unselected_samples_untouched():
     assert torch.equal(out["segmentation"], original["segmentation"])
     for key in batch:
         assert torch.equal(batch[key], original[key]), "the input batch must not be changed"
+
+
+@pytest.mark.parametrize("transform", [
+    BatchedGaussianNoise(), BatchedGaussianBlur(p_per_channel=1), BatchedMultiplicativeBrightness(),
+    BatchedContrast(), BatchedSimulateLowResolution(p_per_channel=1), BatchedGamma(p_invert_image=1),
+    BatchedMaskImage([0, 1]), BatchedRemoveLabel(), BatchedConvertSegmentationToRegions([1, [2, 3]]),
+    BatchedMoveSegAsOneHotToData(1, [1, 2]),
+], ids=lambda transform: type(transform).__name__)
+def test_transforms_return_new_tensors_and_leave_the_batch_unchanged(transform):
+    batch = make_batch(SHAPES["3d"], batch_size=3)
+    original = {key: value.clone() for key, value in batch.items()}
+    torch.manual_seed(17)
+    out = transform(batch)
+    for key in batch:
+        assert torch.equal(batch[key], original[key])
+    assert any(not torch.equal(out[key], original[key]) for key in out if out[key].shape == original[key].shape) \
+        or any(out[key].shape != original[key].shape for key in out)
