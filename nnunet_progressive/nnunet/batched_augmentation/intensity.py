@@ -114,6 +114,15 @@ def _row_range(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.amin(dim=1).view(shape), flat.amax(dim=1).view(shape)
 
 
+def _row_std(rows: torch.Tensor) -> torch.Tensor:
+    """Per-row (unbiased) standard deviation of (N, *spatial) rows, as (N, 1, ...). On the CPU one reduction per
+    row: torch's std along a dimension was about 6x slower there than whole-row reductions."""
+    shape = (-1, *[1] * (rows.ndim - 1))
+    if rows.device.type == "cpu":
+        return torch.stack([row.std() for row in rows]).view(shape)
+    return rows.reshape(rows.shape[0], -1).std(dim=1).view(shape)
+
+
 def _image_shape(batch: Batch) -> tuple[int, int, int]:
     image = batch["image"]
     return int(image.shape[0]), int(image.shape[1]), image.ndim - 2
@@ -332,7 +341,7 @@ class BatchedGamma(BatchedTransform):
             if invert.any():
                 rows.mul_(sign)
             if retain.any():
-                mean, std = rows.mean(dim=dims, keepdim=True), rows.std(dim=dims, keepdim=True)
+                mean, std = rows.mean(dim=dims, keepdim=True), _row_std(rows)
             low, high = _row_range(rows)
             value_range = high - low
             rows.sub_(low).div_(value_range.clamp(min=GAMMA_EPS)).pow_(_row_values(params["gamma"], rows, selected))
@@ -341,7 +350,7 @@ class BatchedGamma(BatchedTransform):
                 # rows that keep their statistics get (x - mean_now) * std / std_now + mean; the others x - 0, * 1, + 0
                 keep = retain.to(rows.device).view(-1, *[1] * len(dims))
                 zero, one = rows.new_zeros(()), rows.new_ones(())
-                now_mean, now_std = rows.mean(dim=dims, keepdim=True), rows.std(dim=dims, keepdim=True)
+                now_mean, now_std = rows.mean(dim=dims, keepdim=True), _row_std(rows)
                 rows.sub_(torch.where(keep, now_mean, zero))
                 rows.mul_(torch.where(keep, std / now_std.clamp(min=GAMMA_EPS), one))
                 rows.add_(torch.where(keep, mean, zero))
