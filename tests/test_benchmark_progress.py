@@ -23,11 +23,15 @@ def test_log_progress_follows_epochs_stages_and_pseudo_dice():
     assert finished.epochs_done == 2
 
 
-def test_expected_epochs_from_knob_variant_or_nnunet_default():
-    assert expected_epochs("nnUNetTrainer_PGPS_Efficiency", {"NNPROG_EPOCHS": "18"}) == 18
-    assert expected_epochs("nnUNetTrainer_PGPS_Efficiency_250epochs", {}) == 250
-    assert expected_epochs("nnUNetTrainer_PGPS_Efficiency_250epochs_StopAtDice", {}) == 250
-    assert expected_epochs("nnUNetTrainer", {}) == 1000
+def test_expected_epochs_from_knob_trainer_defaults_or_nnunet_default():
+    from nnunet_progressive.core.knobs import ProgressiveSettings
+
+    plain, finetune = ProgressiveSettings(), ProgressiveSettings(epochs=150)  # fine-tuning trains 150 by default
+    assert expected_epochs(plain, {"NNPROG_EPOCHS": "18"}) == 18
+    assert expected_epochs(finetune, {"NNPROG_EPOCHS": 18}) == 18
+    assert expected_epochs(ProgressiveSettings(epochs=250), {}) == 250
+    assert expected_epochs(finetune, {}) == 150 and expected_epochs(plain, {}) == 1000
+    assert expected_epochs(finetune, {"NNPROG_EPOCHS": "ten"}) == 150  # the run itself reports the bad value
 
 
 def test_epoch_bar_reads_only_what_the_log_gained():

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
+from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.heartbeat import parse_heartbeat
+from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
 
 _EPOCH_START = re.compile(r"^.*?: Epoch (\d+)\s*$", re.M)
 _EPOCH_END = re.compile(r"^.*?: Epoch time: ([0-9.]+) s\s*$", re.M)
 _PSEUDO_DICE = re.compile(r"^.*?: Pseudo dice \[(.*)\]\s*$", re.M)
 _STAGE = re.compile(r"PGPS stage (\d+)/(\d+)")
-_EPOCHS_SUFFIX = re.compile(r"_(\d+)epochs(?:_|$)")
 NNUNET_DEFAULT_EPOCHS = 1000
 
 
@@ -49,12 +50,14 @@ def parse_log_progress(text: str) -> LogProgress:
     return LogProgress(done, running, f"{stage[-1][0]}/{stage[-1][1]}" if stage else None, cleaned)
 
 
-def expected_epochs(trainer: str, knobs: Mapping[str, str]) -> int:
-    """Epochs a run will train: ``NNPROG_EPOCHS``, else the ``_Xepochs`` suffix, else nnU-Net's 1000."""
-    if str(knobs.get("NNPROG_EPOCHS", "")).strip().isdigit():
-        return int(knobs["NNPROG_EPOCHS"])
-    match = _EPOCHS_SUFFIX.search(trainer)
-    return int(match.group(1)) if match else NNUNET_DEFAULT_EPOCHS
+def expected_epochs(defaults: ProgressiveSettings, knobs: Mapping[str, str]) -> int:
+    """Epochs a run will train: its trainer's default settings (``_Xepochs`` variants, fine-tuning's 150) with the
+    run's ``NNPROG_*`` knobs on top, read as the trainer reads them; nnU-Net's 1000 where neither says."""
+    try:
+        epochs = settings_from_env(defaults, {k: str(v) for k, v in knobs.items()}, check_unknown=False).epochs
+    except ProgressiveConfigError:  # the run itself will say what is wrong; the bar only needs a length
+        epochs = defaults.epochs
+    return epochs or NNUNET_DEFAULT_EPOCHS
 
 
 class EpochBar:

@@ -311,7 +311,10 @@ def _watcher(run: BenchmarkRun, context: RunContext, stop: threading.Event | Non
     if context.epoch_bars:
         log = context.log_file(run)
         start = log.stat().st_size if log.is_file() else 0
-        bar = EpochBar(f"{run.label} fold {run.fold}", expected_epochs(run.trainer, run.knobs), start)
+        from nnunet_progressive.nnunet.discovery import find_trainer_class
+
+        defaults = find_trainer_class(run.trainer).default_settings
+        bar = EpochBar(f"{run.label} fold {run.fold}", expected_epochs(defaults, run.knobs), start)
     if bar is None and stop is None:
         return None, None
 
