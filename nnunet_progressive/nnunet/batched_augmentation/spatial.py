@@ -251,38 +251,43 @@ class BatchedSpatialTransform(BatchedTransform):
         n, channels = segmentation.shape[:2]
         reach = self._reaches_outside(grids, segmentation.shape[2:]).to(segmentation.device)
         pad = torch.tensor(self.pad_label, dtype=segmentation.dtype, device=segmentation.device)
+        pad_value = pad.item()
         any_reach = bool(reach.any())
         labels_per_channel: list[torch.Tensor] = []
-        present_per_channel: list[torch.Tensor] = []
-        indicators: list[torch.Tensor] = []
-        shifts: list[torch.Tensor] = []
+        listed_per_channel: list[torch.Tensor] = []
         for c in range(channels):
-            labels = torch.unique(segmentation[:, c])
+            labels, listed = _labels_per_sample(segmentation[:, c])
             if any_reach:
-                labels = torch.unique(torch.cat([labels, pad[None]]))
+                # bgv2 lists the padding label for the samples whose kernels may reach outside
+                if not bool((labels == pad).any()):
+                    position = int((labels < pad).sum())
+                    labels = torch.cat([labels[:position], pad[None], labels[position:]])
+                    listed = torch.cat([listed[:, :position], torch.zeros_like(listed[:, :1]), listed[:, position:]],
+                                       1)
+                listed = listed | (reach[:, None] & (labels == pad)[None, :])
             labels_per_channel.append(labels)
-            present = []
-            for u in labels:
+            listed_per_channel.append(listed)
+        total = sum(labels.numel() for labels in labels_per_channel)
+        # every (channel, label) indicator, scaled, is one input channel of the single grid_sample call
+        indicators = torch.empty((n, total, *segmentation.shape[2:]), dtype=torch.float32,
+                                 device=segmentation.device)
+        shifts = torch.zeros((n, total), dtype=torch.float32, device=segmentation.device)
+        row = 0
+        for c, labels in enumerate(labels_per_channel):
+            for u in labels.tolist():
                 is_label = segmentation[:, c] == u
-                # bgv2 lists a sample's own labels, plus the padding label where a kernel may reach outside
-                listed = is_label.reshape(n, -1).any(1)
-                if any_reach and u == pad:
-                    listed = listed | reach
-                present.append(listed)
-                indicator = is_label.float()
-                shift = torch.zeros(n, device=segmentation.device)
-                if any_reach and u == pad:
+                indicator = indicators[:, row]
+                torch.mul(is_label, SEG_SCORE_SCALE, out=indicator)
+                if any_reach and u == pad_value:
                     # the padding label is 1 outside: resample (indicator - 1) and add the scale back, only where
-                    # bgv2 does (samples that may reach outside)
-                    indicator = torch.where(reach.view(n, *([1] * (indicator.ndim - 1))), indicator - 1, indicator)
-                    shift = torch.where(reach, SEG_SCORE_SCALE, 0.0)
-                indicators.append(indicator * SEG_SCORE_SCALE)
-                shifts.append(shift)
-            present_per_channel.append(torch.stack(present, 1))
-        scores = grid_sample(torch.stack(indicators, 1), grids, mode="bilinear", padding_mode="zeros",
-                             align_corners=False)
-        scores = scores + torch.stack(shifts, 1).view(n, len(shifts), *([1] * (scores.ndim - 2)))
-        scores = scores.to(torch.float16)
+                    # bgv2 does (samples that may reach outside); bgv2 computes (indicator - 1) * scale
+                    shifted = (is_label.float() - 1) * SEG_SCORE_SCALE
+                    indicator.copy_(torch.where(reach.view(n, *([1] * (indicator.ndim - 1))), shifted, indicator))
+                    shifts[:, row] = torch.where(reach, SEG_SCORE_SCALE, 0.0)
+                row += 1
+        scores = grid_sample(indicators, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+        del indicators
+        scores = (scores + shifts.view(n, total, *([1] * (scores.ndim - 2)))).to(torch.float16)
         nearest = self._nearest(segmentation, grids)
         result = torch.empty((n, channels, *grids.shape[1:-1]), dtype=segmentation.dtype,
                              device=segmentation.device)
@@ -291,8 +296,24 @@ class BatchedSpatialTransform(BatchedTransform):
             count = labels.numel()
             channel_scores = scores[:, offset:offset + count]
             offset += count
-            result[:, c] = _label_argmax(channel_scores, labels, present_per_channel[c], nearest[:, c])
+            result[:, c] = _label_argmax(channel_scores, labels, listed_per_channel[c], nearest[:, c])
         return result
+
+
+def _labels_per_sample(channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sorted labels present anywhere in a (n, *spatial) label channel and which samples hold each (n, L)
+    bool, by counting (one pass, no sort) when the label values span a small range."""
+    n = channel.shape[0]
+    low, high = (int(v) for v in torch.aminmax(channel))
+    span = high - low + 1
+    if n * span > 1 << 24:
+        labels = torch.unique(channel)
+        listed = (channel.reshape(n, 1, -1) == labels.view(1, -1, 1)).any(-1)
+        return labels, listed
+    offsets = (channel.reshape(n, -1).to(torch.int64) - low) + span * torch.arange(n, device=channel.device)[:, None]
+    counts = torch.bincount(offsets.flatten(), minlength=n * span).view(n, span)
+    values = (counts.sum(0) > 0).nonzero().flatten()
+    return (values + low).to(channel.dtype), counts[:, values] > 0
 
 
 def _label_argmax(scores: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
