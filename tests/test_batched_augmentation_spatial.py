@@ -81,7 +81,9 @@ def assert_spatial_equal(shape, patch, *, channels=1, seg_channels=1, labels=(-1
         grids = sampling_grids(params["affine"][selected], patch, shape)
         for row, b in enumerate(selected.tolist()):
             assert torch.equal(grids[row], ref_grids[b])
+    image_before, seg_before = image.clone(), seg.clone()
     out = ours.apply({"image": image, "segmentation": seg}, params)
+    assert torch.equal(image, image_before) and torch.equal(seg, seg_before), "the input batch was modified"
     assert out["image"].shape == ref_image.shape and out["segmentation"].dtype == torch.int16
     assert torch.equal(out["image"], ref_image)
     assert torch.equal(out["segmentation"], ref_seg), \
@@ -438,3 +440,15 @@ def test_labels_per_sample_by_counting_and_by_sorting_agree():
     wide = channel.to(torch.int32) * 4_000_000  # too wide a span to count: the sorting path
     labels, listed_wide = _labels_per_sample(wide)
     assert labels.tolist() == sorted(set(wide.flatten().tolist())) and torch.equal(listed_wide, listed)
+
+
+def test_per_sample_fallback_runs_bgv2_on_each_sample():
+    image = torch.randn(3, 2, 5, 6, 7)
+    seg = blocky_labels(3, 1, (5, 6, 7), 0, 2, seed=19)
+    torch.manual_seed(20)
+    out = pipeline_module.PerSampleTransform(MirrorTransform((0, 1, 2)))({"image": image, "segmentation": seg})
+    torch.manual_seed(20)
+    reference = MirrorTransform((0, 1, 2))
+    expected = [reference(image=image[b], segmentation=seg[b]) for b in range(3)]
+    assert torch.equal(out["image"], torch.stack([e["image"] for e in expected]))
+    assert torch.equal(out["segmentation"], torch.stack([e["segmentation"] for e in expected]))

@@ -206,20 +206,25 @@ class BatchedSpatialTransform(BatchedTransform):
                                          f"{len(self.patch_size)}; give (B, C, *spatial)")
         out = dict(batch)
         selected = params["transformed"].nonzero().flatten()
-        everything = selected.numel() == batch_size_of(batch)
-        out["image"] = image.new_empty((image.shape[0], image.shape[1], *self.patch_size)) if everything \
-            else center_crop_batch(image, self.patch_size, 0.0)
-        if segmentation is not None:
-            out["segmentation"] = segmentation.new_empty((segmentation.shape[0], segmentation.shape[1],
-                                                          *self.patch_size)) if everything \
-                else center_crop_batch(segmentation, self.patch_size, self.pad_label)
         if selected.numel() == 0:
+            # bgv2's crop without interpolation (a view of the input where no padding is needed, as bgv2's)
+            out["image"] = center_crop_batch(image, self.patch_size, 0.0)
+            if segmentation is not None:
+                out["segmentation"] = center_crop_batch(segmentation, self.patch_size, self.pad_label)
             return out
-        index = selected.to(image.device)
         grids = sampling_grids(params["affine"][selected.cpu()], self.patch_size, image.shape[2:], image.device)
+        if selected.numel() == batch_size_of(batch):
+            out["image"] = grid_sample(image, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+            if segmentation is not None:
+                out["segmentation"] = self.resample_segmentation(segmentation, grids)
+            return out
+        # some samples transformed: crop all (copies, never views of the input), then overwrite the transformed
+        index = selected.to(image.device)
+        out["image"] = center_crop_batch(image, self.patch_size, 0.0).clone()
         out["image"][index] = grid_sample(image[index], grids, mode="bilinear", padding_mode="zeros",
                                           align_corners=False)
         if segmentation is not None:
+            out["segmentation"] = center_crop_batch(segmentation, self.patch_size, self.pad_label).clone()
             out["segmentation"][index] = self.resample_segmentation(segmentation[index], grids)
         return out
 
