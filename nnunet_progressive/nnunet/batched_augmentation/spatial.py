@@ -276,7 +276,7 @@ class BatchedSpatialTransform(BatchedTransform):
         # every (channel, label) indicator, scaled, is one input channel of the single grid_sample call
         indicators = torch.empty((n, total, *segmentation.shape[2:]), dtype=torch.float32,
                                  device=segmentation.device)
-        shifts = torch.zeros((n, total), dtype=torch.float32, device=segmentation.device)
+        shifted_rows: dict[int, torch.Tensor] = {}
         row = 0
         for c, labels in enumerate(labels_per_channel):
             for u in labels.tolist():
@@ -288,11 +288,13 @@ class BatchedSpatialTransform(BatchedTransform):
                     # bgv2 does (samples that may reach outside); bgv2 computes (indicator - 1) * scale
                     shifted = (is_label.float() - 1) * SEG_SCORE_SCALE
                     indicator.copy_(torch.where(reach.view(n, *([1] * (indicator.ndim - 1))), shifted, indicator))
-                    shifts[:, row] = torch.where(reach, SEG_SCORE_SCALE, 0.0)
+                    shifted_rows[row] = torch.where(reach, SEG_SCORE_SCALE, 0.0)
                 row += 1
         scores = grid_sample(indicators, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
         del indicators
-        scores = (scores + shifts.view(n, total, *([1] * (scores.ndim - 2)))).to(torch.float16)
+        for row, shift in shifted_rows.items():
+            scores[:, row] += shift.view(n, *([1] * (scores.ndim - 2)))
+        scores = scores.to(torch.float16)
         nearest = self._nearest(segmentation, grids)
         result = torch.empty((n, channels, *grids.shape[1:-1]), dtype=segmentation.dtype,
                              device=segmentation.device)
@@ -401,14 +403,16 @@ class BatchedMirror(BatchedTransform):
             tensor = batch.get(key)
             if tensor is None:
                 continue
-            flipped = tensor
-            for column, axis in enumerate(self.allowed_axes):
-                index = params["flip"][:, column].nonzero().flatten().to(tensor.device)
-                if index.numel() == 0:
-                    continue
-                if flipped is tensor:
-                    flipped = tensor.clone()
-                flipped[index] = flipped[index].flip(axis + 2)
+            flip = params["flip"]
+            if not bool(flip.any()):
+                continue
+            # one gather, flip and write per flip pattern present (at most 2^axes groups), each sample once
+            flipped = torch.empty_like(tensor)
+            patterns, group_of = torch.unique(flip, dim=0, return_inverse=True)
+            for group, pattern in enumerate(patterns.tolist()):
+                index = (group_of == group).nonzero().flatten().to(tensor.device)
+                axes = [axis + 2 for axis, on in zip(self.allowed_axes, pattern) if on]
+                flipped[index] = tensor[index].flip(axes) if axes else tensor[index]
             out[key] = flipped
         return out
 
