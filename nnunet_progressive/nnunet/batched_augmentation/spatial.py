@@ -262,44 +262,45 @@ class BatchedSpatialTransform(BatchedTransform):
         n, channels = segmentation.shape[:2]
         reach = self._reaches_outside(grids, segmentation.shape[2:]).to(segmentation.device)
         pad = torch.tensor(self.pad_label, dtype=segmentation.dtype, device=segmentation.device)
-        pad_value = pad.item()
         any_reach = bool(reach.any())
         labels_per_channel: list[torch.Tensor] = []
-        listed_per_channel: list[torch.Tensor] = []
         for c in range(channels):
-            labels, listed = _labels_per_sample(segmentation[:, c])
-            if any_reach:
+            labels = _labels_present(segmentation[:, c])
+            if any_reach and not bool((labels == pad).any()):
                 # bgv2 lists the padding label for the samples whose kernels may reach outside
-                if not bool((labels == pad).any()):
-                    position = int((labels < pad).sum())
-                    labels = torch.cat([labels[:position], pad[None], labels[position:]])
-                    listed = torch.cat([listed[:, :position], torch.zeros_like(listed[:, :1]), listed[:, position:]],
-                                       1)
-                listed = listed | (reach[:, None] & (labels == pad)[None, :])
+                position = int((labels < pad).sum())
+                labels = torch.cat([labels[:position], pad[None], labels[position:]])
             labels_per_channel.append(labels)
-            listed_per_channel.append(listed)
         total = sum(labels.numel() for labels in labels_per_channel)
-        # every (channel, label) indicator, scaled, is one input channel of the single grid_sample call
+        spatial_ones = [1] * (segmentation.ndim - 2)
+        # every (channel, label) indicator, scaled, is one input channel of the single grid_sample call: bgv2's
+        # indicator * scale, or for the padding label of a sample that may reach outside (indicator - 1) * scale
+        # (sampled with zeros padding, the scale added back after), which is 1 outside the image
         indicators = torch.empty((n, total, *segmentation.shape[2:]), dtype=torch.float32,
                                  device=segmentation.device)
-        shifted_rows: dict[int, torch.Tensor] = {}
+        listed_per_channel: list[torch.Tensor] = []
+        offsets: dict[int, torch.Tensor] = {}
         row = 0
         for c, labels in enumerate(labels_per_channel):
+            listed = []
             for u in labels.tolist():
                 is_label = segmentation[:, c] == u
-                indicator = indicators[:, row]
-                torch.mul(is_label, SEG_SCORE_SCALE, out=indicator)
-                if any_reach and u == pad_value:
-                    # the padding label is 1 outside: resample (indicator - 1) and add the scale back, only where
-                    # bgv2 does (samples that may reach outside); bgv2 computes (indicator - 1) * scale
-                    shifted = (is_label.float() - 1) * SEG_SCORE_SCALE
-                    indicator.copy_(torch.where(reach.view(n, *([1] * (indicator.ndim - 1))), shifted, indicator))
-                    shifted_rows[row] = torch.where(reach, SEG_SCORE_SCALE, 0.0)
+                indicators[:, row].copy_(is_label)
+                # bgv2 lists a sample's own labels, plus the padding label where a kernel may reach outside
+                in_sample = is_label.reshape(n, -1).any(1)
+                if any_reach and u == pad.item():
+                    in_sample = in_sample | reach
+                    offsets[row] = torch.where(reach, SEG_SCORE_SCALE, 0.0)
+                listed.append(in_sample)
                 row += 1
+            listed_per_channel.append(torch.stack(listed, 1))
+        indicators.mul_(SEG_SCORE_SCALE)
+        for row, offset in offsets.items():
+            indicators[:, row] -= offset.view(n, *spatial_ones)
         scores = grid_sample(indicators, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
         del indicators
-        for row, shift in shifted_rows.items():
-            scores[:, row] += shift.view(n, *([1] * (scores.ndim - 2)))
+        for row, offset in offsets.items():
+            scores[:, row] += offset.view(n, *spatial_ones)
         scores = scores.to(torch.float16)
         nearest = self._nearest(segmentation, grids)
         result = torch.empty((n, channels, *grids.shape[1:-1]), dtype=segmentation.dtype,
@@ -313,20 +314,15 @@ class BatchedSpatialTransform(BatchedTransform):
         return result
 
 
-def _labels_per_sample(channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The sorted labels present anywhere in a (n, *spatial) label channel and which samples hold each (n, L)
-    bool, by counting (one pass, no sort) when the label values span a small range."""
-    n = channel.shape[0]
+def _labels_present(channel: torch.Tensor) -> torch.Tensor:
+    """The sorted labels present in a label tensor, by counting (one pass, no sort) when their values span a
+    small range."""
     low, high = (int(v) for v in torch.aminmax(channel))
-    span = high - low + 1
-    if n * span > 1 << 24:
-        labels = torch.unique(channel)
-        listed = (channel.reshape(n, 1, -1) == labels.view(1, -1, 1)).any(-1)
-        return labels, listed
-    offsets = (channel.reshape(n, -1).to(torch.int64) - low) + span * torch.arange(n, device=channel.device)[:, None]
-    counts = torch.bincount(offsets.flatten(), minlength=n * span).view(n, span)
-    values = (counts.sum(0) > 0).nonzero().flatten()
-    return (values + low).to(channel.dtype), counts[:, values] > 0
+    if high - low >= 1 << 20:
+        return torch.unique(channel)
+    shifted = channel.flatten() - low if low != 0 else channel.flatten()
+    counts = torch.bincount(shifted, minlength=high - low + 1)
+    return (counts.nonzero().flatten() + low).to(channel.dtype)
 
 
 def _label_argmax(scores: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
