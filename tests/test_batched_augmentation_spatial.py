@@ -109,6 +109,19 @@ def test_pure_center_crop_with_padding_equals_bgv2():
     assert bool((out["segmentation"][:, :, :, 0] == -1).all()) and bool((out["image"][:, :, :, 0] == 0).all())
 
 
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_outputs_never_alias_the_input(p):
+    """Later steps may work in place: writing into the output must leave the loader's batch alone."""
+    torch.manual_seed(21)
+    transform = BatchedSpatialTransform((8, 10), p_rotation=p, rotation=(-1, 1), p_scaling=p, scaling=(0.7, 1.4))
+    batch = {"image": torch.randn(4, 1, 8, 12), "segmentation": blocky_labels(4, 1, (8, 12), 0, 2, seed=21)}
+    before = {key: value.clone() for key, value in batch.items()}
+    out = transform(batch)
+    out["image"] += 1
+    out["segmentation"] += 1
+    assert all(torch.equal(batch[key], before[key]) for key in batch)
+
+
 def test_transformed_patch_larger_than_input_equals_bgv2():
     # kernels reach outside: the padding label -1 enters the argmax, labels 0..1 only (two-label branch)
     assert_spatial_equal((14, 16, 18), (18, 20, 22), labels=(0, 1), seed=1)

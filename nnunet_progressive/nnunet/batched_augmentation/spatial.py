@@ -213,10 +213,11 @@ class BatchedSpatialTransform(BatchedTransform):
         out = dict(batch)
         selected = params["transformed"].nonzero().flatten()
         if selected.numel() == 0:
-            # bgv2's crop without interpolation (a view of the input where no padding is needed, as bgv2's)
-            out["image"] = center_crop_batch(image, self.patch_size, 0.0)
+            # bgv2's crop without interpolation; copied (bgv2 returns a view) so that later in-place steps
+            # never write into the loader's batch
+            out["image"] = center_crop_batch(image, self.patch_size, 0.0).clone()
             if segmentation is not None:
-                out["segmentation"] = center_crop_batch(segmentation, self.patch_size, self.pad_label)
+                out["segmentation"] = center_crop_batch(segmentation, self.patch_size, self.pad_label).clone()
             return out
         grids = sampling_grids(params["affine"][selected.cpu()], self.patch_size, image.shape[2:], image.device)
         if selected.numel() == batch_size_of(batch):
