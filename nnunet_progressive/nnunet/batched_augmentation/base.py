@@ -58,14 +58,14 @@ class BatchedRandomTransform(BatchedTransform):
         sub = self.transform(sub)
         out = dict(batch)
         for key, value in sub.items():
-            if isinstance(value, torch.Tensor) and isinstance(batch.get(key), torch.Tensor) \
-                    and value.shape[1:] == batch[key].shape[1:]:
-                merged = batch[key].clone()
-                merged[index] = value.to(merged.dtype)
-                out[key] = merged
-            else:
+            if not isinstance(value, torch.Tensor) or not isinstance(batch.get(key), torch.Tensor):
+                continue  # nnU-Net's 'keys', counts and the like pass through unchanged
+            if value.shape[1:] != batch[key].shape[1:]:
                 raise ValueError(f"BatchedRandomTransform: {type(self.transform).__name__} changed the shape of "
                                  f"'{key}'; only shape-preserving transforms can be applied to part of a batch")
+            merged = batch[key].clone()
+            merged[index] = value.to(merged.dtype)
+            out[key] = merged
         return out
 
 
