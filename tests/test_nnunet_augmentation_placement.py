@@ -62,7 +62,17 @@ def test_every_trainer_reads_the_knob_and_it_is_part_of_the_run_identity():
 # --- the refusal --------------------------------------------------------------------------------------------
 
 def test_package_trainers_have_nnunets_own_transforms():
-    for name, trainer in TRAINERS.items():
+    from nnunet_progressive.nnunet.compat import install_in_this_process
+
+    install_in_this_process()  # before timm (Primus) imports torchvision on a CPU-only machine
+    import nnunet_progressive_trainers.nnprog_architectures as architecture_trainers
+    import nnunet_progressive_trainers.nnprog_transfer as transfer_trainers
+
+    more = {name: getattr(module, name) for module in (architecture_trainers, transfer_trainers)
+            for name in dir(module) if isinstance(getattr(module, name), type)
+            and issubclass(getattr(module, name), RunLengthMixin)}
+    assert any("Primus" in name for name in more) and any("Finetune" in name for name in more)
+    for name, trainer in {**TRAINERS, **more}.items():
         assert own_transform_classes(trainer) == [], name
         assert transforms_refusal(trainer, "device") is None, name
 
