@@ -122,3 +122,14 @@ def test_own_transforms_are_refused_on_the_device(tiny3d, tmp_path):
     assert "Fix: NNPROG_AUGMENT_ON=workers" in message
     assert not re.search(r": Epoch 0\s*$", (tmp_path / "train.log").read_text(), re.M), "refused before training"
     assert not run.output_folder(tiny3d.folders, tiny3d.dataset_name).exists(), "a refused start leaves nothing"
+
+
+def test_2d_configuration_augments_on_the_device(tiny2d, tmp_path):
+    """nnU-Net's 2d loader stacks (B, C, X, Y) crops; the pipeline of the 2d patch takes them."""
+    run = TrainingRun(str(tiny2d.dataset_id), "2d", 0, "nnUNetTrainer_ConstantPatch", tiny2d.plans,
+                      knobs={**DEVICE, "NNPROG_EPOCHS": "1"})
+    train(run, tiny2d.folders, tmp_path / "train.log")
+    costs = EPOCH_COST.findall((tmp_path / "train.log").read_text())
+    assert [int(batches) for _, batches in costs] == [2]
+    summary = json.loads((run.output_folder(tiny2d.folders, tiny2d.dataset_name) / "run_summary.json").read_text())
+    assert summary["augmentation"]["on"] == "device" and summary["augmentation"]["batches"] == 2
