@@ -73,7 +73,8 @@ def test_startup_log_lists_only_the_knobs_the_trainer_reads():
     assert "NNPROG_EPOCHS" in read and "NNPROG_GROWTH_SHARE" in read and "NNPROG_MIN_PATCH" in read
     assert not {"NNPROG_TARGET_DICE", "NNPROG_SET1_SHARE", "NNPROG_RANKING", "NNPROG_MAX_BATCH"} & set(read)
     assert set(settings.knobs_read_by(Constant.knob_features())) == {
-        "NNPROG_EPOCHS", "NNPROG_ITERATIONS", "NNPROG_VAL_ITERATIONS", "NNPROG_SAVE_EVERY", "NNPROG_FINAL_VALIDATION"}
+        "NNPROG_EPOCHS", "NNPROG_ITERATIONS", "NNPROG_VAL_ITERATIONS", "NNPROG_SAVE_EVERY", "NNPROG_FINAL_VALIDATION",
+        "NNPROG_AUGMENT_ON"}
 
 
 def test_runner_knobs_can_be_narrowed_to_a_trainer():
@@ -193,7 +194,7 @@ def test_every_trainer_lists_the_mixins_in_the_stated_order():
     rank = {name: i for i, name in enumerate(MIXIN_ORDER)}
     for name, trainer in TRAINERS.items():
         mixins = package_mixins(trainer)
-        assert mixins[-1] == "RunLengthMixin", name
+        assert mixins[-2:] == ["RunLengthMixin", "AugmentationPlacementMixin"], name
         assert mixins == sorted(mixins, key=rank.get), f"{name}: {mixins}"
         names = [c.__name__ for c in trainer.__mro__]
         assert names.index("RunLengthMixin") < names.index("nnUNetTrainer"), "mixins come before nnU-Net's trainer"
@@ -205,7 +206,8 @@ def test_pdl_trainers_list_stop_at_dice_and_combined_mro_is_as_stated():
         assert TRAINERS[name].__bases__[0].__name__ == "StopAtDiceMixin", name
     combined = TRAINERS["nnUNetTrainer_PDL_PGPS_Efficiency"]
     assert package_mixins(combined) == ["StopAtDiceMixin", "ProgressiveDataMixin", "ProgressivePatchMixin",
-                                        "PatchSizeMixin", "StagedTrainingLoaderMixin", "RunLengthMixin"]
+                                        "PatchSizeMixin", "StagedTrainingLoaderMixin", "RunLengthMixin",
+                                        "AugmentationPlacementMixin"]
     rpss = TRAINERS["nnUNetTrainer_RPSS_StopAtDice"]
     assert "ProgressivePatchMixin" not in package_mixins(rpss), "RPSS is no PGPS subclass that skips it"
 

@@ -51,3 +51,19 @@ def test_stage_summaries_sum_throughput_per_stage():
     assert first["loader_bound"] and first["wait_share"] == 0.5 and first["loader_workers"] == 2
     assert summaries[-1]["network_samples_per_second"] is None, "a stage not trained yet has no rates"
     assert combined([per_epoch[0], per_epoch[1]]).iterations == 2
+
+
+def test_augmentation_on_the_device_is_kept_out_of_the_step_and_reported():
+    device = Throughput(augment_on="device").plus_iteration(2, 100, 0.0, 0.8, 0.05, augment_seconds=0.2)
+    device = device.plus_iteration(2, 100, 0.0, 0.8, 0.05, augment_seconds=0.4)
+    assert device.augment_seconds_per_batch == pytest.approx(0.3) and device.network_samples_per_second == 2.5
+    assert "augmentation on the device 300.0 ms/batch" in device.log_text()
+    summary = device.summary()
+    assert summary["augment_on"] == "device" and summary["augment_seconds_per_batch"] == pytest.approx(0.3)
+    assert summary["loader_seconds_per_batch"] == pytest.approx(0.05)
+    workers = Throughput().plus_iteration(2, 100, 0.5, 1.0, 0.2)
+    assert workers.augment_seconds_per_batch is None and workers.wait_share == pytest.approx(1 / 3)
+    assert "augmentation in the workers (within their 200.0 ms/batch)" in workers.log_text()
+    both = combined([device, Throughput(augment_on="device").plus_iteration(2, 100, 0.0, 1.0, None, 0, None, 0.6)])
+    assert both.augment_on == "device" and both.augment_batches == 3 and both.augment_seconds == pytest.approx(1.2)
+    assert combined([device, workers]).augment_on == "mixed"

@@ -33,6 +33,8 @@ GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
 BATCH_SAMPLINGS = ("volumes", "cases")
 AUGMENTATION_REGIMES = ("planned", "per_patch")
 FINAL_VALIDATIONS = ("on", "off")
+# where nnU-Net's training augmentation runs (nnunet/augmentation_placement.py explains it)
+AUGMENT_PLACES = ("workers", "device")
 
 # Features: what reads a knob. Every trainer of the package has RUN_LENGTH.
 RUN_LENGTH = "run length"  # every trainer of this package
@@ -127,6 +129,10 @@ def on_off(value: Any) -> str:
     return text
 
 
+def _lowercase(value: Any) -> str:
+    return str(value).strip().lower()
+
+
 def _patch(value: Any) -> Any:
     if isinstance(value, str):
         parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
@@ -153,6 +159,7 @@ FinalValidation = Annotated[str, BeforeValidator(on_off), AfterValidator(_choice
 GrowthOrder = Annotated[str, AfterValidator(_choice(GROWTH_ORDERS))]
 BatchSampling = Annotated[str, AfterValidator(_choice(BATCH_SAMPLINGS))]
 AugmentationRegime = Annotated[str, AfterValidator(_choice(AUGMENTATION_REGIMES))]
+AugmentPlace = Annotated[str, BeforeValidator(_lowercase), AfterValidator(_choice(AUGMENT_PLACES))]
 
 
 def knob(default: Any, readers: Iterable[str], help: str, default_text: str | None = None, type_text: str = "") -> Any:
@@ -178,6 +185,11 @@ class ProgressiveSettings(BaseModel):
         "skip it (`nnUNetv2_train ... --val` still runs it), e.g. for pre-training on fold `all`, where it predicts "
         "every training case",
         "on (nnU-Net's)", " | ".join(FINAL_VALIDATIONS))
+    augment_on: AugmentPlace = knob(
+        "workers", [RUN_LENGTH], "where the training augmentation runs: `workers` (nnU-Net's loader workers, per "
+        "sample) or `device` (the workers only load, crop and stack; nnU-Net's pipeline, batched, runs on the whole "
+        "batch in the training process on the training device); a trainer with its own `get_training_transforms` "
+        "is refused with `device`", "workers (nnU-Net's)", " | ".join(AUGMENT_PLACES))
     growth_share: Number | None = knob(None, [PATCH_CURRICULUM], "share of epochs spent before the planned patch",
                                        "even split per stage, as the papers", "number in (0, 1)")
     min_patch: PatchSize | None = knob(None, [PATCH_SIZES], "smallest patch, e.g. `64,64,64`",

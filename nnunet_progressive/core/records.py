@@ -166,6 +166,16 @@ class TimeToDice(Record):
     stopped_by: str | None = None  # "target" | "max_epochs" | None (still training)
 
 
+class AugmentationCost(Record):
+    """Where a run's training augmentation ran (``NNPROG_AUGMENT_ON``) and what it cost per batch."""
+
+    on: Literal["workers", "device"]
+    device: str | None = None  # the training device it ran on (``device``)
+    seconds_per_batch: float | None = None  # see ``measured``; None where nothing measured it
+    batches: int = 0  # the batches the figure is over
+    measured: str = ""  # what the seconds are: the training process's augmentation, or the loader workers' batch
+
+
 class RunSummary(Record):
     """``run_summary.json``: what a benchmark compares (written when training ends)."""
 
@@ -182,6 +192,7 @@ class RunSummary(Record):
     train_iteration_seconds: float | None = None
     peak_gpu_memory_bytes: int | None = None
     settings: dict[str, Any] | None = None
+    augmentation: AugmentationCost | None = None  # absent in runs of older versions (their workers augmented)
 
 
 class Curriculum(Record):
@@ -194,6 +205,7 @@ class Curriculum(Record):
     epochs_done: int = 0
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
+    augmentation: AugmentationCost | None = None  # absent in runs of older versions (their workers augmented)
 
 
 RunStatus = Literal["new", "running", "done", "failed", "interrupted"]

@@ -27,6 +27,9 @@ from nnunet_progressive.pgps.schedule import BatchLayout
 # loader worker took to build it, and which of its crops were forced to contain foreground
 LOADER_SECONDS_KEY = "nnprog_loader_seconds"
 FORCED_CROPS_KEY = "nnprog_forced_crops"
+# the network patch of the batch (its crops are the larger initial patch until augmented), read by the PGPS trainers'
+# throughput and the augmentation on the device (nnunet/augmentation_placement.py), removed by the latter
+PATCH_SIZE_KEY = "nnprog_patch_size"
 
 
 def shutdown_augmenter(augmenter) -> None:
@@ -86,7 +89,8 @@ class PatchCropLoader(nnUNetDataLoader):
     sampling, loads each case once and takes ``layout.crops`` crops from it; ``layout`` decides which crops are
     forced to contain foreground. Cropping, padding, the foreground-centred box, 2D handling, cascades and the
     per-sample transforms are nnU-Net's (``nnUNetDataLoader.generate_train_batch``). Each batch also carries
-    the seconds it took to build (``LOADER_SECONDS_KEY``) and its foreground-forced crops (``FORCED_CROPS_KEY``).
+    the seconds it took to build (``LOADER_SECONDS_KEY``), its foreground-forced crops (``FORCED_CROPS_KEY``) and
+    its network patch (``PATCH_SIZE_KEY``).
 
     Args:
         data: an nnU-Net dataset (``nnUNetDatasetBlosc2`` / ``nnUNetDatasetNumpy``).
@@ -102,6 +106,7 @@ class PatchCropLoader(nnUNetDataLoader):
                          oversample_foreground_percent=0.0, sampling_probabilities=sampling_probabilities,
                          pad_sides=pad_sides, probabilistic_oversampling=False, transforms=transforms)
         self.layout = layout
+        self.network_patch = tuple(int(p) for p in final_patch_size)
         self._data = _LastCaseCache(self._data)
         self._forced: tuple[bool, ...] = ()
         self.get_do_oversample = self._forced_by_layout
@@ -127,6 +132,7 @@ class PatchCropLoader(nnUNetDataLoader):
         batch = super().generate_train_batch()
         batch[LOADER_SECONDS_KEY] = perf_counter() - start
         batch[FORCED_CROPS_KEY] = list(self._forced)
+        batch[PATCH_SIZE_KEY] = self.network_patch
         return batch
 
 

@@ -22,11 +22,12 @@ import torch
 
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.core.knobs import PATCH_CURRICULUM, PATCH_SIZES, PERFORMANCE_BATCH, ProgressiveSettings
-from nnunet_progressive.core.records import CURRICULUM_JSON, CURRICULUM_PNG
+from nnunet_progressive.core.records import CURRICULUM_JSON, CURRICULUM_PNG, AugmentationCost
 from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 from nnunet_progressive.nnunet.loaders import (
     FORCED_CROPS_KEY,
     LOADER_SECONDS_KEY,
+    PATCH_SIZE_KEY,
     RandomPatchSizeLoader,
     loader_workers,
     training_loader,
@@ -212,24 +213,28 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()  # the stage's loader is in place now
-        self._epoch_throughput = Throughput(workers=loader_workers(self.dataloader_train))
+        self._epoch_throughput = Throughput(workers=loader_workers(self.dataloader_train),
+                                            augment_on=self.progressive_settings.augment_on)
         self._last_step_end = perf_counter()
 
     def train_step(self, batch: dict) -> dict:
-        """nnU-Net's step, timed: the wait for this batch, the step itself, and the loader's build time; also
-        counts the cases and foreground-forced crops the loader put into the batch."""
+        """nnU-Net's step, timed: the wait for this batch, the step itself, the loader's build time and the
+        augmentation in the training process (NNPROG_AUGMENT_ON=device; kept out of the step); also counts the
+        cases and foreground-forced crops the loader put into the batch."""
         start = perf_counter()
         loader_seconds = batch.pop(LOADER_SECONDS_KEY, None)
         forced = batch.pop(FORCED_CROPS_KEY, None)
         samples = int(batch["data"].shape[0])
-        voxels = samples * math.prod(int(n) for n in batch["data"].shape[2:])
+        patch = batch.get(PATCH_SIZE_KEY) or batch["data"].shape[2:]  # the crops are larger until augmented
+        voxels = samples * math.prod(int(n) for n in patch)
         cases = len({str(key) for key in batch.get("keys", ())})
         result = super().train_step(batch)
         end = perf_counter()
+        augment_seconds = self.last_augment_seconds
         self._epoch_throughput = self._epoch_throughput.plus_iteration(
-            samples, voxels, start - self._last_step_end, end - start,
+            samples, voxels, start - self._last_step_end, end - start - (augment_seconds or 0.0),
             None if loader_seconds is None else float(loader_seconds), cases,
-            None if forced is None else int(sum(bool(f) for f in forced)))
+            None if forced is None else int(sum(bool(f) for f in forced)), augment_seconds)
         self._last_step_end = end
         return result
 
@@ -372,7 +377,14 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
             "train_seconds": float(sum(self._train_seconds.values())),
             "switch_seconds": self._switch_seconds,
             "total_switch_seconds": float(sum(self._switch_seconds.values())),
+            "augmentation": self.augmentation_record().to_json(),
         }
+
+    def augmentation_record(self, loader_seconds: float = 0.0, loader_batches: int = 0) -> AugmentationCost:
+        """Where the augmentation ran and its cost per batch; with ``workers`` the PGPS loaders' time per batch."""
+        total = combined(self._throughput.values())
+        return super().augmentation_record(loader_seconds + total.loader_seconds,
+                                           loader_batches + total.loader_batches)
 
     def _write_curriculum(self, final: bool) -> None:
         if self.local_rank != 0:

@@ -28,16 +28,21 @@ Hook order of a combined trainer (stated here only; ``tests/test_nnunet_run_stat
 
         StopAtDiceMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, nnUNetTrainer
 
-    so its method resolution order is :data:`MIXIN_ORDER` (those it has), then ``nnUNetTrainer``. Every mixin
+    so its method resolution order is :data:`MIXIN_ORDER` (those it has; ``AugmentationPlacementMixin`` is
+    RunLengthMixin's base, so every trainer has it), then ``nnUNetTrainer``. Every mixin
     calls ``super()`` in every hook it overrides and none skips another. Per hook, outermost first:
 
     - ``initialize`` / ``load_checkpoint``: PGPS/RPSS remember the planned oversampling; RunLengthMixin resolves
       the settings and every mixin derives from them (``derive_from_settings``, innermost first: run length, then
       the patch schedule, then PDL's phases); then nnU-Net builds network, optimizer and scheduler (and loads);
       then ``restore_progressive_state`` restores each mixin's progress from the sidecar;
-    - ``on_train_start``: PDL fixes Set 1 (a missing or stale ranking stops here), then nnU-Net builds its loaders;
+    - ``on_train_start``: PDL fixes Set 1 (a missing or stale ranking stops here), then nnU-Net builds its loaders
+      (with NNPROG_AUGMENT_ON=device, ``get_training_transforms`` gives the training loader no transforms and keeps
+      the batched pipeline; see :mod:`.augmentation_placement`);
     - ``on_train_epoch_start``: the staged loader builds the epoch's training loader (patch stage, case set);
       RunLengthMixin starts timing the training iterations; nnU-Net steps the learning rate;
+    - ``train_step``: PDL counts the cases, PGPS times the step, AugmentationPlacementMixin (innermost) augments the
+      batch on the training device (NNPROG_AUGMENT_ON=device), then nnU-Net's (or a recipe's) step;
     - ``on_epoch_end``: StopAtDiceMixin measures the Dice FIRST (the check is part of its epoch's checkpoint and
       its time is kept out of training time), then nnU-Net logs, checkpoints and counts the epoch, then PGPS
       writes curriculum.json, and last StopAtDiceMixin ends the run if the target was reached;
@@ -86,6 +91,7 @@ from nnunet_progressive.core.records import (
     write_record,
 )
 from nnunet_progressive.nnunet import training_process
+from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 
 MIXIN_ORDER: tuple[str, ...] = (
@@ -102,6 +108,7 @@ MIXIN_ORDER: tuple[str, ...] = (
     "PatchSizeMixin",
     "StagedTrainingLoaderMixin",
     "RunLengthMixin",
+    "AugmentationPlacementMixin",
     "RecipeStepMixin",
 )
 CHECKPOINT_PREFERENCE = (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST)  # nnU-Net's order under --c
@@ -124,8 +131,9 @@ def package_mixins(trainer_class: type) -> list[str]:
 def settings_for_new_run(trainer_class: type, environ: Mapping[str, str] | None = None) -> ProgressiveSettings:
     """The settings a new run of ``trainer_class`` starts with: its defaults plus the ``NNPROG_*`` environment.
 
-    Strict: unknown ``NNPROG_*`` names (with the closest knob), invalid values and knobs the trainer does not read
-    are all reported in one :class:`ProgressiveConfigError`. A knob that is set but ignored is an error, not a
+    Strict: unknown ``NNPROG_*`` names (with the closest knob), invalid values, knobs the trainer does not read and
+    NNPROG_AUGMENT_ON=device for a trainer with its own ``get_training_transforms`` are all reported in one
+    :class:`ProgressiveConfigError`. A knob that is set but ignored is an error, not a
     warning: the run would otherwise be a different experiment from the one its user believes it is.
     """
     name = trainer_class.__name__
@@ -137,6 +145,8 @@ def settings_for_new_run(trainer_class: type, environ: Mapping[str, str] | None 
     except ProgressiveConfigError as error:
         problems.insert(0, str(error))
     problems += problems_for_trainer(name, trainer_class.knob_features(), environ)
+    if settings is not None and (refusal := transforms_refusal(trainer_class, settings.augment_on)):
+        problems.append(refusal)
     if problems:
         raise ProgressiveConfigError(f"{name} cannot start: " + ("\n  ".join([""] + problems) if len(problems) > 1
                                                                 else problems[0]))
@@ -241,8 +251,9 @@ def choose_checkpoint(requested: str | os.PathLike, run_id: str | None, allow_fa
 
 # --------------------------------------------------------------------------------------------- mixin
 
-class RunLengthMixin:
-    """The root of every trainer of this package: settings, run identity, checkpoints, resume, timing.
+class RunLengthMixin(AugmentationPlacementMixin):
+    """The root of every trainer of this package: settings, run identity, checkpoints, resume, timing (and, in its
+    base, where the augmentation runs).
 
     ``default_settings`` are the class's defaults (``_Xepochs`` variants change them); ``knob_features()`` names
     what the trainer reads (each mixin adds its features with ``super()``). Mixins derive what they need from
@@ -297,6 +308,7 @@ class RunLengthMixin:
         from nnunet_progressive import __version__
 
         self.progressive_settings = settings
+        self.check_augmentation_placement()  # a continued run too: its stored NNPROG_AUGMENT_ON may be device
         self.derive_from_settings()
         read = settings.knobs_read_by(self.knob_features())
         self.print_to_log_file(f"nnunet-progressive {__version__}, settings {origin}: "
@@ -502,6 +514,7 @@ class RunLengthMixin:
             settings=self.progressive_settings.to_dict(), ended=self._ending,
             train_seconds={str(k): v for k, v in self._train_seconds.items()},
             untimed_seconds={str(k): v for k, v in self._untimed_seconds.items()},
+            augmentation_seconds=self.augmentation_state(),
         ).to_json()
 
     def restore_progressive_state(self, state: dict) -> None:
@@ -511,6 +524,7 @@ class RunLengthMixin:
 
         self._train_seconds = before_now(state.get("train_seconds", {}))
         self._untimed_seconds = before_now(state.get("untimed_seconds", {}))
+        self.restore_augmentation_state(state.get("augmentation_seconds", {}), self.current_epoch)
 
     def save_checkpoint(self, filename: str) -> None:
         self._checkpoint_written = True  # (or skipped by --disable_checkpointing): the run has trained
@@ -557,6 +571,7 @@ class RunLengthMixin:
             "train_iteration_seconds": float(sum(self._train_seconds.values())),
             "peak_gpu_memory_bytes": int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
             "settings": self.progressive_settings.to_dict(),
+            "augmentation": self.augmentation_record().to_json(),
         }
 
 

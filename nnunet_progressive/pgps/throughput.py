@@ -2,7 +2,10 @@
 
 Per iteration the trainer measures three times: how long the training process waited for the batch
 (``wait``), how long the training step took (forward, backward, optimizer: ``step``) and how long the loader
-worker took to build the batch (``loader``, measured inside the worker and carried in the batch). From them:
+worker took to build the batch (``loader``, measured inside the worker and carried in the batch). Where the
+augmentation runs on the training device (``NNPROG_AUGMENT_ON=device``) a fourth: its seconds in the training
+process (``augment``, kept out of ``step``); the loader's time is then loading, cropping and stacking alone. From
+them:
 
 - the network consumes ``samples / step`` samples per second;
 - the loader delivers up to ``workers x samples / loader`` samples per second (its workers run in parallel);
@@ -34,11 +37,16 @@ class Throughput:
     cases: int = 0  # distinct cases per batch, summed over batches
     forced_crops: int = 0  # crops the loader forced to contain foreground
     reported_batches: int = 0  # batches that reported their forced crops
+    augment_on: str = "workers"  # where the augmentation ran: "workers" (inside loader_seconds) or "device"
+    augment_seconds: float = 0.0  # training-process seconds of the augmentation on the device, summed over batches
+    augment_batches: int = 0  # batches augmented in the training process
 
     def plus_iteration(self, samples: int, voxels: int, wait_seconds: float, step_seconds: float,
-                       loader_seconds: float | None, cases: int = 0, forced_crops: int | None = None) -> Throughput:
+                       loader_seconds: float | None, cases: int = 0, forced_crops: int | None = None,
+                       augment_seconds: float | None = None) -> Throughput:
         """These sums with one more iteration (``cases``: distinct cases in the batch; ``forced_crops``: crops
-        forced to contain foreground, None if the loader does not say)."""
+        forced to contain foreground, None if the loader does not say; ``augment_seconds``: the augmentation in the
+        training process, None where the workers augmented)."""
         return replace(
             self, iterations=self.iterations + 1, samples=self.samples + int(samples),
             voxels=self.voxels + int(voxels), wait_seconds=self.wait_seconds + max(0.0, wait_seconds),
@@ -46,7 +54,9 @@ class Throughput:
             loader_seconds=self.loader_seconds + (loader_seconds or 0.0),
             loader_batches=self.loader_batches + (loader_seconds is not None), cases=self.cases + int(cases),
             forced_crops=self.forced_crops + (forced_crops or 0),
-            reported_batches=self.reported_batches + (forced_crops is not None))
+            reported_batches=self.reported_batches + (forced_crops is not None),
+            augment_seconds=self.augment_seconds + max(0.0, augment_seconds or 0.0),
+            augment_batches=self.augment_batches + (augment_seconds is not None))
 
     @property
     def network_samples_per_second(self) -> float | None:
@@ -84,8 +94,18 @@ class Throughput:
         return self.forced_crops / reported_samples
 
     @property
+    def loader_seconds_per_batch(self) -> float | None:
+        """A loader worker's seconds per batch (with ``workers``, augmentation included)."""
+        return self.loader_seconds / self.loader_batches if self.loader_batches else None
+
+    @property
+    def augment_seconds_per_batch(self) -> float | None:
+        """The training process's augmentation seconds per batch (``device``; None with ``workers``)."""
+        return self.augment_seconds / self.augment_batches if self.augment_batches else None
+
+    @property
     def wait_share(self) -> float | None:
-        total = self.wait_seconds + self.step_seconds
+        total = self.wait_seconds + self.step_seconds + self.augment_seconds
         return self.wait_seconds / total if total > 0 else None
 
     @property
@@ -106,6 +126,9 @@ class Throughput:
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 1)
 
+        def rounded_seconds(value: float | None) -> float | None:
+            return None if value is None else round(value, 6)
+
         return {
             "loader_samples_per_second": rounded(self.loader_samples_per_second),
             "loader_voxels_per_second": rounded(self.loader_voxels_per_second),
@@ -118,10 +141,14 @@ class Throughput:
             "samples_per_batch": round(self.samples / self.iterations, 3) if self.iterations else None,
             "foreground_forced_share": (None if self.foreground_forced_share is None
                                         else round(self.foreground_forced_share, 4)),
+            "augment_on": self.augment_on,
+            "loader_seconds_per_batch": rounded_seconds(self.loader_seconds_per_batch),
+            "augment_seconds_per_batch": rounded_seconds(self.augment_seconds_per_batch),
         }
 
     def log_text(self) -> str:
-        """``loader 1,234 samples/s (5,678,000 voxels/s, 2 workers) | network ... | waited 12% for batches``."""
+        """``loader 1,234 samples/s (5,678,000 voxels/s, 2 workers) | network ... | augmentation in the workers
+        (within their 12.3 ms/batch) | waited 12% for batches`` (or ``augmentation on the device 4.5 ms/batch``)."""
         parts = []
         if self.loader_samples_per_second is not None:
             parts.append(f"loader {self.loader_samples_per_second:,.1f} samples/s "
@@ -129,6 +156,13 @@ class Throughput:
         if self.network_samples_per_second is not None:
             parts.append(f"network {self.network_samples_per_second:,.1f} samples/s "
                          f"({self.network_voxels_per_second:,.0f} voxels/s)")
+        if self.augment_seconds_per_batch is not None:
+            parts.append(f"augmentation on the device {1000 * self.augment_seconds_per_batch:,.1f} ms/batch "
+                         f"(training process)")
+        elif self.augment_on == "workers":
+            parts.append("augmentation in the workers" + (
+                f" (within their {1000 * self.loader_seconds_per_batch:,.1f} ms/batch)"
+                if self.loader_seconds_per_batch is not None else ""))
         if self.wait_share is not None:
             parts.append(f"waited {100 * self.wait_share:.0f}% for batches"
                          + (" (loader-bound)" if self.loader_bound else ""))
@@ -139,8 +173,10 @@ def combined(parts: Iterable[Throughput]) -> Throughput:
     """The sums of several epochs (workers: the largest count seen)."""
     total = Throughput()
     workers = 1
+    places = set()
     for part in parts:
         workers = max(workers, part.workers)
+        places.add(part.augment_on)
         total = replace(
             total, iterations=total.iterations + part.iterations, samples=total.samples + part.samples,
             voxels=total.voxels + part.voxels, wait_seconds=total.wait_seconds + part.wait_seconds,
@@ -148,5 +184,8 @@ def combined(parts: Iterable[Throughput]) -> Throughput:
             loader_seconds=total.loader_seconds + part.loader_seconds,
             loader_batches=total.loader_batches + part.loader_batches, cases=total.cases + part.cases,
             forced_crops=total.forced_crops + part.forced_crops,
-            reported_batches=total.reported_batches + part.reported_batches)
-    return replace(total, workers=workers)
+            reported_batches=total.reported_batches + part.reported_batches,
+            augment_seconds=total.augment_seconds + part.augment_seconds,
+            augment_batches=total.augment_batches + part.augment_batches)
+    augment_on = places.pop() if len(places) == 1 else ("mixed" if places else "workers")
+    return replace(total, workers=workers, augment_on=augment_on)
