@@ -14,10 +14,6 @@ from batchgeneratorsv2.transforms.intensity.brightness import MultiplicativeBrig
 from batchgeneratorsv2.transforms.intensity.contrast import BGContrast, ContrastTransform
 from batchgeneratorsv2.transforms.intensity.gamma import GammaTransform
 from batchgeneratorsv2.transforms.intensity.gaussian_noise import GaussianNoiseTransform
-from batchgeneratorsv2.transforms.nnunet.random_binary_operator import ApplyRandomBinaryOperatorTransform
-from batchgeneratorsv2.transforms.nnunet.remove_connected_components import (
-    RemoveRandomConnectedComponentFromOneHotEncodingTransform,
-)
 from batchgeneratorsv2.transforms.nnunet.seg_to_onehot import MoveSegAsOneHotToDataTransform
 from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform, _compute_kernel_size
 from batchgeneratorsv2.transforms.spatial.low_resolution import SimulateLowResolutionTransform
@@ -28,7 +24,6 @@ from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentatio
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.nnunet.batched_augmentation.base import BatchedRandomTransform
 from nnunet_progressive.nnunet.batched_augmentation.intensity import (
-    BatchedApplyRandomBinaryOperator,
     BatchedContrast,
     BatchedConvertSegmentationToRegions,
     BatchedGamma,
@@ -38,7 +33,6 @@ from nnunet_progressive.nnunet.batched_augmentation.intensity import (
     BatchedMoveSegAsOneHotToData,
     BatchedMultiplicativeBrightness,
     BatchedRemoveLabel,
-    BatchedRemoveRandomConnectedComponent,
     BatchedSimulateLowResolution,
     blur_kernel_size,
     draw_scalar,
@@ -253,37 +247,6 @@ def test_move_seg_as_one_hot_equals_bgv2_exactly(dim):
 def test_move_seg_as_one_hot_needs_labels():
     with pytest.raises(ProgressiveConfigError, match="foreground labels"):
         BatchedMoveSegAsOneHotToData(1, [])
-
-
-def _cascade_batch(seed: int) -> dict:
-    gen = torch.Generator().manual_seed(seed)
-    blobs = F.avg_pool3d(torch.rand((3, 1, 20, 20, 20), generator=gen), 5, 1, 2)
-    labels = (blobs > 0.52).to(torch.int16) + (blobs > 0.56).to(torch.int16)
-    image = torch.cat([torch.randn((3, 1, 20, 20, 20), generator=gen),
-                       (labels == 1).float(), (labels == 2).float()], dim=1)
-    return {"image": image, "segmentation": labels}
-
-
-@pytest.mark.parametrize("kind", ["binary_operator", "connected_component"])
-def test_cascade_per_sample_transforms_equal_bgv2_with_the_same_draws(kind):
-    batch = _cascade_batch(8)
-    if kind == "binary_operator":
-        ours = BatchedApplyRandomBinaryOperator([-2, -1], (1, 8), 0.5)
-        theirs = ApplyRandomBinaryOperatorTransform([-2, -1], strel_size=(1, 8), p_per_label=0.5)
-    else:
-        ours = BatchedRemoveRandomConnectedComponent([-2, -1], 0, 0.15, 0.5)
-        theirs = RemoveRandomConnectedComponentFromOneHotEncodingTransform([-2, -1], 0, 0.15, 0.5)
-    torch.manual_seed(9)
-    np.random.seed(9)
-    params = ours.get_parameters(batch)
-    assert sum(len(p["apply_to_channels"]) for p in params["per_sample"]) > 0
-    np.random.seed(10)
-    out = ours.apply(batch, params)["image"]
-    np.random.seed(10)
-    for b in range(3):
-        expected = theirs.apply({"image": batch["image"][b].clone()}, **params["per_sample"][b])["image"]
-        assert torch.equal(out[b], expected)
-    assert not torch.equal(out, batch["image"])
 
 
 # ------------------------------------------------------------------------------------------ (b) parameter draws

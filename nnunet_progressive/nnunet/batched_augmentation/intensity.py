@@ -231,11 +231,12 @@ class BatchedGaussianBlur(BatchedTransform):
 
     batchgeneratorsv2 (``benchmark=True`` in nnU-Net) times a direct and an FFT convolution per shape and kernel
     size and keeps the faster; both compute the same blur, which is what this computes (``method``: see
-    ``blur_rows``).
+    ``blur_rows``). ``benchmark`` is accepted for the same constructor as batchgeneratorsv2's and changes nothing.
     """
 
     def __init__(self, blur_sigma: RandomRange = (0.5, 1.0), synchronize_channels: bool = False,
-                 synchronize_axes: bool = False, p_per_channel: float = 0.5, method: str = "shifted"):
+                 synchronize_axes: bool = False, p_per_channel: float = 0.5, benchmark: bool = False,
+                 method: str = "shifted"):
         if method not in BLUR_METHODS:
             raise ProgressiveConfigError(f"BatchedGaussianBlur: method {method!r} is not one of {BLUR_METHODS}")
         self.blur_sigma = blur_sigma
@@ -511,60 +512,3 @@ class BatchedMoveSegAsOneHotToData(BatchedTransform):
             keep = [i for i in range(seg.shape[1]) if i != self.source_channel_idx]
             out["segmentation"] = seg[:, keep]
         return out
-
-
-# --- cascade, per sample
-class PerSampleBgv2Transform(BatchedTransform):
-    """Runs a batchgeneratorsv2 image transform on each sample in turn, on the CPU (for transforms that cannot
-    be batched exactly: scipy/skimage morphology, connected components, draws that depend on the image).
-
-    ``get_parameters`` asks the wrapped transform for each sample's parameters; ``apply`` copies each sample to
-    the CPU, applies them with the wrapped transform (which may draw more, as batchgeneratorsv2 does) and copies
-    the result back to the batch's device.
-    """
-
-    def __init__(self, transform: Any):
-        self.transform = transform
-
-    def get_parameters(self, batch: Batch) -> dict[str, Any]:
-        image = batch["image"]
-        return {"per_sample": [self.transform.get_parameters(image=image[i]) for i in range(image.shape[0])]}
-
-    def apply(self, batch: Batch, params: dict[str, Any]) -> Batch:
-        image = batch["image"]
-        samples = []
-        for i, sample_params in enumerate(params["per_sample"]):
-            sample = {"image": image[i].detach().to("cpu", copy=True)}
-            samples.append(self.transform.apply(sample, **sample_params)["image"])
-        return {**batch, "image": torch.stack(samples).to(image.device)}
-
-
-class BatchedApplyRandomBinaryOperator(PerSampleBgv2Transform):
-    """ApplyRandomBinaryOperatorTransform (cascade): random dilation/erosion/opening/closing with a ball of
-    random radius on the previous stage's one-hot channels. Not batched: a per-sample loop over
-    batchgeneratorsv2's own transform on the CPU (channels are processed in a random order, each result changing
-    the others; skimage builds the structuring elements)."""
-
-    def __init__(self, channel_idx: int | Sequence[int], strel_size: RandomRange = (1, 8), p_per_label: float = 0.5):
-        from batchgeneratorsv2.transforms.nnunet.random_binary_operator import ApplyRandomBinaryOperatorTransform
-        super().__init__(ApplyRandomBinaryOperatorTransform(
-            channel_idx=list(channel_idx) if not isinstance(channel_idx, int) else channel_idx,
-            strel_size=strel_size, p_per_label=p_per_label))
-
-
-class BatchedRemoveRandomConnectedComponent(PerSampleBgv2Transform):
-    """RemoveRandomConnectedComponentFromOneHotEncodingTransform (cascade): removes one random connected component
-    (smaller than ``dont_do_if_covers_more_than_x_percent`` of the patch) from the previous stage's one-hot
-    channels. Not batched: a per-sample loop over batchgeneratorsv2's own transform on the CPU (connected
-    components come from scipy via acvl_utils, and the component is drawn from what is found)."""
-
-    def __init__(self, channel_idx: int | Sequence[int], fill_with_other_class_p: float = 0.0,
-                 dont_do_if_covers_more_than_x_percent: float = 0.15, p_per_label: float = 0.5):
-        from batchgeneratorsv2.transforms.nnunet.remove_connected_components import (
-            RemoveRandomConnectedComponentFromOneHotEncodingTransform,
-        )
-        super().__init__(RemoveRandomConnectedComponentFromOneHotEncodingTransform(
-            channel_idx=list(channel_idx) if not isinstance(channel_idx, int) else channel_idx,
-            fill_with_other_class_p=fill_with_other_class_p,
-            dont_do_if_covers_more_than_x_percent=dont_do_if_covers_more_than_x_percent,
-            p_per_label=p_per_label))
