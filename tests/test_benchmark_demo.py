@@ -52,9 +52,14 @@ def test_demo_table_and_summary():
 
 
 @pytest.mark.e2e
-def test_demo_end_to_end_tiny(tmp_path, capsys):
+def test_demo_end_to_end_tiny(tmp_path, capsys, monkeypatch):
     """The demo command on the tiny3d preset, 9 epochs (one per PGPS stage) x 2 iterations (the real one: 18 x 12):
     the benchmark runner end to end (records, reuse of done runs, the report)."""
+    from pathlib import Path
+
+    from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
+
+    monkeypatch.setenv(HEARTBEAT_SECONDS_ENV, "0.001")  # a heartbeat after every step (the runner's default: 2 s)
     workspace = tmp_path / "demo"
     arguments = ["demo", "--workspace", str(workspace), "--preset", "tiny3d", "--epochs", "9", "--iterations", "2"]
     assert main(arguments) == 0
@@ -74,6 +79,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert result.train_wall_source == "run_summary" and result.epochs_done == 9
         assert result.environment["trainer"] == trainer and result.environment["nnunetv2_version"]
         assert "seed_0" in record.fold_folder and "nnUNetPlans_small" in record.fold_folder
+        assert "nnprog heartbeat: epoch 8 iteration 2/2" in Path(record.log_file).read_text()  # what ticks the bar
     curriculum = records["nnUNetTrainer_PGPS_Efficiency"].result.curriculum
     assert curriculum["epochs_done"] == 9
     assert len(curriculum["stages"]) == DEMO_PGPS_STAGES["tiny3d"]  # the table the early --epochs check reads
