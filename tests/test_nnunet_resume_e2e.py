@@ -145,6 +145,28 @@ def test_damaged_latest_checkpoint_falls_back_to_an_intact_one(tiny3d, tmp_path)
     assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
 
 
+def test_resume_before_the_first_checkpoint_starts_the_recorded_run_again(tiny3d, tmp_path):
+    """Issue #20: kill -9 before the first checkpoint, then --c in a plain shell: nnU-Net finds no checkpoint and
+    "starts a new training"; it must be the recorded run (its settings, its run file), not a default one."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "3", "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(0))
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    assert not list(fold.glob("checkpoint_*.pth")), "killed before the first checkpoint"
+    recorded = (fold / "nnprog_run.json").read_text()
+    assert json.loads(recorded)["settings"]["epochs"] == 3
+
+    resumed = _run(replace(run, knobs={}), tiny3d, ["--c"], timeout=600)  # a plain shell: no knob of the run
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    logs = _fold_logs(fold)
+    assert "has no checkpoint of this run yet" in logs and "settings of the run being started again" in logs
+    final = fold / "checkpoint_final.pth"
+    assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 3
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(3), rel=1e-9)
+    assert (fold / "nnprog_run.json").read_text() == recorded, "the record keeps what it held"
+
+
 def _trainer(ws, monkeypatch, continue_training: bool, plans: dict | None = None):
     """nnUNetTrainer_ConstantPatch of fold 4, in this process (as nnUNetv2_train builds it)."""
     from nnunet_progressive_trainers.nnprog_pgps import nnUNetTrainer_ConstantPatch
