@@ -9,12 +9,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_damage import flip_tensor_bytes
 
 from nnunet_progressive.core.errors import RunStateError
 from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
@@ -165,6 +167,35 @@ def test_resume_before_the_first_checkpoint_starts_the_recorded_run_again(tiny3d
     assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 3
     assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(3), rel=1e-9)
     assert (fold / "nnprog_run.json").read_text() == recorded, "the record keeps what it held"
+
+
+def test_changed_checkpoint_content_is_caught_by_continue_validation_and_verify(tiny3d, tmp_path):
+    """Issue #20: 64 bytes changed inside a checkpoint's tensor data (torch loads it without a word): --c continues
+    from an intact checkpoint, --val stops naming the file, `nnprog verify` names it before a prediction."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(2))
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    flip_tensor_bytes(fold / "checkpoint_latest.pth")
+    train(run, tiny3d.folders, log, extra=["--c"])
+    logs = _fold_logs(fold)
+    assert "checkpoint_latest.pth does not match the sha256 in checkpoint_latest.pth.nnprog.json" in logs
+    assert "Continuing from checkpoint_best.pth (epoch" in logs
+    final = fold / "checkpoint_final.pth"
+    assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 4
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
+
+    flip_tensor_bytes(final)
+    validation = _run(run, tiny3d, ["--val"])
+    assert validation.returncode != 0 and "Traceback" not in validation.stderr, validation.stderr[-3000:]
+    assert "nnUNetv2_train: error: cannot use " in validation.stderr
+    assert "checkpoint_final.pth does not match the sha256 in checkpoint_final.pth.nnprog.json" in validation.stderr
+    verify = subprocess.run([sys.executable, "-m", "nnunet_progressive.cli.main", "verify", str(fold.parent)],
+                            capture_output=True, text=True)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert f"damaged    {final}: checkpoint_final.pth does not match" in verify.stdout
+    assert f"verified   {fold / 'checkpoint_best.pth'}" in verify.stdout
 
 
 def _trainer(ws, monkeypatch, continue_training: bool, plans: dict | None = None):

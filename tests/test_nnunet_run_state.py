@@ -10,13 +10,21 @@ import time
 from pathlib import Path
 
 import pytest
+from checkpoint_damage import flip_tensor_bytes
 
 import nnunet_progressive_trainers.nnprog_pdl as pdl_trainers
 import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
 import nnunet_progressive_trainers.nnprog_stop_at_dice as stop_trainers
 from nnunet_progressive.core.errors import ProgressiveConfigError, RunStateError
+from nnunet_progressive.core.io import file_sha256
 from nnunet_progressive.core.knobs import ProgressiveSettings
-from nnunet_progressive.core.records import CheckpointState, RunIdentity, fingerprint, write_record
+from nnunet_progressive.core.records import (
+    CheckpointState,
+    RunIdentity,
+    checkpoint_state_path,
+    fingerprint,
+    write_record,
+)
 from nnunet_progressive.nnunet import run_state
 from nnunet_progressive.nnunet.run_state import (
     MIXIN_ORDER,
@@ -185,6 +193,54 @@ def test_real_truncated_checkpoint_is_detected(tmp_path):
             write_record(tmp_path / f"{name}.nnprog.json", CheckpointState(current_epoch=epoch))
     chosen, message = choose_checkpoint(tmp_path / "checkpoint_latest.pth", None, True)
     assert chosen.path.name == "checkpoint_best.pth" and chosen.current_epoch == 7 and "damaged" in message
+
+
+def _saved_checkpoint(folder: Path, name: str, epoch: int, run_id: str | None = "r1") -> Path:
+    """A real torch checkpoint with a sidecar as the trainers write it (sha256 of the file's content)."""
+    import torch
+
+    path = folder / name
+    torch.save({"current_epoch": epoch, "network_weights": {"w": torch.arange(4096.0)}}, path)
+    write_record(checkpoint_state_path(path), CheckpointState(current_epoch=epoch, run_id=run_id,
+                                                              sha256=file_sha256(path)))
+    return path
+
+
+def test_changed_checkpoint_content_falls_back_under_c_and_stops_validation(tmp_path):
+    """Issue #20: 64 bytes changed inside the tensor data load without a complaint from torch; the checksum in the
+    sidecar catches them: --c continues from the newest intact checkpoint, --val stops, both name the file."""
+    import torch
+
+    latest = _saved_checkpoint(tmp_path, "checkpoint_latest.pth", 7)
+    _saved_checkpoint(tmp_path, "checkpoint_best.pth", 5)
+    assert choose_checkpoint(latest, "r1", True)[1] is None, "intact: no message"
+    flip_tensor_bytes(latest)
+    assert torch.load(latest, map_location="cpu", weights_only=False)["current_epoch"] == 7, "torch still loads it"
+    chosen, message = choose_checkpoint(latest, "r1", True)
+    assert chosen.path.name == "checkpoint_best.pth" and chosen.current_epoch == 5
+    assert "checkpoint_latest.pth does not match the sha256 in checkpoint_latest.pth.nnprog.json" in message
+    with pytest.raises(RunStateError, match=r"cannot use .*checkpoint_latest.pth: checkpoint_latest.pth does not "
+                                            r"match the sha256"):
+        choose_checkpoint(latest, "r1", False)
+
+
+def test_verify_names_damaged_and_unverified_checkpoints(tmp_path, capsys):
+    from nnunet_progressive.cli.main import main
+
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    latest = _saved_checkpoint(fold, "checkpoint_latest.pth", 7)
+    _saved_checkpoint(fold, "checkpoint_best.pth", 5)
+    (fold / "checkpoint_final.pth").write_bytes((fold / "checkpoint_best.pth").read_bytes())  # no sidecar
+    assert main(["verify", str(tmp_path)]) == 0
+    flip_tensor_bytes(latest)
+    assert main(["verify", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()[-4:]
+    assert lines[0].startswith("verified") and lines[0].endswith("checkpoint_best.pth")
+    assert lines[1].startswith("unverified") and "checkpoint_final.pth: no checkpoint_final.pth.nnprog.json" in lines[1]
+    assert lines[2].startswith("damaged") and "checkpoint_latest.pth does not match the sha256" in lines[2]
+    assert lines[3].startswith("1 of 3 checkpoints damaged")
+    assert main(["verify", str(tmp_path / "missing")]) == 2
 
 
 # --- hook order (issue #9) ----------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from typing import Any
 import torch
 
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError, RunStateError
-from nnunet_progressive.core.io import atomic_write_json, replacing
+from nnunet_progressive.core.io import atomic_write_json, file_sha256, replacing
 from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
     EnvironmentKnobs,
@@ -79,6 +79,7 @@ from nnunet_progressive.core.records import (
     TIME_TO_DICE_JSON,
     CheckpointState,
     RunIdentity,
+    checkpoint_checksum_problem,
     checkpoint_state_path,
     fingerprint,
     read_record,
@@ -204,7 +205,7 @@ def inspect_checkpoint(path: Path, run_id: str | None,
                                    f"{path.name} is at epoch {epoch}; the run was killed between writing the two")
     if run_id is not None and state.run_id is not None and state.run_id != run_id:
         return CheckpointCandidate(path, epoch, state, f"{path.name} belongs to an earlier run in this folder")
-    return CheckpointCandidate(path, epoch, state, None)
+    return CheckpointCandidate(path, epoch, state, checkpoint_checksum_problem(path, state))
 
 
 def choose_checkpoint(requested: str | os.PathLike, run_id: str | None, allow_fallback: bool,
@@ -532,6 +533,7 @@ class RunLengthMixin:
             super().save_checkpoint(str(temporary))
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
+            state["sha256"] = file_sha256(temporary)  # --c, --val and `nnprog verify` check the content
         atomic_write_json(sidecar_path(filename), state)
 
     def on_train_end(self) -> None:
