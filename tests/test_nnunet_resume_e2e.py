@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from checkpoint_damage import flip_tensor_bytes
+from process_tree import command_line, descendants, kill_all, left_alive
 
 from nnunet_progressive.core.errors import RunStateError
 from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
@@ -300,3 +302,59 @@ def test_augmentation_workers_die_with_a_killed_training(tiny3d, tmp_path, train
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while text not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+        assert process.poll() is None, f"ended before {text!r}: {log.read_text()[-2000:]}"
+        time.sleep(0.1)
+    assert text in log.read_text(), f"no {text!r} within {timeout} s"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_nothing_of_a_run_outlives_a_killed_runner(tiny3d, tmp_path):
+    """Issue #20: SIGKILL of the process that runs nnUNetv2_train through the runner (`nnprog benchmark run`,
+    `nnprog demo`) ends the training and its workers, though they run in a session of their own."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_ITERATIONS": "50"})
+    log = tmp_path / "train.log"
+    code = ("import pickle, sys\n"
+            "from nnunet_progressive.nnunet.runner import train\n"
+            "train(*pickle.loads(bytes.fromhex(sys.argv[1])))\n")
+    runner = subprocess.Popen([sys.executable, "-c", code, pickle.dumps((run, tiny3d.folders, log)).hex()])
+    started: set[int] = set()
+    try:
+        _wait_for(log, ": Epoch 0", runner)
+        time.sleep(2)
+        started = descendants(runner.pid)
+        trainings = [pid for pid in started if "nnUNetv2_train" in command_line(pid)]  # the training and its workers
+        assert len(trainings) >= 3, {pid: command_line(pid) for pid in started}
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait()
+        assert not left_alive(started, timeout=30), "the training or its workers outlived the killed runner"
+    finally:
+        kill_all({runner.pid} | started)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_nothing_outlives_a_training_killed_in_its_final_validation(tiny3d, tmp_path):
+    """Issue #20: SIGKILL of the training while nnU-Net's final validation exports (a 'spawn' pool and
+    multiprocessing's resource tracker, fresh interpreters) ends every process it started."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "1", "NNPROG_FINAL_VALIDATION": "on"})
+    log = tmp_path / "train.log"
+    with open(log, "w") as handle:
+        training = subprocess.Popen(run.command(), env=run_environment(tiny3d.folders, run.knobs), stdout=handle,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    started: set[int] = set()
+    try:
+        _wait_for(log, ": predicting ", training)
+        started = descendants(training.pid)
+        commands = [command_line(pid) for pid in started]
+        assert any("spawn_main" in c for c in commands) and any("resource_tracker" in c for c in commands), commands
+        os.kill(training.pid, signal.SIGKILL)
+        training.wait()
+        assert not left_alive(started, timeout=30), "processes of the validation outlived the killed training"
+    finally:
+        kill_all({training.pid} | started)

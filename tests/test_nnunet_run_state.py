@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from checkpoint_damage import flip_tensor_bytes
+from process_tree import command_line, descendants, kill_all, left_alive
 
 import nnunet_progressive_trainers.nnprog_pdl as pdl_trainers
 import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
@@ -355,6 +356,32 @@ def test_forked_children_die_with_a_killed_parent():
     while any(_alive(pid) for pid in children) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_spawned_children_die_with_a_killed_parent():
+    """Issue #20: a 'spawn' pool (as nnU-Net's final validation exports with) and multiprocessing's resource
+    tracker end when the process that started them is killed with SIGKILL."""
+    code = ("import multiprocessing as mp, time\n"
+            "from nnunet_progressive.nnunet import training_process\n"
+            "training_process.install()\n"
+            "if __name__ == '__main__':\n"
+            "    pool = mp.get_context('spawn').Pool(2)\n"
+            "    print(pool.map(abs, [-1, -2]), flush=True)\n"  # the pool serves
+            "    pending = pool.map_async(time.sleep, [60, 60])\n"
+            "    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    started: set[int] = set()
+    try:
+        assert parent.stdout.readline().strip() == "[1, 2]"
+        started = descendants(parent.pid)
+        commands = [command_line(pid) for pid in started]
+        assert sum("spawn_main" in c for c in commands) == 2 and sum("resource_tracker" in c for c in commands) == 1
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert not left_alive(started, timeout=20), "spawned processes outlived their killed parent"
+    finally:
+        kill_all({parent.pid} | started)
 
 
 def test_package_errors_end_a_process_with_one_line():
