@@ -384,6 +384,28 @@ def test_spawned_children_die_with_a_killed_parent():
         kill_all({parent.pid} | started)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_commands_of_the_runner_die_with_a_killed_parent():
+    """Issue #20: a command the runner started (as `nnprog benchmark run` starts nnUNetv2_train) ends when the
+    process that started it is killed with SIGKILL."""
+    code = ("import os\n"
+            "from nnunet_progressive.nnunet.runner import run_logged\n"
+            "run_logged(['sleep', '60'], dict(os.environ), None)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    started: set[int] = set()
+    try:
+        deadline = time.time() + 30
+        while not any("sleep" in command_line(pid) for pid in started) and time.time() < deadline:
+            time.sleep(0.1)
+            started = descendants(parent.pid)
+        assert any("sleep" in command_line(pid) for pid in started), started
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert not left_alive(started, timeout=10), "the command outlived the killed process that started it"
+    finally:
+        kill_all({parent.pid} | started)
+
+
 def test_package_errors_end_a_process_with_one_line():
     code = ("from nnunet_progressive.nnunet import training_process\n"
             "from nnunet_progressive.core.errors import ProgressiveConfigError\n"
