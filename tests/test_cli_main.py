@@ -57,6 +57,7 @@ ERRORS = {
     "convert": (["convert", "btcv", "--source", "{tmp}/no_such_download"], "does not exist"),
     "benchmark": (["benchmark", "run", "{tmp}/missing.yaml"], "spec file {tmp}/missing.yaml does not exist"),
     "compare": (["compare", "{tmp}/no_fold"], "time_to_dice.json does not exist"),
+    "verify": (["verify", "{tmp}/no_model"], "{tmp}/no_model is not a folder"),
 }
 
 

@@ -146,6 +146,55 @@ def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path)
     assert curriculum["epochs_done"] == 9 and [s["epochs_done"] for s in curriculum["stages"]] == [1] * 9
 
 
+def _poly_learning_rates(num_epochs: int) -> list[float]:
+    """The learning rate nnU-Net's PolyLRScheduler gives each epoch of an uninterrupted run."""
+    import torch
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    scheduler = PolyLRScheduler(optimizer, 0.01, num_epochs)
+    rates = []
+    for epoch in range(num_epochs):
+        scheduler.step(epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+    return rates
+
+
+def _logged_learning_rates(fold: Path) -> list[float]:
+    import torch
+
+    return list(torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]["lrs"])
+
+
+def _killed_mid_epoch_and_continued_in_a_plain_shell(ws, run: TrainingRun, log: Path, epoch: int) -> Path:
+    """Fault matrix (issue #20): SIGKILL once ``epoch`` has started (its iterations running), then ``--c`` with no
+    knob of the run in the environment; the fold folder."""
+    fold, resume_epoch = interrupt_at_epoch(run, ws.folders, ws.dataset_name, log, epoch)
+    assert resume_epoch is not None and 1 <= resume_epoch <= epoch + 1, resume_epoch
+    train(replace(run, knobs={}), ws.folders, log, extra=["--c"])
+    return fold
+
+
+def test_performance_killed_mid_epoch_resumes_as_the_uninterrupted_run(tiny3d, tmp_path):
+    schedule = _expected_schedule(tiny3d, 9, mode="performance")
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_PGPS_Performance", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"})
+    fold = _killed_mid_epoch_and_continued_in_a_plain_shell(tiny3d, run, tmp_path / "train.log", 4)
+    _assert_follows_schedule(fold, schedule)  # stage, patch and batch of every epoch
+    assert _logged_learning_rates(fold) == pytest.approx(_poly_learning_rates(9), rel=1e-9)
+    assert json.loads((fold / "curriculum.json").read_text())["epochs_done"] == 9
+
+
+def test_rpss_killed_mid_epoch_resumes_as_the_uninterrupted_run(tiny3d, tmp_path):
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 3, "nnUNetTrainer_RPSS", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"})
+    fold = _killed_mid_epoch_and_continued_in_a_plain_shell(tiny3d, run, tmp_path / "train.log", 4)
+    rpss = matches_per_epoch(fold, re.compile(r"RPSS: (\d+) patch sizes drawn per batch \| batch (\d+) \| "))
+    assert {epoch: m.groups() for epoch, m in rpss.items()} == {epoch: ("9", "2") for epoch in range(9)}
+    assert _logged_learning_rates(fold) == pytest.approx(_poly_learning_rates(9), rel=1e-9)
+    assert json.loads((fold / "curriculum.json").read_text())["mode"] == "rpss"
+
+
 def test_rpss_and_constant_patch_run(tiny3d, tmp_path):
     rpss = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 3, "nnUNetTrainer_RPSS", tiny3d.plans,
                        knobs={**FAST, "NNPROG_EPOCHS": "9"})

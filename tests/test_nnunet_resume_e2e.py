@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_damage import flip_tensor_bytes
+from process_tree import command_line, descendants, kill_all, left_alive
 
 from nnunet_progressive.core.errors import RunStateError
 from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
@@ -145,6 +149,57 @@ def test_damaged_latest_checkpoint_falls_back_to_an_intact_one(tiny3d, tmp_path)
     assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
 
 
+def test_resume_before_the_first_checkpoint_starts_the_recorded_run_again(tiny3d, tmp_path):
+    """Issue #20: kill -9 before the first checkpoint, then --c in a plain shell: nnU-Net finds no checkpoint and
+    "starts a new training"; it must be the recorded run (its settings, its run file), not a default one."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "3", "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(0))
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    assert not list(fold.glob("checkpoint_*.pth")), "killed before the first checkpoint"
+    recorded = (fold / "nnprog_run.json").read_text()
+    assert json.loads(recorded)["settings"]["epochs"] == 3
+
+    resumed = _run(replace(run, knobs={}), tiny3d, ["--c"], timeout=600)  # a plain shell: no knob of the run
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    logs = _fold_logs(fold)
+    assert "has no checkpoint of this run yet" in logs and "settings of the run being started again" in logs
+    final = fold / "checkpoint_final.pth"
+    assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 3
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(3), rel=1e-9)
+    assert (fold / "nnprog_run.json").read_text() == recorded, "the record keeps what it held"
+
+
+def test_changed_checkpoint_content_is_caught_by_continue_validation_and_verify(tiny3d, tmp_path):
+    """Issue #20: 64 bytes changed inside a checkpoint's tensor data (torch loads it without a word): --c continues
+    from an intact checkpoint, --val stops naming the file, `nnprog verify` names it before a prediction."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(2))
+    fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
+    flip_tensor_bytes(fold / "checkpoint_latest.pth")
+    train(run, tiny3d.folders, log, extra=["--c"])
+    logs = _fold_logs(fold)
+    assert "checkpoint_latest.pth does not match the sha256 in checkpoint_latest.pth.nnprog.json" in logs
+    assert "Continuing from checkpoint_best.pth (epoch" in logs
+    final = fold / "checkpoint_final.pth"
+    assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 4
+    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
+
+    flip_tensor_bytes(final)
+    validation = _run(run, tiny3d, ["--val"])
+    assert validation.returncode != 0 and "Traceback" not in validation.stderr, validation.stderr[-3000:]
+    assert "nnUNetv2_train: error: cannot use " in validation.stderr
+    assert "checkpoint_final.pth does not match the sha256 in checkpoint_final.pth.nnprog.json" in validation.stderr
+    verify = subprocess.run([sys.executable, "-m", "nnunet_progressive.cli.main", "verify", str(fold.parent)],
+                            capture_output=True, text=True)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert f"damaged    {final}: checkpoint_final.pth does not match" in verify.stdout
+    assert f"verified   {fold / 'checkpoint_best.pth'}" in verify.stdout
+
+
 def _trainer(ws, monkeypatch, continue_training: bool, plans: dict | None = None):
     """nnUNetTrainer_ConstantPatch of fold 4, in this process (as nnUNetv2_train builds it)."""
     from nnunet_progressive_trainers.nnprog_pgps import nnUNetTrainer_ConstantPatch
@@ -247,3 +302,59 @@ def test_augmentation_workers_die_with_a_killed_training(tiny3d, tmp_path, train
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while text not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+        assert process.poll() is None, f"ended before {text!r}: {log.read_text()[-2000:]}"
+        time.sleep(0.1)
+    assert text in log.read_text(), f"no {text!r} within {timeout} s"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_nothing_of_a_run_outlives_a_killed_runner(tiny3d, tmp_path):
+    """Issue #20: SIGKILL of the process that runs nnUNetv2_train through the runner (`nnprog benchmark run`,
+    `nnprog demo`) ends the training and its workers, though they run in a session of their own."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_ITERATIONS": "50"})
+    log = tmp_path / "train.log"
+    code = ("import pickle, sys\n"
+            "from nnunet_progressive.nnunet.runner import train\n"
+            "train(*pickle.loads(bytes.fromhex(sys.argv[1])))\n")
+    runner = subprocess.Popen([sys.executable, "-c", code, pickle.dumps((run, tiny3d.folders, log)).hex()])
+    started: set[int] = set()
+    try:
+        _wait_for(log, ": Epoch 0", runner)
+        time.sleep(2)
+        started = descendants(runner.pid)
+        trainings = [pid for pid in started if "nnUNetv2_train" in command_line(pid)]  # the training and its workers
+        assert len(trainings) >= 3, {pid: command_line(pid) for pid in started}
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait()
+        assert not left_alive(started, timeout=30), "the training or its workers outlived the killed runner"
+    finally:
+        kill_all({runner.pid} | started)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_nothing_outlives_a_training_killed_in_its_final_validation(tiny3d, tmp_path):
+    """Issue #20: SIGKILL of the training while nnU-Net's final validation exports (a 'spawn' pool and
+    multiprocessing's resource tracker, fresh interpreters) ends every process it started."""
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
+                      knobs={**FAST, "NNPROG_EPOCHS": "1", "NNPROG_FINAL_VALIDATION": "on"})
+    log = tmp_path / "train.log"
+    with open(log, "w") as handle:
+        training = subprocess.Popen(run.command(), env=run_environment(tiny3d.folders, run.knobs), stdout=handle,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    started: set[int] = set()
+    try:
+        _wait_for(log, ": predicting ", training)
+        started = descendants(training.pid)
+        commands = [command_line(pid) for pid in started]
+        assert any("spawn_main" in c for c in commands) and any("resource_tracker" in c for c in commands), commands
+        os.kill(training.pid, signal.SIGKILL)
+        training.wait()
+        assert not left_alive(started, timeout=30), "processes of the validation outlived the killed training"
+    finally:
+        kill_all({training.pid} | started)

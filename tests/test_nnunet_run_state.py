@@ -10,13 +10,22 @@ import time
 from pathlib import Path
 
 import pytest
+from checkpoint_damage import flip_tensor_bytes
+from process_tree import command_line, descendants, kill_all, left_alive
 
 import nnunet_progressive_trainers.nnprog_pdl as pdl_trainers
 import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
 import nnunet_progressive_trainers.nnprog_stop_at_dice as stop_trainers
 from nnunet_progressive.core.errors import ProgressiveConfigError, RunStateError
+from nnunet_progressive.core.io import file_sha256
 from nnunet_progressive.core.knobs import ProgressiveSettings
-from nnunet_progressive.core.records import CheckpointState, RunIdentity, fingerprint, write_record
+from nnunet_progressive.core.records import (
+    CheckpointState,
+    RunIdentity,
+    checkpoint_state_path,
+    fingerprint,
+    write_record,
+)
 from nnunet_progressive.nnunet import run_state
 from nnunet_progressive.nnunet.run_state import (
     MIXIN_ORDER,
@@ -188,6 +197,54 @@ def test_real_truncated_checkpoint_is_detected(tmp_path):
     assert chosen.path.name == "checkpoint_best.pth" and chosen.current_epoch == 7 and "damaged" in message
 
 
+def _saved_checkpoint(folder: Path, name: str, epoch: int, run_id: str | None = "r1") -> Path:
+    """A real torch checkpoint with a sidecar as the trainers write it (sha256 of the file's content)."""
+    import torch
+
+    path = folder / name
+    torch.save({"current_epoch": epoch, "network_weights": {"w": torch.arange(4096.0)}}, path)
+    write_record(checkpoint_state_path(path), CheckpointState(current_epoch=epoch, run_id=run_id,
+                                                              sha256=file_sha256(path)))
+    return path
+
+
+def test_changed_checkpoint_content_falls_back_under_c_and_stops_validation(tmp_path):
+    """Issue #20: 64 bytes changed inside the tensor data load without a complaint from torch; the checksum in the
+    sidecar catches them: --c continues from the newest intact checkpoint, --val stops, both name the file."""
+    import torch
+
+    latest = _saved_checkpoint(tmp_path, "checkpoint_latest.pth", 7)
+    _saved_checkpoint(tmp_path, "checkpoint_best.pth", 5)
+    assert choose_checkpoint(latest, "r1", True)[1] is None, "intact: no message"
+    flip_tensor_bytes(latest)
+    assert torch.load(latest, map_location="cpu", weights_only=False)["current_epoch"] == 7, "torch still loads it"
+    chosen, message = choose_checkpoint(latest, "r1", True)
+    assert chosen.path.name == "checkpoint_best.pth" and chosen.current_epoch == 5
+    assert "checkpoint_latest.pth does not match the sha256 in checkpoint_latest.pth.nnprog.json" in message
+    with pytest.raises(RunStateError, match=r"cannot use .*checkpoint_latest.pth: checkpoint_latest.pth does not "
+                                            r"match the sha256"):
+        choose_checkpoint(latest, "r1", False)
+
+
+def test_verify_names_damaged_and_unverified_checkpoints(tmp_path, capsys):
+    from nnunet_progressive.cli.main import main
+
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    latest = _saved_checkpoint(fold, "checkpoint_latest.pth", 7)
+    _saved_checkpoint(fold, "checkpoint_best.pth", 5)
+    (fold / "checkpoint_final.pth").write_bytes((fold / "checkpoint_best.pth").read_bytes())  # no sidecar
+    assert main(["verify", str(tmp_path)]) == 0
+    flip_tensor_bytes(latest)
+    assert main(["verify", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()[-4:]
+    assert lines[0].startswith("verified") and lines[0].endswith("checkpoint_best.pth")
+    assert lines[1].startswith("unverified") and "checkpoint_final.pth: no checkpoint_final.pth.nnprog.json" in lines[1]
+    assert lines[2].startswith("damaged") and "checkpoint_latest.pth does not match the sha256" in lines[2]
+    assert lines[3].startswith("1 of 3 checkpoints damaged")
+    assert main(["verify", str(tmp_path / "missing")]) == 2
+
+
 # --- hook order (issue #9) ----------------------------------------------------------------------------
 
 def test_every_trainer_lists_the_mixins_in_the_stated_order():
@@ -301,6 +358,54 @@ def test_forked_children_die_with_a_killed_parent():
     while any(_alive(pid) for pid in children) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_spawned_children_die_with_a_killed_parent():
+    """Issue #20: a 'spawn' pool (as nnU-Net's final validation exports with) and multiprocessing's resource
+    tracker end when the process that started them is killed with SIGKILL."""
+    code = ("import multiprocessing as mp, time\n"
+            "from nnunet_progressive.nnunet import training_process\n"
+            "training_process.install()\n"
+            "if __name__ == '__main__':\n"
+            "    pool = mp.get_context('spawn').Pool(2)\n"
+            "    print(pool.map(abs, [-1, -2]), flush=True)\n"  # the pool serves
+            "    pending = pool.map_async(time.sleep, [60, 60])\n"
+            "    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    started: set[int] = set()
+    try:
+        assert parent.stdout.readline().strip() == "[1, 2]"
+        started = descendants(parent.pid)
+        commands = [command_line(pid) for pid in started]
+        assert sum("spawn_main" in c for c in commands) == 2 and sum("resource_tracker" in c for c in commands) == 1
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert not left_alive(started, timeout=20), "spawned processes outlived their killed parent"
+    finally:
+        kill_all({parent.pid} | started)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_commands_of_the_runner_die_with_a_killed_parent():
+    """Issue #20: a command the runner started (as `nnprog benchmark run` starts nnUNetv2_train) ends when the
+    process that started it is killed with SIGKILL."""
+    code = ("import os\n"
+            "from nnunet_progressive.nnunet.runner import run_logged\n"
+            "run_logged(['sleep', '60'], dict(os.environ), None)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    started: set[int] = set()
+    try:
+        deadline = time.time() + 30
+        while not any("sleep" in command_line(pid) for pid in started) and time.time() < deadline:
+            time.sleep(0.1)
+            started = descendants(parent.pid)
+        assert any("sleep" in command_line(pid) for pid in started), started
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert not left_alive(started, timeout=10), "the command outlived the killed process that started it"
+    finally:
+        kill_all({parent.pid} | started)
 
 
 def test_package_errors_end_a_process_with_one_line():

@@ -215,6 +215,19 @@ def test_frozen_encoder_freezes_only_the_pretrained_encoder_and_resumes_at_the_p
     assert "optimiser state reset for: encoder" in lines[2]
 
 
+def test_finetune_killed_mid_epoch_resumes_in_a_plain_shell_as_the_uninterrupted_run(ws):
+    """Fault matrix (issue #20): SIGKILL in the middle of an epoch after the warm-up, then --c with no knob of the
+    run in the environment: every epoch has the phase and learning rate of the uninterrupted run."""
+    knobs = {"NNPROG_EPOCHS": "5", "NNPROG_WARMUP_EPOCHS": "2"}
+    _, fold = _finetune(ws, "nnUNetTrainer_Finetune", "all", knobs, "finetune_killed.log",
+                        stop_when=lambda output: re.search(r": Epoch 3\s*$", output, re.M) is not None)
+    assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
+    plain_shell = TrainingRun(str(TARGET_ID), "3d_fullres", "all", "nnUNetTrainer_Finetune", PLANS, knobs={})
+    train(plain_shell, ws.folders, ws.root / "finetune_killed.log", extra=("--c",))
+    assert _phase_lines(fold) == _expected_phases("finetune", knobs)
+    assert torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["current_epoch"] == 5
+
+
 def test_finetune_with_pgps_grows_patches_and_keeps_its_phases(ws):
     knobs = {"NNPROG_EPOCHS": "9", "NNPROG_WARMUP_EPOCHS": "2"}
     _, fold = _finetune(ws, "nnUNetTrainer_Finetune_PGPS_Efficiency", 3, knobs, "pgps.log")

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.benchmark",
     "nnunet_progressive.cli.stopping",
     "nnunet_progressive.cli.transfer",
+    "nnunet_progressive.cli.verify",
 )
 
 

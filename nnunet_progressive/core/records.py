@@ -35,7 +35,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.core.io import atomic_write_json, file_sha256
 from nnunet_progressive.core.validation import validate
 
 # ------------------------------------------------------------------------------------------ file names
@@ -130,6 +130,19 @@ class CheckpointState(Record):
     package_version: str | None = None
     settings: dict[str, Any] | None = None  # the run's settings (runs of older versions have no run file)
     ended: bool = False  # written when training ended (all epochs, or a target reached)
+    sha256: str | None = None  # of the checkpoint file as written (None: written by an older version)
+
+
+def checkpoint_checksum_problem(checkpoint: str | os.PathLike, state: CheckpointState) -> str | None:
+    """Why ``checkpoint``'s content is not what was written (its sha256 differs from the sidecar's); None if it
+    is, or if the sidecar records no checksum (older versions)."""
+    if state.sha256 is None:
+        return None
+    if file_sha256(checkpoint) == state.sha256:
+        return None
+    name = Path(checkpoint).name
+    return (f"{name} does not match the sha256 in {checkpoint_state_path(name).name}: its content changed after "
+            f"it was written (a disk, copy or transfer error)")
 
 
 class SimilarityRanking(Record):

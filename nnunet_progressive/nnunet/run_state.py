@@ -65,7 +65,7 @@ import torch
 
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError, RunStateError
 from nnunet_progressive.core.heartbeat import heartbeat_line, heartbeat_seconds
-from nnunet_progressive.core.io import atomic_write_json, replacing
+from nnunet_progressive.core.io import atomic_write_json, file_sha256, replacing
 from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
     EnvironmentKnobs,
@@ -85,6 +85,7 @@ from nnunet_progressive.core.records import (
     TIME_TO_DICE_JSON,
     CheckpointState,
     RunIdentity,
+    checkpoint_checksum_problem,
     checkpoint_state_path,
     fingerprint,
     read_record,
@@ -215,7 +216,7 @@ def inspect_checkpoint(path: Path, run_id: str | None,
                                    f"{path.name} is at epoch {epoch}; the run was killed between writing the two")
     if run_id is not None and state.run_id is not None and state.run_id != run_id:
         return CheckpointCandidate(path, epoch, state, f"{path.name} belongs to an earlier run in this folder")
-    return CheckpointCandidate(path, epoch, state, None)
+    return CheckpointCandidate(path, epoch, state, checkpoint_checksum_problem(path, state))
 
 
 def choose_checkpoint(requested: str | os.PathLike, run_id: str | None, allow_fallback: bool,
@@ -328,7 +329,15 @@ class RunLengthMixin(AugmentationPlacementMixin):
                            created=datetime.now().isoformat(timespec="seconds"))
 
     def _start_new_run(self) -> None:
-        """Settings from the environment (strictly), checked against the fold folder; the run file written."""
+        """Settings from the environment (strictly), checked against the fold folder; the run file written.
+
+        Under ``--c`` without a checkpoint (the run was killed before its first one) nnU-Net "starts a new
+        training": a run file in the fold folder makes that the recorded run, started again with its own settings.
+        """
+        recorded = read_record(self.run_file, RunIdentity, missing_ok=True) if self._continue_requested else None
+        if recorded is not None:
+            self._restart_recorded_run(recorded)
+            return
         self._new_run = True
         try:
             settings = settings_for_new_run(type(self))
@@ -344,6 +353,22 @@ class RunLengthMixin(AugmentationPlacementMixin):
                 for name in RECORDS_OF_A_RUN:
                     Path(self.output_folder, name).unlink(missing_ok=True)
             write_record(self.run_file, identity)
+
+    def _restart_recorded_run(self, recorded: RunIdentity) -> None:
+        """``--c`` of a run that has a run file but no checkpoint: the same run (id, settings, record) from epoch 0."""
+        settings = self._resume_settings(recorded, None, self.run_file)
+        self.print_to_log_file(
+            f"--c: {self.output_folder} has no checkpoint of this run yet (it was stopped before its first one): "
+            f"starting the run of {self.run_file.name} (started {recorded.created}) again from epoch 0, with its "
+            f"recorded settings.")
+        for note in environment_notes_for_continued_run(settings, type(self)):
+            self.print_to_log_file(f"WARNING: {note}. Starting the run with its own recorded settings; remove "
+                                   f"{self.run_file} and start without --c to change them.")
+        self._adopt_settings(settings, f"of the run being started again ({RUN_IDENTITY_JSON})")
+        self._run_id = recorded.run_id
+        if self.local_rank == 0:  # what the stopped attempt may have written is not of this attempt
+            for name in RECORDS_OF_A_RUN:
+                Path(self.output_folder, name).unlink(missing_ok=True)
 
     def _check_fold_folder(self, identity: RunIdentity) -> bool:
         """True if the fold folder holds a run with the same settings (nnU-Net starts it over); an error if it
@@ -536,6 +561,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
             super().save_checkpoint(str(temporary))
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
+            state["sha256"] = file_sha256(temporary)  # --c, --val and `nnprog verify` check the content
         atomic_write_json(sidecar_path(filename), state)
 
     def on_train_end(self) -> None:

@@ -1,4 +1,10 @@
-"""Run nnU-Net's own commands (nnUNetv2_train, nnUNetv2_predict) as subprocesses, as a user would."""
+"""Run nnU-Net's own commands (nnUNetv2_train, nnUNetv2_predict) as subprocesses, as a user would.
+
+Every command started here ends with the process that started it: on Linux the kernel sends it SIGKILL when the
+starting thread ends, whatever ended it (``kill -9`` of ``nnprog benchmark run`` included), and the training's own
+workers follow the training (:mod:`nnunet_progressive.nnunet.training_process`). Elsewhere only ordinary ends and
+Ctrl-C stop it (``train`` kills its process group in a ``finally`` block).
+"""
 from __future__ import annotations
 
 import os
@@ -11,6 +17,7 @@ from pathlib import Path
 
 from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
 from nnunet_progressive.nnunet.discovery import environment_with_trainers
+from nnunet_progressive.nnunet.training_process import die_with_parent, parent_death_signal_supported
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,14 @@ class NnunetFolders:
         env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
                    nnUNet_results=str(self.results))
         return env
+
+
+def ends_with_this_process() -> Callable[[], None] | None:
+    """``preexec_fn`` for a command that must not outlive the thread starting it (Linux; None elsewhere)."""
+    if not parent_death_signal_supported():  # (looks prctl up here: a forked child must not load libraries)
+        return None
+    parent = os.getpid()
+    return lambda: die_with_parent(parent)
 
 
 CPU_ENVIRONMENT = {"nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "nnUNet_compile": "false"}
@@ -85,7 +100,7 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
         handle.write(f"$ {' '.join(run.command(extra))}\n")
         handle.flush()
         process = subprocess.Popen(run.command(extra), env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=ends_with_this_process())
         try:
             while process.poll() is None:
                 if time.perf_counter() - start > timeout:
@@ -119,16 +134,19 @@ def predict(input_folder: str | os.PathLike, output_folder: str | os.PathLike, r
                "--disable_tta"]
     run_logged(command, run_environment(folders, run.knobs, run.device), log_file)
 
+
 def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
     """Run a command; on failure raise with the command and the end of its output."""
     if log_file is None:
-        result = subprocess.run(list(command), env=env, capture_output=True, text=True)
+        result = subprocess.run(list(command), env=env, capture_output=True, text=True,
+                                preexec_fn=ends_with_this_process())
         output = result.stdout + result.stderr
     else:
         with open(log_file, "a") as handle:
             handle.write(f"$ {' '.join(command)}\n")
             handle.flush()
-            result = subprocess.run(list(command), env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
+            result = subprocess.run(list(command), env=env, stdout=handle, stderr=subprocess.STDOUT, text=True,
+                                    preexec_fn=ends_with_this_process())
         output = Path(log_file).read_text()
     if result.returncode != 0:
         tail = "\n".join(output.splitlines()[-30:])

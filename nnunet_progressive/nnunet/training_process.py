@@ -8,6 +8,14 @@ and kills itself at once if the parent died before that request took effect. Thi
 package or nnU-Net builds, without touching their code. Children forked from other threads are left alone: the
 kernel ties the signal to the forking THREAD, which may end long before the process.
 
+Processes STARTED (not forked) by the training, such as the pool nnU-Net's final validation exports with
+(multiprocessing's 'spawn': a fresh interpreter), get the same request: :func:`install` adds one entry to the data
+multiprocessing pickles for every spawned child (``spawn.get_preparation_data``), and unpickling that entry, the
+first thing a spawned child does, makes the request there (:func:`spawned_child_dies_with_parent`). The resource
+tracker that multiprocessing starts beside them ends by itself once the training and its children are gone (its
+pipe closes). On systems without ``PR_SET_PDEATHSIG`` (macOS, Windows) nothing changes: children can outlive a
+training killed with SIGKILL (Ctrl-C and ordinary ends stop them as nnU-Net does).
+
 It also makes an :class:`~nnunet_progressive.core.errors.NnprogError` that ends ``nnUNetv2_train`` print as one
 line on stderr (``nnUNetv2_train: error: ...``), not as a traceback; every other exception keeps Python's report.
 """
@@ -21,19 +29,68 @@ import threading
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
+
+SPAWN_ENTRY = "nnprog_dies_with_parent"  # the key added to multiprocessing's preparation data
+
 _installed = False
 _fork = {"parent": 0, "from_main_thread": False}
+_prctl: list = []  # libc's prctl, looked up once (before any fork: a child must not run the dynamic loader)
+
+
+def _libc_prctl():
+    if not _prctl:
+        try:
+            _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (OSError, AttributeError):
+            _prctl.append(None)
+    return _prctl[0]
+
+
+def parent_death_signal_supported() -> bool:
+    """True where :func:`set_parent_death_signal` can work (Linux with libc's prctl); looks prctl up, sets nothing."""
+    return sys.platform.startswith("linux") and _libc_prctl() is not None
 
 
 def set_parent_death_signal(signal_number: int = signal.SIGKILL) -> bool:
     """Ask the kernel to send ``signal_number`` to this process when its parent dies; False where unsupported."""
     if not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(signal_number), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = _libc_prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(signal_number), 0, 0, 0) == 0
+
+
+def die_with_parent(parent: int) -> None:
+    """In a new child of ``parent``: SIGKILL when the parent dies, and at once if it has died already."""
+    if set_parent_death_signal(signal.SIGKILL) and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def spawned_child_dies_with_parent(parent: int, from_main_thread: bool) -> None:
+    """Run in a spawned child while it unpickles its preparation data (see the module's text)."""
+    if from_main_thread and "--multiprocessing-fork" in sys.argv:  # spawn's children only, not forkserver's
+        die_with_parent(parent)
+
+
+class _SpawnedChildDiesWithParent:
+    """Pickled into a spawned child's preparation data; unpickling it there calls
+    :func:`spawned_child_dies_with_parent` with the parent's pid and whether its main thread started the child."""
+
+    def __reduce__(self):
+        return (spawned_child_dies_with_parent,
+                (os.getpid(), threading.current_thread() is threading.main_thread()))
+
+
+def _install_spawn_hook() -> None:
+    import multiprocessing.spawn as spawn
+
+    original = spawn.get_preparation_data
+
+    def get_preparation_data(name):
+        data = original(name)
+        data[SPAWN_ENTRY] = _SpawnedChildDiesWithParent()  # prepare() ignores keys it does not know
+        return data
+
+    spawn.get_preparation_data = get_preparation_data
 
 
 def _before_fork() -> None:
@@ -42,10 +99,8 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
-    if not _fork["from_main_thread"]:
-        return
-    if set_parent_death_signal(signal.SIGKILL) and os.getppid() != _fork["parent"]:
-        os.kill(os.getpid(), signal.SIGKILL)  # the parent died between fork and prctl: follow it
+    if _fork["from_main_thread"]:
+        die_with_parent(_fork["parent"])  # also if the parent died between fork and prctl
 
 
 def _report_package_errors(kind, error, traceback) -> None:
@@ -59,12 +114,13 @@ def _report_package_errors(kind, error, traceback) -> None:
 
 
 def install() -> None:
-    """Register the fork handler and the error report in this process (once; later calls do nothing)."""
+    """Register the fork and spawn hooks and the error report in this process (once; later calls do nothing)."""
     global _installed
     if _installed:
         return
     _installed = True
-    if hasattr(os, "register_at_fork"):
+    if parent_death_signal_supported():
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        _install_spawn_hook()
     if sys.excepthook is sys.__excepthook__:
         sys.excepthook = _report_package_errors
