@@ -4,7 +4,7 @@ The chain is GaussianNoise, GaussianBlur, MultiplicativeBrightness, Contrast, Si
 (inverted), Gamma, each in a RandomTransform with nnU-Net's probabilities (``--all`` applies every transform to
 every sample instead). One-channel float32 images; milliseconds per batch, median of ``--repeats``.
 
-    python scripts/bench_batched_intensity.py --batch-sizes 2 64 --edges 16 64 --threads 1
+    python scripts/benchmark_batched_intensity.py --batch-sizes 2 64 --edges 16 64 --threads 1
 """
 from __future__ import annotations
 
