@@ -1,6 +1,7 @@
 """`nnprog` user errors end in one message on stderr and exit code 2, before any long work (finding 9)."""
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ import pytest
 from test_datasets_converters import make_btcv
 from test_nnunet_pdl_ranking import _standard_cases, _write_dataset
 
-from nnunet_progressive.cli.main import main
+from nnunet_progressive.cli.arguments import NumberRange, fraction, int_at_least, positive_int
+from nnunet_progressive.cli.main import build_parser, main
 
 
 def _one_error_line(stderr: str, command: str) -> str:
@@ -68,3 +70,69 @@ def test_writable_outputs_pass_the_check(tmp_path, plot):
     target = tmp_path / "new" / "deeper" / ("x.png" if plot else "x.json")
     assert check_writable(target) == target and target.parent.is_dir() and not target.exists()
     assert list(target.parent.iterdir()) == [], "the probe file is removed"
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """``parser`` and every subcommand's parser below it, with their prog names."""
+    found = [(parser.prog, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                found += _every_parser(child)
+    return found
+
+
+def _is_numeric(action: argparse.Action) -> bool:
+    """An option that takes a number: typed int/float (or a range), or with a numeric default."""
+    if action.nargs == 0 or isinstance(action, argparse._SubParsersAction):
+        return False  # flags (store_true, version, help) take no value
+    default_is_number = isinstance(action.default, int | float) and not isinstance(action.default, bool)
+    return action.type in (int, float) or isinstance(action.type, NumberRange) or default_is_number
+
+
+def test_every_numeric_option_has_a_range():
+    parsers = _every_parser(build_parser())
+    assert len(parsers) > 10, "the walk reaches the subcommands"
+    numeric = [(prog, action) for prog, parser in parsers for action in parser._actions if _is_numeric(action)]
+    assert len(numeric) >= 12, [f"{prog} {action.dest}" for prog, action in numeric]
+    unchecked = [f"{prog} {'/'.join(action.option_strings) or action.dest}" for prog, action in numeric
+                 if not isinstance(action.type, NumberRange)]
+    assert unchecked == [], f"numeric options without a range (use nnunet_progressive.cli.arguments): {unchecked}"
+    for prog, action in numeric:  # every default lies in its own range
+        if action.default is not None:
+            assert action.type(str(action.default)) == action.default, (prog, action.dest)
+
+
+def test_the_walk_finds_an_unchecked_numeric_option():
+    parser = build_parser()
+    extra = parser._subparsers._group_actions[0].choices["rank"]
+    extra.add_argument("--new-count", type=int, default=3)
+    assert any(p == "nnprog rank" and a.dest == "new_count" and not isinstance(a.type, NumberRange)
+               for p, par in _every_parser(parser) for a in par._actions if _is_numeric(a))
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["transfer", "sources", "-t", "4", "--grid", "0"], "--grid: must be an integer >= 16, got '0'"),
+    (["transfer", "sources", "-t", "4", "--image-cases", "-1"], "--image-cases: must be an integer >= 1, got '-1'"),
+    (["transfer", "adapt", "x.pth", "-d", "4", "-c", "2d", "-o", "y.pth", "--min-share", "nan"],
+     "--min-share: must be a number in [0, 1], got 'nan'"),
+    (["transfer", "adapt", "x.pth", "-d", "4", "-c", "2d", "-o", "y.pth", "--seed", "-3"],
+     "--seed: must be an integer in [0, 4294967295], got '-3'"),
+    (["demo", "--epochs", "0"], "--epochs: must be an integer >= 1, got '0'"),
+    (["convert", "btcv", "--dataset-id", "1000"], "--dataset-id: must be an integer in [1, 999], got '1000'"),
+    (["rank", "-d", "4", "-np", "two"], "--num-processes: must be an integer >= 1, got 'two'"),
+])
+def test_numbers_out_of_range_are_one_argparse_error(argv, option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert option in error and error.count("\n") == 1 and "Traceback" not in error, error
+
+
+def test_number_ranges_accept_their_bounds_and_refuse_beyond():
+    assert positive_int("1") == 1 and int_at_least(16)("16") == 16 and fraction("0") == 0.0 and fraction("1") == 1.0
+    for checker, text in [(positive_int, "0"), (positive_int, "1.5"), (fraction, "1.01"), (fraction, "inf"),
+                          (NumberRange(float, 0.0, open_minimum=True), "0")]:
+        with pytest.raises(argparse.ArgumentTypeError, match="must be"):
+            checker(text)
