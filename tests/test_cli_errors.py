@@ -112,15 +112,15 @@ def test_the_walk_finds_an_unchecked_numeric_option():
 
 
 @pytest.mark.parametrize("argv, option", [
-    (["transfer", "sources", "-t", "4", "--grid", "0"], "--grid: must be an integer >= 16, got '0'"),
-    (["transfer", "sources", "-t", "4", "--image-cases", "-1"], "--image-cases: must be an integer >= 1, got '-1'"),
+    (["transfer", "sources", "-t", "4", "--grid", "0"], "--grid: expected an integer >= 16, got 0"),
+    (["transfer", "sources", "-t", "4", "--image-cases", "-1"], "--image-cases: expected an integer >= 1, got -1"),
     (["transfer", "adapt", "x.pth", "-d", "4", "-c", "2d", "-o", "y.pth", "--min-share", "nan"],
-     "--min-share: must be a number in [0, 1], got 'nan'"),
+     "--min-share: expected a number in [0, 1], got nan"),
     (["transfer", "adapt", "x.pth", "-d", "4", "-c", "2d", "-o", "y.pth", "--seed", "-3"],
-     "--seed: must be an integer in [0, 4294967295], got '-3'"),
-    (["demo", "--epochs", "0"], "--epochs: must be an integer >= 1, got '0'"),
-    (["convert", "btcv", "--dataset-id", "1000"], "--dataset-id: must be an integer in [1, 999], got '1000'"),
-    (["rank", "-d", "4", "-np", "two"], "--num-processes: must be an integer >= 1, got 'two'"),
+     "--seed: expected an integer in [0, 4294967295], got -3"),
+    (["demo", "--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
+    (["convert", "btcv", "--dataset-id", "1000"], "--dataset-id: expected an integer in [1, 999], got 1000"),
+    (["rank", "-d", "4", "-np", "two"], "--num-processes: expected an integer >= 1, got two"),
 ])
 def test_numbers_out_of_range_are_one_argparse_error(argv, option, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -134,5 +134,5 @@ def test_number_ranges_accept_their_bounds_and_refuse_beyond():
     assert positive_int("1") == 1 and int_at_least(16)("16") == 16 and fraction("0") == 0.0 and fraction("1") == 1.0
     for checker, text in [(positive_int, "0"), (positive_int, "1.5"), (fraction, "1.01"), (fraction, "inf"),
                           (NumberRange(float, 0.0, open_minimum=True), "0")]:
-        with pytest.raises(argparse.ArgumentTypeError, match="must be"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected"):
             checker(text)

@@ -1,6 +1,6 @@
 """Range-checked numbers for ``nnprog`` options: every numeric option uses one of these as its argparse ``type``.
 
-A bad value is an argparse error naming the option and the range (``--grid: must be an integer >= 16, got 0``);
+A bad value is an argparse error naming the option and the range (``--grid: expected an integer >= 16, got 0``);
 tests/test_cli_errors.py walks every subcommand and fails on a numeric option without a range.
 """
 from __future__ import annotations
@@ -41,13 +41,13 @@ class NumberRange:
         try:
             value = self.kind(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {self.rule()}, got {text}") from None
         if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {self.rule()}, got {text}")
         too_low = self.minimum is not None and (value <= self.minimum if self.open_minimum else value < self.minimum)
         too_high = self.maximum is not None and value > self.maximum
         if too_low or too_high:
-            raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {self.rule()}, got {text}")
         return value
 
 
