@@ -106,9 +106,11 @@ def run(args: argparse.Namespace) -> int:
         return fail("no --raw-root given and $nnUNet_raw is not set; pass --raw-root PATH or export nnUNet_raw.")
 
     from nnunet_progressive.core.errors import ProgressiveConfigError
+    from nnunet_progressive.core.io import check_writable_folder
     from nnunet_progressive.datasets.converters import convert
 
     try:
+        check_writable_folder(raw_root, "--raw-root" if args.raw_root else "$nnUNet_raw")
         folder = convert(args.task, args.source, raw_root, args.dataset_id, allow_partial=args.allow_partial,
                          overwrite=args.overwrite, num_processes=args.num_processes, **settings)
     except (ProgressiveConfigError, FileExistsError) as error:

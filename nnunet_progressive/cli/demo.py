@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nnunet_progressive.benchmark.demo import run_demo, speedup_text
+    from nnunet_progressive.core.io import check_writable_folder
 
+    check_writable_folder(args.workspace, "--workspace")  # before anything is generated or trained
     try:
         results = run_demo(args.workspace, args.epochs, args.iterations, args.preset)
     except RuntimeError as error:  # a training failed: its log says why

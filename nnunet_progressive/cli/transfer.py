@@ -97,12 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adapt.set_defaults(func=run_adapt)
 
 
-def _check_writable(path: str | None) -> None:
-    if path is None:
-        return
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise ProgressiveConfigError(f"cannot write {path}: the folder {parent} does not exist")
+def _check_writable(path: str | None, what: str) -> None:
+    """Before any work: the output can be written (core.io.check_writable; a folder or a file in the way is an
+    error)."""
+    from nnunet_progressive.core.io import check_writable
+
+    if path is not None:
+        check_writable(path, what)
 
 
 def run_sources(args: argparse.Namespace) -> int:
@@ -120,8 +121,8 @@ def run_sources(args: argparse.Namespace) -> int:
     weights = parse_weights(args.weights, off)
     if not datasets and not folders:
         raise ProgressiveConfigError("no candidates: pass datasets with --candidates and/or model folders")
-    _check_writable(args.output)
-    _check_writable(args.plot)
+    _check_writable(args.output, "--output")
+    _check_writable(args.plot, "--plot")
     label_cases = args.label_cases if weights["foreground"] or weights["structure_size"] else 0
     fingerprint = not args.no_fingerprint
     target = dataset_candidate(args.target, args.plans, fingerprint, label_cases, args.num_processes)
@@ -173,7 +174,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     from nnunet_progressive.nnunet.transfer_weights import adapt_checkpoint
     from nnunet_progressive.transfer.report import mapping_report
 
-    _check_writable(args.output)
+    _check_writable(args.output, "--output")
     channels = [c.strip() for c in args.source_channels.split(",")] if args.source_channels else None
     record = adapt_checkpoint(args.checkpoint, args.dataset, args.configuration, args.output, args.plans, args.trainer,
                               args.channel_rule, channels, args.min_share, not args.no_kernel_adapt, args.seed)
