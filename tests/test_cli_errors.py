@@ -136,3 +136,16 @@ def test_number_ranges_accept_their_bounds_and_refuse_beyond():
                           (NumberRange(float, 0.0, open_minimum=True), "0")]:
         with pytest.raises(argparse.ArgumentTypeError, match="expected"):
             checker(text)
+
+
+@pytest.mark.parametrize("damaged, keep", [("case_001.b2nd", 0.5), ("case_002_seg.b2nd", 0.9), ("case_003.pkl", 0.1)])
+def test_rank_with_a_damaged_case_names_the_case_and_the_preprocessing(tmp_path, monkeypatch, capsys, damaged, keep):
+    data_folder = _write_dataset(tmp_path / "pre", _standard_cases())
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    file = data_folder / damaged
+    file.write_bytes(file.read_bytes()[:int(file.stat().st_size * keep)])  # a preprocessing killed while writing
+    assert main(["rank", "-d", "901", "-np", "1"]) == 2
+    error = _one_error_line(capsys.readouterr().err, "rank")
+    case = damaged.split(".")[0].removesuffix("_seg")
+    assert f"preprocessed case {case} " in error and damaged in error and "Re-run nnU-Net's preprocessing" in error
+    assert not list(data_folder.parent.glob("similarity_ranking*.json")), "no ranking written"
