@@ -149,3 +149,54 @@ def test_rank_with_a_damaged_case_names_the_case_and_the_preprocessing(tmp_path,
     case = damaged.split(".")[0].removesuffix("_seg")
     assert f"preprocessed case {case} " in error and damaged in error and "Re-run nnU-Net's preprocessing" in error
     assert not list(data_folder.parent.glob("similarity_ranking*.json")), "no ranking written"
+
+
+def _spec(tmp_path: Path, results_dir: str, nnunet_root: str) -> Path:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"results_dir: {results_dir}\nnnunet_root: {nnunet_root}\nexecutor: {{device: cpu}}\n"
+                    "datasets: [{id: 501, configurations: [3d_fullres], prepare: {synthetic_preset: tiny3d}}]\n"
+                    "trainers: [nnUNetTrainer_ConstantPatch]\n")
+    return spec
+
+
+@pytest.mark.parametrize("argv, command, fragment", [
+    (["demo", "--workspace", "{file}/demo"], "demo", "--workspace {file}/demo cannot be created: {file} is a file"),
+    (["compare", "{tmp}", "-o", "{file}/x"], "compare", "output (-o) {file}/x.csv cannot be written: {file} is a file"),
+    (["transfer", "adapt", "missing.pth", "-d", "4", "-c", "3d_fullres", "-o", "{tmp}"], "transfer",
+     "--output {tmp} is a folder"),
+    (["transfer", "sources", "-t", "4", "-s", "5", "-o", "{file}/scores.json"], "transfer",
+     "--output {file}/scores.json cannot be written: {file} is a file"),
+    (["benchmark", "report", "{tmp}", "-o", "{file}/report"], "benchmark", "-o {file}/report cannot be created"),
+    (["convert", "btcv", "--source", "{tmp}", "--raw-root", "{file}/raw"], "convert",
+     "--raw-root {file}/raw cannot be created"),
+])
+def test_an_output_under_a_file_or_on_a_folder_is_one_error_before_any_work(tmp_path, capsys, argv, command,
+                                                                            fragment):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    before = sorted(tmp_path.rglob("*"))
+
+    def fill(text: str) -> str:
+        return text.replace("{file}", str(blocker)).replace("{tmp}", str(tmp_path))
+
+    assert main([fill(a) for a in argv]) == 2
+    captured = capsys.readouterr()
+    assert fill(fragment) in _one_error_line(captured.err, command) and captured.out == ""
+    assert sorted(tmp_path.rglob("*")) == before, "nothing created"
+
+
+@pytest.mark.parametrize("results_dir, root, fragment", [
+    ("{file}/results", "{tmp}/nn", "results_dir {file}/results cannot be created: {file} is a file"),
+    ("{tmp}/results", "{file}/nn", "nnUNet_raw (from the spec's nnunet_root or the environment) {file}/nn/nnUNet_raw"),
+])
+def test_benchmark_run_with_a_folder_under_a_file_stops_before_the_work(tmp_path, capsys, results_dir, root,
+                                                                        fragment):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    spec = _spec(tmp_path, results_dir.replace("{file}", str(blocker)).replace("{tmp}", str(tmp_path)),
+                 root.replace("{file}", str(blocker)).replace("{tmp}", str(tmp_path)))
+    assert main(["benchmark", "run", str(spec), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    expected = fragment.replace("{file}", str(blocker)).replace("{tmp}", str(tmp_path))
+    assert expected in _one_error_line(captured.err, "benchmark") and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "spec.yaml"], "no folder half-made"
