@@ -34,6 +34,26 @@ def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
+def is_stale_temporary(name: str) -> bool:
+    """True for a name :func:`replacing` gives its temporary files (``.checkpoint_latest.pth.1a2b3c4d.tmp``)."""
+    import re
+
+    return re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", name) is not None
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`replacing` left in ``folder`` when its process was killed mid-write
+    (call it where no other process writes into ``folder``, e.g. when a training starts); returns them."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and is_stale_temporary(path.name):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     """``path`` if a file can be written there (its folder is created); else one clear error. Call it before long
     work, so that a typo in an output path does not cost the work."""

@@ -23,6 +23,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _installed = False
 _fork = {"parent": 0, "from_main_thread": False}
+_error_callbacks: list = []
 
 
 def set_parent_death_signal(signal_number: int = signal.SIGKILL) -> bool:
@@ -48,9 +49,21 @@ def _after_fork_in_child() -> None:
         os.kill(os.getpid(), signal.SIGKILL)  # the parent died between fork and prctl: follow it
 
 
+def on_error(callback) -> None:
+    """Call ``callback(error)`` when an exception (not Ctrl-C or an exit) ends this process, before it is
+    reported: trainers remove what a failed start created. Callbacks that fail are skipped."""
+    _error_callbacks.append(callback)
+
+
 def _report_package_errors(kind, error, traceback) -> None:
     from nnunet_progressive.core.errors import NnprogError
 
+    if isinstance(error, Exception):
+        for callback in _error_callbacks:
+            try:
+                callback(error)
+            except Exception:  # noqa: BLE001 - cleaning up must never hide the error being reported
+                pass
     if isinstance(error, NnprogError):
         program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
         print(f"{program}: error: {error}", file=sys.stderr, flush=True)
