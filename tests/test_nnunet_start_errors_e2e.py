@@ -99,3 +99,19 @@ def test_stale_temporary_files_of_a_killed_save_are_removed_at_the_next_start(ti
     assert not any(path.exists() for path in stale) and kept.exists()
     assert "removed .checkpoint_latest.pth.1a2b3c4d.tmp" in continued.stdout
     assert json.loads((fold / "nnprog_run.json").read_text())["settings"]["epochs"] == 1
+
+
+def test_a_fold_of_a_dataset_with_fewer_than_five_cases_is_one_message(tiny3d, tmp_path):
+    """nnU-Net would stop with scikit-learn's KFold traceback in its first epoch's set-up; fold `all` trains."""
+    one_case = tmp_path / "preprocessed" / "Dataset778_OneCase"
+    one_case.mkdir(parents=True)
+    plans = tiny3d.plans_json()
+    plans["dataset_name"] = one_case.name
+    (one_case / f"{tiny3d.plans}.json").write_text(json.dumps(plans))
+    dataset_json = json.loads((tiny3d.preprocessed_dataset / "dataset.json").read_text())
+    (one_case / "dataset.json").write_text(json.dumps({**dataset_json, "numTraining": 1}))
+    ws = replace(tiny3d, folders=replace(tiny3d.folders, preprocessed=one_case.parent))
+    run = TrainingRun("778", "3d_fullres", 0, "nnUNetTrainer_PDL_Random", tiny3d.plans, knobs=FAST)
+    error = _one_error(_run(run, ws))
+    assert "Dataset778_OneCase has 1 training case(s)" in error and "fold `all`" in error
+    assert _everything_under(tiny3d.folders.results) == []

@@ -262,6 +262,7 @@ class RunLengthMixin:
         self._continue_requested = bool(plans.get("continue_training", False))  # --c (popped by nnU-Net)
         # before nnU-Net's __init__ creates the fold folder: a start that cannot work leaves nothing behind
         self.check_start(device, _fold_folder_of(type(self).__name__, plans, configuration, fold))
+        check_cases_for_fold(plans, dataset_json, fold)
         new_folders = _folders_nnunet_will_create(type(self).__name__, plans, configuration, fold)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._created_folders = new_folders
@@ -601,6 +602,26 @@ def _folders_nnunet_will_create(trainer_name: str, plans: Mapping, configuration
     if fold_folder is None:
         return []
     return [p for p in (fold_folder.parent.parent, fold_folder.parent, fold_folder) if not p.exists()]
+
+
+NNUNET_FOLDS = 5  # nnU-Net's cross-validation when no splits_final.json exists
+
+
+def check_cases_for_fold(plans: Mapping, dataset_json: Mapping, fold) -> None:
+    """A cross-validation fold needs at least 5 training cases when nnU-Net is to make the split (it would stop
+    with scikit-learn's traceback in its first epoch's set-up); one clear error before anything starts."""
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    if str(fold) == "all" or not nnUNet_preprocessed or "dataset_name" not in plans:
+        return
+    splits = Path(nnUNet_preprocessed, plans["dataset_name"], "splits_final.json")
+    cases = dataset_json.get("numTraining")
+    if splits.is_file() or not isinstance(cases, int) or cases >= NNUNET_FOLDS:
+        return
+    raise ProgressiveConfigError(
+        f"{plans['dataset_name']} has {cases} training case(s), and fold {fold} of nnU-Net's {NNUNET_FOLDS}-fold "
+        f"cross-validation needs at least {NNUNET_FOLDS}. Fix: train on all cases with fold `all` (nnUNetv2_train "
+        f"... all ...), add cases, or write your own split into {splits}")
 
 
 def validation_requested(argv: list[str] | None = None) -> bool:
