@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from test_datasets_converters import make_btcv
-from test_nnunet_pdl_ranking import _standard_cases, _write_dataset
+from test_nnunet_pdl_ranking import _case, _standard_cases, _write_dataset
 
 from nnunet_progressive.cli.arguments import NumberRange, fraction, int_at_least, positive_int
 from nnunet_progressive.cli.main import build_parser, main
@@ -200,3 +200,31 @@ def test_benchmark_run_with_a_folder_under_a_file_stops_before_the_work(tmp_path
     expected = fragment.replace("{file}", str(blocker)).replace("{tmp}", str(tmp_path))
     assert expected in _one_error_line(captured.err, "benchmark") and captured.out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "spec.yaml"], "no folder half-made"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_rank_workers_end_quietly_with_a_killed_rank(tmp_path, signal_name):
+    """Its spawned pool workers printed BrokenPipeError / ConnectionResetError tracebacks after a kill."""
+    import os
+    import signal
+    import time
+
+    _write_dataset(tmp_path / "pre", {f"case_{i:03d}": _case(i, (64, 64, 64)) for i in range(8)})  # slow tasks
+    env = {**os.environ, "nnUNet_preprocessed": str(tmp_path / "pre")}
+    log = tmp_path / "rank.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "nnunet_progressive.cli.main", "rank", "-d", "901", "-np",
+                                    "2"], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "Ranking" not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(3)  # the workers are up and working
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert process.poll() is None and workers, log.read_text()
+    os.kill(process.pid, getattr(signal, signal_name))
+    process.wait(timeout=30)
+    time.sleep(8)  # long enough for a worker to finish its task and try to send it
+    assert "Traceback" not in log.read_text() and "Error" not in log.read_text(), log.read_text()
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
+             "Z" not in open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]]
+    assert alive == [], "the workers died with nnprog rank"

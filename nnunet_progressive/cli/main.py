@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except NnprogError as error:
         return fail(args.command, str(error))
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (128 + SIGINT, as a shell reports it)
+        print(f"nnprog{' ' + args.command if args.command else ''}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

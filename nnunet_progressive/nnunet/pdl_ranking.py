@@ -114,9 +114,19 @@ def _load_case(dataset: Any, case_id: str) -> tuple[np.ndarray, np.ndarray | Non
 _WORKER_DATASET: dict[str, Any] = {}
 
 
-def _init_worker(sitk_threads: int) -> None:
+def _init_worker(sitk_threads: int, parent: int | None = None) -> None:
+    """A pool worker ends quietly with ``nnprog rank``: SIGKILL from the kernel when the parent dies (else each
+    worker printed a BrokenPipeError or ConnectionResetError traceback after a kill), and Ctrl-C is left to the
+    parent, which stops the pool."""
+    import signal
+
     import SimpleITK as sitk
 
+    from nnunet_progressive.nnunet.training_process import set_parent_death_signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if set_parent_death_signal(signal.SIGKILL) and parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)  # the parent died before the request took effect
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(sitk_threads)))
 
 
@@ -158,7 +168,8 @@ def _run_tasks(
             return
         threads = max(1, (os.cpu_count() or 1) // num_processes)
         context = multiprocessing.get_context("spawn")
-        with context.Pool(min(num_processes, len(tasks)), initializer=_init_worker, initargs=(threads,)) as pool:
+        with context.Pool(min(num_processes, len(tasks)), initializer=_init_worker,
+                          initargs=(threads, os.getpid())) as pool:
             for output in pool.imap_unordered(function, tasks, chunksize=1):
                 yield output
                 bar.update()
