@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -51,15 +52,19 @@ def _after_fork_in_child() -> None:
 
 def on_error(callback) -> None:
     """Call ``callback(error)`` when an exception (not Ctrl-C or an exit) ends this process, before it is
-    reported: trainers remove what a failed start created. Callbacks that fail are skipped."""
-    _error_callbacks.append(callback)
+    reported: trainers remove what a failed start created. Callbacks that fail are skipped. A bound method is
+    held weakly (a trainer that is gone needs no clean-up)."""
+    _error_callbacks.append(weakref.WeakMethod(callback) if hasattr(callback, "__self__") else lambda: callback)
 
 
 def _report_package_errors(kind, error, traceback) -> None:
     from nnunet_progressive.core.errors import NnprogError
 
     if isinstance(error, Exception):
-        for callback in _error_callbacks:
+        for reference in _error_callbacks:
+            callback = reference()
+            if callback is None:
+                continue
             try:
                 callback(error)
             except Exception:  # noqa: BLE001 - cleaning up must never hide the error being reported
