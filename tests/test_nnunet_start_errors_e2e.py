@@ -61,6 +61,12 @@ def test_unreadable_or_unfitting_pretrained_weights_stop_the_start_and_leave_not
         assert f"-pretrained_weights {weights}" in error and fragment in error, error
         assert _everything_under(tiny3d.folders.results) == [], f"{weights.name}: nothing left behind"
     assert "nnprog transfer adapt" in error  # the unfitting file: the command that maps it
+    error = _one_error(_run(run, tiny3d, ["-pretrained_weights", str(unfitting), "--c"]))
+    assert "with --c: pre-trained weights are loaded at the start of a run only" in error
+    plain = replace(run, trainer="nnUNetTrainer_ConstantPatch", knobs=FAST)  # any trainer of the package
+    error = _one_error(_run(plain, tiny3d, ["-pretrained_weights", str(garbage)]))
+    assert "cannot be read as a PyTorch checkpoint" in error
+    assert _everything_under(tiny3d.folders.results) == []
 
 
 def test_val_of_an_unfinished_run_names_the_missing_checkpoint_and_the_fix(tiny3d):

@@ -85,6 +85,11 @@ from nnunet_progressive.core.records import (
     write_record,
 )
 from nnunet_progressive.nnunet import training_process
+from nnunet_progressive.nnunet.pretrained import (
+    check_network_fits,
+    check_pretrained_argument,
+    pretrained_weights_argument,
+)
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 
 MIXIN_ORDER: tuple[str, ...] = (
@@ -293,6 +298,7 @@ class RunLengthMixin:
                 f"no CUDA GPU found (torch {torch.__version__}, torch.cuda.is_available() is False) and nnUNetv2_train "
                 f"uses -device cuda unless told otherwise; on a CPU machine add -device cpu (on Apple silicon "
                 f"-device mps)")
+        check_pretrained_argument()
         if validation_requested() and fold_folder is not None and not (fold_folder / CHECKPOINT_FINAL).is_file():
             found = sorted(p.name for p in fold_folder.glob("checkpoint_*.pth")) if fold_folder.is_dir() else []
             if found:
@@ -416,6 +422,10 @@ class RunLengthMixin:
         if self.progressive_settings is None:  # no checkpoint loaded: a new run
             self._start_new_run()
         super().initialize()
+        pretrained = pretrained_weights_argument()
+        if pretrained and self._new_run:  # nnU-Net loads it next and would assert on a mismatch
+            check_network_fits(pretrained, self.network, self.plans_manager.dataset_name,
+                               self.plans_manager.plans_name, self.configuration_name)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         if not isinstance(filename_or_checkpoint, str):

@@ -23,7 +23,6 @@ How freezing is done, and why this way:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from nnunet_progressive.core.knobs import (
     ProgressiveSettings,
 )
 from nnunet_progressive.core.records import checkpoint_state_path
+from nnunet_progressive.nnunet.pretrained import pretrained_weights_argument
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
     DECODER,
@@ -51,15 +51,6 @@ from nnunet_progressive.transfer.mapping import frozen_roles, parameter_role
 
 FINETUNE_EPOCHS = 150  # nnssl's 150-epoch fine-tuning preset; nnU-Net trains 1000 from scratch
 RECIPE_FEATURES = {"finetune": (), "head_first": (HEAD_PHASE,), "frozen_encoder": (FROZEN_PHASE,)}
-
-
-def pretrained_weights_argument(argv: list[str] | None = None) -> str | None:
-    """The ``-pretrained_weights`` file of this ``nnUNetv2_train`` call (spawned DDP workers get the same argv)."""
-    argv = sys.argv if argv is None else argv
-    for index, word in enumerate(argv[:-1]):
-        if word == "-pretrained_weights":
-            return argv[index + 1]
-    return None
 
 
 def split_by_role(optimizer: torch.optim.Optimizer, network: torch.nn.Module, role_of: dict[str, str]) -> None:
@@ -117,44 +108,6 @@ class FinetuneLRScheduler:
         return None
 
 
-def load_pretrained_file(path: str | Path) -> dict:
-    """The checkpoint ``-pretrained_weights`` names, read as nnU-Net's ``load_pretrained_weights`` will read it
-    (memory-mapped where the format allows), or one clear error naming the file and the fix."""
-    import zipfile
-
-    path = Path(path)
-    fix = ("pass a checkpoint written by nnU-Net (e.g. .../fold_0/checkpoint_final.pth) or by `nnprog transfer "
-           "adapt`")
-    if not path.is_file():
-        raise ProgressiveConfigError(f"-pretrained_weights {path}: no such file; {fix}")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=False, mmap=zipfile.is_zipfile(path))
-    except Exception as error:  # noqa: BLE001 - pickle, zip and torch errors alike: the file is no checkpoint
-        reason = " ".join(str(error).split())[:200]
-        raise ProgressiveConfigError(f"-pretrained_weights {path} cannot be read as a PyTorch checkpoint "
-                                     f"({type(error).__name__}: {reason}): damaged, incomplete or another kind "
-                                     f"of file; {fix}") from None
-    if not isinstance(loaded, dict) or not isinstance(loaded.get("network_weights"), dict):
-        raise ProgressiveConfigError(f"-pretrained_weights {path} is a PyTorch file without 'network_weights' (the "
-                                     f"key nnU-Net loads); {fix} (`nnprog transfer adapt` also maps a bare state "
-                                     f"dict)")
-    return loaded
-
-
-def pretrained_shape_problems(network_state: dict, pretrained: dict) -> list[str]:
-    """The tensors nnU-Net's ``load_pretrained_weights`` would refuse (it asserts that every parameter but the
-    segmentation heads is in the file with the same shape): one line per missing or differing tensor."""
-    problems = []
-    for name, tensor in network_state.items():
-        if ".seg_layers." in name:
-            continue
-        if name not in pretrained:
-            problems.append(f"{name} missing")
-        elif tuple(pretrained[name].shape) != tuple(tensor.shape):
-            problems.append(f"{name}: file {tuple(pretrained[name].shape)}, network {tuple(tensor.shape)}")
-    return problems
-
-
 class FineTuningMixin(RunLengthMixin):
     """Put before ``nnUNetTrainer`` (or a PGPS mixin) in the bases; train with ``-pretrained_weights FILE``."""
 
@@ -176,20 +129,6 @@ class FineTuningMixin(RunLengthMixin):
         parent = getattr(super(), "knob_features", None)
         features = set(parent()) if parent is not None else {RUN_LENGTH}
         return frozenset(features | {FINETUNE_SCHEDULE, *RECIPE_FEATURES[cls.finetune_recipe]})
-
-    @classmethod
-    def check_start(cls, device: torch.device, fold_folder: Path | None) -> None:
-        """-pretrained_weights names a readable nnU-Net checkpoint, before any folder is made (and not with --c,
-        which nnU-Net refuses)."""
-        super().check_start(device, fold_folder)
-        pretrained = pretrained_weights_argument()
-        if pretrained is None:
-            return
-        if "--c" in sys.argv:
-            raise ProgressiveConfigError(
-                f"-pretrained_weights {pretrained} with --c: pre-trained weights are loaded at the start of a run "
-                f"only (nnU-Net refuses both); drop -pretrained_weights to continue the run")
-        load_pretrained_file(pretrained)
 
     # --- schedule -------------------------------------------------------------------------------------------
     @property
@@ -239,19 +178,6 @@ class FineTuningMixin(RunLengthMixin):
     def initialize(self):
         super().initialize()
         self._fresh_checksums = self._checksums()
-        if self._pretrained_file and self._new_run:  # nnU-Net loads it next and asserts on a mismatch
-            weights = load_pretrained_file(self._pretrained_file)["network_weights"]
-            network = getattr(self.network, "module", self.network)  # DDP
-            network = getattr(network, "_orig_mod", network)  # torch.compile
-            problems = pretrained_shape_problems(network.state_dict(), weights)
-            if problems:
-                raise ProgressiveConfigError(
-                    f"-pretrained_weights {self._pretrained_file} does not fit the network of "
-                    f"{self.plans_manager.plans_name} {self.configuration_name} ({len(problems)} tensor(s): "
-                    f"{'; '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}); map it onto this network "
-                    f"with `nnprog transfer adapt {self._pretrained_file} -d {self.plans_manager.dataset_name} "
-                    f"-c {self.configuration_name} "
-                    f"-p {self.plans_manager.plans_name} -o OUT.pth` and pass OUT.pth")
 
     def _checksums(self) -> list[float]:
         """Sums of three non-head parameters: they all change when pre-trained weights are loaded."""
