@@ -233,6 +233,8 @@ def test_one_trainer_with_several_knob_sets_needs_labels(tmp_path):
 
 @pytest.mark.parametrize("knobs, message", [
     ({"NNPROG_EPOCH": 5}, "NNPROG_EPOCH is not a knob.*did you mean NNPROG_EPOCHS"),
+    ({"nnprog_epochs": 5}, "nnprog_epochs is not a knob.*did you mean NNPROG_EPOCHS"),
+    ({"NN_PROG_EPOCHS": 5}, "NN_PROG_EPOCHS is not a knob.*did you mean NNPROG_EPOCHS"),
     ({"NNPROG_EPOCHS": 0}, "knobs: NNPROG_EPOCHS: must be >= 1"),
     ({"NNPROG_DICE_METHOD": "hausdorff"}, "NNPROG_DICE_METHOD: must be one of"),
 ])

@@ -11,7 +11,9 @@ from nnunet_progressive.core.knobs import (
     KNOB_NAMES,
     PATCH_CURRICULUM,
     RUN_LENGTH,
+    EnvironmentKnobs,
     ProgressiveSettings,
+    closest_knob_name,
     problems_for_trainer,
     readme_table,
     settings_from_env,
@@ -51,6 +53,24 @@ def test_misspelt_knob_suggests_the_closest_name():
     with pytest.raises(ProgressiveConfigError, match="did you mean NNPROG_ITERATIONS"):
         settings_from_env(environ={"NNPROG_ITERATION": "3"})
     assert settings_from_env(environ={"NNPROG_EPOCH": "6"}, check_unknown=False) == ProgressiveSettings()
+
+
+@pytest.mark.parametrize("name", ["nnprog_epochs", "NNPROGEPOCHS", "NN_PROG_EPOCHS", "Nnprog_Epochs",
+                                  "NNPROG__EPOCHS", "NNPROG_EPOCHS_", "_NNPROG_EPOCHS"])
+def test_near_miss_spellings_of_a_knob_are_refused_with_the_right_name(name):
+    with pytest.raises(ProgressiveConfigError, match=f"{name} is not a knob.*did you mean NNPROG_EPOCHS\\?"):
+        settings_from_env(environ={name: "20"})
+    assert EnvironmentKnobs.read({name: "20"}).unknown == (name,)
+    assert closest_knob_name(name) == "NNPROG_EPOCHS"
+
+
+def test_near_miss_of_the_prefix_alone_lists_the_knobs_and_other_variables_pass():
+    with pytest.raises(ProgressiveConfigError, match="nnprog_whatever is not a knob.*the knobs are NNPROG_EPOCHS"):
+        settings_from_env(environ={"nnprog_whatever": "1"})
+    assert closest_knob_name("NN_PROG_SET1EPOCHS") == "NNPROG_SET1_EPOCHS"
+    others = {"NNUNET_RESULTS": "x", "nnUNet_raw": "y", "PROG_EPOCHS": "3", "NN_EPOCHS": "3", "NNPROG_EPOCHS": "7"}
+    assert EnvironmentKnobs.read(others).unknown == ()
+    assert settings_from_env(environ=others).epochs == 7
 
 
 def test_knobs_a_trainer_does_not_read_are_named():

@@ -421,6 +421,27 @@ def test_package_errors_end_a_process_with_one_line():
     assert "Traceback" in other.stderr, "other errors keep Python's report"
 
 
+@pytest.mark.parametrize("raised, cleans", [("ValueError('x')", True), ("KeyboardInterrupt()", False)])
+def test_an_error_that_ends_the_process_runs_the_failed_start_clean_up(tmp_path, raised, cleans):
+    """training_process.on_error: errors (not Ctrl-C, which may be followed by --c) let trainers remove a failed
+    start; a callback whose object is gone is skipped."""
+    marker = tmp_path / "cleaned"
+    code = ("from pathlib import Path\n"
+            "from nnunet_progressive.nnunet import training_process\n"
+            "training_process.install()\n"
+            "class Trainer:\n"
+            f"    def clean(self, error): Path({str(marker)!r}).write_text(type(error).__name__)\n"
+            "class Gone:\n"
+            "    def clean(self, error): raise SystemExit('a callback of a gone object ran')\n"
+            "trainer = Trainer()\n"
+            "training_process.on_error(trainer.clean)\n"
+            "training_process.on_error(Gone().clean)\n"
+            f"raise {raised}\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0 and "gone object" not in result.stderr
+    assert marker.exists() == cleans and (not cleans or marker.read_text() == "ValueError")
+
+
 def test_records_read_back_typed(tmp_path):
     path = tmp_path / "state.json"
     path.write_text(json.dumps({"current_epoch": 3, "dice_checks": [], "new_key": 1}))

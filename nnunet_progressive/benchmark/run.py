@@ -57,7 +57,7 @@ from nnunet_progressive.benchmark.results import (
 )
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, DatasetSpec, SlurmSpec, expand_runs
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.io import atomic_write_json
+from nnunet_progressive.core.io import atomic_write_json, check_writable_folder
 from nnunet_progressive.core.knobs import problems_for_trainer
 from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.core.records import (
@@ -679,6 +679,15 @@ def stale_run_ids(spec: BenchmarkSpec) -> list[str]:
     return [r.run_id for r in load_records(spec.results_dir) if (r.trainer, r.settings_id) not in current]
 
 
+def check_output_folders(spec: BenchmarkSpec, folders: NnunetFolders) -> None:
+    """Every folder a benchmark writes (results_dir, nnU-Net's three) is or can be made a writable folder: one
+    clear error before any dataset is generated or run trained (the check creates nothing)."""
+    check_writable_folder(spec.results_dir, "results_dir")
+    for name, folder in (("nnUNet_raw", folders.raw), ("nnUNet_preprocessed", folders.preprocessed),
+                         ("nnUNet_results", folders.results)):
+        check_writable_folder(folder, f"{name} (from the spec's nnunet_root or the environment)")
+
+
 def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: bool = False, wait: bool = False,
                   progress: bool = True, log: Callable[[str], None] = print,
                   schedule_fix: str = SPEC_SCHEDULE_FIX) -> BenchmarkOutcome:
@@ -687,6 +696,8 @@ def run_benchmark(spec: BenchmarkSpec, *, dry_run: bool = False, prepare_only: b
     ``schedule_fix``: how the user mends a run whose schedule cannot be built (in the words of the command that
     made the spec)."""
     folders = spec.folders()
+    if not dry_run:
+        check_output_folders(spec, folders)  # before the trainers are imported (tens of seconds) or anything runs
     check_trainers(spec)
     context = context_for(spec, folders, epoch_bars=progress and spec.executor.type == "local")
     if dry_run:

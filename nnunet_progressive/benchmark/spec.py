@@ -84,8 +84,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import (
     ENV_PREFIX,
-    KNOB_NAMES,
     env_name,
+    is_unknown_knob_name,
     on_off,
     settings_from_env,
     unknown_knob_message,
@@ -120,7 +120,7 @@ def _knobs(data: Any) -> dict[str, str]:
         if not isinstance(value, str | int | float):
             raise ValueError(f"{key}: expected a string or number, got {value!r}")
         knobs[key] = str(value)
-    unknown = [key for key in knobs if key.startswith(ENV_PREFIX) and key not in KNOB_NAMES]
+    unknown = [key for key in knobs if is_unknown_knob_name(key)]
     if unknown:
         # the knob table's hint says how to unset an environment variable; in a spec the fix is the name
         raise ValueError("; ".join(unknown_knob_message(key).split(" (unset it")[0] for key in unknown))

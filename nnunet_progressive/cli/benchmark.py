@@ -95,9 +95,12 @@ def run_action(args: argparse.Namespace) -> int:
 
 def report_action(args: argparse.Namespace) -> int:
     from nnunet_progressive.benchmark.report import write_report
+    from nnunet_progressive.core.io import check_writable_folder
     from nnunet_progressive.stopping.time_to_dice import parse_thresholds
 
     try:
+        if args.out is not None:
+            check_writable_folder(args.out, "-o")
         thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
         only = [t.strip() for t in args.trainers.split(",") if t.strip()] if args.trainers else None
         written = write_report(args.results_dir, args.out, args.reference, thresholds, only)

@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Iterable
 
+from nnunet_progressive.cli.arguments import int_at_least, positive_int
+
 # The registry is plain data (no nnU-Net or SimpleITK import); the converters load when the command runs.
 from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.datasets.converters.tasks import TASKS, TaskInfo, TaskSetting
@@ -44,12 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list", action="store_true", help="print the tasks (id, cases, download page, licence)")
     parser.add_argument("--source", metavar="PATH", help="the extracted official download of TASK")
     parser.add_argument("--raw-root", metavar="PATH", default=None, help="nnU-Net raw folder (default: $nnUNet_raw)")
-    parser.add_argument("--dataset-id", metavar="N", type=int, default=None,
+    parser.add_argument("--dataset-id", metavar="N", type=int_at_least(1, 999), default=None,
                         help="nnU-Net dataset id (default: the task's id, 901-915)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="convert a subset (or another release): accept a case count other than the official one")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DatasetXXX_<name> folder")
-    parser.add_argument("-np", "--num-processes", dest="num_processes", metavar="N", type=int, default=None,
+    parser.add_argument("-np", "--num-processes", dest="num_processes", metavar="N", type=positive_int, default=None,
                         help="worker processes (default: nnU-Net's default, $nnUNet_def_n_proc or 8)")
     for name, (setting, keys) in _all_settings().items():
         parser.add_argument(_flag(name), dest=name, default=None, choices=setting.choices,
@@ -104,9 +106,11 @@ def run(args: argparse.Namespace) -> int:
         return fail("no --raw-root given and $nnUNet_raw is not set; pass --raw-root PATH or export nnUNet_raw.")
 
     from nnunet_progressive.core.errors import ProgressiveConfigError
+    from nnunet_progressive.core.io import check_writable_folder
     from nnunet_progressive.datasets.converters import convert
 
     try:
+        check_writable_folder(raw_root, "--raw-root" if args.raw_root else "$nnUNet_raw")
         folder = convert(args.task, args.source, raw_root, args.dataset_id, allow_partial=args.allow_partial,
                          overwrite=args.overwrite, num_processes=args.num_processes, **settings)
     except (ProgressiveConfigError, FileExistsError) as error:

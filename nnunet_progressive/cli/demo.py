@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnunet_progressive.cli.arguments import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from nnunet_progressive.benchmark.demo import default_budget
@@ -19,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "budget are reused.",
     )
     parser.add_argument("--workspace", default="nnprog_demo", help="folder for data, results and the report")
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs per trainer (default {epochs})")
-    parser.add_argument("--iterations", type=int, default=iterations,
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs per trainer (default {epochs})")
+    parser.add_argument("--iterations", type=positive_int, default=iterations,
                         help=f"training iterations per epoch (default {iterations})")
     parser.add_argument("--preset", default="demo", help="generated dataset (a synthetic preset or mni152; "
                         "default demo)")
@@ -31,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nnunet_progressive.benchmark.demo import run_demo, speedup_text
+    from nnunet_progressive.core.io import check_writable_folder
 
+    check_writable_folder(args.workspace, "--workspace")  # before anything is generated or trained
     try:
         results = run_demo(args.workspace, args.epochs, args.iterations, args.preset)
     except RuntimeError as error:  # a training failed: its log says why

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (128 + SIGINT, as a shell reports it)
+        print(f"nnprog{' ' + args.command if args.command else ''}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

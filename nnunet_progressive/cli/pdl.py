@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnunet_progressive.cli.arguments import positive_int
+
 # Only light constants here: the heavy imports (nnU-Net, SimpleITK) happen when the command runs.
 MODES = ("auto", "pairwise", "reference")
 REGISTRATIONS = ("rigid_affine", "rigid", "affine", "none")
@@ -61,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-np",
         "--num-processes",
         dest="num_processes",
-        type=int,
+        type=positive_int,
         default=1,
         help="worker processes (default: 1)",
     )

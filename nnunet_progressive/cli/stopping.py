@@ -52,7 +52,7 @@ def unique_labels(labels: list[str], folders: list[Path]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_progressive.benchmark.results import load_time_to_dice
-    from nnunet_progressive.core.io import atomic_write_text
+    from nnunet_progressive.core.io import atomic_write_text, check_writable
     from nnunet_progressive.core.tables import markdown_table
     from nnunet_progressive.stopping.time_to_dice import (
         default_thresholds,
@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     )
 
     try:
+        prefix = Path(args.out)
+        for suffix in (".csv", ".md", ".png"):  # before any run folder is read
+            check_writable(prefix.with_name(prefix.name + suffix), "output (-o)")
         folders = [Path(f).resolve() for f in args.run_folders]
         reference_folder = Path(args.reference).resolve() if args.reference else folders[0]
         if reference_folder not in folders:
@@ -88,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
     except ProgressiveConfigError as error:
         print(f"nnprog compare: error: {error}", file=sys.stderr)
         return 2
-    prefix = Path(args.out)
     table = table_markdown(rows, reference)
     listing = markdown_table(["Run", "Fold folder", "Checks", "Stopped by"],
                              [[label, str(folder), len(log["checks"]), log.get("stopped_by") or "-"]

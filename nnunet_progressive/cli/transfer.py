@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from nnunet_progressive.cli.arguments import fraction, int_at_least, positive_int, random_seed
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
 COMPONENT_NAMES = ("modality", "normalization", "spacing", "intensity", "image", "labels", "foreground",
@@ -38,13 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help=f"component weights, e.g. labels=2,image=0 (components: {', '.join(COMPONENT_NAMES)})")
     sources.add_argument("--off", default="", metavar="NAME,...", help="components to switch off, e.g. image,cases")
     sources.add_argument("-p", "--plans", default="nnUNetPlans", help="plans read for normalisation schemes")
-    sources.add_argument("--image-cases", type=int, default=2,
+    sources.add_argument("--image-cases", type=positive_int, default=2,
                          help="cases per dataset for the image similarity (default 2; pairs = cases squared)")
-    sources.add_argument("--label-cases", type=int, default=3, help="label maps read per dataset (default 3)")
-    sources.add_argument("--grid", type=int, default=48, help="voxels per axis of the image-similarity grid")
+    sources.add_argument("--label-cases", type=positive_int, default=3, help="label maps read per dataset (default 3)")
+    sources.add_argument("--grid", type=int_at_least(16), default=48,
+                         help="voxels per axis of the image-similarity grid (default 48, at least 16)")
     sources.add_argument("--no-fingerprint", action="store_true",
                          help="do not run nnUNetv2_extract_fingerprint for datasets without one")
-    sources.add_argument("-np", "--num-processes", type=int, default=2, help="processes of fingerprint extraction")
+    sources.add_argument("-np", "--num-processes", type=positive_int, default=2,
+                         help="processes of fingerprint extraction")
     sources.add_argument("-o", "--output", default=None, help="write the scores as JSON")
     sources.add_argument("--plot", default=None, help="write a bar chart of the scores (PNG)")
     sources.set_defaults(func=run_sources)
@@ -63,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="configurations to preprocess the source for (default 3d_fullres, else the first)")
     prepare.add_argument("--source-plans", default=None,
                          help="identifier of the plans written for the source (default <PLANS>_from<TARGET ID>)")
-    prepare.add_argument("-np", "--num-processes", type=int, default=2, help="processes of nnU-Net's steps")
+    prepare.add_argument("-np", "--num-processes", type=positive_int, default=2, help="processes of nnU-Net's steps")
     prepare.set_defaults(func=run_prepare)
 
     adapt = commands.add_parser(
@@ -87,19 +90,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "always the mean of the source filters")
     adapt.add_argument("--source-channels", default=None, metavar="NAME,...",
                        help="the source's channel names (default: the dataset.json of the checkpoint's model folder)")
-    adapt.add_argument("--min-share", type=float, default=0.5,
+    adapt.add_argument("--min-share", type=fraction, default=0.5,
                        help="least share of the target's weights that must map (default 0.5)")
     adapt.add_argument("--no-kernel-adapt", action="store_true", help="leave tensors with other kernel sizes fresh")
-    adapt.add_argument("--seed", type=int, default=0, help="seed of the target network's fresh initialisation")
+    adapt.add_argument("--seed", type=random_seed, default=0, help="seed of the target network's fresh initialisation")
     adapt.set_defaults(func=run_adapt)
 
 
-def _check_writable(path: str | None) -> None:
-    if path is None:
-        return
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise ProgressiveConfigError(f"cannot write {path}: the folder {parent} does not exist")
+def _check_writable(path: str | None, what: str) -> None:
+    """Before any work: the output can be written (core.io.check_writable; a folder or a file in the way is an
+    error)."""
+    from nnunet_progressive.core.io import check_writable
+
+    if path is not None:
+        check_writable(path, what)
 
 
 def run_sources(args: argparse.Namespace) -> int:
@@ -117,8 +121,8 @@ def run_sources(args: argparse.Namespace) -> int:
     weights = parse_weights(args.weights, off)
     if not datasets and not folders:
         raise ProgressiveConfigError("no candidates: pass datasets with --candidates and/or model folders")
-    _check_writable(args.output)
-    _check_writable(args.plot)
+    _check_writable(args.output, "--output")
+    _check_writable(args.plot, "--plot")
     label_cases = args.label_cases if weights["foreground"] or weights["structure_size"] else 0
     fingerprint = not args.no_fingerprint
     target = dataset_candidate(args.target, args.plans, fingerprint, label_cases, args.num_processes)
@@ -170,7 +174,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     from nnunet_progressive.nnunet.transfer_weights import adapt_checkpoint
     from nnunet_progressive.transfer.report import mapping_report
 
-    _check_writable(args.output)
+    _check_writable(args.output, "--output")
     channels = [c.strip() for c in args.source_channels.split(",")] if args.source_channels else None
     record = adapt_checkpoint(args.checkpoint, args.dataset, args.configuration, args.output, args.plans, args.trainer,
                               args.channel_rule, channels, args.min_share, not args.no_kernel_adapt, args.seed)

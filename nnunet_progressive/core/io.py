@@ -41,6 +41,26 @@ def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
+def is_stale_temporary(name: str) -> bool:
+    """True for a name :func:`replacing` gives its temporary files (``.checkpoint_latest.pth.1a2b3c4d.tmp``)."""
+    import re
+
+    return re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", name) is not None
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`replacing` left in ``folder`` when its process was killed mid-write
+    (call it where no other process writes into ``folder``, e.g. when a training starts); returns them."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and is_stale_temporary(path.name):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     """``path`` if a file can be written there (its folder is created); else one clear error. Call it before long
     work, so that a typo in an output path does not cost the work."""
@@ -50,6 +70,10 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     if path.is_dir():
         raise ProgressiveConfigError(f"{what} {path} is a folder; give a file name inside it, e.g. {path / 'out'}")
     folder = path.parent
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ProgressiveConfigError(f"{what} {path} cannot be written: {blocker} is a file, not a folder; pick "
+                                     f"another path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".{path.name}.{_unique_name()}.probe"
@@ -58,6 +82,36 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     except OSError as error:
         raise ProgressiveConfigError(f"{what} {path} cannot be written ({error.strerror or error}: "
                                      f"{error.filename or folder}); pick a writable folder") from None
+    return path
+
+
+def check_writable_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` if it is (or can be made) a folder where files can be written, else one clear error naming
+    ``what``, the path and the reason (a regular file in the way, no permission). Folders it creates to find out
+    are removed again: a check leaves nothing behind. Call it before any work, so that a typo in an output folder
+    does not cost the work."""
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ProgressiveConfigError(f"{what} {path} cannot be created: {blocker} is a file, not a folder; pick "
+                                     f"another folder (or move that file away)")
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".nnprog.{_unique_name()}.probe"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as error:
+        raise ProgressiveConfigError(f"{what} {path} cannot be written ({error.strerror or error}: "
+                                     f"{error.filename or path}); pick a writable folder") from None
+    finally:
+        for folder in created:  # deepest first; one that something else filled meanwhile stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     return path
 
 

@@ -305,20 +305,47 @@ class EnvironmentKnobs:
         fields = {env_name(f): f for f in ProgressiveSettings.model_fields}
         values, unknown = {}, []
         for name, text in environ.items():
-            if not name.startswith(ENV_PREFIX):
-                continue
-            if name not in fields:
+            if name in fields:
+                if text.strip():
+                    values[fields[name]] = text.strip()
+            elif is_unknown_knob_name(name):  # NNPROG_EPOCH, and nnprog_epochs, NNPROGEPOCHS, NN_PROG_EPOCHS
                 unknown.append(name)
-            elif text.strip():
-                values[fields[name]] = text.strip()
         return cls(values, tuple(sorted(unknown)))
 
 
+def _squashed(name: str) -> str:
+    """A variable name without case and underscores: ``nn_prog_Epochs`` -> ``NNPROGEPOCHS``."""
+    return name.upper().replace("_", "")
+
+
+_SQUASHED_PREFIX = _squashed(ENV_PREFIX)
+
+
+def is_unknown_knob_name(name: str) -> bool:
+    """True for a variable meant as a knob that is none: it starts with ``NNPROG`` once case and underscores are
+    ignored (``NNPROG_EPOCH``, but also ``nnprog_epochs``, ``NNPROGEPOCHS``, ``NN_PROG_EPOCHS``) and is not
+    spelt exactly as a knob. Such a variable is refused, never silently ignored."""
+    return name not in KNOB_NAMES and _squashed(name).startswith(_SQUASHED_PREFIX)
+
+
+def closest_knob_name(name: str) -> str | None:
+    """The knob ``name`` was probably meant to be: the one it equals without case and underscores, else the one
+    whose name after the prefix is closest (difflib), else None."""
+    by_rest = {_squashed(knob_name)[len(_SQUASHED_PREFIX):]: knob_name for knob_name in KNOB_NAMES}
+    rest = _squashed(name)[len(_SQUASHED_PREFIX):] if _squashed(name).startswith(_SQUASHED_PREFIX) else name
+    if rest in by_rest:
+        return by_rest[rest]
+    close = difflib.get_close_matches(rest, list(by_rest), n=1, cutoff=0.6)
+    return by_rest[close[0]] if close else None
+
+
 def unknown_knob_message(name: str) -> str:
-    """``NNPROG_EPOCH is not a knob; did you mean NNPROG_EPOCHS?``."""
-    close = difflib.get_close_matches(name, KNOB_NAMES, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else f"the knobs are {', '.join(KNOB_NAMES)}"
-    return f"{name} is not a knob of nnunet-progressive; {hint} (unset it: `unset {name}`)"
+    """``NNPROG_EPOCH is not a knob; did you mean NNPROG_EPOCHS?`` (also for ``nnprog_epochs`` and the like)."""
+    close = closest_knob_name(name)
+    hint = f"did you mean {close}?" if close else f"the knobs are {', '.join(KNOB_NAMES)}"
+    spelling = "" if name.startswith(ENV_PREFIX) else (
+        f" (knob names are upper-case and start with {ENV_PREFIX}, spelt exactly as in `nnprog knobs`)")
+    return f"{name} is not a knob of nnunet-progressive{spelling}; {hint} (unset it: `unset {name}`)"
 
 
 def settings_from_env(defaults: ProgressiveSettings | None = None, environ: Mapping[str, str] | None = None,

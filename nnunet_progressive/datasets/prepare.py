@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.nnunet.runner import NnunetFolders, run_logged
 
@@ -55,13 +56,34 @@ def plan_and_preprocess(
     num_processes: int = 2,
     log_file: str | os.PathLike | None = None,
 ) -> None:
-    """``nnUNetv2_plan_and_preprocess`` for one dataset (output to ``log_file`` if given)."""
+    """``nnUNetv2_plan_and_preprocess`` for one dataset (output to ``log_file`` if given). When it fails on a
+    dataset with unexpected label values, label maps off their images' geometry or no foreground at all, the
+    error says so in one message (datasets/integrity.py); other failures keep nnU-Net's output."""
     command = [
         "nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", *configurations,
         "-np", *([str(num_processes)] * len(configurations)), "-npfp", str(num_processes),
         "--verify_dataset_integrity",
     ]
-    run_logged(command, folders.environment(), log_file)
+    try:
+        run_logged(command, folders.environment(), log_file)
+    except RuntimeError:
+        raw = sorted(folders.raw.glob(f"Dataset{dataset_id:03d}_*"))
+        problems = _raw_problems(raw[0]) if raw else []
+        if problems:
+            where = f" (nnU-Net's output: {log_file})" if log_file else ""
+            raise ProgressiveConfigError(f"nnU-Net cannot plan {raw[0]}{where}: " + "; ".join(problems)) from None
+        raise
+
+
+def _raw_problems(raw_folder: Path) -> list[str]:
+    """What :mod:`nnunet_progressive.datasets.integrity` finds wrong with a raw dataset ([] if it cannot tell)."""
+    from nnunet_progressive.datasets.integrity import expected_label_values, raw_dataset_problems, summarise_raw_dataset
+
+    try:
+        dataset_json = json.loads((raw_folder / "dataset.json").read_text())
+        return raw_dataset_problems(summarise_raw_dataset(raw_folder), expected_label_values(dataset_json))
+    except Exception:  # noqa: BLE001 - a dataset too broken to read keeps nnU-Net's own report
+        return []
 
 
 def prepare_generated_dataset(

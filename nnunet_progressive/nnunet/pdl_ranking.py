@@ -80,10 +80,33 @@ def _open_dataset(data_folder: Path) -> tuple[type, Any]:
     return dataset_class, dataset_class(str(data_folder))
 
 
+def damaged_case_error(data_folder: str | Path, case_id: str, error: BaseException) -> ProgressiveConfigError:
+    """One clear error for a preprocessed case that cannot be read (truncated or overwritten files)."""
+    files = ", ".join(p.name for p in sorted(Path(data_folder).glob(f"{case_id}[._]*"))) or f"{case_id}.*"
+    reason = " ".join(str(error).split())[:200]
+    return ProgressiveConfigError(
+        f"preprocessed case {case_id} in {data_folder} cannot be read ({type(error).__name__}: {reason}); its files "
+        f"({files}) are damaged or incomplete. Re-run nnU-Net's preprocessing for this configuration "
+        f"(nnUNetv2_preprocess -d DATASET -c CONFIGURATION, or nnUNetv2_plan_and_preprocess), then rank again."
+    )
+
+
+def _read_case(dataset: Any, case_id: str, voxels: bool) -> tuple[Any, Any, dict]:
+    """``(data, seg, properties)`` of a case; with ``voxels`` the arrays are read in full (a truncated file shows
+    only then). Any read failure is one :func:`damaged_case_error`."""
+    try:
+        data, seg, _, properties = dataset.load_case(case_id)
+        if voxels:
+            data = np.asarray(data[:], dtype=np.float32)
+            seg = None if seg is None else np.asarray(seg[:])
+    except Exception as error:  # blosc2's RuntimeError, pickle's EOFError/UnpicklingError, OSError, ValueError
+        raise damaged_case_error(dataset.source_folder, case_id, error) from None
+    return data, seg, properties
+
+
 def _load_case(dataset: Any, case_id: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    data, seg, _, properties = dataset.load_case(case_id)
-    data = np.asarray(data[:], dtype=np.float32)
-    nonzero = None if seg is None else np.asarray(seg[:])[0] >= 0
+    data, seg, properties = _read_case(dataset, case_id, voxels=True)
+    nonzero = None if seg is None else seg[0] >= 0
     return data, nonzero, properties
 
 
@@ -91,9 +114,19 @@ def _load_case(dataset: Any, case_id: str) -> tuple[np.ndarray, np.ndarray | Non
 _WORKER_DATASET: dict[str, Any] = {}
 
 
-def _init_worker(sitk_threads: int) -> None:
+def _init_worker(sitk_threads: int, parent: int | None = None) -> None:
+    """A pool worker ends quietly with ``nnprog rank``: SIGKILL from the kernel when the parent dies (else each
+    worker printed a BrokenPipeError or ConnectionResetError traceback after a kill), and Ctrl-C is left to the
+    parent, which stops the pool."""
+    import signal
+
     import SimpleITK as sitk
 
+    from nnunet_progressive.nnunet.training_process import set_parent_death_signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if set_parent_death_signal(signal.SIGKILL) and parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)  # the parent died before the request took effect
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(sitk_threads)))
 
 
@@ -135,7 +168,8 @@ def _run_tasks(
             return
         threads = max(1, (os.cpu_count() or 1) // num_processes)
         context = multiprocessing.get_context("spawn")
-        with context.Pool(min(num_processes, len(tasks)), initializer=_init_worker, initargs=(threads,)) as pool:
+        with context.Pool(min(num_processes, len(tasks)), initializer=_init_worker,
+                          initargs=(threads, os.getpid())) as pool:
             for output in pool.imap_unordered(function, tasks, chunksize=1):
                 yield output
                 bar.update()
@@ -207,7 +241,7 @@ def rank_preprocessed_folder(
     # Header pass: shapes, channels, spacings (blosc2 opens lazily, so this reads no voxel data).
     shapes, spacings, channels = {}, {}, {}
     for case_id in case_ids:
-        data, _, _, properties = dataset.load_case(case_id)
+        data, _, properties = _read_case(dataset, case_id, voxels=False)
         channels[case_id] = int(data.shape[0])
         shapes[case_id] = tuple(int(n) for n in data.shape[1:])
         spacings[case_id] = _case_spacing(

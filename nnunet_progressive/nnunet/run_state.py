@@ -65,7 +65,7 @@ import torch
 
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError, RunStateError
 from nnunet_progressive.core.heartbeat import heartbeat_line, heartbeat_seconds
-from nnunet_progressive.core.io import atomic_write_json, file_sha256, replacing
+from nnunet_progressive.core.io import atomic_write_json, file_sha256, remove_stale_temporaries, replacing
 from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
     EnvironmentKnobs,
@@ -93,6 +93,11 @@ from nnunet_progressive.core.records import (
 )
 from nnunet_progressive.nnunet import training_process
 from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
+from nnunet_progressive.nnunet.pretrained import (
+    check_network_fits,
+    check_pretrained_argument,
+    pretrained_weights_argument,
+)
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 
 MIXIN_ORDER: tuple[str, ...] = (
@@ -273,9 +278,17 @@ class RunLengthMixin(AugmentationPlacementMixin):
                  device: torch.device = torch.device("cuda")):
         training_process.install()
         self._continue_requested = bool(plans.get("continue_training", False))  # --c (popped by nnU-Net)
+        # before nnU-Net's __init__ creates the fold folder: a start that cannot work leaves nothing behind
+        self.check_start(device, _fold_folder_of(type(self).__name__, plans, configuration, fold))
+        check_cases_for_fold(plans, dataset_json, fold)
         new_folders = _folders_nnunet_will_create(type(self).__name__, plans, configuration, fold)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._created_folders = new_folders
+        self._epoch_begun = False
+        training_process.on_error(self._remove_failed_start_before_training)
+        if self.local_rank == 0:
+            for stale in remove_stale_temporaries(self.output_folder):  # left by a kill during a save
+                print(f"nnunet-progressive: removed {stale.name}, a temporary file left by a killed checkpoint write")
         self.progressive_settings: ProgressiveSettings | None = None  # resolved in initialize() or load_checkpoint()
         self._run_id: str | None = None
         self._new_run = False
@@ -287,6 +300,27 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self._untimed_seconds: dict[int, float] = {}  # epoch -> seconds spent outside training (Dice checks)
         self._epoch_train_start = 0.0
         self._validating_after_training = False
+
+    # --- start checks ------------------------------------------------------------------------------
+    @classmethod
+    def check_start(cls, device: torch.device, fold_folder: Path | None) -> None:
+        """What must hold before nnU-Net's ``__init__`` creates folders (mixins extend it; call super): a CUDA
+        device exists when ``-device cuda`` (nnU-Net's default) is asked for; ``--val`` finds a finished run."""
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ProgressiveConfigError(
+                f"no CUDA GPU found (torch {torch.__version__}, torch.cuda.is_available() is False) and nnUNetv2_train "
+                f"uses -device cuda unless told otherwise; on a CPU machine add -device cpu (on Apple silicon "
+                f"-device mps)")
+        check_pretrained_argument()
+        if validation_requested() and fold_folder is not None and not (fold_folder / CHECKPOINT_FINAL).is_file():
+            found = sorted(p.name for p in fold_folder.glob("checkpoint_*.pth")) if fold_folder.is_dir() else []
+            if found:
+                state, fix = (f"it holds {', '.join(found)}: the training has not finished",
+                              "finish the training first (the same nnUNetv2_train command with --c instead of --val)")
+            else:
+                state, fix = "no run has trained there", "train it first (the same command without --val)"
+            raise ProgressiveConfigError(
+                f"--val needs {fold_folder / CHECKPOINT_FINAL}, but {state}. Fix: {fix}, then validate")
 
     # --- settings -----------------------------------------------------------------------------------
     def derive_from_settings(self) -> None:
@@ -426,6 +460,10 @@ class RunLengthMixin(AugmentationPlacementMixin):
         if self.progressive_settings is None:  # no checkpoint loaded: a new run
             self._start_new_run()
         super().initialize()
+        pretrained = pretrained_weights_argument()
+        if pretrained and self._new_run:  # nnU-Net loads it next and would assert on a mismatch
+            check_network_fits(pretrained, self.network, self.plans_manager.dataset_name,
+                               self.plans_manager.plans_name, self.configuration_name)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         if not isinstance(filename_or_checkpoint, str):
@@ -476,7 +514,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         super().perform_actual_validation(save_probabilities)
 
     def _remove_failed_start(self) -> None:
-        """A new run that failed before its first checkpoint leaves nothing behind that it created."""
+        """A new run that failed before its first checkpoint leaves nothing behind that it created (fold folder,
+        trainer folder, the dataset's folder in nnUNet_results), or only its log where the folder was there."""
         if not self._new_run or self._checkpoint_written or self.local_rank != 0:
             return
         fold_folder = Path(self.output_folder)
@@ -486,11 +525,22 @@ class RunLengthMixin(AugmentationPlacementMixin):
             leftovers = {p.name for p in trainer_folder.iterdir()} if trainer_folder.is_dir() else set()
             if trainer_folder in self._created_folders and leftovers <= set(NNUNET_FOLDER_COPIES):
                 shutil.rmtree(trainer_folder, ignore_errors=True)
+            dataset_folder = trainer_folder.parent
+            if dataset_folder in self._created_folders and dataset_folder.is_dir() and not any(
+                    dataset_folder.iterdir()):
+                dataset_folder.rmdir()
         elif os.path.isfile(self.log_file):
             os.remove(self.log_file)
 
+    def _remove_failed_start_before_training(self, error: BaseException) -> None:
+        """Called for an exception that ends the process (training_process.on_error): a new run that fails
+        before its first epoch began (e.g. nnU-Net cannot load -pretrained_weights) is a failed start."""
+        if not self._epoch_begun:
+            self._remove_failed_start()
+
     # --- timing of the training iterations (validation, checkpoints and plots excluded) ---------------
     def on_train_epoch_start(self):
+        self._epoch_begun = True
         super().on_train_epoch_start()
         self._epoch_train_start = perf_counter()
         self._iterations_done = 0
@@ -601,15 +651,49 @@ class RunLengthMixin(AugmentationPlacementMixin):
         }
 
 
-def _folders_nnunet_will_create(trainer_name: str, plans: Mapping, configuration: str, fold) -> list[Path]:
-    """The trainer and fold folders nnU-Net's ``__init__`` is about to create (those that do not exist yet)."""
+def _fold_folder_of(trainer_name: str, plans: Mapping, configuration: str, fold) -> Path | None:
+    """The fold folder nnU-Net's ``__init__`` will use (None when nnUNet_results or the plans do not say)."""
     from nnunetv2.paths import nnUNet_results
 
     if not nnUNet_results or "dataset_name" not in plans or "plans_name" not in plans:
+        return None
+    return Path(nnUNet_results, plans["dataset_name"], f"{trainer_name}__{plans['plans_name']}__{configuration}",
+                f"fold_{fold}")
+
+
+def _folders_nnunet_will_create(trainer_name: str, plans: Mapping, configuration: str, fold) -> list[Path]:
+    """The dataset, trainer and fold folders nnU-Net's ``__init__`` is about to create (those not there yet)."""
+    fold_folder = _fold_folder_of(trainer_name, plans, configuration, fold)
+    if fold_folder is None:
         return []
-    trainer_folder = Path(nnUNet_results, plans["dataset_name"], f"{trainer_name}__{plans['plans_name']}__"
-                                                                 f"{configuration}")
-    return [p for p in (trainer_folder, trainer_folder / f"fold_{fold}") if not p.exists()]
+    return [p for p in (fold_folder.parent.parent, fold_folder.parent, fold_folder) if not p.exists()]
+
+
+NNUNET_FOLDS = 5  # nnU-Net's cross-validation when no splits_final.json exists
+
+
+def check_cases_for_fold(plans: Mapping, dataset_json: Mapping, fold) -> None:
+    """A cross-validation fold needs at least 5 training cases when nnU-Net is to make the split (it would stop
+    with scikit-learn's traceback in its first epoch's set-up); one clear error before anything starts."""
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    if str(fold) == "all" or not nnUNet_preprocessed or "dataset_name" not in plans:
+        return
+    splits = Path(nnUNet_preprocessed, plans["dataset_name"], "splits_final.json")
+    cases = dataset_json.get("numTraining")
+    if splits.is_file() or not isinstance(cases, int) or cases >= NNUNET_FOLDS:
+        return
+    raise ProgressiveConfigError(
+        f"{plans['dataset_name']} has {cases} training case(s), and fold {fold} of nnU-Net's {NNUNET_FOLDS}-fold "
+        f"cross-validation needs at least {NNUNET_FOLDS}. Fix: train on all cases with fold `all` (nnUNetv2_train "
+        f"... all ...), add cases, or write your own split into {splits}")
+
+
+def validation_requested(argv: list[str] | None = None) -> bool:
+    """True for ``nnUNetv2_train ... --val`` (nnU-Net does not tell the trainer; spawned DDP workers share argv)."""
+    import sys
+
+    return "--val" in (sys.argv if argv is None else argv)
 
 
 def knobs_for_trainer(trainer_class: type, knobs: Mapping[str, str]) -> dict[str, str]:

@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -34,6 +35,7 @@ SPAWN_ENTRY = "nnprog_dies_with_parent"  # the key added to multiprocessing's pr
 
 _installed = False
 _fork = {"parent": 0, "from_main_thread": False}
+_error_callbacks: list = []
 _prctl: list = []  # libc's prctl, looked up once (before any fork: a child must not run the dynamic loader)
 
 
@@ -103,9 +105,25 @@ def _after_fork_in_child() -> None:
         die_with_parent(_fork["parent"])  # also if the parent died between fork and prctl
 
 
+def on_error(callback) -> None:
+    """Call ``callback(error)`` when an exception (not Ctrl-C or an exit) ends this process, before it is
+    reported: trainers remove what a failed start created. Callbacks that fail are skipped. A bound method is
+    held weakly (a trainer that is gone needs no clean-up)."""
+    _error_callbacks.append(weakref.WeakMethod(callback) if hasattr(callback, "__self__") else lambda: callback)
+
+
 def _report_package_errors(kind, error, traceback) -> None:
     from nnunet_progressive.core.errors import NnprogError
 
+    if isinstance(error, Exception):
+        for reference in _error_callbacks:
+            callback = reference()
+            if callback is None:
+                continue
+            try:
+                callback(error)
+            except Exception:  # noqa: BLE001 - cleaning up must never hide the error being reported
+                pass
     if isinstance(error, NnprogError):
         program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
         print(f"{program}: error: {error}", file=sys.stderr, flush=True)

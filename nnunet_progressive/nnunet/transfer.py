@@ -23,7 +23,6 @@ How freezing is done, and why this way:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from nnunet_progressive.core.knobs import (
     ProgressiveSettings,
 )
 from nnunet_progressive.core.records import checkpoint_state_path
+from nnunet_progressive.nnunet.pretrained import pretrained_weights_argument
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
     DECODER,
@@ -51,15 +51,6 @@ from nnunet_progressive.transfer.mapping import frozen_roles, parameter_role
 
 FINETUNE_EPOCHS = 150  # nnssl's 150-epoch fine-tuning preset; nnU-Net trains 1000 from scratch
 RECIPE_FEATURES = {"finetune": (), "head_first": (HEAD_PHASE,), "frozen_encoder": (FROZEN_PHASE,)}
-
-
-def pretrained_weights_argument(argv: list[str] | None = None) -> str | None:
-    """The ``-pretrained_weights`` file of this ``nnUNetv2_train`` call (spawned DDP workers get the same argv)."""
-    argv = sys.argv if argv is None else argv
-    for index, word in enumerate(argv[:-1]):
-        if word == "-pretrained_weights":
-            return argv[index + 1]
-    return None
 
 
 def split_by_role(optimizer: torch.optim.Optimizer, network: torch.nn.Module, role_of: dict[str, str]) -> None:
