@@ -22,7 +22,7 @@ pip_install() {  # pip's output goes to a log, shown whole when pip fails
   fi
 }
 
-echo "setup: installing into $NNPROG_ENV_KIND"
+echo "setup: installing into $SETUP_ENV_DESCRIPTION"
 has_gpu=no
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then has_gpu=yes; fi
 if "$PYTHON" -c "import torch" 2>/dev/null; then
@@ -56,5 +56,5 @@ trap 'rm -f "$log" "$constraints"' EXIT
 "$PYTHON" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$constraints"
 pip_install -c "$constraints" -e ".[test]"
 version=$("$PYTHON" -c 'import nnunet_progressive; print(nnunet_progressive.__version__)')
-echo "setup: done: nnunet-progressive $version in $NNPROG_ENV_KIND"
+echo "setup: done: nnunet-progressive $version in $SETUP_ENV_DESCRIPTION"
 echo "setup: the commands: $(dirname "$PYTHON")/nnprog, nnUNetv2_train, nnUNetv2_predict"

@@ -142,3 +142,12 @@ def test_help_texts_name_what_the_code_writes():
     assert ranking_file_name("<DATA_IDENTIFIER>") in rank and f"at most {DEFAULT_GRID_SIZE} voxels per axis" in rank
     env = " ".join(nnprog_parser_for(["env"])[0].format_help().split())
     assert "export nnUNet_extTrainer=" in env and "PYTHONPATH" in env  # both lines `nnprog env` can print
+
+
+def test_the_setup_scripts_set_no_nnprog_variable():
+    """The scripts' variables reach every training the test suite or the demo starts, and the trainers refuse
+    ``NNPROG_*`` names that are no knob (and near misses of the prefix)."""
+    for script in (ROOT / "scripts").glob("*.sh"):
+        names = re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)=", script.read_text())
+        bad = [n for n in names if n.upper().replace("_", "").startswith("NNPROG")]
+        assert not bad, f"{script.name} sets {bad}"
