@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from training_logs import interrupt_at_epoch, matches_per_epoch
+from training_logs import interrupt_at_epoch, matches_per_epoch, poly_learning_rates
 
 from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
 from nnunet_progressive.pgps.schedule import build_schedule
@@ -146,20 +146,6 @@ def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path)
     assert curriculum["epochs_done"] == 9 and [s["epochs_done"] for s in curriculum["stages"]] == [1] * 9
 
 
-def _poly_learning_rates(num_epochs: int) -> list[float]:
-    """The learning rate nnU-Net's PolyLRScheduler gives each epoch of an uninterrupted run."""
-    import torch
-    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
-    scheduler = PolyLRScheduler(optimizer, 0.01, num_epochs)
-    rates = []
-    for epoch in range(num_epochs):
-        scheduler.step(epoch)
-        rates.append(optimizer.param_groups[0]["lr"])
-    return rates
-
-
 def _logged_learning_rates(fold: Path) -> list[float]:
     import torch
 
@@ -181,7 +167,7 @@ def test_performance_killed_mid_epoch_resumes_as_the_uninterrupted_run(tiny3d, t
                       knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"})
     fold = _killed_mid_epoch_and_continued_in_a_plain_shell(tiny3d, run, tmp_path / "train.log", 4)
     _assert_follows_schedule(fold, schedule)  # stage, patch and batch of every epoch
-    assert _logged_learning_rates(fold) == pytest.approx(_poly_learning_rates(9), rel=1e-9)
+    assert _logged_learning_rates(fold) == pytest.approx(poly_learning_rates(9), rel=1e-9)
     assert json.loads((fold / "curriculum.json").read_text())["epochs_done"] == 9
 
 
@@ -191,7 +177,7 @@ def test_rpss_killed_mid_epoch_resumes_as_the_uninterrupted_run(tiny3d, tmp_path
     fold = _killed_mid_epoch_and_continued_in_a_plain_shell(tiny3d, run, tmp_path / "train.log", 4)
     rpss = matches_per_epoch(fold, re.compile(r"RPSS: (\d+) patch sizes drawn per batch \| batch (\d+) \| "))
     assert {epoch: m.groups() for epoch, m in rpss.items()} == {epoch: ("9", "2") for epoch in range(9)}
-    assert _logged_learning_rates(fold) == pytest.approx(_poly_learning_rates(9), rel=1e-9)
+    assert _logged_learning_rates(fold) == pytest.approx(poly_learning_rates(9), rel=1e-9)
     assert json.loads((fold / "curriculum.json").read_text())["mode"] == "rpss"
 
 

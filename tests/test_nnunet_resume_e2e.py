@@ -19,6 +19,7 @@ import pytest
 import torch
 from checkpoint_damage import flip_tensor_bytes
 from process_tree import command_line, descendants, kill_all, left_alive
+from training_logs import poly_learning_rates
 
 from nnunet_progressive.core.errors import RunStateError
 from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
@@ -46,19 +47,6 @@ def _fold_logs(fold: Path) -> str:
     return "\n".join(log.read_text() for log in sorted(fold.glob("training_log_*.txt")))
 
 
-def _poly_learning_rates(num_epochs: int) -> list[float]:
-    """The learning rate nnU-Net's PolyLRScheduler gives each epoch of an uninterrupted run."""
-    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
-    scheduler = PolyLRScheduler(optimizer, 0.01, num_epochs)
-    rates = []
-    for epoch in range(num_epochs):
-        scheduler.step(epoch)
-        rates.append(optimizer.param_groups[0]["lr"])
-    return rates
-
-
 def test_resume_in_a_plain_shell_keeps_learning_rate_checks_and_settings(tiny3d, tmp_path):
     """Findings 1 (learning rate), 4 (Dice checks of checkpoint epochs), 6 (invalid environment knob on --c),
     13 (start-up log lists the knobs read), and a new run with other settings in the same fold (run identity)."""
@@ -78,7 +66,7 @@ def test_resume_in_a_plain_shell_keeps_learning_rate_checks_and_settings(tiny3d,
     assert "WARNING: ignored invalid NNPROG settings" in logs and "NNPROG_EPOCHS: is not an integer" in logs
 
     final = fold / "checkpoint_final.pth"
-    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(6), rel=1e-9)
+    assert _logged(final, "lrs") == pytest.approx(poly_learning_rates(6), rel=1e-9)
     time_to_dice = json.loads((fold / "time_to_dice.json").read_text())
     assert [c["epoch"] for c in time_to_dice["checks"]] == list(range(6)), "every check survives the resume"
     seconds = [c["train_wall_seconds"] for c in time_to_dice["checks"]]
@@ -96,7 +84,7 @@ def test_resume_in_a_plain_shell_keeps_learning_rate_checks_and_settings(tiny3d,
     assert "holds a run of nnUNetTrainer_StopAtDice with other settings (NNPROG_EPOCHS: that run 6, now 7)" \
         in other.stderr
     assert "--c" in other.stderr and f"rm -r {fold}" in other.stderr
-    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(6)), "the existing run is untouched"
+    assert _logged(final, "lrs") == pytest.approx(poly_learning_rates(6)), "the existing run is untouched"
 
 
 def _epoch_seconds(checkpoint: Path) -> list[float]:
@@ -146,7 +134,7 @@ def test_damaged_latest_checkpoint_falls_back_to_an_intact_one(tiny3d, tmp_path)
     assert "checkpoint_latest.pth cannot be read" in logs and "Continuing from checkpoint_best.pth (epoch" in logs
     final = fold / "checkpoint_final.pth"
     assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 4
-    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
+    assert _logged(final, "lrs") == pytest.approx(poly_learning_rates(4))
 
 
 def test_resume_before_the_first_checkpoint_starts_the_recorded_run_again(tiny3d, tmp_path):
@@ -167,7 +155,7 @@ def test_resume_before_the_first_checkpoint_starts_the_recorded_run_again(tiny3d
     assert "has no checkpoint of this run yet" in logs and "settings of the run being started again" in logs
     final = fold / "checkpoint_final.pth"
     assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 3
-    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(3), rel=1e-9)
+    assert _logged(final, "lrs") == pytest.approx(poly_learning_rates(3), rel=1e-9)
     assert (fold / "nnprog_run.json").read_text() == recorded, "the record keeps what it held"
 
 
@@ -186,7 +174,7 @@ def test_changed_checkpoint_content_is_caught_by_continue_validation_and_verify(
     assert "Continuing from checkpoint_best.pth (epoch" in logs
     final = fold / "checkpoint_final.pth"
     assert torch.load(final, map_location="cpu", weights_only=False)["current_epoch"] == 4
-    assert _logged(final, "lrs") == pytest.approx(_poly_learning_rates(4))
+    assert _logged(final, "lrs") == pytest.approx(poly_learning_rates(4))
 
     flip_tensor_bytes(final)
     validation = _run(run, tiny3d, ["--val"])

@@ -32,3 +32,17 @@ def interrupt_at_epoch(run: TrainingRun, folders: NnunetFolders, dataset_name: s
     assert not (fold / "checkpoint_final.pth").exists(), "the run must have been interrupted"
     sidecar = fold / "checkpoint_latest.pth.nnprog.json"
     return fold, json.loads(sidecar.read_text())["current_epoch"] if sidecar.is_file() else None
+
+
+def poly_learning_rates(num_epochs: int) -> list[float]:
+    """The learning rate nnU-Net's PolyLRScheduler gives each epoch of an uninterrupted run."""
+    import torch
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    scheduler = PolyLRScheduler(optimizer, 0.01, num_epochs)
+    rates = []
+    for epoch in range(num_epochs):
+        scheduler.step(epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+    return rates

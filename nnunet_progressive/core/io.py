@@ -74,15 +74,22 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     if blocker is not None:
         raise ProgressiveConfigError(f"{what} {path} cannot be written: {blocker} is a file, not a folder; pick "
                                      f"another path")
+    _probe_writable(folder, what, path)
+    return path
+
+
+def _probe_writable(folder: Path, what: str, path: Path) -> None:
+    """Make ``folder`` and write (then remove) a probe file in it, or one clear error about ``what`` ``path``."""
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".{path.name}.{_unique_name()}.probe"
+        probe = folder / f".nnprog.{_unique_name()}.probe"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         probe.unlink()
     except OSError as error:
         raise ProgressiveConfigError(f"{what} {path} cannot be written ({error.strerror or error}: "
                                      f"{error.filename or folder}); pick a writable folder") from None
-    return path
 
 
 def check_writable_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -99,13 +106,7 @@ def check_writable_folder(path: str | os.PathLike, what: str = "output folder") 
                                      f"another folder (or move that file away)")
     created = [p for p in (path, *path.parents) if not p.exists()]
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".nnprog.{_unique_name()}.probe"
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        probe.unlink()
-    except OSError as error:
-        raise ProgressiveConfigError(f"{what} {path} cannot be written ({error.strerror or error}: "
-                                     f"{error.filename or path}); pick a writable folder") from None
+        _probe_writable(path, what, path)
     finally:
         for folder in created:  # deepest first; one that something else filled meanwhile stays
             try:
