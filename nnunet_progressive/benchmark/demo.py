@@ -164,7 +164,8 @@ def where_things_are(workspace: Path, model_folder: Path, dataset: str, configur
     results = model_folder.parents[2]
     raw, preprocessed = workspace / "nnUNet_raw", workspace / "nnUNet_preprocessed"
     return (
-        f"\n## Where things are\n\n- nnU-Net's folders: `{raw}`, `{preprocessed}`; the models of the runs under "
+        f"\n## Where things are\n\n- nnU-Net's folders: `{raw}`, `{preprocessed}`, `{workspace / 'nnUNet_results'}` "
+        f"(the models, one folder per settings and seed); the runs' records and logs under "
         f"`{workspace / 'results'}`\n- plans: `{preprocessed / dataset / (SMALL_PLANS + '.json')}` (nnU-Net's "
         f"commands need `-p {SMALL_PLANS}`)\n- PGPS model: `{model_folder}`\n\n"
         f"Predict with it in a shell with nnunet-progressive installed:\n\n```bash\n"

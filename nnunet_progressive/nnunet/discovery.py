@@ -58,7 +58,9 @@ def package_trainer_class(trainer_name: str) -> type | None:
     import pkgutil
 
     package = importlib.import_module(TRAINERS_PACKAGE)
-    for module_info in pkgutil.iter_modules(package.__path__):
+    # the architectures' module last: it imports nnU-Net's Primus trainers (timm) and MONAI, the others do not
+    modules = sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name == "nnprog_architectures")
+    for module_info in modules:
         module = importlib.import_module(f"{TRAINERS_PACKAGE}.{module_info.name}")
         found = vars(module).get(trainer_name)
         if isinstance(found, type) and found.__module__ == module.__name__:
