@@ -5,10 +5,9 @@ import pytest
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import nnUNetTrainerNoDA
+from package_trainers import TRAINERS
 
-import nnunet_progressive_trainers.nnprog_pdl as pdl_trainers
 import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
-import nnunet_progressive_trainers.nnprog_stop_at_dice as stop_trainers
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError
 from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
 from nnunet_progressive.core.records import AugmentationCost, RunIdentity
@@ -21,8 +20,6 @@ from nnunet_progressive.nnunet.augmentation_placement import (
 from nnunet_progressive.nnunet.loaders import PATCH_SIZE_KEY
 from nnunet_progressive.nnunet.run_state import RunLengthMixin, settings_for_new_run
 
-TRAINERS = {name: getattr(module, name) for module in (pgps_trainers, pdl_trainers, stop_trainers)
-            for name in dir(module) if name.startswith("nnUNetTrainer_")}
 DEVICE = {"NNPROG_AUGMENT_ON": "device"}
 
 

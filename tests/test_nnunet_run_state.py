@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from checkpoint_damage import flip_tensor_bytes
+from package_trainers import TRAINERS
 from process_tree import command_line, descendants, kill_all, left_alive
 
 import nnunet_progressive_trainers.nnprog_pdl as pdl_trainers
@@ -37,8 +38,6 @@ from nnunet_progressive.nnunet.run_state import (
 )
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 
-TRAINERS = {name: getattr(module, name) for module in (pgps_trainers, pdl_trainers, stop_trainers)
-            for name in dir(module) if name.startswith("nnUNetTrainer_")}
 Constant = pgps_trainers.nnUNetTrainer_ConstantPatch
 Efficiency = pgps_trainers.nnUNetTrainer_PGPS_Efficiency
 

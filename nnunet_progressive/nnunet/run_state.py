@@ -297,6 +297,9 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self._run_ended = False
         self._plans_fingerprint = fingerprint(self.configuration_manager.configuration)
         self._train_seconds: dict[int, float] = {}  # epoch -> seconds of its training iterations
+        self._iterations_done = 0  # of the running epoch, for the heartbeat line
+        self._heartbeat_every: float | None = None
+        self._last_heartbeat = 0.0
         self._untimed_seconds: dict[int, float] = {}  # epoch -> seconds spent outside training (Dice checks)
         self._epoch_train_start = 0.0
         self._validating_after_training = False
@@ -549,9 +552,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
 
     def train_step(self, batch: dict) -> dict:
         result = super().train_step(batch)
-        self._iterations_done = getattr(self, "_iterations_done", 0) + 1
-        every = getattr(self, "_heartbeat_every", None)
-        if every is not None and perf_counter() - self._last_heartbeat >= every:
+        self._iterations_done += 1
+        if self._heartbeat_every is not None and perf_counter() - self._last_heartbeat >= self._heartbeat_every:
             self._last_heartbeat = perf_counter()
             print(heartbeat_line(self.current_epoch, self._iterations_done, self.num_iterations_per_epoch),
                   flush=True)
