@@ -16,6 +16,7 @@ from nnunet_progressive.benchmark.results import collect_run, load_records, read
 from nnunet_progressive.benchmark.spec import load_spec
 from nnunet_progressive.cli.main import main
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.records import RUN_SUMMARY_JSON, RunSummary, write_record
 
 DATASET = "Dataset777_Fake"
 TRAINERS = ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency"]
@@ -71,10 +72,10 @@ def finish_fold(folder: Path, trainer: str, dice: float = 0.75, device: str = "c
     (folder / "checkpoint_final.pth").write_bytes(b"")
     (folder / "validation" / "summary.json").write_text(json.dumps(
         {"foreground_mean": {"Dice": dice}, "mean": {"1": {"Dice": dice + 0.1}, "2": {"Dice": dice - 0.1}}}))
-    (folder / "run_summary.json").write_text(json.dumps(
-        {"trainer": trainer, "package_version": "0.1.0", "nnunetv2_version": "2.8.1", "torch_version": "2.13",
-         "device": device, "gpu_name": None, "epochs_done": 3, "num_epochs": 3, "num_iterations_per_epoch": 2,
-         "train_wall_seconds": 7200.0, "peak_gpu_memory_bytes": None, "settings": {}}))
+    write_record(folder / RUN_SUMMARY_JSON, RunSummary(
+        trainer=trainer, package_version="0.1.0", nnunetv2_version="2.8.1", torch_version="2.13", device=device,
+        gpu_name=None, epochs_done=3, num_epochs=3, num_iterations_per_epoch=2, train_wall_seconds=7200.0,
+        peak_gpu_memory_bytes=None, settings={}))
 
 
 @pytest.fixture

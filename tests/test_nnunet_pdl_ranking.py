@@ -14,6 +14,7 @@ from nnunet_progressive import __version__
 from nnunet_progressive.cli import main as cli_main
 from nnunet_progressive.cli import pdl as rank_cmd
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.records import SimilarityRanking, read_record, write_record
 from nnunet_progressive.nnunet import pdl_ranking as rd
 from nnunet_progressive.pdl.similarity import ranking
 from nnunet_progressive.pdl.similarity.registration import REGISTRATION_METHODS
@@ -166,9 +167,14 @@ def test_second_run_recomputes_no_pair_and_resumes_after_interrupt(
     assert len(calls) == 15
 
 
-def test_write_json_atomic_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ranking_record_is_written_atomically_and_keeps_old_file_on_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "out.json"
-    rd.write_json_atomic(target, {"a": 1})
+
+    def ranking_with(score: float) -> SimilarityRanking:
+        return SimilarityRanking(case_ids=["a"], case_list_fingerprint="f", order=["a"], scores={"mse": {"a": score}})
+
+    write_record(target, ranking_with(1.0))
     replaced: list[tuple[str, str]] = []
     real_replace = os.replace
 
@@ -177,13 +183,14 @@ def test_write_json_atomic_keeps_old_file_on_failure(tmp_path: Path, monkeypatch
         real_replace(source, destination)
 
     monkeypatch.setattr(rd.os, "replace", spy)
-    rd.write_json_atomic(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 2}
+    write_record(target, ranking_with(2.0))
+    assert json.loads(target.read_text())["scores"] == {"mse": {"a": 2.0}}
     assert Path(replaced[0][0]).parent == tmp_path and replaced[0][1] == str(target)
     with pytest.raises(ValueError):
-        rd.write_json_atomic(target, {"a": float("nan")})  # not valid JSON: refused, old file kept
-    assert json.loads(target.read_text()) == {"a": 2}
+        write_record(target, ranking_with(float("nan")))  # not valid JSON: refused, old file kept
+    assert json.loads(target.read_text())["scores"] == {"mse": {"a": 2.0}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    assert read_record(target, SimilarityRanking).scores == {"mse": {"a": 2.0}}
 
 
 def test_multiprocessing_matches_single_process(dataset: Path, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ names its file.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,8 +29,12 @@ from nnunet_progressive.core.records import (
     TIME_TO_DICE_JSON,
     VALIDATION_SUMMARY,
     BenchmarkRecord,
+    Curriculum,
     DatasetPreparation,
     RunResult,
+    RunSummary,
+    TimeToDice,
+    read_json_object,
 )
 from nnunet_progressive.core.records import BENCHMARK_RUNS_DIR as RUNS_DIR
 from nnunet_progressive.core.records import read_record as read_typed_record
@@ -39,15 +42,6 @@ from nnunet_progressive.core.records import write_record as write_typed_record
 from nnunet_progressive.stopping.time_to_dice import validate_time_to_dice
 
 ENVIRONMENT_KEYS = ("trainer", "package_version", "nnunetv2_version", "torch_version", "device", "gpu_name")
-
-
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as error:
-        raise ProgressiveConfigError(f"{path} is not valid JSON ({error}); delete it and rerun") from None
 
 
 def validation_dice(summary: Mapping[str, Any]) -> tuple[float | None, dict[str, float]]:
@@ -77,7 +71,7 @@ def logged_epoch_times(checkpoint_file: str | os.PathLike) -> tuple[float, int] 
 def load_time_to_dice(fold_folder: str | os.PathLike) -> dict[str, Any]:
     """The validated ``time_to_dice.json`` of a fold folder; a clear error if it is missing."""
     path = Path(fold_folder) / TIME_TO_DICE_JSON
-    data = _read_json(path)
+    data = _time_to_dice(path)
     if data is None:
         raise ProgressiveConfigError(
             f"{path} does not exist. It is written by the trainers that check the validation Dice during "
@@ -86,7 +80,13 @@ def load_time_to_dice(fold_folder: str | os.PathLike) -> dict[str, Any]:
             f"Train with one of those (expected a fold folder such as "
             f"nnUNet_results/Dataset.../<trainer>__<plans>__<configuration>/fold_0)"
         )
-    return validate_time_to_dice(data, str(path))
+    return data
+
+
+def _time_to_dice(path: Path) -> dict[str, Any] | None:
+    """``time_to_dice.json`` read as its record and checked for what the comparison reads; None if absent."""
+    record = read_typed_record(path, TimeToDice, missing_ok=True)
+    return None if record is None else validate_time_to_dice(record.to_json(), str(path))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -99,11 +99,12 @@ def _int_or_none(value: Any) -> int | None:
 def collect_run(fold_folder: str | os.PathLike) -> RunResult:
     """Everything a report compares, read from a fold folder (fields are None where nothing was written)."""
     folder = Path(fold_folder)
-    summary = _read_json(folder / RUN_SUMMARY_JSON) or {}
-    debug = _read_json(folder / "debug.json") or {}
-    validation = _read_json(folder / VALIDATION_SUMMARY)
+    run_summary = read_typed_record(folder / RUN_SUMMARY_JSON, RunSummary, missing_ok=True)
+    summary = {} if run_summary is None else run_summary.to_json()
+    debug = read_json_object(folder / "debug.json", missing_ok=True) or {}  # nnU-Net's own files from here
+    validation = read_json_object(folder / VALIDATION_SUMMARY, missing_ok=True)
     dice_mean, dice_per_class = validation_dice(validation) if validation else (None, {})
-    dataset_json = _read_json(folder.parent / "dataset.json") or {}
+    dataset_json = read_json_object(folder.parent / "dataset.json", missing_ok=True) or {}
     class_names = {str(v): k for k, v in dataset_json.get("labels", {}).items() if isinstance(v, int) and v > 0}
 
     train_seconds, source, epochs_done = summary.get("train_wall_seconds"), None, summary.get("epochs_done")
@@ -121,9 +122,10 @@ def collect_run(fold_folder: str | os.PathLike) -> RunResult:
     if not summary:  # plain nnU-Net trainer: what its debug.json says
         environment.update(device=debug.get("device"), torch_version=debug.get("torch_version"),
                            gpu_name=debug.get("gpu_name"))
-    curriculum = _read_json(folder / CURRICULUM_JSON)
+    curriculum_record = read_typed_record(folder / CURRICULUM_JSON, Curriculum, missing_ok=True)
+    curriculum = None if curriculum_record is None else curriculum_record.to_json()
     schedule = (curriculum or {}).get("schedule") or {}
-    time_to_dice = _read_json(folder / TIME_TO_DICE_JSON)
+    time_to_dice = _time_to_dice(folder / TIME_TO_DICE_JSON)
     iteration_seconds = summary.get("train_iteration_seconds")
     return RunResult(
         fold_folder=str(folder),
@@ -143,8 +145,7 @@ def collect_run(fold_folder: str | os.PathLike) -> RunResult:
         curriculum=curriculum,
         ideal_time_ratio=schedule.get("relative_compute"),
         switch_seconds=None if curriculum is None else curriculum.get("total_switch_seconds"),
-        time_to_dice=None if time_to_dice is None else validate_time_to_dice(
-            time_to_dice, str(folder / TIME_TO_DICE_JSON)),
+        time_to_dice=time_to_dice,
     )
 
 

@@ -20,9 +20,15 @@ Transfer learning writes, outside fold folders:
   what ``nnprog transfer prepare`` did, so a re-run can check it;
 - the ``-o`` JSON of ``nnprog transfer sources`` (:class:`SourceScores`).
 
-Records are pydantic models that keep unknown keys (newer or older package versions add fields);
-:func:`read_record` validates a file against one and names the file in its error. Writers go through
-:func:`write_record` (atomic: temporary file, then rename).
+The PDL similarity ranking (``similarity_ranking_<data identifier>.json``, :class:`SimilarityRanking`) and its
+pair cache (``<stem>.pairs.json``, :class:`PairCacheFile`) live in ``nnUNet_preprocessed/DatasetXXX_Name/``.
+
+Records are pydantic models that keep unknown keys (newer or older package versions add fields), and they are the
+only way the package reads and writes these files: :func:`read_record` validates a file against one and names the
+file in its error; :func:`write_record` writes one (atomic: temporary file, then rename). Records whose layout may
+change carry ``schema_version`` (:class:`VersionedRecord`): 0 for files written before it was recorded (they still
+read), and a file of a newer layout is refused with the fix. nnU-Net's own JSON files (``dataset.json``,
+``debug.json``, ``validation/summary.json``) are read with :func:`read_json_object`, which gives the same errors.
 """
 from __future__ import annotations
 
@@ -30,12 +36,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.io import atomic_write_json, file_sha256
+from nnunet_progressive.core.io import atomic_write_text, file_sha256
 from nnunet_progressive.core.validation import validate
 
 # ------------------------------------------------------------------------------------------ file names
@@ -92,8 +98,27 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")  # a NaN Dice stays NaN, not null
 
+    allow_nan: ClassVar[bool] = True  # False: a NaN or infinity is refused when written (ValueError)
+
     def to_json(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
+
+
+class VersionedRecord(Record):
+    """A record whose layout may change: ``schema_version`` is the layout a file was written with (0: written
+    before versions were recorded); :func:`write_record` writes the current one, and a file of a newer layout is
+    refused with the fix."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    schema_version: int = 0
+
+    @model_validator(mode="after")
+    def _not_newer_than_this_version(self) -> VersionedRecord:
+        if self.schema_version > self.SCHEMA_VERSION:
+            raise ValueError(f"written by a newer version of nnunet-progressive (schema_version "
+                             f"{self.schema_version}; this version reads up to {self.SCHEMA_VERSION}); upgrade "
+                             f"nnunet-progressive (pip install -U nnunet-progressive)")
+        return self
 
 
 class RunIdentity(Record):
@@ -121,8 +146,30 @@ class RunIdentity(Record):
         return found
 
 
-class CheckpointState(Record):
-    """``<checkpoint>.nnprog.json``: the package's state at one checkpoint (mixins add their own keys)."""
+class DiceCheck(Record):
+    """One validation Dice check during training."""
+
+    epoch: int
+    train_wall_seconds: float  # cumulative training wall time at the end of that epoch, checks excluded
+    dice: float  # mean foreground Dice (NaN: no foreground anywhere)
+    check_seconds: float = 0.0
+    dice_per_class: list[float] = Field(default_factory=list)
+    stage: str = "all training cases"
+
+
+class FineTuningState(Record):
+    """``FineTuningMixin``'s part of a checkpoint sidecar (key ``finetune``): what ``--c`` rebuilds the optimiser's
+    parameter roles from before nnU-Net loads the checkpoint."""
+
+    recipe: str
+    pretrained_weights: str | None = None  # the -pretrained_weights file of the run's start
+    parameter_statuses: dict[str, str] | None = None  # target parameter -> loaded | adapted | fresh | head
+    schedule: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointState(VersionedRecord):
+    """``<checkpoint>.nnprog.json``: the package's state at one checkpoint, one typed part per mixin (a part is
+    absent, i.e. its default, in trainers without that mixin and in sidecars of older versions)."""
 
     current_epoch: int  # as nnU-Net stores it: the next epoch to train
     run_id: str | None = None  # the RunIdentity the checkpoint belongs to (None: written by an older version)
@@ -131,6 +178,20 @@ class CheckpointState(Record):
     settings: dict[str, Any] | None = None  # the run's settings (runs of older versions have no run file)
     ended: bool = False  # written when training ended (all epochs, or a target reached)
     sha256: str | None = None  # of the checkpoint file as written (None: written by an older version)
+    # RunLengthMixin (and its base AugmentationPlacementMixin): per epoch
+    train_seconds: dict[str, float] = Field(default_factory=dict)  # seconds of the training iterations
+    untimed_seconds: dict[str, float] = Field(default_factory=dict)  # seconds outside training (Dice checks)
+    augmentation_seconds: dict[str, tuple[float, int]] = Field(default_factory=dict)  # [seconds, batches]
+    # StagedTrainingLoaderMixin: epoch -> seconds spent rebuilding the training loader
+    switch_seconds: dict[str, float] = Field(default_factory=dict)
+    # ProgressivePatchMixin / RandomPatchSizeMixin: epoch -> Throughput fields (pgps/throughput.py)
+    throughput: dict[str, dict[str, int | float]] = Field(default_factory=dict)
+    # StopAtDiceMixin: the Dice checks so far
+    dice_checks: list[DiceCheck] = Field(default_factory=list)
+    # ProgressiveDataMixin: the run's Set 1 (None: not fixed yet)
+    set1: list[str] | None = None
+    # FineTuningMixin
+    finetune: FineTuningState | None = None
 
 
 def checkpoint_checksum_problem(checkpoint: str | os.PathLike, state: CheckpointState) -> str | None:
@@ -146,25 +207,52 @@ def checkpoint_checksum_problem(checkpoint: str | os.PathLike, state: Checkpoint
 
 
 class SimilarityRanking(Record):
-    """The ranking ``nnprog rank`` writes (see :mod:`nnunet_progressive.pdl.similarity.compare`); the fields a
-    PDL trainer reads. ``settings`` records what it was computed from (plans, configuration, data identifier,
-    spacing) besides the comparison settings."""
+    """``similarity_ranking_<data identifier>.json``, the ranking ``nnprog rank`` writes (see
+    :mod:`nnunet_progressive.nnunet.pdl_ranking`). A PDL trainer reads ``case_ids``, ``case_list_fingerprint``,
+    ``order`` and ``settings`` (what it was computed from: plans, configuration, data identifier, spacing, besides
+    the comparison settings). No NaN is written: every score is a number."""
 
+    allow_nan: ClassVar[bool] = False
+
+    format: int = 1
+    package_version: str | None = None
     case_ids: list[str]
     case_list_fingerprint: str
+    mode: str | None = None
+    reference: str | None = None
+    registration: str | None = None
+    region: str | None = None
+    metrics: list[str] = Field(default_factory=list)
+    scores: dict[str, dict[str, float]] = Field(default_factory=dict)  # metric -> case -> dissimilarity
+    combined_rank: dict[str, float] = Field(default_factory=dict)
     order: list[str]
+    failures: list[dict[str, Any]] = Field(default_factory=list)  # pairs compared unregistered, and why
+    num_pairs: int | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
+    seconds: float | None = None
 
 
-class DiceCheck(Record):
-    """One validation Dice check during training."""
+class CachedPair(Record):
+    """One compared pair of the ranking's pair cache."""
 
-    epoch: int
-    train_wall_seconds: float  # cumulative training wall time at the end of that epoch, checks excluded
-    dice: float  # mean foreground Dice (NaN: no foreground anywhere)
-    check_seconds: float = 0.0
-    dice_per_class: list[float] = Field(default_factory=list)
-    stage: str = "all training cases"
+    fixed: str
+    moving: str
+    values: dict[str, float]
+    registration_ok: bool
+    message: str = ""
+    seconds: float = 0.0
+
+
+class PairCacheFile(Record):
+    """``<ranking stem>.pairs.json``: the pair results of one comparison setting (``settings_key``), so that an
+    interrupted or repeated ``nnprog rank`` compares only the missing pairs."""
+
+    allow_nan: ClassVar[bool] = False
+
+    format: int
+    settings_key: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    pairs: list[CachedPair] = Field(default_factory=list)
 
 
 class TimeToDice(Record):
@@ -189,7 +277,7 @@ class AugmentationCost(Record):
     measured: str = ""  # what the seconds are: the training process's augmentation, or the loader workers' batch
 
 
-class RunSummary(Record):
+class RunSummary(VersionedRecord):
     """``run_summary.json``: what a benchmark compares (written when training ends)."""
 
     trainer: str
@@ -208,16 +296,22 @@ class RunSummary(Record):
     augmentation: AugmentationCost | None = None  # absent in runs of older versions (their workers augmented)
 
 
-class Curriculum(Record):
+class Curriculum(VersionedRecord):
     """``curriculum.json``: a PGPS run's schedule and per-stage epochs, times and throughput."""
 
+    package_version: str | None = None
     trainer: str
-    mode: str
+    mode: str  # a PGPS mode, or rpss
+    settings: dict[str, Any] | None = None
+    num_iterations_per_epoch: int | None = None
     schedule: dict[str, Any]
     stages: list[dict[str, Any]] = Field(default_factory=list)
     epochs_done: int = 0
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
+    switch_seconds: dict[str, float] = Field(default_factory=dict)  # epoch -> seconds rebuilding the loader
+    total_switch_seconds: float | None = None
+    throughput: dict[str, Any] | None = None  # RPSS: the whole run's throughput summary
     augmentation: AugmentationCost | None = None  # absent in runs of older versions (their workers augmented)
 
 
@@ -370,6 +464,13 @@ T = TypeVar("T", bound=Record)
 
 def read_record(path: str | os.PathLike, model: type[T], missing_ok: bool = False) -> T | None:
     """The record in ``path`` validated as ``model``; None if it does not exist and ``missing_ok``."""
+    data = read_json_object(path, missing_ok)
+    return None if data is None else validate(model, data, str(path))
+
+
+def read_json_object(path: str | os.PathLike, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (nnU-Net's own files; the package's go through :func:`read_record`); None if
+    it does not exist and ``missing_ok``; a damaged file is an error naming it and the fix."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -385,9 +486,14 @@ def read_record(path: str | os.PathLike, model: type[T], missing_ok: bool = Fals
     if not isinstance(data, dict):
         raise ProgressiveConfigError(f"{path}: expected a JSON object, found {type(data).__name__}; it was damaged: "
                                      f"delete it (or restore it from a copy) and run again")
-    return validate(model, data, str(path))
+    return data
 
 
 def write_record(path: str | os.PathLike, record: Record) -> None:
-    """Write ``record`` to ``path`` atomically."""
-    atomic_write_json(path, record.to_json())
+    """Write ``record`` to ``path`` atomically (indented JSON; a :class:`VersionedRecord` with the current
+    ``schema_version``). A record that refuses NaN (``allow_nan`` False) raises ValueError for one, and the file
+    stays as it was."""
+    data = record.to_json()
+    if isinstance(record, VersionedRecord):
+        data["schema_version"] = type(record).SCHEMA_VERSION
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=type(record).allow_nan) + "\n")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from nnunet_progressive import __version__
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import check_writable
-from nnunet_progressive.core.records import ranking_file_name
+from nnunet_progressive.core.records import SimilarityRanking, ranking_file_name, write_record
 from nnunet_progressive.pdl.similarity import ranking
 from nnunet_progressive.pdl.similarity.compare import (
     CACHE_FORMAT,
@@ -38,13 +38,12 @@ from nnunet_progressive.pdl.similarity.compare import (
     compare_pair,
     make_thumbnail,
     summarise,
-    write_json_atomic,
 )
 from nnunet_progressive.pdl.similarity.metrics import METRIC_NAMES, PSNR_CAP_DB
 from nnunet_progressive.pdl.similarity.registration import REGISTRATION_METHODS
 
 __all__ = ["rank_dataset", "rank_preprocessed_folder", "default_output_path", "case_list_fingerprint",
-           "cache_path_for", "write_json_atomic", "compare_pair", "REGIONS", "DEFAULT_GRID_SIZE"]
+           "cache_path_for", "compare_pair", "REGIONS", "DEFAULT_GRID_SIZE"]
 
 def _case_spacing(
     configuration_spacing: Sequence[float],
@@ -336,7 +335,7 @@ def rank_preprocessed_folder(
         print(f"All {len(pairs)} pairs found in the cache {cache.path}.", flush=True)
 
     summary = summarise(case_ids, {pair: cache.results[pair] for pair in pairs}, chosen_mode, reference)
-    content = {
+    content = SimilarityRanking.model_validate({
         "format": OUTPUT_FORMAT,
         "package_version": __version__,
         "case_ids": case_ids,
@@ -359,8 +358,8 @@ def rank_preprocessed_folder(
         "pair_cache": cache.path.name,
         "settings": {k: v for k, v in settings.items() if k not in ("format",)},
         "seconds": round(time.perf_counter() - started, 2),
-    }
-    write_json_atomic(output, content)
+    })
+    write_record(output, content)
     failures = len(summary["failures"])
     print(
         f"Wrote {output} ({len(case_ids)} cases; {failures} pair(s) compared unregistered after a "

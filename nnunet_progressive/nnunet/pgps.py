@@ -20,9 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.core.knobs import PATCH_CURRICULUM, PATCH_SIZES, PERFORMANCE_BATCH, ProgressiveSettings
-from nnunet_progressive.core.records import CURRICULUM_JSON, CURRICULUM_PNG, AugmentationCost
+from nnunet_progressive.core.records import (
+    CURRICULUM_JSON,
+    CURRICULUM_PNG,
+    AugmentationCost,
+    Curriculum,
+    write_record,
+)
 from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
 from nnunet_progressive.nnunet.loaders import (
     FORCED_CROPS_KEY,
@@ -356,29 +361,29 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
             f"Continuing at epoch {self.current_epoch}: {self._stage_description(self.current_epoch)[0]}"
         )
 
-    def curriculum_record(self) -> dict:
+    def curriculum_record(self) -> Curriculum:
         """curriculum.json: the schedule, per-stage epochs, wall and train time, throughput, switch cost."""
         from nnunet_progressive import __version__
 
         starts, _ = self.epoch_timestamps()
         # epoch ends moved back by the time spent outside training (Dice checks): wall times are training times
         ends = [start + seconds for start, seconds in zip(starts, self.epoch_training_seconds())]
-        return {
-            "package_version": __version__,
-            "trainer": self.__class__.__name__,
-            "mode": self.pgps_mode,
-            "settings": self.progressive_settings.to_dict(),
-            "num_iterations_per_epoch": self.num_iterations_per_epoch,
-            "epochs_done": len(ends),
-            "schedule": self.schedule.to_dict(),
-            "stages": stage_summaries(self.schedule, starts, ends, self._train_seconds,
-                                      self.num_iterations_per_epoch, self._throughput),
-            "wall_seconds": self.training_wall_seconds(),
-            "train_seconds": float(sum(self._train_seconds.values())),
-            "switch_seconds": self._switch_seconds,
-            "total_switch_seconds": float(sum(self._switch_seconds.values())),
-            "augmentation": self.augmentation_record().to_json(),
-        }
+        return Curriculum(
+            package_version=__version__,
+            trainer=self.__class__.__name__,
+            mode=self.pgps_mode,
+            settings=self.progressive_settings.to_dict(),
+            num_iterations_per_epoch=self.num_iterations_per_epoch,
+            epochs_done=len(ends),
+            schedule=self.schedule.to_dict(),
+            stages=stage_summaries(self.schedule, starts, ends, self._train_seconds,
+                                   self.num_iterations_per_epoch, self._throughput),
+            wall_seconds=self.training_wall_seconds(),
+            train_seconds=float(sum(self._train_seconds.values())),
+            switch_seconds=self._switch_seconds,
+            total_switch_seconds=float(sum(self._switch_seconds.values())),
+            augmentation=self.augmentation_record(),
+        )
 
     def augmentation_record(self, loader_seconds: float = 0.0, loader_batches: int = 0) -> AugmentationCost:
         """Where the augmentation ran and its cost per batch; with ``workers`` the PGPS loaders' time per batch."""
@@ -389,7 +394,7 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
     def _write_curriculum(self, final: bool) -> None:
         if self.local_rank != 0:
             return
-        atomic_write_json(os.path.join(self.output_folder, CURRICULUM_JSON), self.curriculum_record())
+        write_record(os.path.join(self.output_folder, CURRICULUM_JSON), self.curriculum_record())
         stage_changes = self._stage_key(self.current_epoch) != self._stage_key(max(self.current_epoch - 1, 0))
         if final or stage_changes:
             plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG),
@@ -443,14 +448,11 @@ class RandomPatchSizeMixin(PatchSizeMixin):
         batch = self.schedule.planned_batch_size
         return f"RPSS: {len(pool)} patch sizes drawn per batch | batch {batch}", int(mean_voxels * batch)
 
-    def curriculum_record(self) -> dict:
-        record = super().curriculum_record()
-        record["mode"] = "rpss"
-        record["schedule"] = {"patch_pool": [list(p) for p in self._patch_pool()],
-                              "batch_size": self.schedule.planned_batch_size}
-        record["stages"] = []
-        record["throughput"] = combined(self._throughput.values()).summary()
-        return record
+    def curriculum_record(self) -> Curriculum:
+        return super().curriculum_record().model_copy(update=dict(
+            mode="rpss", schedule={"patch_pool": [list(p) for p in self._patch_pool()],
+                                   "batch_size": self.schedule.planned_batch_size},
+            stages=[], throughput=combined(self._throughput.values()).summary()))
 
     def _epoch_configuration(self, epoch: int):
         return contextlib.nullcontext()  # the patch sizes are set per inner loader

@@ -65,7 +65,7 @@ import torch
 
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError, RunStateError
 from nnunet_progressive.core.heartbeat import heartbeat_line, heartbeat_seconds
-from nnunet_progressive.core.io import atomic_write_json, file_sha256, remove_stale_temporaries, replacing
+from nnunet_progressive.core.io import file_sha256, remove_stale_temporaries, replacing
 from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
     EnvironmentKnobs,
@@ -85,12 +85,14 @@ from nnunet_progressive.core.records import (
     TIME_TO_DICE_JSON,
     CheckpointState,
     RunIdentity,
+    RunSummary,
     checkpoint_checksum_problem,
     checkpoint_state_path,
     fingerprint,
     read_record,
     write_record,
 )
+from nnunet_progressive.core.validation import validate
 from nnunet_progressive.nnunet import training_process
 from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
 from nnunet_progressive.nnunet.pretrained import (
@@ -486,6 +488,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
                 self.print_to_log_file(f"WARNING: {note}. Continuing with the run's own settings so its schedule "
                                        f"stays the same; start a new run to change them.")
             self._adopt_settings(settings, f"of the run being continued ({RUN_IDENTITY_JSON})")
+        self.adopt_checkpoint_state(chosen.state)
         super().load_checkpoint(str(chosen.path))
         self._run_ended = chosen.path.name == CHECKPOINT_FINAL or (chosen.state is not None and chosen.state.ended)
         if chosen.state is None:
@@ -581,6 +584,11 @@ class RunLengthMixin(AugmentationPlacementMixin):
         return train_wall_seconds(*self.epoch_timestamps(), self._untimed_seconds)
 
     # --- state kept beside checkpoints -------------------------------------------------------------
+    def adopt_checkpoint_state(self, state: CheckpointState | None) -> None:
+        """The sidecar of the checkpoint about to be loaded (the one :func:`choose_checkpoint` chose, which under
+        ``--c`` may not be the one nnU-Net asked for; None: it has none), BEFORE nnU-Net's ``load_checkpoint``
+        builds network and optimiser. Extend in subclasses that need their part for that (call super)."""
+
     def progressive_state(self) -> dict:
         """What `--c` needs besides nnU-Net's checkpoint. Extend in subclasses (call super)."""
         from nnunet_progressive import __version__
@@ -614,7 +622,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
             state["sha256"] = file_sha256(temporary)  # --c, --val and `nnprog verify` check the content
-        atomic_write_json(sidecar_path(filename), state)
+        sidecar = checkpoint_state_path(filename)
+        write_record(sidecar, validate(CheckpointState, state, str(sidecar)))
 
     def on_train_end(self) -> None:
         self._ending = True  # the sidecar of checkpoint_final says the run has ended
@@ -625,9 +634,9 @@ class RunLengthMixin(AugmentationPlacementMixin):
             latest = sidecar_path(os.path.join(self.output_folder, CHECKPOINT_LATEST))
             if os.path.isfile(latest):
                 os.remove(latest)
-            atomic_write_json(os.path.join(self.output_folder, RUN_SUMMARY_JSON), self.run_summary())
+            write_record(os.path.join(self.output_folder, RUN_SUMMARY_JSON), self.run_summary())
 
-    def run_summary(self) -> dict:
+    def run_summary(self) -> RunSummary:
         """run_summary.json: what a benchmark compares (time, epochs, memory, environment)."""
         from importlib.metadata import version
 
@@ -635,22 +644,22 @@ class RunLengthMixin(AugmentationPlacementMixin):
 
         starts, ends = self.epoch_timestamps()
         cuda = self.device.type == "cuda"
-        return {
-            "trainer": self.__class__.__name__,
-            "package_version": __version__,
-            "nnunetv2_version": version("nnunetv2"),
-            "torch_version": torch.__version__,
-            "device": str(self.device),
-            "gpu_name": torch.cuda.get_device_name(self.device) if cuda else None,
-            "epochs_done": min(len(starts), len(ends)),
-            "num_epochs": self.num_epochs,
-            "num_iterations_per_epoch": self.num_iterations_per_epoch,
-            "train_wall_seconds": self.training_wall_seconds(),
-            "train_iteration_seconds": float(sum(self._train_seconds.values())),
-            "peak_gpu_memory_bytes": int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
-            "settings": self.progressive_settings.to_dict(),
-            "augmentation": self.augmentation_record().to_json(),
-        }
+        return RunSummary(
+            trainer=self.__class__.__name__,
+            package_version=__version__,
+            nnunetv2_version=version("nnunetv2"),
+            torch_version=torch.__version__,
+            device=str(self.device),
+            gpu_name=torch.cuda.get_device_name(self.device) if cuda else None,
+            epochs_done=min(len(starts), len(ends)),
+            num_epochs=self.num_epochs,
+            num_iterations_per_epoch=self.num_iterations_per_epoch,
+            train_wall_seconds=self.training_wall_seconds(),
+            train_iteration_seconds=float(sum(self._train_seconds.values())),
+            peak_gpu_memory_bytes=int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
+            settings=self.progressive_settings.to_dict(),
+            augmentation=self.augmentation_record(),
+        )
 
 
 def _fold_folder_of(trainer_name: str, plans: Mapping, configuration: str, fold) -> Path | None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from nnunet_progressive.core.knobs import STOP_AT_DICE
-from nnunet_progressive.core.records import TIME_TO_DICE_JSON, TimeToDice, write_record
+from nnunet_progressive.core.records import TIME_TO_DICE_JSON, DiceCheck, TimeToDice, write_record
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.stopping.dice import aggregate_dice, dice_from_counts, is_check_epoch, reached
 
@@ -105,14 +105,14 @@ class StopAtDiceMixin(RunLengthMixin):
         check_seconds = perf_counter() - start
         self.add_untimed_seconds(epoch, check_seconds)
         starts, _ = self.epoch_timestamps()
-        self._dice_checks.append({
-            "epoch": epoch,
-            "train_wall_seconds": float(sum(self.epoch_training_seconds()[:epoch]) + trained_until - starts[epoch]),
-            "check_seconds": check_seconds,
-            "dice": dice,
-            "dice_per_class": per_class,
-            "stage": self.training_data_label(epoch),
-        })
+        self._dice_checks.append(DiceCheck(
+            epoch=epoch,
+            train_wall_seconds=float(sum(self.epoch_training_seconds()[:epoch]) + trained_until - starts[epoch]),
+            check_seconds=check_seconds,
+            dice=dice,
+            dice_per_class=per_class,
+            stage=self.training_data_label(epoch),
+        ).to_json())
         target = settings.target_dice
         self.print_to_log_file(
             f"Validation Dice check ({settings.dice_method}) after epoch {epoch}: {dice:.4f} "

@@ -22,7 +22,6 @@ How freezing is done, and why this way:
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
     ProgressiveSettings,
 )
-from nnunet_progressive.core.records import checkpoint_state_path
+from nnunet_progressive.core.records import CheckpointState, FineTuningState
 from nnunet_progressive.nnunet.pretrained import pretrained_weights_argument
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
@@ -212,19 +211,17 @@ class FineTuningMixin(RunLengthMixin):
     # --- records -----------------------------------------------------------------------------------------------
     def progressive_state(self) -> dict:
         state = super().progressive_state()
-        state["finetune"] = {"recipe": self.finetune_recipe, "pretrained_weights": self._pretrained_file,
-                             "parameter_statuses": self._parameter_statuses,
-                             "schedule": self.finetune_schedule.to_dict()}
+        state["finetune"] = FineTuningState(recipe=self.finetune_recipe, pretrained_weights=self._pretrained_file,
+                                            parameter_statuses=self._parameter_statuses,
+                                            schedule=self.finetune_schedule.to_dict()).to_json()
         return state
 
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
-        if isinstance(filename_or_checkpoint, str):  # roles first: nnU-Net rebuilds the optimiser from them
-            sidecar = checkpoint_state_path(filename_or_checkpoint)
-            if sidecar.is_file():
-                finetune = json.loads(sidecar.read_text()).get("finetune") or {}
-                self._parameter_statuses = finetune.get("parameter_statuses")
-                self._pretrained_file = finetune.get("pretrained_weights")
-        super().load_checkpoint(filename_or_checkpoint)
+    def adopt_checkpoint_state(self, state: CheckpointState | None) -> None:
+        """Roles first (of the checkpoint being loaded): nnU-Net rebuilds the optimiser from them."""
+        super().adopt_checkpoint_state(state)
+        if state is not None and state.finetune is not None:
+            self._parameter_statuses = state.finetune.parameter_statuses
+            self._pretrained_file = state.finetune.pretrained_weights
 
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)

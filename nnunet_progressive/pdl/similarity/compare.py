@@ -51,7 +51,7 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.io import atomic_write_text
+from nnunet_progressive.core.records import CachedPair, PairCacheFile, read_record, write_record
 from nnunet_progressive.pdl.similarity import ranking
 from nnunet_progressive.pdl.similarity.metrics import (
     METRIC_NAMES,
@@ -284,11 +284,6 @@ def summarise(
         "failures": failures,
     }
 
-def write_json_atomic(path: Path, content: Mapping[str, Any]) -> None:
-    """Write ``content`` as JSON to ``path`` via a temporary file in the same folder (NaN refused)."""
-    atomic_write_text(path, json.dumps(content, indent=1, allow_nan=False))
-
-
 def cache_path_for(output: Path) -> Path:
     """The pair cache sidecar of an output file: ``<stem>.pairs.json`` in the same folder."""
     output = Path(output)
@@ -309,20 +304,16 @@ class PairCache:
         self._last_flush = time.monotonic()
         if self.path.exists():
             try:
-                stored = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                stored = {}
-            if stored.get("format") == CACHE_FORMAT and stored.get("settings_key") == self.key:
-                for entry in stored.get("pairs", []):
-                    pair = (entry["fixed"], entry["moving"])
-                    self.results[pair] = PairResult(
-                        {k: float(v) for k, v in entry["values"].items()},
-                        bool(entry["registration_ok"]),
-                        str(entry["message"]),
-                    )
-                    self.seconds[pair] = float(entry.get("seconds", 0.0))
+                stored = read_record(self.path, PairCacheFile)
+            except ProgressiveConfigError:  # damaged: a cache, computed again
+                stored = None
+            if stored is not None and stored.format == CACHE_FORMAT and stored.settings_key == self.key:
+                for entry in stored.pairs:
+                    pair = (entry.fixed, entry.moving)
+                    self.results[pair] = PairResult(dict(entry.values), entry.registration_ok, entry.message)
+                    self.seconds[pair] = entry.seconds
             else:
-                self.discarded = len(stored.get("pairs", [])) if isinstance(stored, dict) else 0
+                self.discarded = len(stored.pairs) if stored is not None else 0
 
     def add(self, pair: ranking.Pair, result: PairResult, seconds: float) -> None:
         self.results[pair] = result
@@ -334,19 +325,18 @@ class PairCache:
 
     def flush(self) -> None:
         pairs = [
-            {
-                "fixed": fixed,
-                "moving": moving,
-                "values": result.values,
-                "registration_ok": result.registration_ok,
-                "message": result.message,
-                "seconds": round(self.seconds.get((fixed, moving), 0.0), 4),
-            }
+            CachedPair(
+                fixed=fixed,
+                moving=moving,
+                values=result.values,
+                registration_ok=result.registration_ok,
+                message=result.message,
+                seconds=round(self.seconds.get((fixed, moving), 0.0), 4),
+            )
             for (fixed, moving), result in sorted(self.results.items())
         ]
-        write_json_atomic(
-            self.path,
-            {"format": CACHE_FORMAT, "settings_key": self.key, "settings": self.settings, "pairs": pairs},
+        write_record(
+            self.path, PairCacheFile(format=CACHE_FORMAT, settings_key=self.key, settings=self.settings, pairs=pairs)
         )
         self._dirty = 0
         self._last_flush = time.monotonic()
