@@ -15,7 +15,7 @@ from nnunet_progressive.benchmark import run as bench_run
 from nnunet_progressive.benchmark.results import collect_run, load_records, read_record, record_path
 from nnunet_progressive.benchmark.spec import load_spec
 from nnunet_progressive.cli.main import main
-from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import NnunetCommandError, ProgressiveConfigError
 from nnunet_progressive.core.records import RUN_SUMMARY_JSON, RunSummary, write_record
 
 DATASET = "Dataset777_Fake"
@@ -61,7 +61,7 @@ class FakeTrain:
         self.calls.append({"trainer": run.trainer, "fold": run.fold, "extra": list(extra), "knobs": dict(run.knobs),
                            "results": folders.results, "plans": run.plans, "start": start, "end": time.perf_counter()})
         if (run.trainer, run.fold) in self.fail:
-            raise RuntimeError("nnUNetv2_train failed (exit 1):\nboom")
+            raise NnunetCommandError("nnUNetv2_train failed (exit 1):\nboom")
         device = "cuda:0" if run.device == "cuda" else "cpu"
         finish_fold(run.output_folder(folders, DATASET), run.trainer, device=device)
         return 0.01

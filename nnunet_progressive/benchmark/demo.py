@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_progressive.benchmark.spec import BenchmarkSpec, parse_spec
-from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import NnunetCommandError, ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
 from nnunet_progressive.core.records import BenchmarkRecord
 from nnunet_progressive.datasets.prepare import SMALL_PLANS
@@ -76,7 +76,7 @@ def demo_result(record: BenchmarkRecord) -> DemoResult:
     """A finished run's numbers for the demo table."""
     result = record.result
     if record.status != "done" or result is None or result.dice_mean is None or result.train_wall_seconds is None:
-        raise RuntimeError(f"{record.trainer} did not finish (status {record.status}); see {record.log_file}"
+        raise NnunetCommandError(f"{record.trainer} did not finish (status {record.status}); see {record.log_file}"
                            + (f"\n{record.error}" if record.error else ""))
     return DemoResult(trainer=record.trainer, wall_seconds=record.runner_wall_seconds or 0.0,
                       train_seconds=result.train_wall_seconds, dice=result.dice_mean,

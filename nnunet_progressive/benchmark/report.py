@@ -187,10 +187,11 @@ def choose_reference(trainers: Sequence[str], preferred: str | None = None) -> s
     """``preferred`` if given, else the first ``nnUNetTrainer_ConstantPatch*``, else ``nnUNetTrainer``, else the
     first trainer (``trainers`` in spec order)."""
     if not trainers:
-        raise ValueError("no trainers to choose a reference from")
+        raise ProgressiveConfigError("no trainers to choose a reference from: the results hold no runs")
     if preferred is not None:
         if preferred not in trainers:
-            raise ValueError(f"reference trainer {preferred!r} has no runs; trainers with runs: {list(trainers)}")
+            raise ProgressiveConfigError(f"reference trainer {preferred!r} has no runs; trainers with runs: "
+                                         f"{list(trainers)}: pick one of those (--reference)")
         return preferred
     for trainer in trainers:
         if trainer.startswith(CONSTANT_PATCH_PREFIX):
@@ -598,14 +599,14 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         known = sorted({r.trainer for r in rows} | set(spec_labels))
         unknown = [t for t in only_trainers if t not in known]
         if unknown:
-            raise ValueError(f"--trainers: {unknown} ran in no run of {results_dir}; its trainers: {known}")
+            raise ProgressiveConfigError(f"--trainers: {unknown} ran in no run of {results_dir}; its trainers: {known}")
         rows = [r for r in rows if r.trainer in only_trainers]
         spec_labels = [t for t in spec_labels if t in only_trainers]
     done = [r for r in rows if r.status == "done"]
     trainers = trainer_order(done or rows, spec_labels)
     if not trainers:
-        raise ValueError(f"{results_dir / 'runs'} holds no run records of this spec yet; run `nnprog benchmark run "
-                         f"SPEC` first")
+        raise ProgressiveConfigError(f"{results_dir / 'runs'} holds no run records of this spec yet; run `nnprog "
+                                     f"benchmark run SPEC` first")
     preferred = spec.reference_trainer if spec is not None and spec.reference_trainer in trainers else None
     ref = choose_reference(trainers, reference or preferred)
     table = task_table(rows, trainers, ref)

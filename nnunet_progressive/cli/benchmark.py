@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
-from nnunet_progressive.core.errors import ProgressiveConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,24 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 
 
-def _error(message: str) -> int:
-    print(f"nnprog benchmark: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run_action(args: argparse.Namespace) -> int:
     from nnunet_progressive.benchmark.run import MODE_FOR_STATUS, run_benchmark
     from nnunet_progressive.benchmark.spec import load_spec, parse_seeds, with_seeds
     from nnunet_progressive.core.tables import markdown_table
 
-    try:
-        spec = load_spec(args.spec)
-        if args.seeds is not None:
-            spec = with_seeds(spec, parse_seeds(args.seeds))
-        outcome = run_benchmark(spec, dry_run=args.dry_run, prepare_only=args.prepare_only, wait=args.wait,
-                                progress=not args.no_progress)
-    except (ProgressiveConfigError, RuntimeError) as error:
-        return _error(str(error))
+    spec = load_spec(args.spec)
+    if args.seeds is not None:
+        spec = with_seeds(spec, parse_seeds(args.seeds))
+    outcome = run_benchmark(spec, dry_run=args.dry_run, prepare_only=args.prepare_only, wait=args.wait,
+                            progress=not args.no_progress)
     if args.dry_run or args.prepare_only:
         rows = [[run.run_id, run.label, outcome.statuses[run.run_id],
                  "skip" if outcome.statuses[run.run_id] == "done" else MODE_FOR_STATUS[outcome.statuses[run.run_id]][0]]
@@ -98,14 +87,11 @@ def report_action(args: argparse.Namespace) -> int:
     from nnunet_progressive.core.io import check_writable_folder
     from nnunet_progressive.stopping.time_to_dice import parse_thresholds
 
-    try:
-        if args.out is not None:
-            check_writable_folder(args.out, "-o")
-        thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
-        only = [t.strip() for t in args.trainers.split(",") if t.strip()] if args.trainers else None
-        written = write_report(args.results_dir, args.out, args.reference, thresholds, only)
-    except (ProgressiveConfigError, ValueError) as error:
-        return _error(str(error))
+    if args.out is not None:
+        check_writable_folder(args.out, "-o")
+    thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
+    only = [t.strip() for t in args.trainers.split(",") if t.strip()] if args.trainers else None
+    written = write_report(args.results_dir, args.out, args.reference, thresholds, only)
     for path in written:
         print(path)
     return 0

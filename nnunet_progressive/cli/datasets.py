@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Iterable
 
 from nnunet_progressive.cli.arguments import int_at_least, positive_int
@@ -79,17 +78,14 @@ def format_task_table(tasks: Iterable[TaskInfo]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``nnprog convert`` with parsed ``args``; returns the exit code."""
-
-    def fail(message: str) -> int:
-        print(f"nnprog convert: error: {message}", file=sys.stderr)
-        return 2
+    """Run ``nnprog convert`` with parsed ``args``; returns the exit code (errors: ProgressiveConfigError)."""
+    from nnunet_progressive.core.errors import ProgressiveConfigError
 
     if args.list:
         print(format_task_table(TASKS.values()))
         return 0
     if args.task is None:
-        return fail("name a TASK (see `nnprog convert --list`) or pass --list.")
+        raise ProgressiveConfigError("name a TASK (see `nnprog convert --list`) or pass --list.")
     task = TASKS[args.task]
     settings = {}
     for name, (_, keys) in _all_settings().items():
@@ -97,15 +93,16 @@ def run(args: argparse.Namespace) -> int:
         if value is None:
             continue
         if args.task not in keys:
-            return fail(f"{_flag(name)} applies only to {', '.join(keys)}, not {args.task}.")
+            raise ProgressiveConfigError(f"{_flag(name)} applies only to {', '.join(keys)}, not {args.task}.")
         settings[name] = value
     if args.source is None:
-        return fail(f"--source is required: the extracted download of {task.display_name} ({task.layout}).")
+        raise ProgressiveConfigError(f"--source is required: the extracted download of {task.display_name} "
+                                     f"({task.layout}).")
     raw_root = args.raw_root or os.environ.get("nnUNet_raw")
     if not raw_root:
-        return fail("no --raw-root given and $nnUNet_raw is not set; pass --raw-root PATH or export nnUNet_raw.")
+        raise ProgressiveConfigError("no --raw-root given and $nnUNet_raw is not set; pass --raw-root PATH or export "
+                                     "nnUNet_raw.")
 
-    from nnunet_progressive.core.errors import ProgressiveConfigError
     from nnunet_progressive.core.io import check_writable_folder
     from nnunet_progressive.datasets.converters import convert
 
@@ -113,13 +110,14 @@ def run(args: argparse.Namespace) -> int:
         check_writable_folder(raw_root, "--raw-root" if args.raw_root else "$nnUNet_raw")
         folder = convert(args.task, args.source, raw_root, args.dataset_id, allow_partial=args.allow_partial,
                          overwrite=args.overwrite, num_processes=args.num_processes, **settings)
-    except (ProgressiveConfigError, FileExistsError) as error:
-        return fail(str(error))
+    except ProgressiveConfigError:  # (DatasetExistsError among them) said as it is
+        raise
     except (RuntimeError, OSError, EOFError) as error:  # e.g. a damaged image inside nnU-Net's MSD converter
         reason = " ".join(str(error).split())[:400]
-        return fail(f"converting {args.task} from {args.source} failed ({type(error).__name__}: {reason}); a source "
-                    f"file may be damaged or incomplete: re-extract or re-download it, or leave that case out and "
-                    f"convert with --allow-partial.")
+        raise ProgressiveConfigError(
+            f"converting {args.task} from {args.source} failed ({type(error).__name__}: {reason}); a source file may "
+            f"be damaged or incomplete: re-extract or re-download it, or leave that case out and convert with "
+            f"--allow-partial.") from None
     dataset_id = parse_dataset_id(folder.name)
     print(f"Wrote {folder}\nNext: nnUNetv2_plan_and_preprocess -d {dataset_id} --verify_dataset_integrity")
     return 0

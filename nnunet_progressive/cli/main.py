@@ -1,7 +1,9 @@
 """`nnprog`: the command-line home of nnunet-progressive's tools.
 
 Each subcommand lives in its own module under ``nnunet_progressive.cli`` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to the callable that runs it.
+``register(subparsers)``, which adds its parser and sets ``func`` to the callable that runs it. Subcommands raise
+the package's errors (``core/errors.py``); :func:`main` is the one place that turns them into one line on stderr
+and an exit code (2 for a user error, 1 for a failed nnU-Net command).
 """
 from __future__ import annotations
 
@@ -51,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fail(command: str | None, message: str) -> int:
-    """The one way a subcommand reports a user error: one message on stderr, exit code 2."""
+def fail(command: str | None, message: str, exit_code: int = 2) -> int:
+    """The one way ``nnprog`` reports an error: one message on stderr; returns the exit code (2: a user error)."""
     print(f"nnprog{' ' + command if command else ''}: error: {message}", file=sys.stderr)
-    return 2
+    return exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         result = args.func(args)
-    except NnprogError as error:
-        return fail(args.command, str(error))
+    except NnprogError as error:  # the one mapping of the package's errors (core/errors.py) to stderr and exit code
+        return fail(args.command, str(error), error.exit_code)
     except BrokenPipeError:  # the reader went away (`nnprog knobs | head`): stop quietly, as other tools do
         import os
 

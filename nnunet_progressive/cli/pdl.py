@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from nnunet_progressive.cli.arguments import positive_int
 
@@ -78,25 +77,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``nnprog rank`` with parsed ``args``; returns the exit code."""
-    from nnunet_progressive.core.errors import ProgressiveConfigError
     from nnunet_progressive.nnunet.resolve import planned_plans_file
 
-    try:
-        planned_plans_file(args.dataset, args.configuration, args.plans)  # said before nnU-Net is imported
-        from nnunet_progressive.nnunet.pdl_ranking import rank_dataset
+    planned_plans_file(args.dataset, args.configuration, args.plans)  # said before nnU-Net is imported
+    from nnunet_progressive.nnunet.pdl_ranking import rank_dataset
 
-        rank_dataset(
-            args.dataset,
-            configuration=args.configuration,
-            plans=args.plans,
-            mode=args.mode,
-            reference=args.reference,
-            registration=args.registration,
-            region=args.region,
-            num_processes=args.num_processes,
-            output=args.output,
-        )
-    except ProgressiveConfigError as error:
-        print(f"nnprog rank: error: {error}", file=sys.stderr)
-        return 2
+    rank_dataset(
+        args.dataset,
+        configuration=args.configuration,
+        plans=args.plans,
+        mode=args.mode,
+        reference=args.reference,
+        registration=args.registration,
+        region=args.region,
+        num_processes=args.num_processes,
+        output=args.output,
+    )
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -63,34 +62,30 @@ def run(args: argparse.Namespace) -> int:
         time_to_dice_table,
     )
 
-    try:
-        prefix = Path(args.out)
-        for suffix in (".csv", ".md", ".png"):  # before any run folder is read
-            check_writable(prefix.with_name(prefix.name + suffix), "output (-o)")
-        folders = [Path(f).resolve() for f in args.run_folders]
-        reference_folder = Path(args.reference).resolve() if args.reference else folders[0]
-        if reference_folder not in folders:
-            folders.insert(0, reference_folder)
-        logs = [load_time_to_dice(folder) for folder in folders]
-        if args.labels:
-            given = [label.strip() for label in args.labels.split(",")]
-            if len(given) != len(args.run_folders):
-                raise ProgressiveConfigError(f"--labels: expected {len(args.run_folders)} names (one per RUN_FOLDER), "
-                                             f"got {len(given)}: {given}")
-            by_folder = dict(zip([Path(f).resolve() for f in args.run_folders], given))
-            labels = [by_folder.get(f) or default_label(f, log) for f, log in zip(folders, logs)]
-        else:
-            labels = [default_label(f, log) for f, log in zip(folders, logs)]
-        labels = unique_labels(labels, folders)
-        runs = {label: log["checks"] for label, log in zip(labels, logs)}
-        reference = labels[folders.index(reference_folder)]
-        thresholds = parse_thresholds(args.thresholds) if args.thresholds else default_thresholds(runs)
-        if not thresholds:
-            raise ProgressiveConfigError("no Dice checks in any time_to_dice.json; give --thresholds or train longer")
-        rows = time_to_dice_table(runs, thresholds, reference)
-    except ProgressiveConfigError as error:
-        print(f"nnprog compare: error: {error}", file=sys.stderr)
-        return 2
+    prefix = Path(args.out)
+    for suffix in (".csv", ".md", ".png"):  # before any run folder is read
+        check_writable(prefix.with_name(prefix.name + suffix), "output (-o)")
+    folders = [Path(f).resolve() for f in args.run_folders]
+    reference_folder = Path(args.reference).resolve() if args.reference else folders[0]
+    if reference_folder not in folders:
+        folders.insert(0, reference_folder)
+    logs = [load_time_to_dice(folder) for folder in folders]
+    if args.labels:
+        given = [label.strip() for label in args.labels.split(",")]
+        if len(given) != len(args.run_folders):
+            raise ProgressiveConfigError(f"--labels: expected {len(args.run_folders)} names (one per RUN_FOLDER), "
+                                         f"got {len(given)}: {given}")
+        by_folder = dict(zip([Path(f).resolve() for f in args.run_folders], given))
+        labels = [by_folder.get(f) or default_label(f, log) for f, log in zip(folders, logs)]
+    else:
+        labels = [default_label(f, log) for f, log in zip(folders, logs)]
+    labels = unique_labels(labels, folders)
+    runs = {label: log["checks"] for label, log in zip(labels, logs)}
+    reference = labels[folders.index(reference_folder)]
+    thresholds = parse_thresholds(args.thresholds) if args.thresholds else default_thresholds(runs)
+    if not thresholds:
+        raise ProgressiveConfigError("no Dice checks in any time_to_dice.json; give --thresholds or train longer")
+    rows = time_to_dice_table(runs, thresholds, reference)
     table = table_markdown(rows, reference)
     listing = markdown_table(["Run", "Fold folder", "Checks", "Stopped by"],
                              [[label, str(folder), len(log["checks"]), log.get("stopped_by") or "-"]

@@ -142,13 +142,15 @@ def claim_raw_dataset_folder(raw_root: Path, dataset_id: int, folder_name: str, 
     nnU-Net resolves datasets by their 3-digit id, so a second folder with the same id is always refused
     (and never deleted); an existing target needs ``overwrite``. ``how`` names the overwrite switch.
     """
+    from nnunet_progressive.core.errors import DatasetExistsError
+
     target = raw_root / folder_name
     clashes = sorted(p.name for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p.name != folder_name)
     if clashes:
-        raise FileExistsError(f"Dataset id {dataset_id} is already used by {clashes} in {raw_root}; nnU-Net needs "
-                              f"unique ids. Pick another dataset id or remove that folder.")
+        raise DatasetExistsError(f"Dataset id {dataset_id} is already used by {clashes} in {raw_root}; nnU-Net needs "
+                                 f"unique ids. Pick another dataset id or remove that folder.")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists. Pass {how} to replace it, or pick another dataset id.")
+        raise DatasetExistsError(f"{target} already exists. Pass {how} to replace it, or pick another dataset id.")
     return target
 
 

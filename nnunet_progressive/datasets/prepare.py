@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import NnunetCommandError, ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
 from nnunet_progressive.nnunet.runner import NnunetFolders, run_logged
 
@@ -35,11 +35,14 @@ def write_small_plans(
     small["plans_name"] = plans_name
     for name in configurations:
         if name not in small["configurations"]:
-            raise ValueError(f"configuration {name!r} not in {plans_file.name}; have {list(small['configurations'])}")
+            raise ProgressiveConfigError(f"configuration {name!r} is not in {plans_file}; it has "
+                                         f"{list(small['configurations'])}: pick one of those, or plan it with "
+                                         f"nnUNetv2_plan_and_preprocess -c {name}")
         arch = small["configurations"][name]["architecture"]["arch_kwargs"]
         n_stages = arch["n_stages"]
         if len(features_per_stage) < n_stages:
-            raise ValueError(f"need {n_stages} feature counts, got {len(features_per_stage)}")
+            raise ProgressiveConfigError(f"configuration {name!r} of {plans_file} has {n_stages} stages: give "
+                                         f"{n_stages} feature counts, got {len(features_per_stage)}")
         arch["features_per_stage"] = [int(f) for f in features_per_stage[:n_stages]]
         conv_key = "n_conv_per_stage" if "n_conv_per_stage" in arch else "n_blocks_per_stage"
         arch[conv_key] = [convs_per_stage] * n_stages
@@ -66,7 +69,7 @@ def plan_and_preprocess(
     ]
     try:
         run_logged(command, folders.environment(), log_file)
-    except RuntimeError:
+    except NnunetCommandError:
         raw = sorted(folders.raw.glob(f"Dataset{dataset_id:03d}_*"))
         problems = _raw_problems(raw[0]) if raw else []
         if problems:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_progressive.core.errors import NnunetCommandError, NnunetCommandTimeout
 from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
 from nnunet_progressive.nnunet.discovery import environment_with_trainers
 from nnunet_progressive.nnunet.training_process import die_with_parent, parent_death_signal_supported
@@ -92,7 +93,8 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
     """Run ``nnUNetv2_train``; returns wall seconds. Output is appended to ``log_file``.
 
     ``stop_when(output_so_far)`` (polled every 0.1 s) kills the run, as an interruption would; the
-    return value is then the time until the kill.
+    return value is then the time until the kill. A failed run raises :class:`NnunetCommandError` (the end of its
+    log), one longer than ``timeout`` seconds :class:`NnunetCommandTimeout`.
     """
     env = run_environment(folders, run.knobs, run.device)
     start = time.perf_counter()
@@ -104,7 +106,7 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
         try:
             while process.poll() is None:
                 if time.perf_counter() - start > timeout:
-                    raise TimeoutError(f"nnUNetv2_train ran longer than {timeout} s; see {log_file}")
+                    raise NnunetCommandTimeout(f"nnUNetv2_train ran longer than {timeout} s; see {log_file}")
                 if stop_when is not None and stop_when(Path(log_file).read_text()):
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
@@ -116,7 +118,7 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
                 process.wait()
     if process.returncode != 0:
         tail = "\n".join(Path(log_file).read_text().splitlines()[-40:])
-        raise RuntimeError(f"nnUNetv2_train failed (exit {process.returncode}):\n{tail}")
+        raise NnunetCommandError(f"nnUNetv2_train failed (exit {process.returncode}):\n{tail}")
     return time.perf_counter() - start
 
 
@@ -136,7 +138,7 @@ def predict(input_folder: str | os.PathLike, output_folder: str | os.PathLike, r
 
 
 def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
-    """Run a command; on failure raise with the command and the end of its output."""
+    """Run a command; on failure :class:`NnunetCommandError` with the command and the end of its output."""
     if log_file is None:
         result = subprocess.run(list(command), env=env, capture_output=True, text=True,
                                 preexec_fn=ends_with_this_process())
@@ -150,4 +152,4 @@ def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.P
         output = Path(log_file).read_text()
     if result.returncode != 0:
         tail = "\n".join(output.splitlines()[-30:])
-        raise RuntimeError(f"command failed with exit code {result.returncode}: {' '.join(command)}\n{tail}")
+        raise NnunetCommandError(f"command failed with exit code {result.returncode}: {' '.join(command)}\n{tail}")
