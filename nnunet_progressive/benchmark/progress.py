@@ -15,7 +15,8 @@ from typing import Any
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.heartbeat import parse_heartbeat
-from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
+from nnunet_progressive.core.knobs import ProgressiveSettings
+from nnunet_progressive.core.settings import knob_settings
 
 _EPOCH_START = re.compile(r"^.*?: Epoch (\d+)\s*$", re.M)
 _EPOCH_END = re.compile(r"^.*?: Epoch time: ([0-9.]+) s\s*$", re.M)
@@ -54,7 +55,7 @@ def expected_epochs(defaults: ProgressiveSettings, knobs: Mapping[str, str]) -> 
     """Epochs a run will train: its trainer's default settings (``_Xepochs`` variants, fine-tuning's 150) with the
     run's ``NNPROG_*`` knobs on top, read as the trainer reads them; nnU-Net's 1000 where neither says."""
     try:
-        epochs = settings_from_env(defaults, {k: str(v) for k, v in knobs.items()}, check_unknown=False).epochs
+        epochs = knob_settings(knobs, defaults).epochs
     except ProgressiveConfigError:  # the run itself will say what is wrong; the bar only needs a length
         epochs = defaults.epochs
     return epochs or NNUNET_DEFAULT_EPOCHS

@@ -82,16 +82,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.core.knobs import (
-    ENV_PREFIX,
-    env_name,
-    is_unknown_knob_name,
-    on_off,
-    settings_from_env,
-    unknown_knob_message,
-)
+from nnunet_progressive.core.knobs import env_name
 from nnunet_progressive.core.naming import DATASET_NAME
 from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
+from nnunet_progressive.core.settings import check_spec_knobs, knob_settings
 from nnunet_progressive.core.validation import Name, StrictModel, integer, number, validate
 from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE
 from nnunet_progressive.nnunet.runner import NnunetFolders
@@ -120,14 +114,7 @@ def _knobs(data: Any) -> dict[str, str]:
         if not isinstance(value, str | int | float):
             raise ValueError(f"{key}: expected a string or number, got {value!r}")
         knobs[key] = str(value)
-    unknown = [key for key in knobs if is_unknown_knob_name(key)]
-    if unknown:
-        # the knob table's hint says how to unset an environment variable; in a spec the fix is the name
-        raise ValueError("; ".join(unknown_knob_message(key).split(" (unset it")[0] for key in unknown))
-    try:
-        settings_from_env(environ={k: v for k, v in knobs.items() if k.startswith(ENV_PREFIX)})
-    except ProgressiveConfigError as error:
-        raise ValueError(str(error).removeprefix("NNPROG settings: ")) from None
+    check_spec_knobs(knobs)  # the knob table's reader: unknown names and bad values (a ValueError)
     return knobs
 
 
@@ -534,8 +521,7 @@ def trainer_variants(trainers: Sequence[TrainerSpec], knobs: Mapping[str, str],
 
 def normalised_knobs(knobs: Mapping[str, str]) -> dict[str, Any]:
     """Knobs as they act: ``NNPROG_*`` values parsed by the knob table (``"20"`` and ``20.0`` alike), others as set."""
-    nnprog = {k: v for k, v in knobs.items() if k.startswith(ENV_PREFIX)}
-    values = settings_from_env(environ=nnprog).to_dict()
+    values = knob_settings(knobs).to_dict()
     fields = {env_name(f): f for f in values}
     return {key: (values[fields[key]] if key in fields else value) for key, value in sorted(knobs.items())}
 
@@ -576,7 +562,7 @@ class BenchmarkRun:
     @property
     def validates(self) -> bool:
         """False if nnU-Net's final validation is off for this run (NNPROG_FINAL_VALIDATION=off)."""
-        return on_off(self.knobs.get("NNPROG_FINAL_VALIDATION", "on")) != "off"
+        return knob_settings(self.knobs).final_validation != "off"
 
     @property
     def settings_folder(self) -> str:

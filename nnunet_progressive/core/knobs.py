@@ -312,6 +312,20 @@ class EnvironmentKnobs:
                 unknown.append(name)
         return cls(values, tuple(sorted(unknown)))
 
+    def settings(self, defaults: ProgressiveSettings | None = None, where: str = "NNPROG settings"
+                 ) -> ProgressiveSettings:
+        """``defaults`` (default: the table's) with these knobs on top; one :class:`ProgressiveConfigError` naming
+        ``where`` and every bad value (the ``unknown`` names are not looked at here)."""
+        data = {**(defaults or ProgressiveSettings()).model_dump(), **self.values}
+        return validate(ProgressiveSettings, data, where, name_of=env_name)
+
+    def ignored_by(self, trainer_name: str, features: Iterable[str]) -> list[str]:
+        """These knobs that ``trainer_name`` (reading ``features``) would ignore, as messages."""
+        features = set(features)
+        return [f"{row.env_name} is set but {trainer_name} does not read it (it is read by {' / '.join(row.readers)} "
+                f"trainers); unset it (`unset {row.env_name}`) or pick a trainer that uses it"
+                for row in knob_table() if row.field in self.values and not features.intersection(row.readers)]
+
 
 def _squashed(name: str) -> str:
     """A variable name without case and underscores: ``nn_prog_Epochs`` -> ``NNPROGEPOCHS``."""
@@ -339,13 +353,15 @@ def closest_knob_name(name: str) -> str | None:
     return by_rest[close[0]] if close else None
 
 
-def unknown_knob_message(name: str) -> str:
-    """``NNPROG_EPOCH is not a knob; did you mean NNPROG_EPOCHS?`` (also for ``nnprog_epochs`` and the like)."""
+def unknown_knob_message(name: str, in_environment: bool = True) -> str:
+    """``NNPROG_EPOCH is not a knob; did you mean NNPROG_EPOCHS?`` (also for ``nnprog_epochs`` and the like); with
+    how to unset it where it is an environment variable (``in_environment``; in a spec the fix is the name)."""
     close = closest_knob_name(name)
     hint = f"did you mean {close}?" if close else f"the knobs are {', '.join(KNOB_NAMES)}"
     spelling = "" if name.startswith(ENV_PREFIX) else (
         f" (knob names are upper-case and start with {ENV_PREFIX}, spelt exactly as in `nnprog knobs`)")
-    return f"{name} is not a knob of nnunet-progressive{spelling}; {hint} (unset it: `unset {name}`)"
+    unset = f" (unset it: `unset {name}`)" if in_environment else ""
+    return f"{name} is not a knob of nnunet-progressive{spelling}; {hint}{unset}"
 
 
 def settings_from_env(defaults: ProgressiveSettings | None = None, environ: Mapping[str, str] | None = None,
@@ -355,26 +371,16 @@ def settings_from_env(defaults: ProgressiveSettings | None = None, environ: Mapp
     Raises one :class:`ProgressiveConfigError` naming every bad value, and every ``NNPROG_*`` name that is no
     knob (with the closest knob name) unless ``check_unknown`` is False.
     """
-    defaults = defaults or ProgressiveSettings()
     knobs = EnvironmentKnobs.read(environ)
     if check_unknown and knobs.unknown:
         raise ProgressiveConfigError("; ".join(unknown_knob_message(n) for n in knobs.unknown))
-    data = {**defaults.model_dump(), **knobs.values}
-    return validate(ProgressiveSettings, data, "NNPROG settings", name_of=env_name)
+    return knobs.settings(defaults)
 
 
 def problems_for_trainer(trainer_name: str, features: Iterable[str], environ: Mapping[str, str] | None = None
                          ) -> list[str]:
     """Knobs set in the environment that ``trainer_name`` (reading ``features``) would ignore, as messages."""
-    features = set(features)
-    knobs = EnvironmentKnobs.read(environ)
-    problems = []
-    for row in knob_table():
-        if row.field in knobs.values and not features.intersection(row.readers):
-            problems.append(
-                f"{row.env_name} is set but {trainer_name} does not read it (it is read by {' / '.join(row.readers)} "
-                f"trainers); unset it (`unset {row.env_name}`) or pick a trainer that uses it")
-    return problems
+    return EnvironmentKnobs.read(environ).ignored_by(trainer_name, features)
 
 
 def env_variable_help(columns: int | None = None) -> str:

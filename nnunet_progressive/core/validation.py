@@ -99,9 +99,10 @@ def error_lines(error: ValidationError, name_of: Callable[[str], str] | None = N
 
 def problems_message(error: ValidationError, where: str, fix: str = "",
                      name_of: Callable[[str], str] | None = None) -> str:
-    """``where: problem`` (one problem) or ``where:`` and one indented line per problem, then ``fix``."""
+    """``where: problem`` (one problem) or ``where:`` and one indented line per problem, then ``fix``; without
+    ``where`` (the caller names the place) the problems alone."""
     lines = error_lines(error, name_of)
-    message = f"{where}: " + ("; ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines))
+    message = (f"{where}: " if where else "") + ("; ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines))
     return message + (f"\n{fix}" if fix else "")
 
 

@@ -68,12 +68,8 @@ from nnunet_progressive.core.heartbeat import heartbeat_line, heartbeat_seconds
 from nnunet_progressive.core.io import file_sha256, remove_stale_temporaries, replacing
 from nnunet_progressive.core.knobs import (
     RUN_LENGTH,
-    EnvironmentKnobs,
     ProgressiveSettings,
     env_name,
-    problems_for_trainer,
-    settings_from_env,
-    unknown_knob_message,
 )
 from nnunet_progressive.core.records import (
     CHECKPOINT_BEST,
@@ -92,6 +88,7 @@ from nnunet_progressive.core.records import (
     read_record,
     write_record,
 )
+from nnunet_progressive.core.settings import notes_for_continued_run, resolve_new_run
 from nnunet_progressive.core.validation import validate
 from nnunet_progressive.nnunet import training_process
 from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
@@ -137,46 +134,17 @@ def package_mixins(trainer_class: type) -> list[str]:
 # ------------------------------------------------------------------------------------------- settings
 
 def settings_for_new_run(trainer_class: type, environ: Mapping[str, str] | None = None) -> ProgressiveSettings:
-    """The settings a new run of ``trainer_class`` starts with: its defaults plus the ``NNPROG_*`` environment.
-
-    Strict: unknown ``NNPROG_*`` names (with the closest knob), invalid values, knobs the trainer does not read and
-    NNPROG_AUGMENT_ON=device for a trainer with its own ``get_training_transforms`` are all reported in one
-    :class:`ProgressiveConfigError`. A knob that is set but ignored is an error, not a
-    warning: the run would otherwise be a different experiment from the one its user believes it is.
-    """
-    name = trainer_class.__name__
-    knobs = EnvironmentKnobs.read(environ)
-    problems = [unknown_knob_message(n) for n in knobs.unknown]
-    settings = None
-    try:
-        settings = settings_from_env(trainer_class.default_settings, environ, check_unknown=False)
-    except ProgressiveConfigError as error:
-        problems.insert(0, str(error))
-    problems += problems_for_trainer(name, trainer_class.knob_features(), environ)
-    if settings is not None and (refusal := transforms_refusal(trainer_class, settings.augment_on)):
-        problems.append(refusal)
-    if problems:
-        raise ProgressiveConfigError(f"{name} cannot start: " + ("\n  ".join([""] + problems) if len(problems) > 1
-                                                                else problems[0]))
-    return settings
+    """The settings a new run of ``trainer_class`` starts with: its defaults plus the ``NNPROG_*`` environment,
+    strictly (:func:`~nnunet_progressive.core.settings.resolve_new_run`); NNPROG_AUGMENT_ON=device is refused for a
+    trainer with its own ``get_training_transforms``."""
+    return resolve_new_run(trainer_class.__name__, trainer_class.default_settings, trainer_class.knob_features(),
+                           environ, lambda settings: transforms_refusal(trainer_class, settings.augment_on))
 
 
 def environment_notes_for_continued_run(stored: ProgressiveSettings, trainer_class: type,
                                         environ: Mapping[str, str] | None = None) -> list[str]:
     """What the environment would have changed in a continued run (it does not: the stored settings hold)."""
-    knobs = EnvironmentKnobs.read(environ)
-    notes = []
-    if knobs.unknown:
-        notes.append(f"ignored {', '.join(knobs.unknown)}: no knob of nnunet-progressive")
-    try:
-        from_environment = settings_from_env(trainer_class.default_settings, environ, check_unknown=False)
-    except ProgressiveConfigError as error:
-        return [*notes, f"ignored invalid NNPROG settings ({error})"]
-    now, run = from_environment.to_dict(), stored.to_dict()
-    differing = [f"{env_name(f)}: now {now[f]!r}, run {run[f]!r}" for f in knobs.values if now[f] != run[f]]
-    if differing:
-        notes.append(f"NNPROG settings differ from the run being continued ({', '.join(differing)})")
-    return notes
+    return notes_for_continued_run(stored, trainer_class.default_settings, environ)
 
 
 # ----------------------------------------------------------------------------------------- checkpoints
