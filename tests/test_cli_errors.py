@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_command import NNPROG
 from test_datasets_converters import make_btcv
 from test_nnunet_pdl_ranking import _case, _standard_cases, _write_dataset
 
@@ -23,7 +24,7 @@ def _one_error_line(stderr: str, command: str) -> str:
 
 def test_schedule_with_a_dataset_that_is_no_name_or_id(tmp_path):
     env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "nnUNet_preprocessed": str(tmp_path)}
-    result = subprocess.run(["nnprog", "schedule", "-d", "abc", "-c", "3d_fullres"], capture_output=True, text=True,
+    result = subprocess.run([*NNPROG, "schedule", "-d", "abc", "-c", "3d_fullres"], capture_output=True, text=True,
                             env=env)
     assert result.returncode == 2 and result.stdout == ""
     assert "dataset 'abc': expected an id" in _one_error_line(result.stderr, "schedule")

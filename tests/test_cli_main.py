@@ -3,8 +3,10 @@ table."""
 import argparse
 import os
 import subprocess
+import sys
 
 import pytest
+from cli_command import NNPROG
 
 import nnunet_progressive_trainers.nnprog_pgps as pgps_module
 from nnunet_progressive.cli.main import build_parser, main
@@ -34,7 +36,7 @@ def run_cli(argv, capsys):
 
 
 def test_help_lists_subcommands():
-    result = subprocess.run(["nnprog", "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run([*NNPROG, "--help"], capture_output=True, text=True, check=True)
     for command in ("env", "knobs", "schedule", "demo", "rank", "convert", "benchmark", "compare"):
         assert command in result.stdout
         assert command in SUBCOMMANDS
@@ -90,7 +92,8 @@ def test_trainers_are_found_by_nnunet_in_a_fresh_shell():
         "assert found == names, found\n"
         "print('found', len(found))\n"
     )
-    result = subprocess.run(["bash", "-c", f'eval "$(nnprog env)" && python -c "{script}"'],
+    nnprog, python = " ".join(NNPROG), sys.executable  # as the README's line, without needing PATH
+    result = subprocess.run(["bash", "-c", f'eval "$({nnprog} env)" && {python} -c "{script}"'],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"found {len(TRAINER_NAMES)}" in result.stdout
@@ -100,7 +103,7 @@ def test_trainers_are_found_by_nnunet_in_a_fresh_shell():
 @pytest.mark.e2e
 def test_schedule_command_prints_table_and_plot(tiny3d, tmp_path):
     env = tiny3d.folders.environment()
-    command = ["nnprog", "schedule", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans,
+    command = [*NNPROG, "schedule", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans,
                "-tr", "nnUNetTrainer_PGPS_Performance_100epochs", "--plot", str(tmp_path / "schedule.png")]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from cli_command import NNPROG
 from conftest import Workspace
 from training_logs import interrupt_at_epoch, matches_per_epoch
 
@@ -256,7 +257,7 @@ def test_primus_on_2d_is_one_clear_error(tiny2d, tmp_path):
     assert "Primus is implemented for 3D patches only, but configuration '2d' has a 2D patch" in str(failure.value)
     import subprocess
 
-    shown = subprocess.run(["nnprog", "schedule", "-d", str(tiny2d.dataset_id), "-c", "2d", "-p", tiny2d.plans, "-tr",
+    shown = subprocess.run([*NNPROG, "schedule", "-d", str(tiny2d.dataset_id), "-c", "2d", "-p", tiny2d.plans, "-tr",
                             "nnUNet_Primus_S_Trainer_PGPS_Performance"], capture_output=True, text=True,
                            env=tiny2d.folders.environment())
     assert shown.returncode == 2 and "Primus is implemented for 3D patches only" in shown.stderr, shown.stderr
@@ -307,7 +308,7 @@ def test_nnprog_schedule_shows_the_architecture_schedule(tiny3d):
     import subprocess
 
     env = {**tiny3d.folders.environment(), "NNPROG_EPOCHS": "20"}
-    command = ["nnprog", "schedule", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans, "-tr"]
+    command = [*NNPROG, "schedule", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p", tiny3d.plans, "-tr"]
     result = subprocess.run([*command, "nnUNetTrainer_TinyUNETR_PGPS_Performance"], capture_output=True, text=True,
                             env=env)
     assert result.returncode == 0, result.stderr

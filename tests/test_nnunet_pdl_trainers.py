@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import replace
 
 import pytest
+from cli_command import NNPROG
 from training_logs import interrupt_at_epoch, matches_per_epoch
 
 from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
@@ -23,7 +24,7 @@ SEEN_LINE = re.compile(r"PDL stage (\d)/2 cases seen this epoch: (\[.*\])")
 @pytest.fixture(scope="module")
 def ranking(tiny3d_dataset):
     """The similarity ranking of tiny3d, written once by `nnprog rank`."""
-    result = subprocess.run(["nnprog", "rank", "-d", str(tiny3d_dataset.dataset_id), "-c", "3d_fullres", "-p",
+    result = subprocess.run([*NNPROG, "rank", "-d", str(tiny3d_dataset.dataset_id), "-c", "3d_fullres", "-p",
                              tiny3d_dataset.plans, "--registration", "rigid"],
                             capture_output=True, text=True, env=tiny3d_dataset.folders.environment())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
