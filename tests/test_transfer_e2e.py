@@ -17,7 +17,14 @@ import SimpleITK as sitk
 import torch
 from training_logs import matches_per_epoch
 
-from nnunet_progressive.core.records import TransferPreparation, TransferRecord, read_record
+from nnunet_progressive.core.records import (
+    CheckpointState,
+    TransferPreparation,
+    TransferRecord,
+    checkpoint_state_path,
+    read_record,
+    write_record,
+)
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
 from nnunet_progressive.datasets.synthetic import SyntheticDatasetSpec, write_dataset
 from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, predict, run_environment, train
@@ -241,3 +248,26 @@ def test_finetune_without_pretrained_weights_stops_with_the_fix(ws):
                       knobs={**FAST, "NNPROG_EPOCHS": "3", "NNPROG_WARMUP_EPOCHS": "1"})
     with pytest.raises(RuntimeError, match="none were loaded: pass -pretrained_weights FILE"):
         train(run, ws.folders, ws.root / "no_weights.log")
+
+
+def test_resume_takes_the_parameter_roles_of_the_checkpoint_it_falls_back_to(ws):
+    """--c with a damaged checkpoint_latest continues from checkpoint_best: the fine-tuning roles come from the
+    sidecar of the checkpoint loaded, not of the one nnU-Net asked for (whose roles are made wrong here)."""
+    knobs = {"NNPROG_EPOCHS": "4", "NNPROG_WARMUP_EPOCHS": "1", "NNPROG_FROZEN_EPOCHS": "2"}
+    log = ws.root / "fallback.log"
+    run, fold = _finetune(ws, "nnUNetTrainer_Finetune_FrozenEncoder", 4, knobs, log.name,
+                          stop_when=lambda output: "Epoch 2" in output.split("FrozenEncoder")[-1])
+    latest = checkpoint_state_path(fold / "checkpoint_latest.pth")
+    assert (fold / "checkpoint_best.pth").is_file() and latest.is_file()
+    state = read_record(latest, CheckpointState)
+    assert state.finetune is not None and LOADED in state.finetune.parameter_statuses.values()
+    wrong = {name: "fresh" for name in state.finetune.parameter_statuses}  # no pre-trained encoder left to freeze
+    write_record(latest, state.model_copy(update={
+        "current_epoch": state.current_epoch + 7,  # the sidecar is not the checkpoint's: --c falls back
+        "finetune": state.finetune.model_copy(update={"parameter_statuses": wrong})}))
+    train(run, ws.folders, log, extra=("--c",))
+    text = log.read_text()
+    assert "Continuing from checkpoint_best.pth" in text
+    roles = re.findall(r"parameters per role: (\{.*?\})", text)
+    assert len(roles) == 2 and roles[0] == roles[1], roles
+    assert (fold / "checkpoint_final.pth").is_file()
