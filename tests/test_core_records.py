@@ -25,7 +25,7 @@ OLD_SIDECAR = {
     "current_epoch": 3, "run_id": "r1", "trainer": "nnUNetTrainer_Finetune_PDL_StopAtDice", "package_version": "0.1.0",
     "settings": {"epochs": 3}, "ended": False, "train_seconds": {"0": 1.5, "1": 1.25}, "untimed_seconds": {"1": 0.5},
     "augmentation_seconds": {"0": [0.25, 2]}, "switch_seconds": {"0": 0.1},
-    "throughput": {"0": {"iterations": 2, "samples": 4, "step_seconds": 0.5, "workers": 1}},
+    "throughput": {"0": {"iterations": 2, "samples": 4, "step_seconds": 0.5, "workers": 1, "augment_on": "workers"}},
     "dice_checks": [{"epoch": 1, "train_wall_seconds": 2.0, "check_seconds": 0.5, "dice": float("nan"),
                      "dice_per_class": [0.1, 0.2], "stage": "set1"}],
     "set1": ["case_1", "case_0"],
@@ -45,6 +45,7 @@ def test_a_sidecar_of_the_previous_version_reads_into_typed_parts(tmp_path):
     assert state.augmentation_seconds == {"0": (0.25, 2)} and state.set1 == ["case_1", "case_0"]
     assert isinstance(state.dice_checks[0], DiceCheck) and math.isnan(state.dice_checks[0].dice)
     assert state.throughput["0"]["iterations"] == 2 and isinstance(state.throughput["0"]["iterations"], int)
+    assert state.throughput["0"]["step_seconds"] == 0.5 and state.throughput["0"]["augment_on"] == "workers"
     # written again: the same content (NaN stays NaN, unknown keys kept), now with the schema version
     write_record(path, state)
     again = json.loads(path.read_text())

@@ -185,7 +185,7 @@ class CheckpointState(VersionedRecord):
     # StagedTrainingLoaderMixin: epoch -> seconds spent rebuilding the training loader
     switch_seconds: dict[str, float] = Field(default_factory=dict)
     # ProgressivePatchMixin / RandomPatchSizeMixin: epoch -> Throughput fields (pgps/throughput.py)
-    throughput: dict[str, dict[str, int | float]] = Field(default_factory=dict)
+    throughput: dict[str, dict[str, int | float | str]] = Field(default_factory=dict)
     # StopAtDiceMixin: the Dice checks so far
     dice_checks: list[DiceCheck] = Field(default_factory=list)
     # ProgressiveDataMixin: the run's Set 1 (None: not fixed yet)
