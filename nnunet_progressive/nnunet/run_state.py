@@ -71,9 +71,7 @@ from nnunet_progressive.core.knobs import (
     EnvironmentKnobs,
     ProgressiveSettings,
     env_name,
-    problems_for_trainer,
     settings_from_env,
-    unknown_knob_message,
 )
 from nnunet_progressive.core.records import (
     CHECKPOINT_BEST,
@@ -105,7 +103,6 @@ MIXIN_ORDER: tuple[str, ...] = (
     "PrimusGridMixin",
     "PrimusInputMixin",
     "NetworkInputMixin",
-    "RecipeMixin",
     "StopAtDiceMixin",
     "FineTuningMixin",
     "ProgressiveDataMixin",
@@ -115,6 +112,7 @@ MIXIN_ORDER: tuple[str, ...] = (
     "StagedTrainingLoaderMixin",
     "RunLengthMixin",
     "AugmentationPlacementMixin",
+    "RecipeMixin",
     "RecipeStepMixin",
 )
 CHECKPOINT_PREFERENCE = (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST)  # nnU-Net's order under --c
@@ -142,21 +140,10 @@ def settings_for_new_run(trainer_class: type, environ: Mapping[str, str] | None 
     :class:`ProgressiveConfigError`. A knob that is set but ignored is an error, not a
     warning: the run would otherwise be a different experiment from the one its user believes it is.
     """
-    name = trainer_class.__name__
-    knobs = EnvironmentKnobs.read(environ)
-    problems = [unknown_knob_message(n) for n in knobs.unknown]
-    settings = None
-    try:
-        settings = settings_from_env(trainer_class.default_settings, environ, check_unknown=False)
-    except ProgressiveConfigError as error:
-        problems.insert(0, str(error))
-    problems += problems_for_trainer(name, trainer_class.knob_features(), environ)
-    if settings is not None and (refusal := transforms_refusal(trainer_class, settings.augment_on)):
-        problems.append(refusal)
-    if problems:
-        raise ProgressiveConfigError(f"{name} cannot start: " + ("\n  ".join([""] + problems) if len(problems) > 1
-                                                                else problems[0]))
-    return settings
+    from nnunet_progressive.nnunet.catalogue import new_run_settings
+
+    return new_run_settings(trainer_class.__name__, trainer_class.default_settings, trainer_class.knob_features(),
+                            environ, lambda augment_on: transforms_refusal(trainer_class, augment_on))
 
 
 def environment_notes_for_continued_run(stored: ProgressiveSettings, trainer_class: type,
