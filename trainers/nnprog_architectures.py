@@ -12,6 +12,12 @@
 Every trainer here adjusts the planned patch to its network's input rule. Generated from the trainer catalogue
 (nnunet_progressive/nnunet/catalogue.py; `nnprog trainers --method architectures`).
 """
+from nnunet_progressive.nnunet.catalogue import primus_trainer_names
 from nnunet_progressive.nnunet.variants import build_trainers
 
-globals().update(build_trainers("architectures"))
+_trainers = build_trainers("architectures")
+globals().update(_trainers)
+# nnU-Net's own Primus trainers the variants above build on (those this nnU-Net ships)
+PRIMUS_TRAINERS = tuple(_trainers[f"{name}_ConstantPatch"].__bases__[-1] for name in primus_trainer_names()
+                        if f"{name}_ConstantPatch" in _trainers)
+del _trainers

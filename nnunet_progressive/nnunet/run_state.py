@@ -24,13 +24,16 @@ Checkpoints
     NNPROG_FINAL_VALIDATION=off).
 
 Hook order of a combined trainer (stated here only; ``tests/test_nnunet_run_state.py`` checks every trainer)
-    A trainer lists the package's mixins in this order, then an nnU-Net trainer::
+    The variant factory (:mod:`.variants`) lists a trainer's mixins in this order, then an nnU-Net trainer::
 
-        StopAtDiceMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, nnUNetTrainer
+        StopAtDiceMixin, FineTuningMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, ...,
+        RecipeMixin, RecipeStepMixin, nnUNetTrainer
 
     so its method resolution order is :data:`MIXIN_ORDER` (those it has; ``AugmentationPlacementMixin`` is
-    RunLengthMixin's base, so every trainer has it), then ``nnUNetTrainer``. Every mixin
-    calls ``super()`` in every hook it overrides and none skips another. Per hook, outermost first:
+    RunLengthMixin's base, so every trainer has it), then ``nnUNetTrainer``. Every mixin calls ``super()`` in
+    every hook it overrides and none skips another, except the hooks a mixin declares it replaces
+    (``replaces_hooks``: the architectures' recipe and network); those mixins stand after every class that
+    extends the same hook (the factory refuses anything else). Per hook, outermost first:
 
     - ``initialize`` / ``load_checkpoint``: PGPS/RPSS remember the planned oversampling; RunLengthMixin resolves
       the settings and every mixin derives from them (``derive_from_settings``, innermost first: run length, then
