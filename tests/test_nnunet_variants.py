@@ -203,7 +203,10 @@ def test_schedule_from_the_plans_is_the_trainers_own(tiny3d_dataset, trainer):
     planned = resolve_configuration(ws.dataset_name, ws.configuration, ws.plans, ws.folders.preprocessed)
     plans = json.loads(planned.plans_file.read_text())
     trainer_class = find_trainer_class(trainer)
-    for environ in ({}, {"NNPROG_EPOCHS": "40", "NNPROG_GROWTH_SHARE": "0.5", "NNPROG_MIN_PATCH": "16"}):
+    knobs = {"NNPROG_EPOCHS": "40", "NNPROG_MIN_PATCH": "16,16,16"}
+    if "RPSS" not in trainer:  # the curriculum's knob (RPSS refuses it)
+        knobs["NNPROG_GROWTH_SHARE"] = "0.5"
+    for environ in ({}, knobs):
         schedule, settings = schedule_of_new_run_from_plans(CATALOGUE[trainer], plans, ws.configuration, environ)
         assert schedule == schedule_of_new_run(trainer_class, planned, environ), (trainer, environ)
         assert settings == settings_for_new_run(trainer_class, environ)
