@@ -221,6 +221,7 @@ def test_trainer_module_imports_without_monai():
 def test_architecture_trainers_resolve_hooks_in_the_stated_order():
     import nnunet_progressive_trainers.nnprog_architectures as trainers
     from nnunet_progressive.nnunet.architectures import NetworkInputMixin, RecipeMixin
+    from nnunet_progressive.nnunet.transfer import FineTuningMixin
 
     names = [n for n in dir(trainers) if n.startswith("nnUNet") and isinstance(getattr(trainers, n), type)
              and issubclass(getattr(trainers, n), NetworkInputMixin)]
@@ -230,8 +231,11 @@ def test_architecture_trainers_resolve_hooks_in_the_stated_order():
         assert trainer.network_patch_rule.__func__ is NetworkInputMixin.network_patch_rule.__func__, name
         mro = trainer.__mro__
         assert mro.index(NetworkInputMixin) < min(i for i, c in enumerate(mro) if c.__module__.startswith("nnunetv2"))
-        if issubclass(trainer, RecipeMixin):
+        if issubclass(trainer, RecipeMixin) and not issubclass(trainer, FineTuningMixin):
             assert trainer.configure_optimizers is RecipeMixin.configure_optimizers, name
+        elif issubclass(trainer, RecipeMixin):  # fine-tuning's groups and phases on the recipe's optimiser
+            assert trainer.configure_optimizers is FineTuningMixin.configure_optimizers, name
+            assert mro.index(FineTuningMixin) < mro.index(RecipeMixin), name
 
 
 @pytest.mark.parametrize(("trainer", "planned", "stage"), [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from checkpoint_damage import flip_tensor_bytes
+from hook_probe import hooks_of, skipped_hooks
 from package_trainers import TRAINERS
 from process_tree import command_line, descendants, kill_all, left_alive
 
@@ -27,7 +28,6 @@ from nnunet_progressive.core.records import (
     fingerprint,
     write_record,
 )
-from nnunet_progressive.nnunet import run_state
 from nnunet_progressive.nnunet.run_state import (
     MIXIN_ORDER,
     choose_checkpoint,
@@ -268,45 +268,79 @@ def test_pdl_trainers_list_stop_at_dice_and_combined_mro_is_as_stated():
     assert "ProgressivePatchMixin" not in package_mixins(rpss), "RPSS is no PGPS subclass that skips it"
 
 
-def test_no_mixin_skips_another():
-    source = Path(run_state.__file__).parent
-    for module in source.glob("*.py"):
-        assert "super(" not in module.read_text().replace("super()", ""), module.name
+PACKAGE_HOOKS = {"derive_from_settings", "progressive_state", "restore_progressive_state", "knob_features",
+                 "settings_of_older_version"}  # the package's own hooks (RunLengthMixin), chained like nnU-Net's
 
 
-# nnU-Net hooks a mixin may replace instead of extending (it builds the network or optimizer, or is the innermost
-# training step); every other override must call the next class's, or every mixin after it is silently skipped
-REPLACED_HOOKS = {"build_network_architecture", "configure_optimizers"}
+def _every_composition() -> list[type]:
+    """One trainer of each composition (mixins, nnU-Net base, method attributes): the variants of one composition
+    (epochs, Primus sizes) run the same hooks."""
+    from nnunet_progressive.nnunet.catalogue import CATALOGUE
+    from nnunet_progressive.nnunet.discovery import package_trainer_class
+
+    compositions = {}
+    for name in CATALOGUE:
+        trainer = package_trainer_class(name)
+        key = (tuple(c for c in trainer.__mro__ if c.__module__.startswith("nnunet_progressive.")),
+               *(getattr(trainer, a, None) for a in ("pgps_mode", "pdl_order", "finetune_recipe", "recipe")))
+        compositions.setdefault(key, trainer)
+    return list(compositions.values())
 
 
-def test_every_mixin_hook_calls_the_next_one():
-    import importlib
-    import inspect
-    import pkgutil
-
-    import nnunet_progressive_trainers
-    from nnunet_progressive.nnunet.compat import install_in_this_process
-
-    install_in_this_process()  # before timm (Primus) imports torchvision on a CPU-only machine
+def test_every_mixin_hook_reaches_the_next_class(monkeypatch):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    trainers = [cls for info in pkgutil.iter_modules(nnunet_progressive_trainers.__path__)
-                for cls in vars(importlib.import_module(f"nnunet_progressive_trainers.{info.name}")).values()
-                if isinstance(cls, type) and issubclass(cls, nnUNetTrainer)]
-    ours = {c for t in trainers for c in t.__mro__ if c.__module__.startswith("nnunet_progressive")}
-    assert any(c.__name__ == "RecipeStepMixin" for c in ours), "the architecture trainers are among those checked"
-    for cls in ours:
-        for name, member in vars(cls).items():
-            member = getattr(member, "__func__", member)  # classmethods and staticmethods: their function
-            if not callable(getattr(nnUNetTrainer, name, None)) or name in REPLACED_HOOKS or not callable(member):
-                continue
-            if cls.__name__ == "RecipeStepMixin" and name == "train_step":
-                continue  # checked below: it sits directly above nnU-Net's trainer
-            assert f"super().{name}(" in inspect.getsource(member), f"{cls.__name__}.{name} skips the next class's"
-    for trainer in trainers:
+    from nnunet_progressive.nnunet import training_process
+    from nnunet_progressive.nnunet.variants import replacement_conflicts
+
+    monkeypatch.setattr(training_process, "install", lambda: None)  # RunLengthMixin.__init__: hooks of this process
+    checked, problems = set(), set()
+    for trainer in _every_composition():
+        problems |= set(skipped_hooks(trainer, nnUNetTrainer, PACKAGE_HOOKS))
+        checked |= {(cls.__name__, hook) for cls, hook, _ in hooks_of(trainer, nnUNetTrainer, PACKAGE_HOOKS)}
+        assert not replacement_conflicts(trainer.__mro__), trainer.__name__
         mro = [c.__name__ for c in trainer.__mro__]
-        if "RecipeStepMixin" in mro:
+        if "RecipeStepMixin" in mro:  # it replaces nnU-Net's step: directly above nnU-Net's trainer
             assert mro[mro.index("RecipeStepMixin") + 1] == "nnUNetTrainer", f"{trainer.__name__}: {mro}"
+    assert not problems, sorted(problems)
+    for expected in (("FineTuningMixin", "configure_optimizers"), ("RunLengthMixin", "__init__"),
+                     ("StagedTrainingLoaderMixin", "on_train_epoch_start"), ("PrimusGridMixin",
+                     "build_network_architecture"), ("ProgressivePatchMixin", "knob_features")):
+        assert expected in checked, expected
+    assert len(checked) >= 60
+
+
+def test_a_mixin_that_drops_its_super_call_is_found(monkeypatch):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_progressive.nnunet import training_process
+    from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin
+
+    monkeypatch.setattr(training_process, "install", lambda: None)
+
+    class ForgetfulPatch(ProgressivePatchMixin):
+        def on_train_epoch_start(self):
+            self.noted = True  # no super(): the loader switch, timing and nnU-Net's learning-rate step never run
+
+        def progressive_state(self) -> dict:
+            return {"noted": True}  # no super(): the checkpoint's sidecar would lose every other mixin's state
+
+    class CarefulPatch(ProgressivePatchMixin):
+        def on_train_epoch_start(self):
+            self.noted = True
+            super().on_train_epoch_start()
+
+        def progressive_state(self) -> dict:
+            return {**super().progressive_state(), "noted": True}
+
+    for mixin in (ForgetfulPatch, CarefulPatch):
+        mixin.__module__ = "nnunet_progressive.tests"
+    forgetful = type("Forgetful", (ForgetfulPatch, nnUNetTrainer), {"__module__": __name__})
+    assert sorted(skipped_hooks(forgetful, nnUNetTrainer, PACKAGE_HOOKS)) == [
+        "ForgetfulPatch.on_train_epoch_start does not call PatchSizeMixin.on_train_epoch_start",
+        "ForgetfulPatch.progressive_state does not call PatchSizeMixin.progressive_state"]
+    careful = type("Careful", (CarefulPatch, nnUNetTrainer), {"__module__": __name__})
+    assert skipped_hooks(careful, nnUNetTrainer, PACKAGE_HOOKS) == []
 
 
 def test_stop_at_dice_carries_no_hook_of_pdl():

@@ -311,9 +311,9 @@ def _watcher(run: BenchmarkRun, context: RunContext, stop: threading.Event | Non
     if context.epoch_bars:
         log = context.log_file(run)
         start = log.stat().st_size if log.is_file() else 0
-        from nnunet_progressive.nnunet.discovery import find_trainer_class
+        from nnunet_progressive.nnunet.discovery import trainer_default_settings
 
-        defaults = find_trainer_class(run.trainer).default_settings
+        defaults = trainer_default_settings(run.trainer)  # the catalogue's, without torch, for the package's
         bar = EpochBar(f"{run.label} fold {run.fold}", expected_epochs(defaults, run.knobs), start)
     if bar is None and stop is None:
         return None, None

@@ -1,14 +1,18 @@
 """Trainer hooks for networks other than the plan's U-Net: UNETR, SwinUNETR and nnU-Net's Primus.
 
-Small mixins, composed in ``trainers/nnprog_architectures.py`` (order: these first, then PGPS or run length,
-then :class:`RecipeStepMixin`, then nnU-Net's trainer):
+Small mixins, composed by the variant factory (``nnunet/variants.py``) in the order of ``MIXIN_ORDER``: the network
+mixins first, then fine-tuning, PGPS or run length, then :class:`RecipeMixin` and :class:`RecipeStepMixin` (they
+replace nnU-Net's optimiser and training step, so they sit innermost, directly above nnU-Net's trainer, where every
+mixin that extends those hooks runs around them), then nnU-Net's trainer:
 
 - :class:`NetworkInputMixin`: the planned patch adjusted to the network's input rule, once, in the plans nnU-Net
   is given (so the plans.json it saves, final validation and ``nnUNetv2_predict`` use the adjusted patch); the
   rule and memory estimate the PGPS schedule needs; the token grid in use logged per stage.
 - :class:`RecipeMixin`: optimiser, learning-rate schedule, precision and deep supervision as published
-  (``architectures.recipes``); nnU-Net's loss and data pipeline unchanged. :class:`RecipeStepMixin`: the training
-  step with the recipe's precision and clipping, innermost (it replaces nnU-Net's step, so the PGPS step wraps it).
+  (``architectures.recipes``); nnU-Net's loss and data pipeline unchanged. Fine-tuning (``FineTuningMixin``, before
+  it) splits the recipe's optimiser into its parameter groups and replaces the schedule by its phases.
+  :class:`RecipeStepMixin`: the training step with the recipe's precision and clipping, innermost (it replaces
+  nnU-Net's step, so the PGPS step wraps it).
 - :class:`TransformerNetworkMixin` (MONAI UNETR / SwinUNETR) and :class:`PrimusGridMixin` (nnU-Net's own Primus,
   with embeddings that follow the stage's token grid) build the network, in training and in the predictor.
 """
@@ -155,9 +159,11 @@ class RecipeLRScheduler(_LRScheduler):
 
 class RecipeMixin:
     """Optimiser, schedule, precision and deep supervision of ``recipe`` (its clipping: :class:`RecipeStepMixin`);
-    the rest is nnU-Net's."""
+    the rest is nnU-Net's. It replaces nnU-Net's ``configure_optimizers`` (no ``super()``), so it stands after every
+    mixin that extends that hook (fine-tuning's parameter groups)."""
 
     recipe: ClassVar[Recipe]
+    replaces_hooks: ClassVar[frozenset[str]] = frozenset({"configure_optimizers", "set_deep_supervision_enabled"})
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -202,6 +208,7 @@ class RecipeStepMixin:
     """
 
     recipe: ClassVar[Recipe]
+    replaces_hooks: ClassVar[frozenset[str]] = frozenset({"train_step"})
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's training step with the recipe's precision and gradient clipping."""
@@ -232,10 +239,11 @@ class RecipeStepMixin:
         return {"loss": loss.detach().cpu().numpy()}
 
 
-class TransformerNetworkMixin(NetworkInputMixin, RecipeMixin):
-    """A MONAI transformer (``network_spec``) trained with its published recipe."""
+class TransformerNetworkMixin(NetworkInputMixin):
+    """A MONAI transformer (``network_spec``); its trainers add :class:`RecipeMixin` for the published recipe."""
 
     network_spec: ClassVar[UNETRSpec | SwinUNETRSpec | PrimusSpec]
+    replaces_hooks: ClassVar[frozenset[str]] = frozenset({"build_network_architecture"})
 
     def _check_network_available(self) -> None:
         if isinstance(self.network_spec, UNETRSpec | SwinUNETRSpec):

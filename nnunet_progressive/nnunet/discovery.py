@@ -53,19 +53,41 @@ def environment_with_trainers(base: dict[str, str] | None = None) -> dict[str, s
 
 
 def package_trainer_class(trainer_name: str) -> type | None:
-    """The trainer of this package named ``trainer_name`` (defined in one of its trainer modules), or None."""
-    import importlib
-    import pkgutil
+    """The trainer of this package named ``trainer_name`` (None: not in the trainer catalogue).
 
-    package = importlib.import_module(TRAINERS_PACKAGE)
-    # the architectures' module last: it imports nnU-Net's Primus trainers (timm) and MONAI, the others do not
-    modules = sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name == "nnprog_architectures")
-    for module_info in modules:
-        module = importlib.import_module(f"{TRAINERS_PACKAGE}.{module_info.name}")
-        found = vars(module).get(trainer_name)
-        if isinstance(found, type) and found.__module__ == module.__name__:
-            return found
-    return None
+    Imports only the one trainer module the catalogue names (the architectures' module imports nnU-Net's Primus
+    trainers, timm and MONAI; the others do not).
+    """
+    import importlib
+
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+    from nnunet_progressive.nnunet.catalogue import trainer_entry
+
+    entry = trainer_entry(trainer_name)
+    if entry is None:
+        return None
+    if entry.method == "architectures":
+        from nnunet_progressive.nnunet.compat import install_in_this_process
+
+        install_in_this_process()  # before timm (Primus) imports torchvision on a CPU-only machine
+    module = importlib.import_module(f"{TRAINERS_PACKAGE}.{entry.module}")
+    found = vars(module).get(trainer_name)
+    if found is None:
+        raise ProgressiveConfigError(f"{trainer_name} needs {entry.requires or 'a newer nnU-Net'}, which is not "
+                                     f"installed here; pick another trainer (`nnprog trainers` lists them)")
+    return found
+
+
+def trainer_default_settings(trainer_name: str):
+    """The default settings (``ProgressiveSettings``) a run of ``trainer_name`` starts from: the catalogue's for the
+    package's trainers (no torch), the class's for others (nnU-Net's default settings for nnU-Net's own)."""
+    from nnunet_progressive.core.knobs import ProgressiveSettings
+    from nnunet_progressive.nnunet.catalogue import trainer_entry
+
+    entry = trainer_entry(trainer_name)
+    if entry is not None:
+        return entry.default_settings()
+    return getattr(find_trainer_class(trainer_name), "default_settings", ProgressiveSettings())
 
 
 def find_trainer_class(trainer_name: str) -> type:
@@ -73,22 +95,29 @@ def find_trainer_class(trainer_name: str) -> type:
     import contextlib
     import io
 
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
     from nnunet_progressive.core.errors import ProgressiveConfigError
-    from nnunet_progressive.nnunet.compat import install_in_this_process
 
-    os.environ["nnUNet_extTrainer"] = environment_with_trainers()["nnUNet_extTrainer"]
-    install_in_this_process()
+    os.environ["nnUNet_extTrainer"] = ext_trainer_value(os.environ.get("nnUNet_extTrainer"))
     ours = package_trainer_class(trainer_name)
     if ours is not None:
         return ours  # without nnU-Net's search, which imports every trainer variant nnU-Net ships (about 3 s)
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_progressive.nnunet.compat import install_in_this_process
+
+    install_in_this_process()
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             return recursive_find_trainer_class_by_name(trainer_name)
         except RuntimeError as error:
             if "Could not find requested nnunet trainer" not in str(error):
                 raise  # a trainer module failed to import: its own error says why
+            import difflib
+
+            from nnunet_progressive.nnunet.catalogue import CATALOGUE
+
+            close = difflib.get_close_matches(trainer_name, list(CATALOGUE), n=1)
             raise ProgressiveConfigError(
-                f"no trainer named {trainer_name!r} was found (nnU-Net's trainers and this package's); check the "
-                f"spelling (the README lists the trainers of nnunet-progressive)") from None
+                f"no trainer named {trainer_name!r} was found (nnU-Net's trainers and this package's)"
+                + (f"; did you mean {close[0]}?" if close else ";") + " check the spelling (`nnprog trainers` "
+                "lists the trainers of nnunet-progressive)") from None

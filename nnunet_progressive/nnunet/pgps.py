@@ -37,6 +37,7 @@ from nnunet_progressive.nnunet.loaders import (
     loader_workers,
     training_loader,
 )
+from nnunet_progressive.nnunet.plan_schedule import schedule_of_plan
 from nnunet_progressive.nnunet.resolve import PlannedConfiguration
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
@@ -44,7 +45,6 @@ from nnunet_progressive.pgps.schedule import (
     BatchLayout,
     Schedule,
     batch_layout,
-    build_schedule,
     ddp_stage_batch,
     random_patch_pool,
     settings_of_version,
@@ -84,20 +84,8 @@ def schedule_for_configuration(
     sets a cap.
     """
     rule = rule or NetworkPatchRule.of_plan(configuration_manager)
-    return build_schedule(
-        planned_patch=rule.planned_patch,
-        pool_op_kernel_sizes=rule.pool_op_kernel_sizes,
-        input_multiple=rule.input_multiple,
-        sample_cost=rule.sample_cost,
-        planned_batch=configuration_manager.batch_size,
-        num_epochs=num_epochs,
-        mode=mode,
-        min_patch=settings.min_patch,
-        growth_share=settings.growth_share,
-        max_batch=settings.max_batch,
-        batch_budget_factor=settings.batch_budget,
-        growth_order=settings.growth_order,
-    )
+    return schedule_of_plan(rule.planned_patch, rule.pool_op_kernel_sizes, configuration_manager.batch_size, mode,
+                            settings, num_epochs, rule.input_multiple, rule.sample_cost)
 
 
 def schedule_of_new_run(trainer_class: type, planned: PlannedConfiguration,

@@ -24,13 +24,16 @@ Checkpoints
     NNPROG_FINAL_VALIDATION=off).
 
 Hook order of a combined trainer (stated here only; ``tests/test_nnunet_run_state.py`` checks every trainer)
-    A trainer lists the package's mixins in this order, then an nnU-Net trainer::
+    The variant factory (:mod:`.variants`) lists a trainer's mixins in this order, then an nnU-Net trainer::
 
-        StopAtDiceMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, nnUNetTrainer
+        StopAtDiceMixin, FineTuningMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, ...,
+        RecipeMixin, RecipeStepMixin, nnUNetTrainer
 
     so its method resolution order is :data:`MIXIN_ORDER` (those it has; ``AugmentationPlacementMixin`` is
-    RunLengthMixin's base, so every trainer has it), then ``nnUNetTrainer``. Every mixin
-    calls ``super()`` in every hook it overrides and none skips another. Per hook, outermost first:
+    RunLengthMixin's base, so every trainer has it), then ``nnUNetTrainer``. Every mixin calls ``super()`` in
+    every hook it overrides and none skips another, except the hooks a mixin declares it replaces
+    (``replaces_hooks``: the architectures' recipe and network); those mixins stand after every class that
+    extends the same hook (the factory refuses anything else). Per hook, outermost first:
 
     - ``initialize`` / ``load_checkpoint``: PGPS/RPSS remember the planned oversampling; RunLengthMixin resolves
       the settings and every mixin derives from them (``derive_from_settings``, innermost first: run length, then
@@ -88,7 +91,7 @@ from nnunet_progressive.core.records import (
     read_record,
     write_record,
 )
-from nnunet_progressive.core.settings import notes_for_continued_run, resolve_new_run
+from nnunet_progressive.core.settings import notes_for_continued_run
 from nnunet_progressive.core.validation import validate
 from nnunet_progressive.nnunet import training_process
 from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
@@ -104,7 +107,6 @@ MIXIN_ORDER: tuple[str, ...] = (
     "PrimusGridMixin",
     "PrimusInputMixin",
     "NetworkInputMixin",
-    "RecipeMixin",
     "StopAtDiceMixin",
     "FineTuningMixin",
     "ProgressiveDataMixin",
@@ -114,6 +116,7 @@ MIXIN_ORDER: tuple[str, ...] = (
     "StagedTrainingLoaderMixin",
     "RunLengthMixin",
     "AugmentationPlacementMixin",
+    "RecipeMixin",
     "RecipeStepMixin",
 )
 CHECKPOINT_PREFERENCE = (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST)  # nnU-Net's order under --c
@@ -134,11 +137,17 @@ def package_mixins(trainer_class: type) -> list[str]:
 # ------------------------------------------------------------------------------------------- settings
 
 def settings_for_new_run(trainer_class: type, environ: Mapping[str, str] | None = None) -> ProgressiveSettings:
-    """The settings a new run of ``trainer_class`` starts with: its defaults plus the ``NNPROG_*`` environment,
-    strictly (:func:`~nnunet_progressive.core.settings.resolve_new_run`); NNPROG_AUGMENT_ON=device is refused for a
-    trainer with its own ``get_training_transforms``."""
-    return resolve_new_run(trainer_class.__name__, trainer_class.default_settings, trainer_class.knob_features(),
-                           environ, lambda settings: transforms_refusal(trainer_class, settings.augment_on))
+    """The settings a new run of ``trainer_class`` starts with: its defaults plus the ``NNPROG_*`` environment.
+
+    Strict: unknown ``NNPROG_*`` names (with the closest knob), invalid values, knobs the trainer does not read and
+    NNPROG_AUGMENT_ON=device for a trainer with its own ``get_training_transforms`` are all reported in one
+    :class:`ProgressiveConfigError`. A knob that is set but ignored is an error, not a
+    warning: the run would otherwise be a different experiment from the one its user believes it is.
+    """
+    from nnunet_progressive.nnunet.catalogue import new_run_settings
+
+    return new_run_settings(trainer_class.__name__, trainer_class.default_settings, trainer_class.knob_features(),
+                            environ, lambda augment_on: transforms_refusal(trainer_class, augment_on))
 
 
 def environment_notes_for_continued_run(stored: ProgressiveSettings, trainer_class: type,

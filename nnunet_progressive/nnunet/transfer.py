@@ -36,6 +36,7 @@ from nnunet_progressive.core.knobs import (
     ProgressiveSettings,
 )
 from nnunet_progressive.core.records import CheckpointState, FineTuningState
+from nnunet_progressive.nnunet.catalogue import FINETUNE_EPOCHS
 from nnunet_progressive.nnunet.pretrained import pretrained_weights_argument
 from nnunet_progressive.nnunet.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
@@ -48,7 +49,6 @@ from nnunet_progressive.transfer.finetune import (
 )
 from nnunet_progressive.transfer.mapping import frozen_roles, parameter_role
 
-FINETUNE_EPOCHS = 150  # nnssl's 150-epoch fine-tuning preset; nnU-Net trains 1000 from scratch
 RECIPE_FEATURES = {"finetune": (), "head_first": (HEAD_PHASE,), "frozen_encoder": (FROZEN_PHASE,)}
 
 
@@ -118,6 +118,7 @@ class FineTuningMixin(RunLengthMixin):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._frozen_roles: frozenset[str] = frozenset()
         self._gradient_hooks: list = []
+        self._finetune_optimizer: torch.optim.Optimizer | None = None
         self._role_of: dict[str, str] = {}
         self._fresh_checksums: list[float] | None = None
         self._pretrained_file = pretrained_weights_argument()
@@ -153,8 +154,13 @@ class FineTuningMixin(RunLengthMixin):
         return None if record is None else record.statuses()
 
     # --- optimiser: one group per role, rates from the phase ------------------------------------------------------
-    def configure_optimizers(self):
-        optimizer, _ = super().configure_optimizers()
+    def configure_optimizers(self, *args, **kwargs):
+        """The next class's optimiser (nnU-Net's SGD, an architecture recipe's AdamW, Primus' AdamW) split into one
+        group per role, with the fine-tuning phases as its schedule. Built once: trainers that switch optimisers
+        between their own stages (nnU-Net's warmup and Primus trainers) keep this one, as the phases replace theirs."""
+        if self._finetune_optimizer is not None and getattr(self, "optimizer", None) is self._finetune_optimizer:
+            return self.optimizer, self.lr_scheduler
+        optimizer, _ = super().configure_optimizers(*args, **kwargs)
         self._role_of = frozen_roles([n for n, _ in self.network.named_parameters()], self._parameter_statuses)
         split_by_role(optimizer, self.network, self._role_of)
         present = {g["nnprog_role"] for g in optimizer.param_groups}
@@ -168,6 +174,10 @@ class FineTuningMixin(RunLengthMixin):
         for handle in self._gradient_hooks:
             handle.remove()
         self._gradient_hooks = register_freezing_hooks(self.network, self._role_of, lambda: self._frozen_roles)
+        self._finetune_optimizer = optimizer
+        self.print_to_log_file(f"Fine-tuning optimiser: {type(optimizer).__name__}, groups "
+                               + ", ".join(f"{g['nnprog_role']} ({len(g['params'])} tensors, weight decay "
+                                           f"{g.get('weight_decay', 0):g})" for g in optimizer.param_groups))
         return optimizer, FinetuneLRScheduler(optimizer, self)
 
     def _parameters_of(self, roles: tuple[str, ...]) -> list[torch.nn.Parameter]:

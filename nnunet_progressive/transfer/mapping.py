@@ -43,7 +43,8 @@ DEFAULT_MIN_SHARE = 0.5
 _DECODER_INDEXED = re.compile(r"^(decoder\.(?:stages|transpconvs|seg_layers))\.(\d+)(\..*)?$")
 _ENCODER_STAGE_WEIGHT = re.compile(r"^encoder\.(?:stages\.(\d+)|stem)\..*weight$")
 ENCODER_PREFIXES = ("encoder.", "swinViT.", "vit.", "eva.", "down_projection.", "stem.")
-HEAD_PREFIXES = ("out.",)
+HEAD_PREFIXES = ("out.",)  # MONAI UNETR / SwinUNETR
+_PRIMUS_HEAD = re.compile(r"^up_projection\.decode\.\d+\.(?:weight|bias)$")  # Primus: the decoder's last conv
 
 Shape = tuple[int, ...]
 
@@ -75,7 +76,7 @@ def normalise_names(shapes: Mapping[str, Sequence[int]], where: str) -> dict[str
 
 def is_head(name: str) -> bool:
     name = strip_wrappers(name)
-    return HEAD_MARKER in "." + name or name.startswith(HEAD_PREFIXES)
+    return HEAD_MARKER in "." + name or name.startswith(HEAD_PREFIXES) or _PRIMUS_HEAD.match(name) is not None
 
 
 def parameter_role(name: str) -> str:
