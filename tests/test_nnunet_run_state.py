@@ -282,7 +282,7 @@ def _every_composition() -> list[type]:
     for name in CATALOGUE:
         trainer = package_trainer_class(name)
         key = (tuple(c for c in trainer.__mro__ if c.__module__.startswith("nnunet_progressive.")),
-               *(getattr(trainer, a, None) for a in ("pgps_mode", "pdl_order", "finetune_recipe", "recipe")))
+               *(repr(getattr(trainer, a, None)) for a in ("pgps_mode", "pdl_order", "finetune_recipe", "recipe")))
         compositions.setdefault(key, trainer)
     return list(compositions.values())
 
