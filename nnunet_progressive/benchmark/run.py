@@ -51,6 +51,7 @@ from nnunet_progressive.benchmark.energy import (
     run_gpus,
     total_energy_joules,
 )
+from nnunet_progressive.benchmark.imbalance import record_foreground
 from nnunet_progressive.benchmark.pretraining import run_pretraining, with_pretrained_weights
 from nnunet_progressive.benchmark.progress import EpochBar, expected_epochs
 from nnunet_progressive.benchmark.results import (
@@ -505,6 +506,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
             record.rank_seconds = (record.rank_seconds or 0.0) + time.perf_counter() - clock
             record.ranking_files = sorted({*record.ranking_files, str(ranking)})
     write_typed_record(record_file, record)
+    record_foreground(spec.results_dir, folders.raw / name)  # the report's imbalance table (once per dataset)
     return name
 
 
