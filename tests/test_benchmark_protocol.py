@@ -215,4 +215,4 @@ def test_report_of_a_seeded_run_has_the_protocol_sections(workspace, monkeypatch
     runs = list(csv.DictReader(open(out / "report.csv")))
     assert len(runs) == 8 and all(float(r["energy_joules"]) == pytest.approx(5.0) for r in runs)
     assert "| 2.000 |" not in report  # GPU h of the 4 runs of a trainer: 4 x 2 h (7200 s each) = 8.00
-    assert "| 8.00 | 0.000 | 4 of 4 |" in report  # 4 x 5 J of energy, in kWh
+    assert "| 8.00 | 5.56e-06 | 4 of 4 |" in report  # 4 x 5 J of energy, in kWh

@@ -301,7 +301,7 @@ def correlation_markdown(correlations: Sequence[ImbalanceCorrelation]) -> str:
 def cost_markdown(costs: Sequence[CostRow]) -> str:
     return markdown_table(["Task", "Trainer", "Runs", "GPU h (sum)", "GPU energy (kWh, sum)", "Runs with energy"],
                           [[c.task, c.trainer, c.runs, _fmt(c.gpu_hours, 2),
-                            "not reported" if c.energy_kwh is None else _fmt(c.energy_kwh, 3),
+                            "not reported" if c.energy_kwh is None else f"{c.energy_kwh:.3g}",
                             f"{c.energy_runs} of {c.runs}"] for c in costs])
 
 
