@@ -68,6 +68,8 @@ def test_offline_spec_with_seeded_repeats_reports_the_protocol(tmp_path):
     spec_file = shrunk(BENCHMARKS / "offline_cpu.yaml", tmp_path, 522, trainers=2)
     data = yaml.safe_load(spec_file.read_text())
     data.update(folds=[0], seeds=[0, 1], seed_training=True)
+    # 3 stages of PGPS in the 3 epochs (32x24x24 to the planned 32^3)
+    data["trainers"][1] = {"name": data["trainers"][1], "knobs": {"NNPROG_MIN_PATCH": "32,24,24"}}
     spec_file.write_text(yaml.safe_dump(data))
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
     records = load_records(tmp_path / "results")
