@@ -60,3 +60,17 @@ def test_two_runs_with_one_seed_train_the_same_network_on_cpu(tiny3d, tmp_path):
                                   weights_only=False)["network_weights"])
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_continued_run_keeps_its_seed_and_says_when_the_environment_differs():
+    """--c takes the seed stored with the run; another NNPROG_SEED in the environment is reported, not used."""
+    from package_trainers import TRAINERS
+
+    from nnunet_progressive.core.knobs import ProgressiveSettings
+    from nnunet_progressive.nnunet.run_state import environment_notes_for_continued_run
+
+    trainer_class = TRAINERS["nnUNetTrainer_ConstantPatch"]
+    stored = ProgressiveSettings().replace(seed=3)
+    (note,) = environment_notes_for_continued_run(stored, trainer_class, {"NNPROG_SEED": "4"})
+    assert "NNPROG_SEED: now 4, run 3" in note
+    assert environment_notes_for_continued_run(stored, trainer_class, {"NNPROG_SEED": "3"}) == []
