@@ -9,7 +9,9 @@ out and listed. A task is a dataset + configuration (+ plans where one dataset i
 Per task and trainer: mean Dice over folds and seeds, training time relative to the reference trainer's, and the
 relative Dice change in percent; for PGPS runs also the ideal time ratio of the schedule (voxels processed), the
 measured ratio of the training iterations alone, and the time spent switching stages. Across tasks: the mean
-relative Dice gain per trainer and a two-sided Wilcoxon signed-rank test of the paired per-task mean Dice.
+relative Dice gain per trainer and a two-sided Wilcoxon signed-rank test of the paired per-task mean Dice. Then the
+papers' protocol (:mod:`.protocol`): the per-case Wilcoxon test, the spread across seeds, the Dice gain against the
+datasets' foreground share, GPU hours and energy.
 
 Training time of a run is ``train_wall_seconds`` (the sum of nnU-Net's epoch times, validation epochs included;
 from run_summary.json or, for plain nnU-Net trainers, the epoch timestamps in checkpoint_final.pth); when
