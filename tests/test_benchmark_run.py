@@ -398,3 +398,46 @@ def test_prepare_ranks_the_cases_once_for_pdl(workspace, fake_train, monkeypatch
     assert prepared["ranking_files"][0].endswith("similarity_ranking_nnUNetPlans_3d_fullres.json")
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
     assert len(commands) == 1  # the ranking exists: not computed again
+
+
+class FakeEnergyCounter:
+    """Stands in for NVML: each read of a device's counter is 5000 mJ higher than the last."""
+
+    def __init__(self):
+        self.reads: list[list[str]] = []
+        self.millijoules = 0
+
+    def __call__(self, devices):
+        self.reads.append(list(devices))
+        if not devices:
+            return None
+        self.millijoules += 5000
+        return {d: self.millijoules for d in devices}
+
+
+def test_seeded_repeats_train_with_their_seed_and_record_gpu_energy(workspace, fake_train, monkeypatch):
+    """The protocol's repeats: `seed_training` gives repeat s NNPROG_SEED=s; each attempt's GPU energy (NVML's
+    counter at start and end) is recorded, and a CPU run's is not reported."""
+    counter = FakeEnergyCounter()
+    monkeypatch.setattr(bench_run, "read_nvml_energy", counter)
+    monkeypatch.setattr(bench_run, "_gpu_name", lambda gpu: "H100")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    spec = load_spec(write_spec(workspace, executor={"type": "local", "device": "cuda"}, folds=[0], seeds=[0, 1],
+                                seed_training=True))
+    outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
+    assert sorted((c["trainer"], c["results"].name, c["knobs"]["NNPROG_SEED"]) for c in fake_train.calls) == sorted(
+        (t, f"seed_{s}", str(s)) for t in TRAINERS for s in (0, 1))
+    assert {r.status for r in outcome.records} == {"done"}
+    assert all(r.energy_joules == pytest.approx(5.0) and r.attempts[0].energy_joules == pytest.approx(5.0)
+               for r in outcome.records)
+    assert counter.reads and all(devices == ["0"] for devices in counter.reads)
+
+    cpu_spec = load_spec(write_spec(workspace, results_dir="results_cpu", folds=[0]))
+    cpu = bench_run.run_benchmark(cpu_spec, progress=False, log=lambda _: None)
+    assert {r.energy_joules for r in cpu.records} == {None}
+
+
+def test_seed_training_refuses_trainers_that_cannot_read_the_seed(workspace, fake_train):
+    spec = load_spec(write_spec(workspace, trainers=["nnUNetTrainer", TRAINERS[0]], seed_training=True, knobs={}))
+    with pytest.raises(ProgressiveConfigError, match=r"trainers\[0\].*cannot read NNPROG_SEED"):
+        bench_run.check_trainers(spec)

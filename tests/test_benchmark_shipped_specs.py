@@ -58,3 +58,29 @@ def test_pdl_spec_runs_ranks_and_reports_time_to_dice(tmp_path):
     report = (tmp_path / "results" / "report" / "report.md").read_text()
     assert "## Time to Dice" in report and "## Preparation" in report
     assert "Reference trainer: **nnUNetTrainer_StopAtDice**" in report
+
+
+@pytest.mark.e2e
+def test_offline_spec_with_seeded_repeats_reports_the_protocol(tmp_path):
+    """benchmarks/offline_cpu.yaml shrunk to 2 trainers x 2 seeded repeats through the real nnUNetv2_train: the
+    seed reaches each run's identity, and the report gains the per-case test, the spread across seeds, the
+    imbalance table (foreground share of the generated raw labels) and the cost table (energy not reported on CPU)."""
+    spec_file = shrunk(BENCHMARKS / "offline_cpu.yaml", tmp_path, 522, trainers=2)
+    data = yaml.safe_load(spec_file.read_text())
+    data.update(folds=[0], seeds=[0, 1], seed_training=True)
+    # 3 stages of PGPS in the 3 epochs (32x24x24 to the planned 32^3)
+    data["trainers"][1] = {"name": data["trainers"][1], "knobs": {"NNPROG_MIN_PATCH": "32,24,24"}}
+    spec_file.write_text(yaml.safe_dump(data))
+    assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
+    records = load_records(tmp_path / "results")
+    assert len(records) == 4 and {r.status for r in records} == {"done"}
+    assert sorted((r.seed, r.result.settings["seed"]) for r in records) == [(0, 0), (0, 0), (1, 1), (1, 1)]
+    assert {r.energy_joules for r in records} == {None}
+    assert main(["benchmark", "report", str(tmp_path / "results")]) == 0
+    report = (tmp_path / "results" / "report" / "report.md").read_text()
+    protocol = report.split("## Protocol")[1]
+    per_case = protocol.split("### Per-case Wilcoxon test")[1].split("###")[0]
+    assert "nnUNetTrainer_PGPS_Efficiency" in per_case and "No finished run" not in per_case
+    assert "| 2 | 1 |" in protocol.split("### Spread across seeds")[1]  # 2 seeds, 1 fold
+    assert "Foreground (%)" in protocol and (tmp_path / "results" / "report" / "imbalance.png").is_file()
+    assert "not reported" in protocol.split("### GPU hours and energy")[1]

@@ -250,3 +250,34 @@ def test_every_problem_of_a_spec_is_listed_at_once(tmp_path):
         parse_spec({**MINIMAL, "folds": [-1], "executor": {"type": "cloud"}, "seeds": ["a"]}, tmp_path)
     text = str(failure.value)
     assert "folds[0]" in text and "executor.type" in text and "seeds[0]" in text
+
+
+def test_seed_training_seeds_each_repeat_and_is_part_of_the_settings(tmp_path):
+    """`seed_training: true`: repeat s trains with NNPROG_SEED=s; seeded runs are other runs than unseeded ones."""
+    base = {**MINIMAL, "trainers": ["nnUNetTrainer_ConstantPatch"], "folds": [0, 1], "seeds": [0, 2]}
+    plain = parse_spec(base, tmp_path)
+    seeded = parse_spec({**base, "seed_training": True}, tmp_path)
+    assert not plain.seed_training and seeded.seed_training
+    assert _variant_ids(base, tmp_path) != _variant_ids({**base, "seed_training": True}, tmp_path)
+    runs = expand_runs(seeded, ["Dataset001_X"])
+    assert [(r.fold, r.seed, r.knobs.get("NNPROG_SEED")) for r in runs] == [(0, 0, "0"), (0, 2, "2"), (1, 0, "0"),
+                                                                             (1, 2, "2")]
+    assert all(r.settings["seed_training"] is True for r in runs)
+    assert all("NNPROG_SEED" not in r.knobs for r in expand_runs(plain, ["Dataset001_X"]))
+    assert len({r.run_id for r in runs}) == 4
+    # the report reads the same settings ids back from spec.json
+    from nnunet_progressive.benchmark.spec import SpecTrainers
+
+    back = SpecTrainers.model_validate(seeded.to_dict())
+    assert [v.settings_id for v in back.variants()] == [v.settings_id for v in seeded.variants()]
+
+
+@pytest.mark.parametrize("where", ["global", "trainer"])
+def test_seed_knob_in_a_spec_is_refused_for_the_seeds_list(tmp_path, where):
+    data = {**MINIMAL, "trainers": ["nnUNetTrainer_ConstantPatch"]}
+    if where == "global":
+        data["knobs"] = {"NNPROG_SEED": 3}
+    else:
+        data["trainers"] = [{"name": "nnUNetTrainer_ConstantPatch", "knobs": {"NNPROG_SEED": 3}}]
+    with pytest.raises(ProgressiveConfigError, match="NNPROG_SEED is set in .*seed_training: true"):
+        parse_spec(data, tmp_path)

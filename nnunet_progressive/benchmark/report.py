@@ -9,7 +9,9 @@ out and listed. A task is a dataset + configuration (+ plans where one dataset i
 Per task and trainer: mean Dice over folds and seeds, training time relative to the reference trainer's, and the
 relative Dice change in percent; for PGPS runs also the ideal time ratio of the schedule (voxels processed), the
 measured ratio of the training iterations alone, and the time spent switching stages. Across tasks: the mean
-relative Dice gain per trainer and a two-sided Wilcoxon signed-rank test of the paired per-task mean Dice.
+relative Dice gain per trainer and a two-sided Wilcoxon signed-rank test of the paired per-task mean Dice. Then the
+papers' protocol (:mod:`.protocol`): the per-case Wilcoxon test, the spread across seeds, the Dice gain against the
+datasets' foreground share, GPU hours and energy.
 
 Training time of a run is ``train_wall_seconds`` (the sum of nnU-Net's epoch times, validation epochs included;
 from run_summary.json or, for plain nnU-Net trainers, the epoch timestamps in checkpoint_final.pth); when
@@ -82,6 +84,8 @@ class RunRow:
     iteration_seconds: float | None = None  # the training iterations alone
     ideal_time_ratio: float | None = None  # PGPS: voxels processed relative to the planned patch
     switch_seconds: float | None = None  # PGPS: loader rebuilds at stage switches
+    fold_folder: str | None = None  # where its validation (per-case Dice) is
+    energy_joules: float | None = None  # GPU energy of its attempts (NVML); None where not reported
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,8 @@ def run_rows(records: Sequence[BenchmarkRecord | Mapping[str, Any]]) -> list[Run
             num_epochs=result.num_epochs, peak_gpu_memory_bytes=result.peak_gpu_memory_bytes,
             environment=dict(record.environment), time_to_dice=checks,
             iteration_seconds=result.train_iteration_seconds, ideal_time_ratio=result.ideal_time_ratio,
-            switch_seconds=result.switch_seconds,
+            switch_seconds=result.switch_seconds, fold_folder=result.fold_folder or record.fold_folder,
+            energy_joules=record.energy_joules,
         ))
     return rows
 
@@ -254,14 +259,15 @@ def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) 
     return table
 
 
-def wilcoxon_test(differences: Sequence[float]) -> WilcoxonResult:
+def wilcoxon_test(differences: Sequence[float], unit: str = "task") -> WilcoxonResult:
     """Two-sided Wilcoxon signed-rank test of paired differences; zero differences are dropped (Wilcoxon's rule).
 
     Never raises on degenerate input: no pairs or only zero differences give a note instead of a p-value error.
+    ``unit``: what a pair is (``task``, ``case``), for the notes.
     """
     n = len(differences)
     if n == 0:
-        return WilcoxonResult(0, None, None, "no task has results for both trainers")
+        return WilcoxonResult(0, None, None, f"no {unit} has results for both trainers")
     nonzero = [float(d) for d in differences if abs(d) > EQUAL_TOLERANCE]
     if not nonzero:
         return WilcoxonResult(n, 0.0, 1.0, "all paired differences are zero: no difference to test")
@@ -273,7 +279,7 @@ def wilcoxon_test(differences: Sequence[float]) -> WilcoxonResult:
     m = len(nonzero)
     notes = []
     if m < n:
-        notes.append(f"{n - m} tied task(s) dropped")
+        notes.append(f"{n - m} tied {unit}(s) dropped")
     if m < WILCOXON_MIN_TASKS:
         noun = "difference" if m == 1 else "differences"
         notes.append(f"only {m} non-zero {noun}: the smallest possible two-sided p is {2.0 ** (1 - m):.3g}, "
@@ -387,7 +393,7 @@ def runs_csv(rows: Sequence[RunRow]) -> str:
     headers = ["run_id", "task", "dataset", "configuration", "plans", "trainer", "trainer_class", "fold", "seed",
                "status", "dice_mean", *[f"dice_class_{k}" for k in labels], "train_wall_seconds", "time_source",
                "train_iteration_seconds", "ideal_time_ratio", "switch_seconds",
-               "runner_wall_seconds", "gpus_used", "gpu_hours", "epochs_done", "num_epochs",
+               "runner_wall_seconds", "gpus_used", "gpu_hours", "energy_joules", "epochs_done", "num_epochs",
                "peak_gpu_memory_bytes", "gpu_name", "device", "hostname", "nnunetv2_version", "torch_version",
                "package_version"]
     body = []
@@ -397,7 +403,7 @@ def runs_csv(rows: Sequence[RunRow]) -> str:
                      r.fold, r.seed, r.status,
                      r.dice_mean, *[r.dice_per_class.get(k) for k in labels], r.train_seconds, r.time_source,
                      r.iteration_seconds, r.ideal_time_ratio, r.switch_seconds,
-                     r.runner_wall_seconds, r.gpus_used, r.gpu_hours, r.epochs_done, r.num_epochs,
+                     r.runner_wall_seconds, r.gpus_used, r.gpu_hours, r.energy_joules, r.epochs_done, r.num_epochs,
                      r.peak_gpu_memory_bytes, env.get("gpu_name"), env.get("device"), env.get("hostname"),
                      env.get("nnunetv2_version"), env.get("torch_version"), env.get("package_version")])
     return csv_text(headers, body)
@@ -586,7 +592,9 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
 
     ``only_trainers``: report only these trainer labels (e.g. one architecture's runs of a spec holding several).
     """
-    from nnunet_progressive.benchmark.results import load_preparations, load_records
+    from nnunet_progressive.benchmark.imbalance import load_foreground
+    from nnunet_progressive.benchmark.protocol import plot_imbalance, protocol_sections
+    from nnunet_progressive.benchmark.results import load_preparations, load_records, read_per_case_dice
 
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
@@ -643,6 +651,15 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     md += ["## Summary across tasks\n",
            f"Mean of the per-task values against {ref}; the Wilcoxon signed-rank test (two-sided) pairs the "
            f"per-task mean Dice of each trainer with the reference's.\n", summary_markdown(summaries)]
+    protocol_md, protocol_files, imbalance = protocol_sections(
+        rows, table, trainers, ref, {r.run_id: read_per_case_dice(r.fold_folder) or {} for r in done if r.fold_folder},
+        load_foreground(results_dir))
+    md += protocol_md
+    for name, text in protocol_files.items():
+        put(name, text)
+    if imbalance:
+        plot_imbalance(imbalance, trainers, ref, out / "imbalance.png")
+        written.append(out / "imbalance.png")
 
     ttd_csv_rows: list[list[Any]] = []
     ttd_md: list[str] = []

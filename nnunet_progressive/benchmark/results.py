@@ -16,6 +16,7 @@ names its file.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,26 @@ def validation_dice(summary: Mapping[str, Any]) -> tuple[float | None, dict[str,
     per_class = {str(k): float(v["Dice"]) for k, v in summary.get("mean", {}).items()
                  if isinstance(v, Mapping) and v.get("Dice") is not None}
     return (None if mean is None else float(mean)), per_class
+
+
+def per_case_dice(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Case (its reference file's name) -> mean Dice over its labels, from ``metric_per_case`` of nnU-Net's
+    ``validation/summary.json``; a label's NaN (empty in reference and prediction) is left out of the mean, and
+    a case with no Dice at all is left out."""
+    dice = {}
+    for entry in summary.get("metric_per_case") or []:
+        reference = entry.get("reference_file")
+        values = [float(m["Dice"]) for m in (entry.get("metrics") or {}).values()
+                  if isinstance(m, Mapping) and m.get("Dice") is not None and not math.isnan(float(m["Dice"]))]
+        if reference and values:
+            dice[Path(reference).name] = sum(values) / len(values)
+    return dice
+
+
+def read_per_case_dice(fold_folder: str | os.PathLike) -> dict[str, float] | None:
+    """:func:`per_case_dice` of a fold folder's validation (None if it has no ``validation/summary.json``)."""
+    summary = read_json_object(Path(fold_folder) / VALIDATION_SUMMARY, missing_ok=True)
+    return None if summary is None else per_case_dice(summary)
 
 
 def logged_epoch_times(checkpoint_file: str | os.PathLike) -> tuple[float, int] | None:

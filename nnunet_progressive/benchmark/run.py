@@ -44,6 +44,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nnunet_progressive.benchmark.energy import (
+    EnergyReader,
+    energy_joules,
+    read_nvml_energy,
+    run_gpus,
+    total_energy_joules,
+)
+from nnunet_progressive.benchmark.imbalance import record_foreground
 from nnunet_progressive.benchmark.pretraining import run_pretraining, with_pretrained_weights
 from nnunet_progressive.benchmark.progress import EpochBar, expected_epochs
 from nnunet_progressive.benchmark.results import (
@@ -154,6 +162,11 @@ def check_trainers(spec: BenchmarkSpec) -> None:
             problems.append(f"trainers[{index}]: {found}")
             continue
         features = getattr(found, "knob_features", None)  # the knobs a trainer of this package reads
+        if spec.seed_training and not callable(features):
+            problems.append(f"trainers[{index}] ({variant.label}): {variant.trainer} is not a trainer of "
+                            f"nnunet-progressive, so it cannot read NNPROG_SEED and `seed_training: true` would not "
+                            f"seed it; use a trainer of this package (nnUNetTrainer_ConstantPatch trains as "
+                            f"nnUNetTrainer) or set `seed_training: false`")
         if callable(features):
             for problem in problems_for_trainer(variant.trainer, features(), environ=variant.knobs):
                 what = problem.split("; unset it")[0]  # the environment's fix; in a spec the fix is where it is set
@@ -327,8 +340,13 @@ def _watcher(run: BenchmarkRun, context: RunContext, stop: threading.Event | Non
 
 
 def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, force_continue: bool = False,
-                stop: threading.Event | None = None) -> BenchmarkRecord:
+                stop: threading.Event | None = None, energy_reader: EnergyReader | None = None
+                ) -> BenchmarkRecord:
     """Bring one run to ``done`` (train, resume or validate as its fold folder requires); returns its record.
+
+    The GPU's energy counter is read (``energy_reader``, NVML) when nnUNetv2_train starts and ends: each attempt's
+    ``energy_joules``, and their sum in the record (None on CPU or where the device does not report it;
+    default reader: :func:`~nnunet_progressive.benchmark.energy.read_nvml_energy`).
 
     A failure is recorded (status ``failed``, the log's tail in ``error``) and returned, not raised; an
     interruption (Ctrl-C, SLURM's preemption signal, ``stop`` being set) is recorded as ``interrupted``.
@@ -356,11 +374,16 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
     _save(context, record)
     context.log_file(run).parent.mkdir(parents=True, exist_ok=True)
     watch, bar = _watcher(run, context, stop)
+    gpus = run_gpus(context.device, gpu)
+    energy_reader = energy_reader or read_nvml_energy
+    energy_start = energy_reader(gpus)
     start = time.perf_counter()
 
     def close(outcome: str, error: str | None = None) -> None:
         attempt.ended_at, attempt.wall_seconds, attempt.outcome = _now(), time.perf_counter() - start, outcome
+        attempt.energy_joules = energy_joules(energy_start, energy_reader(gpus))
         record.runner_wall_seconds = _runner_seconds(record)
+        record.energy_joules = total_energy_joules([a.energy_joules for a in record.attempts])
         if outcome != "ok":
             record.status, record.error = (STATUS_INTERRUPTED if outcome == "interrupted" else "failed"), error
 
@@ -483,6 +506,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
             record.rank_seconds = (record.rank_seconds or 0.0) + time.perf_counter() - clock
             record.ranking_files = sorted({*record.ranking_files, str(ranking)})
     write_typed_record(record_file, record)
+    record_foreground(spec.results_dir, folders.raw / name)  # the report's imbalance table (once per dataset)
     return name
 
 

@@ -41,6 +41,7 @@ Example (every key shown; only ``results_dir``, ``datasets`` and ``trainers`` ar
         knobs: {NNPROG_GROWTH_SHARE: 0.3}
     folds: [0]                              # ints or "all"
     seeds: [0]                              # repeat indices (see below)
+    seed_training: false                    # true: repeat s trains with NNPROG_SEED=s (see below)
     knobs: {NNPROG_EPOCHS: 9, NNPROG_ITERATIONS: 2, NNPROG_VAL_ITERATIONS: 1}
     small_network: true                     # or {features_per_stage: [4, 8, 16, 32], convs_per_stage: 1}
     reference_trainer: nnUNetTrainer_ConstantPatch   # a label; default: see report.choose_reference
@@ -64,9 +65,13 @@ run whose knobs changed in the spec is a new run (the old one stays where it was
 same trainer with several knob sets (one ``label`` each). The label is only a name: renaming it re-runs nothing.
 
 Seeds: ``nnUNetv2_train`` has no seed option and nnU-Net seeds nothing but its cross-validation split, so a
-"seed" here is a repeat index, not a random seed. Repeat ``s`` trains into its own results folder (above; set
-``nnUNet_results`` to that ``seed_<s>`` folder to predict with it); repeats differ by nnU-Net's own randomness
-(weight initialisation, patch sampling, augmentation).
+"seed" here is a repeat index. Repeat ``s`` trains into its own results folder (above; set ``nnUNet_results`` to
+that ``seed_<s>`` folder to predict with it). Without ``seed_training`` repeats differ by nnU-Net's own randomness
+(weight initialisation, patch sampling, augmentation); with ``seed_training: true`` repeat ``s`` trains with
+``NNPROG_SEED=s`` (:mod:`nnunet_progressive.nnunet.seeding`: python, numpy and torch seeded at the run's start and
+at each ``--c``; nnU-Net's augmentation workers still draw their own state). ``seed_training`` is part of the
+runs' settings (so of their ids and folders); ``NNPROG_SEED`` itself is refused in a spec's knobs (the seeds list
+sets it, one value per repeat).
 """
 from __future__ import annotations
 
@@ -94,6 +99,7 @@ EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")
 SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
 SETTINGS_FOLDER_PREFIX = "settings-"
+SEED_KNOB = "NNPROG_SEED"  # set per repeat by `seed_training: true`, never in a spec's knobs
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -377,6 +383,7 @@ class BenchmarkSpec(StrictModel):
     small_network: Annotated[SmallNetworkSpec | None, BeforeValidator(_small_network)] = None
     reference_trainer: str | None = None
     pretraining: tuple[PretrainingSpec, ...] = ()
+    seed_training: bool = False  # repeat s trains with NNPROG_SEED=s
 
     @field_validator("results_dir", "nnunet_root", mode="before")
     @classmethod
@@ -442,6 +449,16 @@ class BenchmarkSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _seed_from_the_seeds_list(self) -> BenchmarkSpec:
+        where = [name for name, knobs in [("knobs", self.knobs), *((f"trainers[{i}] ({t.label}) knobs", t.knobs)
+                                                                   for i, t in enumerate(self.trainers))]
+                 if SEED_KNOB in knobs]
+        if where:
+            raise ValueError(f"{SEED_KNOB} is set in {', '.join(where)}; the spec seeds its repeats itself: remove "
+                             f"it and set `seed_training: true` (repeat s of `seeds:` then trains with {SEED_KNOB}=s)")
+        return self
+
+    @model_validator(mode="after")
     def _no_run_twice(self) -> BenchmarkSpec:
         seen: dict[tuple[str, str], str] = {}
         for variant in self.variants():
@@ -463,7 +480,7 @@ class BenchmarkSpec(StrictModel):
 
     def variants(self) -> list[TrainerVariant]:
         """Each trainer entry with its effective knobs and settings id, in spec order."""
-        return trainer_variants(self.trainers, self.knobs, self.small_network)
+        return trainer_variants(self.trainers, self.knobs, self.small_network, self.seed_training)
 
     def training_plans(self, dataset: DatasetSpec) -> str:
         """The plans identifier runs train with: ``<plans>_small`` when ``small_network`` is on."""
@@ -499,14 +516,16 @@ class SpecTrainers(BaseModel):
     knobs: Knobs = {}
     small_network: Annotated[SmallNetworkSpec | None, BeforeValidator(_small_network)] = None
     reference_trainer: str | None = None
+    seed_training: bool = False
 
     def variants(self) -> list[TrainerVariant]:
-        return trainer_variants(self.trainers, self.knobs, self.small_network)
+        return trainer_variants(self.trainers, self.knobs, self.small_network, self.seed_training)
 
 
 def trainer_variants(trainers: Sequence[TrainerSpec], knobs: Mapping[str, str],
-                     small_network: SmallNetworkSpec | None) -> list[TrainerVariant]:
-    """Each trainer entry with its effective knobs (global, then its own) and the id of its settings."""
+                     small_network: SmallNetworkSpec | None, seed_training: bool = False) -> list[TrainerVariant]:
+    """Each trainer entry with its effective knobs (global, then its own) and the id of its settings
+    (``seed_training``: the repeats are seeded, a setting of every entry)."""
     small = None if small_network is None else small_network.model_dump(mode="json")
     variants = []
     for trainer in trainers:
@@ -514,6 +533,8 @@ def trainer_variants(trainers: Sequence[TrainerSpec], knobs: Mapping[str, str],
         settings = {"knobs": normalised_knobs(effective), "small_network": small}
         if trainer.pretrained is not None:  # only then: the ids of runs from scratch stay as they were
             settings["pretrained"] = trainer.pretrained
+        if seed_training:  # only then, likewise
+            settings["seed_training"] = True
         variants.append(TrainerVariant(trainer.name, trainer.label, effective, settings, settings_id(settings),
                                        trainer.pretrained))
     return variants
@@ -655,6 +676,7 @@ def expand_runs(spec: BenchmarkSpec, dataset_names: Sequence[str]) -> list[Bench
     """Every run of the spec, ``dataset_names[i]`` being the resolved folder name of ``spec.datasets[i]``.
 
     Order: dataset, configuration, fold, seed, then trainer (so the runs one comparison needs finish together).
+    With ``seed_training`` each run's knobs hold ``NNPROG_SEED=<its seed>`` (its repeat is in its id already).
     """
     if len(dataset_names) != len(spec.datasets):
         raise ValueError(f"need one name per dataset ({len(spec.datasets)}), got {len(dataset_names)}")
@@ -664,8 +686,9 @@ def expand_runs(spec: BenchmarkSpec, dataset_names: Sequence[str]) -> list[Bench
         for configuration in dataset.configurations:
             for fold in spec.folds:
                 for seed in spec.seeds:
+                    seeding = {SEED_KNOB: str(seed)} if spec.seed_training else {}
                     for variant in variants:
                         runs.append(BenchmarkRun(name, configuration, spec.training_plans(dataset), variant.trainer,
-                                                 fold, seed, dict(variant.knobs), variant.settings_id,
+                                                 fold, seed, {**variant.knobs, **seeding}, variant.settings_id,
                                                  variant.label, dict(variant.settings), variant.pretrained))
     return runs

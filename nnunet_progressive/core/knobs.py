@@ -236,6 +236,12 @@ class ProgressiveSettings(BaseModel):
                              "5e-4 (MultiTalent)", "number > 0")
     frozen_epochs: Count | None = knob(None, [FROZEN_PHASE], "FrozenEncoder: epochs with the pre-trained encoder "
                                        "frozen", "a tenth of the epochs, at most 50 (nnssl)", "integer >= 1")
+    # --- benchmark protocol (issue 24): the seed of a run's random generators ----------------------------------
+    seed: Seed | None = knob(
+        None, [RUN_LENGTH], "seed of python's, numpy's and torch's generators in the training process, set at the "
+        "run's start (before the network is built) and again at each `--c` (seed and epoch); nnU-Net's augmentation "
+        "workers draw their own (set nnUNet_n_proc_DA=0 to sample and augment in the seeded process)",
+        "none (nnU-Net seeds nothing)", "integer >= 0")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

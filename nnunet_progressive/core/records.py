@@ -331,6 +331,7 @@ class Attempt(Record):
     pid: int | None = None
     gpu: int | None = None
     slurm_job_id: str | None = None
+    energy_joules: float | None = None  # GPU energy while nnUNetv2_train ran (NVML); None where not reported
 
 
 class RunResult(Record):
@@ -378,6 +379,7 @@ class BenchmarkRecord(Record):
     runner_wall_seconds: float | None = None  # sum of the attempts' subprocess wall time
     gpus_used: int | None = None
     gpu_hours: float | None = None  # training wall hours x GPUs one run occupies (None on CPU)
+    energy_joules: float | None = None  # sum of the attempts' GPU energy; None unless every attempt reported it
     environment: dict[str, Any] = Field(default_factory=dict)
     result: RunResult | None = None
     updated_at: str | None = None

@@ -100,6 +100,7 @@ from nnunet_progressive.nnunet.pretrained import (
     check_pretrained_argument,
     pretrained_weights_argument,
 )
+from nnunet_progressive.nnunet.seeding import seed_generators
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 
 MIXIN_ORDER: tuple[str, ...] = (
@@ -327,6 +328,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self.progressive_settings = settings
         self.check_augmentation_placement()  # a continued run too: its stored NNPROG_AUGMENT_ON may be device
         self.derive_from_settings()
+        if settings.seed is not None:  # before nnU-Net builds the network: its initialisation is the seed's
+            seed_generators(settings.seed)
         read = settings.knobs_read_by(self.knob_features())
         self.print_to_log_file(f"nnunet-progressive {__version__}, settings {origin}: "
                                + ", ".join(f"{k}={v}" for k, v in read.items()))
@@ -467,6 +470,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
             self._adopt_settings(settings, f"of the run being continued ({RUN_IDENTITY_JSON})")
         self.adopt_checkpoint_state(chosen.state)
         super().load_checkpoint(str(chosen.path))
+        if resuming and self.progressive_settings.seed is not None:  # not the stream of epochs 0, 1, ... again
+            seed_generators(self.progressive_settings.seed, self.current_epoch)
         self._run_ended = chosen.path.name == CHECKPOINT_FINAL or (chosen.state is not None and chosen.state.ended)
         if chosen.state is None:
             self.print_to_log_file(f"WARNING: {sidecar.name} not found next to the checkpoint: continuing with the "
