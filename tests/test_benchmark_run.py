@@ -385,17 +385,20 @@ def test_prepare_ranks_the_cases_once_for_pdl(workspace, fake_train, monkeypatch
     def fake_rank(command, env, log):
         commands.append(command)
         dataset_folder = Path(env["nnUNet_preprocessed"]) / DATASET
-        (dataset_folder / "similarity_ranking_nnUNetPlans_3d_fullres.json").write_text("{}")
+        for fold in command[command.index("--fold") + 1:]:
+            (dataset_folder / f"similarity_ranking_nnUNetPlans_3d_fullres_fold{fold}.json").write_text("{}")
 
     monkeypatch.setattr(bench_run, "run_logged", fake_rank)
     spec = load_spec(write_spec(workspace, datasets=[{"id": 777, "configurations": ["3d_fullres"],
                                                       "prepare": {"rank": True}}], small_network=True))
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
     assert len(commands) == 1
-    assert commands[0][-7:] == ["rank", "-d", "777", "-c", "3d_fullres", "-p", "nnUNetPlans_small"]
+    assert commands[0][-10:] == ["rank", "-d", "777", "-c", "3d_fullres", "-p", "nnUNetPlans_small", "--fold", "0",
+                                 "1"]  # the spec's folds
     prepared = json.loads((spec.results_dir / "prepared" / f"{DATASET}.json").read_text())
     assert prepared["rank_seconds"] >= 0
-    assert prepared["ranking_files"][0].endswith("similarity_ranking_nnUNetPlans_3d_fullres.json")
+    assert [Path(f).name for f in prepared["ranking_files"]] == [
+        f"similarity_ranking_nnUNetPlans_3d_fullres_fold{fold}.json" for fold in (0, 1)]
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
     assert len(commands) == 1  # the ranking exists: not computed again
 

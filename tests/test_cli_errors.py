@@ -145,7 +145,7 @@ def test_rank_with_a_damaged_case_names_the_case_and_the_preprocessing(tmp_path,
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
     file = data_folder / damaged
     file.write_bytes(file.read_bytes()[:int(file.stat().st_size * keep)])  # a preprocessing killed while writing
-    assert main(["rank", "-d", "901", "-np", "1"]) == 2
+    assert main(["rank", "-d", "901", "-np", "1", "--fold", "all"]) == 2  # a fold's ranking that needs the case
     error = _one_error_line(capsys.readouterr().err, "rank")
     case = damaged.split(".")[0].removesuffix("_seg")
     assert f"preprocessed case {case} " in error and damaged in error and "Re-run nnU-Net's preprocessing" in error

@@ -90,8 +90,8 @@ def _rank(data_folder: Path, output: Path, **kwargs) -> dict:
 
 def test_rank_dataset_pairwise_via_nnunet_paths(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("nnUNet_preprocessed", str(dataset.parent.parent))
-    path = rd.rank_dataset(901)
-    assert path == dataset.parent / "similarity_ranking_nnUNetPlans_3d_fullres.json"
+    [path] = rd.rank_dataset(901, folds=["all"])
+    assert path == dataset.parent / "similarity_ranking_nnUNetPlans_3d_fullres_foldall.json"
     result = json.loads(path.read_text())
     ids = sorted(_standard_cases())
     assert result["case_ids"] == ids
@@ -113,7 +113,9 @@ def test_rank_dataset_pairwise_via_nnunet_paths(dataset: Path, monkeypatch: pyte
         assert max(result["scores"][metric], key=result["scores"][metric].get) == "case_out"
     # atomic writes leave no temporary files behind
     assert not [p for p in dataset.parent.iterdir() if p.name.endswith(".tmp")]
-    assert (dataset.parent / "similarity_ranking_nnUNetPlans_3d_fullres.pairs.json").is_file()
+    assert (dataset.parent / "similarity_ranking_nnUNetPlans_3d_fullres_foldall.pairs.json").is_file()
+    assert result["settings"]["fold"] == "all" and result["registration_summary"]["pairs"] == 15
+    assert [(p["fixed"], p["moving"]) for p in result["pairs"]] == ranking.planned_pairs(ids, "pairwise")
 
 
 def test_reference_mode_auto_reference_and_explicit(dataset: Path, tmp_path: Path) -> None:
@@ -231,6 +233,8 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path, monkeypatch: pytest.Monkey
         rd.rank_dataset(901, configuration="3d_lowres")
     with pytest.raises(ProgressiveConfigError, match="at least 2 preprocessed cases; found 1"):
         rd.rank_dataset(901)
+    with pytest.raises(ProgressiveConfigError, match="A fold is an integer >= 0 or 'all'"):
+        rd.rank_dataset(901, folds=["one"])
 
     other = tmp_path / "other"
     mixed = _write_dataset(other, {"two_ch": _case(0), "one_ch": _case(1, channels=1)})
@@ -255,9 +259,11 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_cli_rank(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setenv("nnUNet_preprocessed", str(dataset.parent.parent))
     output = tmp_path / "cli.json"
-    code = cli_main.main(
-        ["rank", "-d", DATASET, "--mode", "reference", "--registration", "none", "--region", "image", "-o", str(output)]
-    )
+    arguments = ["rank", "-d", DATASET, "--mode", "reference", "--registration", "none", "--region", "image",
+                 "-o", str(output)]
+    assert cli_main.main(arguments) == 2
+    assert "-o names one file but 5 folds would be ranked" in capsys.readouterr().err
+    code = cli_main.main([*arguments, "--fold", "all"])
     assert code == 0
     result = json.loads(output.read_text())
     assert result["mode"] == "reference" and result["region"] == "image" and result["registration"] == "none"
@@ -266,3 +272,83 @@ def test_cli_rank(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # the CLI's choices mirror the library's (kept local so `nnprog --help` stays light)
     assert rank_cmd.REGISTRATIONS == REGISTRATION_METHODS
     assert rank_cmd.REGIONS == rd.REGIONS and rank_cmd.MODES == ("auto", *ranking.MODES)
+
+
+SPLITS = [{"train": ["case_000", "case_001", "case_002", "case_dup"], "val": ["case_003", "case_out"]},
+          {"train": ["case_000", "case_003", "case_out", "case_dup"], "val": ["case_001", "case_002"]}]
+
+
+def test_a_fold_ranks_its_training_cases_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23: the grid, data ranges, reference and every case's mean dissimilarity of fold 0 do not depend on
+    its validation images; without --fold every fold of splits_final.json is ranked into its own file."""
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    cases = _standard_cases()
+    data_folder = _write_dataset(tmp_path, cases)
+    (data_folder.parent / "splits_final.json").write_text(json.dumps(SPLITS))
+    written = rd.rank_dataset(901, registration="rigid", mode="reference")
+    assert [p.name for p in written] == [f"similarity_ranking_nnUNetPlans_3d_fullres_fold{f}.json" for f in (0, 1)]
+    first = json.loads(written[0].read_text())
+    assert first["case_ids"] == SPLITS[0]["train"] and first["settings"]["fold"] == 0
+    assert first["settings"]["splits"].endswith("splits_final.json")
+    assert "case_out" not in first["order"] and first["reference"] in SPLITS[0]["train"]
+    assert json.loads(written[1].read_text())["order"][0] == "case_out", "fold 1 trains on the outlier"
+    assert set(first["orders"]) == {"combined", "mse", "psnr", "ssim"} and first["orders"]["combined"] == first["order"]
+    for metric in ("mse", "psnr", "ssim"):
+        scores = first["scores"][metric]
+        assert first["orders"][metric] == sorted(scores, key=lambda c: (-scores[c], c))
+
+    # other validation images (a larger, brighter one among them): fold 0's ranking stays the same
+    changed = {**cases, "case_out": _case(50, shape=(30, 28, 26)) * 3.0, "case_003": _case(51, invert=True)}
+    other_root = tmp_path / "other"
+    other_folder = _write_dataset(other_root, changed)
+    (other_folder.parent / "splits_final.json").write_text(json.dumps(SPLITS))
+    monkeypatch.setenv("nnUNet_preprocessed", str(other_root))
+    [again] = rd.rank_dataset(901, registration="rigid", mode="reference", folds=["0"])
+    second = json.loads(again.read_text())
+    for key in ("grid_shape", "grid_spacing", "data_ranges", "reference", "order", "orders", "combined_rank"):
+        assert second[key] == first[key], key
+    for metric, scores in first["scores"].items():
+        assert second["scores"][metric] == pytest.approx(scores, rel=1e-9)
+
+
+def test_folds_without_a_split_file_follow_nnunet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before nnUNetv2_train wrote splits_final.json, fold F is nnU-Net's default 5-fold split; beyond the split file,
+    nnU-Net's seeded 80:20 split; a split naming unknown cases is one clear error."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    data_folder = _write_dataset(tmp_path, _standard_cases())
+    ids = sorted(_standard_cases())
+    [path] = rd.rank_dataset(901, registration="none", folds=[3])
+    result = json.loads(path.read_text())
+    assert result["case_ids"] == sorted(generate_crossval_split(ids, seed=12345, n_splits=5)[3]["train"])
+    assert "default 5-fold split" in result["settings"]["splits"]
+    assert not (data_folder.parent / "splits_final.json").exists(), "nnUNetv2_train writes the split, not rank"
+    (data_folder.parent / "splits_final.json").write_text(json.dumps(SPLITS))
+    [beyond] = rd.rank_dataset(901, registration="none", folds=[7])
+    rng = np.random.RandomState(seed=12345 + 7)
+    expected = sorted(ids[i] for i in rng.choice(len(ids), int(len(ids) * 0.8), replace=False))
+    assert json.loads(beyond.read_text())["case_ids"] == expected
+    (data_folder.parent / "splits_final.json").write_text(json.dumps([{"train": ["case_000", "gone"], "val": []}]))
+    with pytest.raises(ProgressiveConfigError, match=r"splits_final.json: Fold 0's training cases \['gone'\]"):
+        rd.rank_dataset(901, registration="none", folds=[0])
+    (data_folder.parent / "splits_final.json").write_text("{}")
+    with pytest.raises(ProgressiveConfigError, match="is not nnU-Net's split file"):
+        rd.rank_dataset(901, registration="none", folds=[0])
+
+
+def test_the_ranking_summary_counts_equal_its_pair_records(dataset: Path, tmp_path: Path, capsys) -> None:
+    result = _rank(dataset, tmp_path / "r.json", registration="rigid_affine")
+    records, counts = result["pairs"], result["registration_summary"]
+    assert len(records) == counts["pairs"] == result["num_pairs"] == 15
+    for status, count in counts["by_status"].items():
+        assert count == sum(r["status"] == status for r in records)
+    assert counts["registered"] == sum(r["registration_ok"] for r in records)
+    assert counts["not_registered"] == len(result["failures"])
+    assert counts["affine_discarded"] == sum(any(d.startswith("affine") for d in r["discarded"]) for r in records)
+    for record in records:
+        assert record["message"].startswith(f"kept {record['stage_kept']}")
+        assert set(record["values"]) == {"mse", "psnr", "ssim", "uqi"}
+    cache = json.loads(rd.cache_path_for(tmp_path / "r.json").read_text())
+    assert [{k: p[k] for k in records[0]} for p in cache["pairs"]] == records
+    assert f"registration: {counts['pairs']} pairs: " in capsys.readouterr().out

@@ -21,15 +21,19 @@ FAST = {"NNPROG_ITERATIONS": "3", "NNPROG_VAL_ITERATIONS": "1", "NNPROG_FINAL_VA
 SEEN_LINE = re.compile(r"PDL stage (\d)/2 cases seen this epoch: (\[.*\])")
 
 
+RANKED_FOLDS = (0, 2, 3)
+
+
 @pytest.fixture(scope="module")
 def ranking(tiny3d_dataset):
-    """The similarity ranking of tiny3d, written once by `nnprog rank`."""
+    """The similarity rankings of tiny3d's folds 0, 2 and 3 (fold -> ranking), written once by `nnprog rank`."""
     result = subprocess.run([*NNPROG, "rank", "-d", str(tiny3d_dataset.dataset_id), "-c", "3d_fullres", "-p",
-                             tiny3d_dataset.plans, "--registration", "rigid"],
+                             tiny3d_dataset.plans, "--registration", "rigid", "--fold", *map(str, RANKED_FOLDS)],
                             capture_output=True, text=True, env=tiny3d_dataset.folders.environment())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return json.loads((tiny3d_dataset.preprocessed_dataset / "similarity_ranking_nnUNetPlans_3d_fullres.json")
-                      .read_text())
+    folder = tiny3d_dataset.preprocessed_dataset
+    return {fold: json.loads((folder / f"similarity_ranking_nnUNetPlans_3d_fullres_fold{fold}.json").read_text())
+            for fold in RANKED_FOLDS}
 
 
 @pytest.fixture
@@ -59,7 +63,8 @@ def test_pdl_trains_set1_first_then_all_and_resumes(ranked, tmp_path):
     train(run, ws.folders, log, extra=["--c"])
 
     training_ids, validation_ids = _splits(ws, 0)
-    set1 = select_set1(training_ids, 0.5, "dissimilar_first", ranking["order"])
+    assert ranking[0]["case_ids"] == sorted(training_ids), "fold 0's ranking ranks its training cases only"
+    set1 = select_set1(training_ids, 0.5, "dissimilar_first", ranking[0]["order"])
     assert len(set1) == 3 and not set(set1) & set(validation_ids)
     text = log.read_text()
     assert f"PDL stage 1/2: Set 1 (dissimilar_first) = 3 training cases {set1}" in text
@@ -130,20 +135,31 @@ def test_pdl_with_pgps_and_controls_train_and_predict(ranked, tmp_path):
     assert (tmp_path / "predictions" / source.name.replace("_0000", "")).is_file()
 
     training_ids, _ = _splits(ws, 2)
-    for trainer, expected in (
-        ("nnUNetTrainer_PDL_Random", select_set1(training_ids, 0.5, "random", None, seed=0)),
-        ("nnUNetTrainer_PDL_SimilarFirst", select_set1(training_ids, 0.5, "similar_first", ranking["order"])),
+    assert f"= 3 training cases {select_set1(training_ids, 0.5, 'dissimilar_first', ranking[2]['order'])}" in text
+    for trainer, expected, metric in (
+        ("nnUNetTrainer_PDL_Random", select_set1(training_ids, 0.5, "random", None, seed=0), {}),
+        ("nnUNetTrainer_PDL_SimilarFirst",  # one of the abstracts' metrics alone (issue 23)
+         select_set1(training_ids, 0.5, "similar_first", ranking[2]["orders"]["ssim"]),
+         {"NNPROG_RANKING_METRIC": "ssim"}),
     ):
-        control = replace(combined, trainer=trainer, knobs={**cheap, "NNPROG_EPOCHS": "2", "NNPROG_SET1_EPOCHS": "1"})
+        control = replace(combined, trainer=trainer,
+                          knobs={**cheap, "NNPROG_EPOCHS": "2", "NNPROG_SET1_EPOCHS": "1", **metric})
         train(control, ws.folders, tmp_path / f"{trainer}.log")
         assert f"= 3 training cases {expected}" in (tmp_path / f"{trainer}.log").read_text()
+        if metric:  # the metric is part of the run's identity
+            fold = control.output_folder(ws.folders, ws.dataset_name)
+            assert json.loads((fold / "nnprog_run.json").read_text())["settings"]["ranking_metric"] == "ssim"
 
 
 def test_missing_or_stale_ranking_names_the_rank_command(ranked, tmp_path):
     ws, ranking = ranked
     stale = tmp_path / "stale.json"
-    stale.write_text(json.dumps({**ranking, "case_list_fingerprint": "0" * 64}))
-    for ranking_file, problem in ((tmp_path / "missing.json", "no similarity ranking"), (stale, "it is stale")):
+    stale.write_text(json.dumps({**ranking[3], "case_list_fingerprint": "0" * 64}))
+    all_cases = tmp_path / "all_cases.json"  # a ranking of every case, as versions before issue 23 wrote
+    all_cases.write_text(json.dumps({**ranking[3], "settings": {k: v for k, v in ranking[3]["settings"].items()
+                                                                if k != "fold"}}))
+    for ranking_file, problem in ((tmp_path / "missing.json", "no similarity ranking"), (stale, "it is stale"),
+                                  (all_cases, "validation cases of fold 3 included")):
         run = TrainingRun(str(ws.dataset_id), "3d_fullres", 3, "nnUNetTrainer_PDL", ws.plans,
                           knobs={**FAST, "NNPROG_EPOCHS": "4", "NNPROG_SET1_EPOCHS": "2",
                                  "NNPROG_RANKING": str(ranking_file)})
@@ -151,5 +167,6 @@ def test_missing_or_stale_ranking_names_the_rank_command(ranked, tmp_path):
             train(run, ws.folders, tmp_path / "train.log")
         assert problem in str(failure.value)
         # the command writes the ranking where NNPROG_RANKING looks (issue #8, finding 10)
-        assert f"nnprog rank -d {ws.dataset_name} -c 3d_fullres -p {ws.plans} -o {ranking_file}" in str(failure.value)
+        assert (f"nnprog rank -d {ws.dataset_name} -c 3d_fullres -p {ws.plans} --fold 3 -o {ranking_file}"
+                in str(failure.value))
         assert not run.output_folder(ws.folders, ws.dataset_name).exists(), "a failed start leaves no fold folder"

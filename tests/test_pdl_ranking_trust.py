@@ -81,7 +81,8 @@ def test_degenerate_affine_keeps_the_rigid_result(monkeypatch):
     low, high = registration.DETERMINANT_RANGE
     assert determinants and not low <= determinants[0] <= high, "this pair must degenerate in the affine stage"
     assert result.ok, result.message
-    assert result.message.startswith("kept rigid") or result.message.startswith("kept centred start")
+    assert result.stage_kept in ("rigid", *registration.STARTS)
+    assert result.message.startswith(f"kept {result.stage_kept}")
     assert "affine discarded: degenerate transform" in result.message
     unregistered = float(np.mean((fixed - moving) ** 2))
     assert float(np.mean((fixed - result.moved) ** 2)) <= unregistered + 1e-6
@@ -92,3 +93,27 @@ def test_affine_alone_that_degenerates_is_a_failure():
     result = registration.register(fixed, moving, (1.0, 1.0, 1.0), "affine")
     assert not result.ok and "degenerate" in result.message
     assert np.array_equal(result.moved, moving)
+
+
+def test_a_fold_reads_its_own_ranking_by_the_chosen_metric(tmp_path):
+    """Issue 23: a fold's ranking ranks its training cases; an all-cases ranking (older versions: validation cases
+    included) or another fold's is refused with the command; NNPROG_RANKING_METRIC picks the order."""
+    expected = {**SOURCE, "fold": 0}
+    command = COMMAND + " --fold 0"
+    settings = {"data_identifier": SOURCE["data_identifier"], "spacing": SOURCE["spacing"], "fold": 0}
+    orders = {"combined": ["c", "b", "a"], "mse": ["a", "c", "b"], "psnr": ["b", "a", "c"], "ssim": ["c", "a", "b"]}
+    path = _ranking_file(tmp_path / "fold0.json", settings)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "orders": orders}))
+    for metric, order in orders.items():
+        assert load_ranking_order(path, expected, command, metric) == order
+    all_cases = _ranking_file(tmp_path / "all.json", {k: v for k, v in settings.items() if k != "fold"})
+    with pytest.raises(ProgressiveConfigError) as failure:
+        load_ranking_order(all_cases, expected, command)
+    assert "ranks all 3 preprocessed cases, the validation cases of fold 0 included" in str(failure.value)
+    assert command in str(failure.value)
+    other_fold = _ranking_file(tmp_path / "fold1.json", {**settings, "fold": 1})
+    with pytest.raises(ProgressiveConfigError, match="it ranks fold 1's training cases, this run trains fold 0"):
+        load_ranking_order(other_fold, expected, command)
+    without_orders = _ranking_file(tmp_path / "old.json", settings)
+    with pytest.raises(ProgressiveConfigError, match="has no order by ssim"):
+        load_ranking_order(without_orders, expected, command, "ssim")

@@ -139,7 +139,8 @@ def test_help_texts_name_what_the_code_writes():
     from nnunet_progressive.pdl.similarity.compare import DEFAULT_GRID_SIZE
 
     rank = " ".join(nnprog_parser_for(["rank"])[0].format_help().split())
-    assert ranking_file_name("<DATA_IDENTIFIER>") in rank and f"at most {DEFAULT_GRID_SIZE} voxels per axis" in rank
+    assert ranking_file_name("<DATA_IDENTIFIER>", "<F>") in rank and f"at most {DEFAULT_GRID_SIZE} voxels" in rank
+    assert "grid_shape and grid_spacing" in rank and "into $nnUNet_preprocessed/DatasetXXX_Name/" in rank
     env = " ".join(nnprog_parser_for(["env"])[0].format_help().split())
     assert "export nnUNet_extTrainer=" in env and "PYTHONPATH" in env  # both lines `nnprog env` can print
 

@@ -434,10 +434,10 @@ def resolve_dataset_name(dataset: DatasetSpec, folders: NnunetFolders) -> str:
     )
 
 
-def rank_command(dataset_id: int, configuration: str, plans: str) -> list[str]:
-    """``nnprog rank`` for one configuration (the PDL trainers read the ranking it writes)."""
+def rank_command(dataset_id: int, configuration: str, plans: str, folds: Sequence[int | str]) -> list[str]:
+    """``nnprog rank`` for one configuration and the spec's folds (the PDL trainers read the rankings it writes)."""
     return [sys.executable, "-m", "nnunet_progressive.cli.main", "rank", "-d", str(dataset_id), "-c", configuration,
-            "-p", plans]
+            "-p", plans, "--fold", *(str(f) for f in folds)]
 
 
 def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFolders, log_dir: Path) -> str:
@@ -495,16 +495,16 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
     if dataset.prepare.rank:
         for configuration in dataset.configurations:
             identifier = data_identifier(plans, configuration) or configuration
-            ranking = folders.preprocessed / name / ranking_file_name(identifier)
-            if ranking.is_file():
+            rankings = [folders.preprocessed / name / ranking_file_name(identifier, fold) for fold in spec.folds]
+            if all(ranking.is_file() for ranking in rankings):
                 continue
             print(f"ranking the cases of {name} {configuration} for PDL (nnprog rank; log: {log_file})",
                   file=sys.stderr)
             clock = time.perf_counter()
-            run_logged(rank_command(dataset_id, configuration, spec.training_plans(dataset)),
+            run_logged(rank_command(dataset_id, configuration, spec.training_plans(dataset), spec.folds),
                        run_environment(folders), log_file)
             record.rank_seconds = (record.rank_seconds or 0.0) + time.perf_counter() - clock
-            record.ranking_files = sorted({*record.ranking_files, str(ranking)})
+            record.ranking_files = sorted({*record.ranking_files, *(str(ranking) for ranking in rankings)})
     write_typed_record(record_file, record)
     record_foreground(spec.results_dir, folders.raw / name)  # the report's imbalance table (once per dataset)
     return name

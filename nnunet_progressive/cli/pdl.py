@@ -1,4 +1,4 @@
-"""`nnprog rank`: rank a preprocessed dataset's training cases by image dissimilarity (Progressive DL)."""
+"""`nnprog rank`: rank each fold's training cases of a preprocessed dataset by image dissimilarity (Progressive DL)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rank",
         help="rank training cases by image dissimilarity (MSE, PSNR, SSIM, UQI after registration)",
         description=(
-            "Rank the preprocessed training cases of an nnU-Net dataset by image dissimilarity for "
-            "Progressive DL. Each case is resampled onto one grid for all cases (at most 64 voxels per axis, "
-            "spanning the largest extent of any case), registered to the cases it is compared with, and scored "
-            "with MSE, PSNR, SSIM and UQI; the combined rank (0 = most dissimilar) is the mean of the per-metric "
-            "ranks. Writes $nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json (the "
-            "configuration's data identifier, e.g. similarity_ranking_nnUNetPlans_3d_fullres.json: the file the "
-            "PDL trainers read); a re-run reuses the pair cache next to it."
+            "Rank the training cases of each nnU-Net fold of a preprocessed dataset by image dissimilarity for "
+            "Progressive DL. A fold's ranking uses that fold's training cases only (from splits_final.json, or "
+            "nnU-Net's default 5-fold split where nnUNetv2_train has not written it yet): the grid, the data ranges, "
+            "the reference and every mean dissimilarity depend on no validation image. Each case is resampled onto "
+            "one grid for the fold (written as grid_shape and grid_spacing: per axis at most 64 voxels, fewer where "
+            "the fold's largest case has fewer, spanning the largest extent in mm of any of its cases, centres "
+            "aligned), "
+            "registered to the cases it is compared with (rigid, then affine, from the better of the centred and the "
+            "centre-of-mass start), and scored with MSE, PSNR, SSIM and UQI; the combined rank (0 = most dissimilar) "
+            "is the mean of the per-metric ranks, and the file also holds the order by MSE, PSNR and SSIM alone (the "
+            "PDL trainers read the one NNPROG_RANKING_METRIC names). Every pair's record says the registration stage "
+            "kept, any stage discarded and why, and its metric values; the summary counts them. Writes "
+            "similarity_ranking_<DATA_IDENTIFIER>_fold<F>.json per fold into $nnUNet_preprocessed/DatasetXXX_Name/ "
+            "(the configuration's data identifier, e.g. similarity_ranking_nnUNetPlans_3d_fullres_fold0.json: the "
+            "file the PDL trainers of fold F read); a re-run reuses the pair cache next to it "
+            "(similarity_ranking_<DATA_IDENTIFIER>_fold<F>.pairs.json)."
         ),
     )
     parser.add_argument("-d", "--dataset", required=True, help="dataset name or id, e.g. 4 or Dataset004_Hippocampus")
@@ -32,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-c", "--configuration", default="3d_fullres", help="nnU-Net configuration (default: 3d_fullres)"
     )
     parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    parser.add_argument(
+        "-f",
+        "--fold",
+        dest="folds",
+        nargs="+",
+        default=None,
+        metavar="F",
+        help="nnU-Net fold(s) to rank: integers or 'all' (default: every fold of the split)",
+    )
     parser.add_argument(
         "--mode",
         choices=MODES,
@@ -70,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         default=None,
-        help="output JSON (default: $nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json)",
+        help="output JSON of one fold (with --fold F; default: "
+        "$nnUNet_preprocessed/DatasetXXX_Name/similarity_ranking_<DATA_IDENTIFIER>_fold<F>.json)",
     )
     parser.set_defaults(func=run)
 
@@ -92,5 +111,6 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         num_processes=args.num_processes,
         output=args.output,
+        folds=args.folds,
     )
     return 0

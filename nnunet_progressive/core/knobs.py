@@ -28,6 +28,7 @@ from nnunet_progressive.core.validation import validate
 
 ENV_PREFIX = "NNPROG_"
 DICE_METHODS = ("sliding_window", "pseudo_dice")
+RANKING_METRICS = ("combined", "mse", "psnr", "ssim")  # = pdl.similarity.compare.RANKING_METRICS (issue 23)
 # PGPS choices (pgps/schedule.py explains them)
 GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
 BATCH_SAMPLINGS = ("volumes", "cases")
@@ -155,6 +156,7 @@ Number = Annotated[float, BeforeValidator(_number)]
 Fraction = Annotated[float, BeforeValidator(_number), AfterValidator(_fraction)]
 PatchSize = Annotated[tuple[int, ...], BeforeValidator(_patch)]
 DiceMethod = Annotated[str, AfterValidator(_choice(DICE_METHODS))]
+RankingMetric = Annotated[str, AfterValidator(_choice(RANKING_METRICS))]  # issue 23
 FinalValidation = Annotated[str, BeforeValidator(on_off), AfterValidator(_choice(FINAL_VALIDATIONS))]
 GrowthOrder = Annotated[str, AfterValidator(_choice(GROWTH_ORDERS))]
 BatchSampling = Annotated[str, AfterValidator(_choice(BATCH_SAMPLINGS))]
@@ -223,8 +225,8 @@ class ProgressiveSettings(BaseModel):
                               "integer >= 1")
     pdl_seed: Seed = knob(0, [RANDOM_SUBSET], "PDL_Random: seed of the random Set 1", "0", "integer >= 0")
     ranking: str | None = knob(None, [SIMILARITY_RANKING], "PDL: ranking JSON",
-                               "`$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>.json`, e.g. "
-                               "`similarity_ranking_nnUNetPlans_3d_fullres.json`", "file path")
+                               "`$nnUNet_preprocessed/DatasetXXX/similarity_ranking_<DATA_IDENTIFIER>_fold<F>.json`, "
+                               "e.g. `similarity_ranking_nnUNetPlans_3d_fullres_fold0.json`", "file path")
     finetune_lr: Positive = knob(1e-3, [FINETUNE_SCHEDULE], "fine-tuning: peak learning rate (nnU-Net: 1e-2 from "
                                  "scratch)", "1e-3 (nnssl, STU-Net)", "number > 0")
     warmup_epochs: NonNegative | None = knob(
@@ -242,6 +244,11 @@ class ProgressiveSettings(BaseModel):
         "run's start (before the network is built) and again at each `--c` (seed and epoch); nnU-Net's augmentation "
         "workers draw their own (set nnUNet_n_proc_DA=0 to sample and augment in the seeded process)",
         "none (nnU-Net seeds nothing)", "integer >= 0")
+    # --- PDL ranking per fold and metric (issue 23, ranking part) ---
+    ranking_metric: RankingMetric = knob(
+        "combined", [SIMILARITY_RANKING], "PDL: the ranking's order Set 1 is taken from: `combined` (mean of the MSE, "
+        "PSNR, SSIM and UQI ranks) or one of the abstracts' metrics alone (`mse`, `psnr`, `ssim`)", "combined",
+        " | ".join(RANKING_METRICS))
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

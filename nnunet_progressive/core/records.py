@@ -67,13 +67,16 @@ def checkpoint_state_path(checkpoint_file: str | os.PathLike) -> Path:
     return Path(str(checkpoint_file) + CHECKPOINT_STATE_SUFFIX)
 
 
-def ranking_file_name(data_identifier: str) -> str:
-    """The PDL similarity ranking of one preprocessed data folder, in ``nnUNet_preprocessed/DatasetXXX_Name/``.
+def ranking_file_name(data_identifier: str, fold: int | str) -> str:
+    """The PDL similarity ranking of one fold's training cases of one preprocessed data folder, in
+    ``nnUNet_preprocessed/DatasetXXX_Name/``.
 
     Named after the configuration's data identifier (``nnUNetPlans_3d_fullres``): the ranking is computed from the
-    preprocessed images, which plans sharing a data identifier (nnU-Net's ResEnc presets, small plans) share.
+    preprocessed images, which plans sharing a data identifier (nnU-Net's ResEnc presets, small plans) share; and
+    after the fold (``_fold0``): it ranks that fold's training cases only. The all-cases file of versions before
+    2026-12 (``similarity_ranking_<data identifier>.json``, validation cases included) is not read.
     """
-    return f"similarity_ranking_{data_identifier}.json"
+    return f"similarity_ranking_{data_identifier}_fold{fold}.json"
 
 
 def fingerprint(data: Any) -> str:
@@ -230,6 +233,7 @@ class SimilarityRanking(Record):
     num_pairs: int | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     seconds: float | None = None
+    orders: dict[str, list[str]] = Field(default_factory=dict)  # most dissimilar first per ranking metric
 
 
 class CachedPair(Record):
@@ -239,6 +243,9 @@ class CachedPair(Record):
     moving: str
     values: dict[str, float]
     registration_ok: bool
+    status: str = ""  # registered | partial | start | failed | off (empty: written before statuses, format 1)
+    stage_kept: str = ""
+    discarded: list[str] = Field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
 

@@ -1,8 +1,9 @@
 """The nnU-Net hooks of Progressive DL (PDL): Set 1 alone for a number of epochs, then all cases.
 
 Set 1 is chosen from the fold's training cases only (validation cases are never part of it) by
-:func:`nnunet_progressive.pdl.subsets.select_set1` from the ranking ``nnprog rank`` wrote, after checking that
-the ranking was computed from this run's data (data identifier, spacing, case list). The training loader of
+:func:`nnunet_progressive.pdl.subsets.select_set1` from the fold's ranking ``nnprog rank --fold F`` wrote (computed
+from the fold's training cases only), in the order of ``NNPROG_RANKING_METRIC``, after checking that the ranking was
+computed from this run's data (data identifier, spacing, fold, the fold's training case list). The training loader of
 stage 1 is nnU-Net's own, built on a dataset restricted to Set 1; stage 2 uses the fold's training cases as
 nnU-Net would. The PDL trainers stop at a target Dice because they also list :class:`StopAtDiceMixin`.
 """
@@ -22,23 +23,42 @@ from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pdl.subsets import ranking_mismatches, select_set1
 
 
-def load_ranking_order(ranking_file: Path, expected: Mapping[str, Any], rank_command: str) -> list[str]:
-    """The ranking's case order (most dissimilar first) after checking it was computed from ``expected``'s data
+def load_ranking_order(ranking_file: Path, expected: Mapping[str, Any], rank_command: str,
+                       metric: str = "combined") -> list[str]:
+    """The ranking's case order by ``metric`` (most dissimilar first) after checking it was computed from
+    ``expected``'s data: the fold's training cases (``expected["fold"]``, when given) of the same preprocessed data
     (see :func:`~nnunet_progressive.pdl.subsets.ranking_mismatches`); errors name ``rank_command``."""
     if not ranking_file.is_file():
         raise ProgressiveConfigError(
             f"no similarity ranking at {ranking_file}; PDL needs one. Run:\n    {rank_command}"
         )
     ranking = read_record(ranking_file, SimilarityRanking)
+    if "fold" in expected and ranking.settings.get("fold") is None:
+        raise ProgressiveConfigError(
+            f"the similarity ranking {ranking_file} ranks all {len(ranking.case_ids)} preprocessed cases, the "
+            f"validation cases of fold {expected['fold']} included (written before rankings were made per fold), so "
+            f"Set 1 would depend on validation images. Rank the fold's training cases:\n    {rank_command}"
+        )
     recorded = {**ranking.settings, "case_list_fingerprint": ranking.case_list_fingerprint,
                 "num_cases": len(ranking.case_ids)}
     problems = ranking_mismatches(recorded, expected)
+    if "fold" in expected and str(ranking.settings.get("fold")) != str(expected["fold"]):
+        problems.insert(0, f"it ranks fold {ranking.settings.get('fold')}'s training cases, this run trains fold "
+                           f"{expected['fold']}")
     if problems:
         raise ProgressiveConfigError(
             f"the similarity ranking {ranking_file} was not computed from this run's data: {'; '.join(problems)}; "
             f"it is stale. Run again:\n    {rank_command}"
         )
-    return list(ranking.order)
+    if metric == "combined":
+        return list(ranking.order)
+    if metric not in ranking.orders:
+        raise ProgressiveConfigError(
+            f"the similarity ranking {ranking_file} has no order by {metric} (NNPROG_RANKING_METRIC; it holds "
+            f"{sorted(ranking.orders) or ['combined']}); it was written by an older version. Run again:\n"
+            f"    {rank_command}"
+        )
+    return list(ranking.orders[metric])
 
 
 class ProgressiveDataMixin(StagedTrainingLoaderMixin):
@@ -71,9 +91,9 @@ class ProgressiveDataMixin(StagedTrainingLoaderMixin):
         return 0 if epoch < self.progressive_settings.set1_epochs else 1
 
     def rank_command(self) -> str:
-        """The ``nnprog rank`` command that writes the ranking this trainer reads."""
+        """The ``nnprog rank`` command that writes the ranking this trainer reads (this fold's)."""
         command = (f"nnprog rank -d {self.plans_manager.dataset_name} -c {self.configuration_name} "
-                   f"-p {self.plans_manager.plans_name}")
+                   f"-p {self.plans_manager.plans_name} --fold {self.fold}")
         chosen = self.progressive_settings.ranking
         return command + (f" -o {shlex.quote(chosen)}" if chosen else "")
 
@@ -83,15 +103,17 @@ class ProgressiveDataMixin(StagedTrainingLoaderMixin):
         chosen = self.progressive_settings.ranking
         if chosen:
             return Path(chosen)
-        return default_output_path(self.preprocessed_dataset_folder_base, self.configuration_manager.data_identifier)
+        return default_output_path(self.preprocessed_dataset_folder_base, self.configuration_manager.data_identifier,
+                                   self.fold)
 
-    def ranking_source(self, case_ids: list[str]) -> dict[str, Any]:
-        """What a ranking for this run must have been computed from."""
+    def ranking_source(self, training_ids: list[str]) -> dict[str, Any]:
+        """What a ranking for this run must have been computed from: this fold's training cases."""
         from nnunet_progressive.pdl.similarity.compare import case_list_fingerprint
 
         return {"data_identifier": self.configuration_manager.data_identifier,
                 "spacing": [float(s) for s in self.configuration_manager.spacing],
-                "case_list_fingerprint": case_list_fingerprint(case_ids), "num_cases": len(case_ids)}
+                "case_list_fingerprint": case_list_fingerprint(training_ids), "num_cases": len(training_ids),
+                "fold": self.fold}
 
     def set1_cases(self) -> list[str]:
         """This fold's Set 1 (computed once)."""
@@ -99,9 +121,8 @@ class ProgressiveDataMixin(StagedTrainingLoaderMixin):
             training_ids, _ = self.do_split()
             ranking_order = None
             if self.pdl_order != "random":
-                all_ids = list(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
-                ranking_order = load_ranking_order(self.ranking_file(), self.ranking_source(all_ids),
-                                                   self.rank_command())
+                ranking_order = load_ranking_order(self.ranking_file(), self.ranking_source(list(training_ids)),
+                                                   self.rank_command(), self.progressive_settings.ranking_metric)
             self._set1 = select_set1(list(training_ids), self.progressive_settings.set1_share, self.pdl_order,
                                      ranking_order, self.progressive_settings.pdl_seed)
         return list(self._set1)  # a copy: nnU-Net's dataset classes sort identifier lists in place

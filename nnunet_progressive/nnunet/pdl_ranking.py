@@ -42,6 +42,8 @@ from nnunet_progressive.pdl.similarity.compare import (
 from nnunet_progressive.pdl.similarity.metrics import METRIC_NAMES, PSNR_CAP_DB
 from nnunet_progressive.pdl.similarity.registration import REGISTRATION_METHODS
 
+REGISTRATION_START = "moments"  # the registration's start (registration.REGISTRATION_STARTS), part of the cache key
+
 __all__ = ["rank_dataset", "rank_preprocessed_folder", "default_output_path", "case_list_fingerprint",
            "cache_path_for", "compare_pair", "REGIONS", "DEFAULT_GRID_SIZE"]
 
@@ -145,7 +147,8 @@ def _compare_task(task: tuple) -> tuple[ranking.Pair, PairResult, float]:
     start = time.perf_counter()
     # Looked up as a module global on every call so tests can monkeypatch it (in-process runs).
     result = compare_pair(
-        fixed, moving, grid_spacing, data_ranges, registration, region, name=f"{fixed_id} vs {moving_id}"
+        fixed, moving, grid_spacing, data_ranges, registration, region, name=f"{fixed_id} vs {moving_id}",
+        start=REGISTRATION_START,
     )
     return (fixed_id, moving_id), result, time.perf_counter() - start
 
@@ -199,12 +202,15 @@ def rank_preprocessed_folder(
     pairwise_limit: int = ranking.PAIRWISE_LIMIT,
     extra_settings: Mapping[str, Any] | None = None,
     progress: bool = True,
+    case_ids: Sequence[str] | None = None,
 ) -> Path:
     """Rank the cases in one preprocessed data folder (``<nnUNet_preprocessed>/DatasetX/<data_identifier>``).
 
     ``configuration_spacing``: the configuration's spacing (mm, array axis order). ``output``: the JSON
-    file to write; the pair cache goes next to it. ``extra_settings`` (e.g. configuration and plans) are
-    stored in the output and the cache key. Returns the output path.
+    file to write; the pair cache goes next to it. ``extra_settings`` (e.g. configuration, plans, fold) are
+    stored in the output and the cache key. ``case_ids``: the cases to rank (a fold's training cases; default:
+    every case in the folder); nothing else is read, so the grid, data ranges and reference depend on them only.
+    Returns the output path.
     """
     if mode not in MODE_CHOICES:
         raise ProgressiveConfigError(f"Unknown mode {mode!r}; expected one of {', '.join(MODE_CHOICES)}.")
@@ -222,6 +228,7 @@ def rank_preprocessed_folder(
             "or drop the reference."
         )
     started = time.perf_counter()
+    fold = (extra_settings or {}).get("fold")
     data_folder = Path(data_folder)
     output = check_writable(output, "ranking output (-o)")  # before the work, not after it
     if not data_folder.is_dir():
@@ -230,11 +237,20 @@ def rank_preprocessed_folder(
             "nnUNetv2_plan_and_preprocess) for this dataset and configuration first."
         )
     _, dataset = _open_dataset(data_folder)
-    case_ids = sorted(dataset.identifiers)
+    if case_ids is None:
+        case_ids = sorted(dataset.identifiers)
+    else:
+        case_ids = sorted(str(c) for c in case_ids)
+        absent = sorted(set(case_ids) - set(dataset.identifiers))
+        if absent:
+            raise ProgressiveConfigError(
+                f"{len(absent)} case(s) to rank are not preprocessed in {data_folder} (e.g. {absent[:3]}); the split "
+                "file names cases this preprocessing does not have. Fix splits_final.json or preprocess again."
+            )
     if len(case_ids) < 2:
         raise ProgressiveConfigError(
-            f"Ranking needs at least 2 preprocessed cases; found {len(case_ids)} in {data_folder} "
-            f"({case_ids}). Check that preprocessing finished."
+            f"Ranking needs at least 2 cases; found {len(case_ids)} in {data_folder} "
+            f"({case_ids}). Check that preprocessing finished (and the fold has 2 training cases or more)."
         )
 
     # Header pass: shapes, channels, spacings (blosc2 opens lazily, so this reads no voxel data).
@@ -269,7 +285,8 @@ def rank_preprocessed_folder(
         )
 
     print(
-        f"Ranking {len(case_ids)} cases of {data_folder}: mode {chosen_mode}, registration {registration}, "
+        f"Ranking {len(case_ids)} {'cases' if fold is None else f'training cases of fold {fold}'} of {data_folder}: "
+        f"mode {chosen_mode}, registration {registration}, "
         f"region {region}, grid {grid_shape} at {tuple(round(s, 3) for s in grid_spacing)} mm.",
         flush=True,
     )
@@ -287,6 +304,7 @@ def rank_preprocessed_folder(
         "registration": registration,
         "region": region,
         "seed": SEED,
+        "registration_start": REGISTRATION_START,
         "grid_shape": list(grid_shape),
         "grid_spacing": [round(s, 6) for s in grid_spacing],
         "data_ranges": [round(r, 6) for r in data_ranges],
@@ -315,6 +333,7 @@ def rank_preprocessed_folder(
         print(f"{len(pairs)} pairs, {len(pairs) - len(pending)} cached, {len(pending)} to compute.", flush=True)
         pair, result, seconds = _compare_task(task(pending[0]))
         cache.add(pair, result, seconds)
+        _report_pair(pair, result)
         full_run = ranking.estimate_seconds(len(case_ids), chosen_mode, seconds, num_processes)
         remaining = (len(pending) - 1) * seconds / num_processes
         print(
@@ -329,6 +348,7 @@ def rank_preprocessed_folder(
             )
             for pair, result, seconds in outputs:
                 cache.add(pair, result, seconds)
+                _report_pair(pair, result)
         finally:
             cache.flush()
     else:
@@ -360,19 +380,61 @@ def rank_preprocessed_folder(
         "seconds": round(time.perf_counter() - started, 2),
     })
     write_record(output, content)
-    failures = len(summary["failures"])
-    print(
-        f"Wrote {output} ({len(case_ids)} cases; {failures} pair(s) compared unregistered after a "
-        f"registration failure). Most dissimilar: {summary['order'][:5]}",
-        flush=True,
-    )
+    print(f"Wrote {output} ({len(case_ids)} cases{'' if fold is None else f' of fold {fold}'}; registration: "
+          f"{registration_line(summary['registration_summary'])}). Most dissimilar: {summary['order'][:5]}",
+          flush=True)
     return output
 
 
-def default_output_path(preprocessed_dataset_folder: str | os.PathLike, data_identifier: str) -> Path:
-    """``<preprocessed dataset folder>/similarity_ranking_<data identifier>.json``, e.g.
-    ``similarity_ranking_nnUNetPlans_3d_fullres.json``."""
-    return Path(preprocessed_dataset_folder) / ranking_file_name(data_identifier)
+def registration_line(counts: Mapping[str, Any]) -> str:
+    """One line of a ranking's registration counts (compare.registration_counts)."""
+    by_status = ", ".join(f"{n} {status}" for status, n in counts["by_status"].items() if n)
+    discarded = [f"{counts[f'{stage}_discarded']} with the {stage} stage discarded" for stage in ("affine", "rigid")
+                 if counts[f"{stage}_discarded"]]
+    return f"{counts['pairs']} pairs: {by_status}" + (f" ({'; '.join(discarded)})" if discarded else "")
+
+
+def _report_pair(pair: ranking.Pair, result: PairResult) -> None:
+    """Say, as it happens, which pair was not registered as asked (status other than registered / off)."""
+    if result.status not in ("registered", "off"):
+        tqdm.write(f"{pair[0]} vs {pair[1]}: registration {result.status}: {result.message}")
+
+
+def default_output_path(preprocessed_dataset_folder: str | os.PathLike, data_identifier: str,
+                        fold: int | str) -> Path:
+    """``<preprocessed dataset folder>/similarity_ranking_<data identifier>_fold<F>.json``, e.g.
+    ``similarity_ranking_nnUNetPlans_3d_fullres_fold0.json``."""
+    return Path(preprocessed_dataset_folder) / ranking_file_name(data_identifier, fold)
+
+
+def dataset_splits(preprocessed_dataset_folder: Path, all_case_ids: Sequence[str]) -> tuple[list[dict], str]:
+    """The folds' splits as the trainers will see them: ``splits_final.json`` if present, else nnU-Net's default
+    (5-fold, seed 12345, what nnUNetv2_train writes on its first run); and where they came from."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    splits_file = Path(preprocessed_dataset_folder) / "splits_final.json"
+    if splits_file.is_file():
+        import json
+
+        try:
+            splits = json.loads(splits_file.read_text(encoding="utf-8"))
+            if not isinstance(splits, list) or not all(isinstance(s, dict) and "train" in s for s in splits):
+                raise ValueError("expected a list of {train, val} folds")
+        except ValueError as error:
+            raise ProgressiveConfigError(
+                f"{splits_file} is not nnU-Net's split file ({error}); fix or delete it (nnUNetv2_train writes a new "
+                "one), then rank again."
+            ) from None
+        return splits, str(splits_file)
+    try:
+        splits = generate_crossval_split(sorted(all_case_ids), seed=12345, n_splits=5)
+    except ValueError as error:  # scikit-learn's KFold: fewer cases than folds
+        raise ProgressiveConfigError(
+            f"nnU-Net's default 5-fold split needs at least 5 cases; {preprocessed_dataset_folder} has "
+            f"{len(all_case_ids)} ({error}). Write {splits_file} yourself, or rank (and train) fold all: "
+            "nnprog rank ... --fold all"
+        ) from None
+    return splits, "nnU-Net's default 5-fold split (splits_final.json not written yet)"
 
 
 def rank_dataset(
@@ -385,37 +447,73 @@ def rank_dataset(
     region: str = "body",
     num_processes: int = 1,
     output: str | os.PathLike | None = None,
-) -> Path:
-    """Rank the preprocessed training cases of an nnU-Net dataset; returns the written JSON path.
+    folds: Sequence[int | str] | None = None,
+) -> list[Path]:
+    """Rank the training cases of each fold of a preprocessed nnU-Net dataset; returns the written JSON paths.
 
-    Reads ``$nnUNet_preprocessed/DatasetXXX_Name/<plans>.json`` for the configuration's data identifier
-    and spacing, and the cases in ``<data_identifier>/``. See the module doc for the method and output.
+    ``folds``: nnU-Net folds (integers or "all"); default: every fold of the split (``splits_final.json``, or
+    nnU-Net's default 5 folds). Each fold's ranking covers its training cases only. Reads
+    ``$nnUNet_preprocessed/DatasetXXX_Name/<plans>.json`` for the configuration's data identifier and spacing, and
+    the cases in ``<data_identifier>/``. ``output`` (one fold only) replaces the default file name
+    (:func:`default_output_path`). See the module doc for the method and output.
     """
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
+    try:
+        chosen = [ranking.parse_fold(f) for f in folds] if folds else None
+    except ValueError as error:
+        raise ProgressiveConfigError(f"{error} (nnprog rank --fold)") from None
+    if output is not None:
+        check_writable(output, "ranking output (-o)")  # before the work, not after it
     planned = resolve_configuration(dataset_name_or_id, configuration, plans)
     data_folder = planned.require_preprocessed()
     dataset_folder = planned.preprocessed_dataset_folder
-    dataset_name = planned.dataset_name
     configuration_manager = planned.configuration_manager
-    plans_manager = planned.plans_manager
-    output_path = (Path(output) if output is not None
-                   else default_output_path(dataset_folder, configuration_manager.data_identifier))
-    return rank_preprocessed_folder(
-        data_folder,
-        configuration_manager.spacing,
-        output_path,
-        transpose_forward=plans_manager.transpose_forward,
-        mode=mode,
-        reference=reference,
-        registration=registration,
-        region=region,
-        num_processes=num_processes,
-        extra_settings={
-            "dataset": dataset_name,
-            "configuration": configuration,
-            "plans": plans,
-            "data_identifier": configuration_manager.data_identifier,
-            "spacing": [float(x) for x in configuration_manager.spacing],
-        },
-    )
+    _, dataset = _open_dataset(data_folder)
+    all_ids = sorted(dataset.identifiers)
+    if len(all_ids) < 2:
+        raise ProgressiveConfigError(
+            f"Ranking needs at least 2 preprocessed cases; found {len(all_ids)} in {data_folder} ({all_ids}). Check "
+            "that preprocessing finished."
+        )
+    if chosen is not None and all(f == "all" for f in chosen):
+        splits, splits_source = [], "fold all: every preprocessed case"
+    else:
+        splits, splits_source = dataset_splits(dataset_folder, all_ids)
+    if chosen is None:
+        chosen = list(range(len(splits)))
+    if output is not None and len(chosen) != 1:
+        raise ProgressiveConfigError(
+            f"-o names one file but {len(chosen)} folds would be ranked ({chosen}); add --fold F to rank one fold "
+            "into that file, or leave -o out (one file per fold next to the plans)."
+        )
+    written = []
+    for fold in chosen:
+        try:
+            training_ids = ranking.fold_training_cases(all_ids, splits, fold)
+        except ValueError as error:
+            raise ProgressiveConfigError(f"{splits_source}: {error} Fix the split file or preprocess again.") from None
+        output_path = (Path(output) if output is not None
+                       else default_output_path(dataset_folder, configuration_manager.data_identifier, fold))
+        written.append(rank_preprocessed_folder(
+            data_folder,
+            configuration_manager.spacing,
+            output_path,
+            transpose_forward=planned.plans_manager.transpose_forward,
+            mode=mode,
+            reference=reference,
+            registration=registration,
+            region=region,
+            num_processes=num_processes,
+            case_ids=training_ids,
+            extra_settings={
+                "dataset": planned.dataset_name,
+                "configuration": configuration,
+                "plans": plans,
+                "data_identifier": configuration_manager.data_identifier,
+                "spacing": [float(x) for x in configuration_manager.spacing],
+                "fold": fold,
+                "splits": splits_source,
+            },
+        ))
+    return written

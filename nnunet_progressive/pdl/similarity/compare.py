@@ -2,33 +2,46 @@
 
 Pipeline (pure core first, I/O shell below):
 
+0. Cases. ``nnprog rank`` ranks one nnU-Net fold's training cases (``rank_dataset``): everything below, grid
+   and data ranges and reference included, is computed from them, never from the fold's validation cases.
 1. Common grid (:func:`common_grid`). Every case is resampled once onto one small grid: per axis
    ``min(grid_size, largest case extent in voxels)`` voxels (``grid_size`` = 64 by default), covering the
    largest physical extent (mm) of any case on that axis, all cases centred. One physical spacing for all
    cases keeps their true sizes (a small patient stays small, unlike resampling each case to fill the
    grid), nothing is cropped away, and the cost of a pair no longer depends on the case size: the
    ranking compares coarse anatomy, which 64^3 shows. Voxels outside a case get its background (the
-   median of its border voxels).
+   median of its border voxels); ``Thumbnail.field`` marks the voxels inside the case's own field of view.
 2. Region (:func:`body_mask`). ``body``: a case's body mask is nnU-Net's own nonzero mask (the voxels
    the preprocessing kept as non-background; seg == -1 marks the rest) when that mask excludes anything,
    otherwise the Otsu foreground of any channel with holes filled slice by slice (CT: air is the clipped
    minimum, lungs are filled in). A pair is compared inside the union of both body masks (after
-   registration). ``image``: all grid voxels.
+   registration). ``image``: all grid voxels. Either way only where both cases hold data (both fields of
+   view): a crop of a larger scan is compared on what it shows, not on its fill.
 3. Pair comparison (:func:`compare_pair`). The moving case is registered to the fixed one on channel 0
-   (channels of an nnU-Net case are co-registered, so one transform moves all); if registration fails the
-   pair is compared unregistered and listed under ``failures``. MSE, PSNR, SSIM and UQI are computed per
-   channel and averaged over channels. PSNR/SSIM use one data range per channel for the whole dataset:
-   the 0.5-99.5 percentile spread of that channel over all thumbnails, so pair values are comparable.
+   (channels of an nnU-Net case are co-registered, so one transform moves all; see
+   :mod:`~nnunet_progressive.pdl.similarity.registration` for the starts, stages and outcomes). MSE, PSNR, SSIM
+   and UQI are computed per channel and averaged over channels. PSNR/SSIM use one data range per channel for
+   the ranked cases: the 0.5-99.5 percentile spread of that channel over their thumbnails, so pair values are
+   comparable.
 4. Ranking (:mod:`nnunet_progressive.pdl.similarity.ranking`): per-case scores per metric, then the combined
-   rank (0 = most dissimilar).
+   rank (0 = most dissimilar), and the order by each of MSE, PSNR and SSIM alone (:data:`RANKING_METRICS`).
 
-Output JSON (``similarity_ranking_<configuration>.json``), written atomically: ``case_ids`` (sorted),
-``case_list_fingerprint``, ``order`` (most dissimilar first), ``combined_rank`` {case: rank}, ``scores``
-{metric: {case: dissimilarity}} (higher = more dissimilar), ``mode``, ``reference``, ``registration``,
-``region``, ``failures`` [{fixed, moving, message}], ``package_version`` and the grid settings.
+Registration outcome of a pair (``status``): ``registered``; ``partial`` (registered less flexibly than asked: a
+requested stage discarded, e.g. a degenerate affine with the rigid result kept, or only a start's translation
+kept); ``start`` (ended at the centred start: unregistered); ``failed`` (no valid transform: unregistered);
+``off`` (registration ``none``). ``registration_ok`` is False for ``start`` and ``failed``.
+
+Output JSON (``similarity_ranking_<data identifier>_fold<F>.json``), written atomically: ``case_ids`` (sorted),
+``case_list_fingerprint``, ``order`` (combined, most dissimilar first), ``orders`` {combined|mse|psnr|ssim:
+order}, ``combined_rank`` {case: rank}, ``scores`` {metric: {case: dissimilarity}} (higher = more dissimilar),
+``pairs`` [{fixed, moving, registration_ok, status, stage_kept, discarded: [reason], message, values: {metric:
+value}}], ``registration_summary`` (pairs per status, registered / not registered, stage kept, affine / rigid
+stages discarded: counted from ``pairs``), ``failures`` [{fixed, moving, status, message}] (the pairs not
+registered), ``mode``, ``reference``, ``registration``, ``region``, ``package_version``, the grid settings and
+``settings`` (fold, split source, data identifier, spacing, plans, configuration and the comparison settings).
 Pair results are cached in ``<output stem>.pairs.json`` next to it (rewritten atomically every 20
 pairs or 30 s, at the end and on interruption), keyed by the settings (registration, region, grid, data
-ranges, configuration, plans): an interrupted or repeated run computes only the missing pairs.
+ranges, configuration, plans, fold): an interrupted or repeated run computes only the missing pairs.
 
 Resources: the thumbnails of all cases stay in memory (64^3 float32 = 1 MiB per case and channel: 1 GiB
 for 1000 single-channel cases). ``num_processes > 1`` runs loading and comparisons in a spawn pool
@@ -42,6 +55,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,16 +75,18 @@ from nnunet_progressive.pdl.similarity.metrics import (
     identical_value,
 )
 from nnunet_progressive.pdl.similarity.registration import (
+    REGISTRATION_STATUSES,
     background_value,
     register,
+    registration_ok,
     resample_to_grid,
 )
 
 REGIONS: tuple[str, ...] = ("body", "image")
 MODE_CHOICES: tuple[str, ...] = ("auto", *ranking.MODES)
 DEFAULT_GRID_SIZE = 64
-CACHE_FORMAT = 1
-OUTPUT_FORMAT = 1
+CACHE_FORMAT = 2  # 2: registration status, stage kept and discarded stages per pair
+OUTPUT_FORMAT = 2  # 2: per-fold rankings, pair records, registration counts, orders per metric
 CACHE_FLUSH_EVERY_PAIRS = 20
 CACHE_FLUSH_EVERY_SECONDS = 30.0
 SEED = 0
@@ -83,19 +99,37 @@ SEED = 0
 
 @dataclass(frozen=True)
 class Thumbnail:
-    """A case on the common grid. image: (c, *grid) float32; body: grid-shaped bool (see body_mask)."""
+    """A case on the common grid. image: (c, *grid) float32; body: grid-shaped bool (see body_mask); field: the
+    grid voxels inside the case's own field of view (grid-shaped bool; None: all of them), the rest is fill."""
 
     image: np.ndarray
     body: np.ndarray
+    field: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class PairResult:
-    """Raw metric values of one (fixed, moving) pair (channel means; PSNR capped at PSNR_CAP_DB dB)."""
+    """Raw metric values of one (fixed, moving) pair (channel means; PSNR capped at PSNR_CAP_DB dB) and how its
+    registration went: ``status`` (registration.REGISTRATION_STATUSES), the stage kept, the discarded stages with
+    their reasons; ``registration_ok`` follows from ``status`` (registration.registration_ok)."""
 
     values: dict[str, float]
     registration_ok: bool
     message: str
+    status: str = "registered"
+    stage_kept: str = ""
+    discarded: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        """The pair's entry in the ranking JSON and its cache (without the pair's case ids)."""
+        return {"registration_ok": self.registration_ok, "status": self.status, "stage_kept": self.stage_kept,
+                "discarded": list(self.discarded), "message": self.message, "values": self.values}
+
+    @classmethod
+    def from_record(cls, entry: Mapping[str, Any]) -> PairResult:
+        return cls({k: float(v) for k, v in entry["values"].items()}, bool(entry["registration_ok"]),
+                   str(entry["message"]), str(entry["status"]), str(entry["stage_kept"]),
+                   tuple(str(d) for d in entry["discarded"]))
 
 
 def case_list_fingerprint(case_ids: Iterable[str]) -> str:
@@ -182,7 +216,8 @@ def make_thumbnail(
     nonzero_grid = None
     if nonzero is not None:
         nonzero_grid = resample_to_grid(np.asarray(nonzero, np.float32), spacing, grid_shape, grid_spacing) > 0.5
-    return Thumbnail(image=image, body=body_mask(image, nonzero_grid))
+    field = resample_to_grid(np.ones(data.shape[1:], np.float32), spacing, grid_shape, grid_spacing) > 0.999
+    return Thumbnail(image=image, body=body_mask(image, nonzero_grid) & field, field=None if field.all() else field)
 
 
 def channel_data_ranges(images: Sequence[np.ndarray], max_samples: int = 5_000_000) -> list[float]:
@@ -215,10 +250,13 @@ def compare_pair(
     seed: int = SEED,
     *,
     name: str | None = None,
+    start: str = "moments",
 ) -> PairResult:
     """Register ``moving`` to ``fixed`` (channel 0 drives), then MSE/PSNR/SSIM/UQI averaged over channels.
 
-    ``region``: "body" = union of both body masks (the moving one transformed), "image" = all voxels.
+    ``region``: "body" = union of both body masks (the moving one transformed), "image" = all voxels; either
+    within both fields of view (a crop of a larger scan is compared where it holds data, not on its fill).
+    ``start``: the registration's start (registration.REGISTRATION_STARTS).
     """
     if region not in REGIONS:
         raise ValueError(f"Unknown region {region!r}; expected one of {', '.join(REGIONS)}.")
@@ -227,17 +265,25 @@ def compare_pair(
             f"Cases{' ' + name if name else ''} differ in shape on the common grid: {fixed.image.shape} vs "
             f"{moving.image.shape} (channels, *grid). All cases need the same channels."
         )
+    moving_field = np.ones(moving.body.shape, bool) if moving.field is None else moving.field
     result = register(
         fixed.image[0],
         moving.image[0],
         grid_spacing,
         registration,
         seed,
-        also_move=[*moving.image[1:], moving.body],
+        also_move=[*moving.image[1:], moving.body, moving_field],
+        start=start,
+        fields=(fixed.field, moving.field),
     )
-    moved_image = np.stack([result.moved, *result.also_moved[:-1]])
-    moved_body = result.also_moved[-1]
+    moved_image = np.stack([result.moved, *result.also_moved[:-2]])
+    moved_body, moved_field = result.also_moved[-2], result.also_moved[-1]
     mask = (fixed.body | moved_body) if region == "body" else None
+    if fixed.field is not None or moving.field is not None:  # compare where both scans hold data
+        both = moved_field if fixed.field is None else fixed.field & moved_field
+        mask = both if mask is None else mask & both
+        if not mask.any():
+            mask = (fixed.body | moved_body) if region == "body" else None
 
     fixed_image = fixed.image
     if fixed_image.ndim == 4 and fixed_image.shape[1] == 1:  # one slice: compare as 2D images
@@ -245,12 +291,37 @@ def compare_pair(
         mask = None if mask is None else mask[0]
     values = compare_channels(fixed_image, moved_image, data_ranges, mask, name=name)
     values["psnr"] = min(values["psnr"], PSNR_CAP_DB)
-    return PairResult(values=values, registration_ok=result.ok, message=result.message)
+    return PairResult(values=values, registration_ok=registration_ok(result.status), message=result.message,
+                      status=result.status, stage_kept=result.stage_kept, discarded=result.discarded)
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of ``settings``: the cache key of pair results."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+RANKING_METRICS: tuple[str, ...] = ("combined", "mse", "psnr", "ssim")
+
+
+def order_by_metric(scores: Mapping[str, Mapping[str, float]], metric: str) -> list[str]:
+    """Case ids most dissimilar first by one metric's per-case scores; ties by case id (sorted order)."""
+    per_case = scores[metric]
+    return sorted(per_case, key=lambda case_id: (-per_case[case_id], case_id))
+
+
+def registration_counts(pair_records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ranking's registration summary from its pair records: pairs per status, pairs registered
+    (``registration_ok``) or not, and pairs whose affine / rigid stage was discarded."""
+    counts: dict[str, Any] = {"pairs": len(pair_records)}
+    counts["by_status"] = {status: sum(r["status"] == status for r in pair_records)
+                           for status in REGISTRATION_STATUSES}
+    counts["registered"] = sum(bool(r["registration_ok"]) for r in pair_records)
+    counts["not_registered"] = len(pair_records) - counts["registered"]
+    counts["kept"] = dict(sorted(Counter(r["stage_kept"] or "nothing (failed)" for r in pair_records).items()))
+    for stage in ("rigid", "affine"):
+        counts[f"{stage}_discarded"] = sum(any(d.startswith(f"{stage} ") for d in r["discarded"])
+                                           for r in pair_records)
+    return counts
 
 
 def summarise(
@@ -259,7 +330,8 @@ def summarise(
     mode: str,
     reference: str | None,
 ) -> dict[str, Any]:
-    """Per-metric per-case dissimilarities, combined ranks, order and failures from pair results."""
+    """Per-metric per-case dissimilarities, combined ranks, orders (combined and per metric), pair records,
+    registration counts and failures (pairs not registered) from pair results."""
     ids = sorted(case_ids)
     scores: dict[str, list[float]] = {}
     for metric in METRIC_NAMES:
@@ -272,16 +344,19 @@ def summarise(
             self_score=dissimilarity(metric, identical_value(metric)),
         )
     ranks = ranking.combined_rank(scores, ids)
-    failures = [
-        {"fixed": fixed, "moving": moving, "message": r.message}
-        for (fixed, moving), r in sorted(pair_results.items())
-        if not r.registration_ok
-    ]
+    score_table = {metric: dict(zip(ids, values, strict=True)) for metric, values in scores.items()}
+    order = ranking.order_by_rank(ids, ranks)
+    pairs = [{"fixed": fixed, "moving": moving, **r.record()} for (fixed, moving), r in sorted(pair_results.items())]
+    failures = [{"fixed": p["fixed"], "moving": p["moving"], "status": p["status"], "message": p["message"]}
+                for p in pairs if not p["registration_ok"]]
     return {
-        "scores": {metric: dict(zip(ids, values, strict=True)) for metric, values in scores.items()},
+        "scores": score_table,
         "combined_rank": dict(zip(ids, ranks, strict=True)),
-        "order": ranking.order_by_rank(ids, ranks),
+        "order": order,
+        "orders": {"combined": order, **{m: order_by_metric(score_table, m) for m in RANKING_METRICS[1:]}},
+        "registration_summary": registration_counts(pairs),
         "failures": failures,
+        "pairs": pairs,
     }
 
 def cache_path_for(output: Path) -> Path:
@@ -310,7 +385,7 @@ class PairCache:
             if stored is not None and stored.format == CACHE_FORMAT and stored.settings_key == self.key:
                 for entry in stored.pairs:
                     pair = (entry.fixed, entry.moving)
-                    self.results[pair] = PairResult(dict(entry.values), entry.registration_ok, entry.message)
+                    self.results[pair] = PairResult.from_record(entry.to_json())
                     self.seconds[pair] = entry.seconds
             else:
                 self.discarded = len(stored.pairs) if stored is not None else 0
@@ -328,9 +403,7 @@ class PairCache:
             CachedPair(
                 fixed=fixed,
                 moving=moving,
-                values=result.values,
-                registration_ok=result.registration_ok,
-                message=result.message,
+                **result.record(),
                 seconds=round(self.seconds.get((fixed, moving), 0.0), 4),
             )
             for (fixed, moving), result in sorted(self.results.items())

@@ -14,6 +14,10 @@ Pure functions of plain data (case ids, dicts of floats, arrays); no files, no n
   medoid, the most "typical" case. Ties go to the smaller case id.
 - Pair order. A pair is ``(fixed, moving)``. Pairwise: the smaller case id (sorted order) is fixed.
   Reference mode: the reference is always fixed.
+- Fold (:func:`fold_training_cases`). A ranking for nnU-Net fold F ranks that fold's training cases only (its
+  grid, data ranges, reference and every mean dissimilarity come from them), as nnU-Net's ``do_split`` names
+  them: ``splits[F]["train"]``, all cases for fold ``all``, and nnU-Net's seeded random 80:20 split for a fold
+  beyond the split file.
 - Combination (:func:`combined_rank`). Per metric, cases are ranked by dissimilarity, most dissimilar
   first (rank 0; equal scores share their average rank). The combined score of a case is the mean of
   its per-metric ranks; cases are ordered by that mean, ties broken by case id (sorted order), and the
@@ -194,3 +198,38 @@ def order_by_rank(case_ids: Sequence[str], ranks: Sequence[int]) -> list[str]:
     if len(case_ids) != len(ranks):
         raise ValueError(f"Expected one rank per case; received {len(ranks)} ranks for {len(case_ids)} cases.")
     return [case_id for _, case_id in sorted(zip(ranks, case_ids, strict=True))]
+
+
+def parse_fold(value: str | int) -> int | str:
+    """nnU-Net's fold argument: a non-negative integer or "all"."""
+    if str(value) == "all":
+        return "all"
+    try:
+        fold = int(value)
+    except ValueError:
+        raise ValueError(f"A fold is an integer >= 0 or 'all'; received {value!r}.") from None
+    if fold < 0 or str(fold) != str(value).strip():
+        raise ValueError(f"A fold is an integer >= 0 or 'all'; received {value!r}.")
+    return fold
+
+
+def fold_training_cases(all_case_ids: Sequence[str], splits: Sequence[Mapping[str, Sequence[str]]],
+                        fold: int | str) -> list[str]:
+    """The training cases of nnU-Net fold ``fold`` (sorted), exactly as nnU-Net's ``do_split`` picks them.
+
+    ``splits``: the content of ``splits_final.json`` (or nnU-Net's default 5-fold split of ``all_case_ids``).
+    """
+    fold = parse_fold(fold)
+    ids = sorted(_check_case_ids(all_case_ids))
+    if fold == "all":
+        return ids
+    if fold < len(splits):
+        training = [str(c) for c in splits[fold]["train"]]
+        unknown = sorted(set(training) - set(ids))
+        if unknown:
+            raise ValueError(f"Fold {fold}'s training cases {unknown[:5]} are not preprocessed cases.")
+        return sorted(training)
+    rng = np.random.RandomState(seed=12345 + fold)  # nnU-Net's do_split for a fold beyond the split file
+    chosen = rng.choice(len(ids), int(len(ids) * 0.8), replace=False)
+    return sorted(ids[i] for i in chosen)
+
