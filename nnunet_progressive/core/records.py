@@ -363,6 +363,7 @@ class SourceScores(Record):
     candidates: list[dict[str, Any]]
     profiles: list[dict[str, Any]] = Field(default_factory=list)
     recommendation: str
+    notes: list[str] = Field(default_factory=list)  # e.g. a component left out for carrying no signal
 
 
 T = TypeVar("T", bound=Record)
