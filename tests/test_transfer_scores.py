@@ -217,8 +217,14 @@ def test_scan_quantiles_use_the_body_and_z_score_mr():
 
 
 def test_default_weights_are_stated_as_they_are():
+    import subprocess
+    import sys
+
     from nnunet_progressive.cli.transfer import default_weights_text
 
     text = default_weights_text()
     assert text.startswith("modality 3, intensity 2, labels 2")
     assert DEFAULT_WEIGHTS["modality"] + DEFAULT_WEIGHTS["intensity"] > DEFAULT_WEIGHTS["labels"]
+    result = subprocess.run([sys.executable, "-m", "nnunet_progressive.cli.main", "transfer", "sources", "--help"],
+                            capture_output=True, text=True, env={"COLUMNS": "10000", "PATH": ""})
+    assert result.returncode == 0 and f"(defaults: {text})" in result.stdout, result.stdout + result.stderr

@@ -83,8 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "is adapted to the target's channels (each target channel starts from the source filter of the same "
         "modality/sequence, else the mean of the source filters, scaled by C_source/C_target); odd kernels are "
         "adapted (k->1 sums, smaller keeps the centre, larger zero-pads); the rest keeps the target network's "
-        "fresh initialisation; segmentation heads are left to nnU-Net. Prints a report (also OUT.pth.transfer.json)."
-        " Less than --min-share mapped is an error naming the mismatch.")
+        "fresh initialisation; the segmentation heads keep the source's rows for target labels whose names match "
+        "a source label's (background to background; the source's labels from the dataset.json of its model "
+        "folder) and fresh rows for the others, loaded by the nnUNetTrainer_Finetune* trainers. Prints a report "
+        "counting tensors (not state-dict names), also OUT.pth.transfer.json. Less than --min-share mapped is an "
+        "error naming the mismatch.")
     adapt.add_argument("checkpoint", help="source checkpoint (nnU-Net's, or a state dict)")
     adapt.add_argument("-d", "--dataset", required=True, help="target dataset")
     adapt.add_argument("-c", "--configuration", required=True, help="target configuration, e.g. 3d_fullres")

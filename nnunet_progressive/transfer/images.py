@@ -4,7 +4,11 @@ One implementation with PDL's ranking: the cases go onto one common grid (:func:
 ``grid_size`` voxels per axis, true physical sizes), each channel is z-scored inside its body mask (the
 ``intensity`` score compares intensity scales; this one compares what the images show), then every target case is
 registered with every candidate case (:func:`.compare.compare_pair`: rigid, then affine) and compared with SSIM
-inside the union of both body masks. The score is the mean SSIM over the pairs, clipped to [0, 1].
+inside the union of both body masks. The score is the mean SSIM over the pairs, clipped to [0, 1]; every pair's SSIM
+and registration outcome is kept.
+
+:func:`scan_quantiles`: the intensity distribution of a whole scan inside the same body mask (the ``intensity``
+score's input), in Hounsfield units for CT, z-scored otherwise.
 """
 from __future__ import annotations
 
