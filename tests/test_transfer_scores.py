@@ -228,3 +228,28 @@ def test_default_weights_are_stated_as_they_are():
     result = subprocess.run([sys.executable, "-m", "nnunet_progressive.cli.main", "transfer", "sources", "--help"],
                             capture_output=True, text=True, env={"COLUMNS": "10000", "PATH": ""})
     assert result.returncode == 0 and f"(defaults: {text})" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_model_folder_is_compared_at_the_spacing_it_was_trained_at(tmp_path):
+    """Not its dataset's original spacing: the plans' configuration (inherits_from followed)."""
+    import json
+
+    from nnunet_progressive.nnunet.transfer_sources import model_candidate, trained_spacing
+
+    plans = {"dataset_name": "Dataset700_X", "original_median_spacing_after_transp": [5.0, 0.7, 0.7],
+             "configurations": {"3d_fullres": {"spacing": [1.5, 1.5, 1.5],
+                                               "normalization_schemes": ["CTNormalization"]},
+                                "3d_lowres": {"inherits_from": "3d_fullres", "spacing": [3.0, 3.0, 3.0]},
+                                "3d_cascade_fullres": {"inherits_from": "3d_fullres"}}}
+    assert trained_spacing(plans, "3d_lowres") == (3.0, 3.0, 3.0)
+    assert trained_spacing(plans, "3d_cascade_fullres") == (1.5, 1.5, 1.5)
+    assert trained_spacing(plans, None) == (1.5, 1.5, 1.5)
+    folder = tmp_path / "Dataset700_X" / "nnUNetTrainer__nnUNetPlans__3d_lowres"
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "description": "abdominal CT",
+                                                     "labels": {"background": 0, "tumour": 1}, "numTraining": 9}))
+    (folder / "dataset_fingerprint.json").write_text(json.dumps({"spacings": [[5.0, 0.7, 0.7]]}))
+    profile = model_candidate(folder).profile
+    assert profile.spacing == (3.0, 3.0, 3.0) and profile.anatomy == ()
+    assert spacing_score(profile.spacing, (3.0, 3.0, 3.0)) == 1.0
