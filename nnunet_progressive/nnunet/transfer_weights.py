@@ -86,9 +86,8 @@ def tensor_identity(tensor: torch.Tensor) -> tuple:
 
 def aliases_of(state: dict[str, torch.Tensor], names: list[str]) -> list[str]:
     """Every name whose tensor shares storage (same data pointer, shape and strides) with one of ``names``."""
-    identity = tensor_identity
-    wanted = {identity(state[n]) for n in names if n in state}
-    return [n for n, t in state.items() if identity(t) in wanted]
+    wanted = {tensor_identity(state[n]) for n in names if n in state}
+    return [n for n, t in state.items() if tensor_identity(t) in wanted]
 
 
 def input_convolution(state: dict[str, torch.Tensor], network: torch.nn.Module | None = None) -> list[str]:
