@@ -170,6 +170,9 @@ def test_finetune_follows_its_phases_and_predicts(ws, tmp_path):
     knobs = {"NNPROG_EPOCHS": "5", "NNPROG_WARMUP_EPOCHS": "2"}
     run, fold = _finetune(ws, "nnUNetTrainer_Finetune", 0, knobs, "finetune.log")
     assert _phase_lines(fold) == _expected_phases("finetune", knobs)
+    log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))  # the heads adapt kept, loaded
+    assert re.search(r"Segmentation heads: 6 tensors loaded from .*adapted\.pth \(rows of the source kept for "
+                     r"background, organ1, lesion; fresh for none\)", log), log[-2000:]
     cases = sorted((ws.folders.raw / ws.target / "imagesTr").glob("*_0000.nii.gz"))[:2]
     inputs = tmp_path / "in"
     inputs.mkdir()

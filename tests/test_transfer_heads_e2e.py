@@ -3,7 +3,8 @@ target labels whose names match, so the adapted checkpoint, loaded by nnU-Net's 
 segments those labels as well as the source model does on the target's images; a fine-tuning trainer starts from
 those heads (nnU-Net's -pretrained_weights alone skips them).
 
-One source trained through the real nnUNetv2_train (CPU, a few hundred iterations), one fine-tuning run."""
+2D, so that the source learns its organ in a few hundred CPU iterations: one nnUNetv2_train run (the source), one
+short fine-tuning run."""
 from __future__ import annotations
 
 import json
@@ -27,12 +28,13 @@ SOURCE_ID, TARGET_ID = 631, 632
 PLANS = "nnUNetPlans_small"
 PRETRAINER = "nnUNetTrainer_ConstantPatch"
 # one CT distribution: organ k has the same contrast in both (the generator fixes it per organ class)
-SOURCE = SyntheticDatasetSpec(name="NNProgHeadsSource", num_cases=8, shape=(32, 32, 32), num_organs=2, num_lesions=0,
-                              modality="CT", seed=41)
-TARGET = SyntheticDatasetSpec(name="NNProgHeadsTarget", num_cases=4, shape=(32, 32, 32), num_organs=2, num_lesions=0,
-                              modality="CT", seed=42)
+CONFIGURATION = "2d"
+SOURCE = SyntheticDatasetSpec(name="NNProgHeadsSource", num_cases=8, shape=(64, 64), spacing=(1.0, 1.0), num_organs=2,
+                              num_lesions=0, modality="CT", seed=41)
+TARGET = SyntheticDatasetSpec(name="NNProgHeadsTarget", num_cases=4, shape=(64, 64), spacing=(1.0, 1.0), num_organs=2,
+                              num_lesions=0, modality="CT", seed=42)
 TARGET_LABELS = {"background": 0, "organ1": 1, "vessel": 2}  # organ1 matches; "vessel" is new to the source
-PRETRAIN_KNOBS = {"NNPROG_EPOCHS": "12", "NNPROG_ITERATIONS": "15", "NNPROG_VAL_ITERATIONS": "1",
+PRETRAIN_KNOBS = {"NNPROG_EPOCHS": "6", "NNPROG_ITERATIONS": "50", "NNPROG_VAL_ITERATIONS": "1",
                   "NNPROG_FINAL_VALIDATION": "off"}
 
 
@@ -76,7 +78,7 @@ def _mean_dice(predictions: Path, labels: Path, cases: list[str], value: int) ->
 def _model_folder_with(weights: dict, source_checkpoint: Path, folders: NnunetFolders, target: str) -> TrainingRun:
     """The adapted weights as a model folder of the target, what nnUNetv2_predict loads: the target's plans and
     dataset.json, the source checkpoint's trainer and settings, the adapted network weights."""
-    run = TrainingRun(str(TARGET_ID), "3d_fullres", 0, PRETRAINER, PLANS)
+    run = TrainingRun(str(TARGET_ID), CONFIGURATION, 0, PRETRAINER, PLANS)
     fold = run.output_folder(folders, target)
     fold.mkdir(parents=True)
     preprocessed = folders.preprocessed / target
@@ -96,16 +98,17 @@ def heads(tmp_path_factory) -> Heads:
     target = target_folder.name
     dataset_json = json.loads((target_folder / "dataset.json").read_text())
     (target_folder / "dataset.json").write_text(json.dumps({**dataset_json, "labels": TARGET_LABELS}, indent=2))
-    plan_and_preprocess(TARGET_ID, folders, ("3d_fullres",), 2, root / "plan.log")
-    write_small_plans(folders.preprocessed / target / "nnUNetPlans.json", ("3d_fullres",),
+    plan_and_preprocess(TARGET_ID, folders, (CONFIGURATION,), 2, root / "plan.log")
+    write_small_plans(folders.preprocessed / target / "nnUNetPlans.json", (CONFIGURATION,),
                       features_per_stage=(8, 16, 32, 32, 32, 32))
-    _nnprog(folders, "transfer", "prepare", "--source", str(SOURCE_ID), "--target", str(TARGET_ID), "-p", PLANS)
-    source_run = TrainingRun(str(SOURCE_ID), "3d_fullres", "all", PRETRAINER, f"{PLANS}_from{TARGET_ID}",
+    _nnprog(folders, "transfer", "prepare", "--source", str(SOURCE_ID), "--target", str(TARGET_ID), "-p", PLANS, "-c",
+            CONFIGURATION)
+    source_run = TrainingRun(str(SOURCE_ID), CONFIGURATION, "all", PRETRAINER, f"{PLANS}_from{TARGET_ID}",
                              knobs=PRETRAIN_KNOBS)
     train(source_run, folders, root / "pretrain.log")
     checkpoint = source_run.output_folder(folders, source) / "checkpoint_final.pth"
     adapted = root / "adapted.pth"
-    adapt_output = _nnprog(folders, "transfer", "adapt", str(checkpoint), "-d", str(TARGET_ID), "-c", "3d_fullres",
+    adapt_output = _nnprog(folders, "transfer", "adapt", str(checkpoint), "-d", str(TARGET_ID), "-c", CONFIGURATION,
                            "-p", PLANS, "-o", str(adapted))
 
     cases = sorted(p.name[:-len("_0000.nii.gz")] for p in (target_folder / "imagesTr").glob("*_0000.nii.gz"))[:3]
@@ -149,7 +152,7 @@ def test_the_adapted_checkpoint_predicts_matching_labels_before_fine_tuning(head
 
 
 def test_a_fine_tuning_trainer_starts_from_the_kept_heads(heads):
-    run = TrainingRun(str(TARGET_ID), "3d_fullres", 1, "nnUNetTrainer_Finetune", PLANS,
+    run = TrainingRun(str(TARGET_ID), CONFIGURATION, 1, "nnUNetTrainer_Finetune", PLANS,
                       knobs={"NNPROG_EPOCHS": "2", "NNPROG_WARMUP_EPOCHS": "1", "NNPROG_ITERATIONS": "2",
                              "NNPROG_VAL_ITERATIONS": "2", "NNPROG_FINAL_VALIDATION": "off"})
     train(run, heads.folders, heads.root / "finetune.log", extra=("-pretrained_weights", str(heads.adapted)))
