@@ -116,7 +116,8 @@ def test_prepare_moved_the_target_plans_and_is_safe_to_rerun(ws):
                    "-p", PLANS)
     steps = again.stdout.split("Next:")[0]
     assert "move_plans_between_datasets" in steps and not re.search(r": ran$", steps, re.M), steps
-    assert f"nnUNetv2_train {SOURCE_ID} 3d_fullres all -p {ws.source_plans}" in again.stdout
+    assert (f"NNPROG_FINAL_VALIDATION=off nnUNetv2_train {SOURCE_ID} 3d_fullres all -p {ws.source_plans} "
+            f"-tr nnUNetTrainer_ConstantPatch") in again.stdout
 
 
 def test_prepare_in_the_wrong_direction_names_the_fix(ws):
@@ -131,6 +132,11 @@ def test_adapt_maps_one_channel_onto_two_and_leaves_heads_to_nnunet(ws):
     assert record.mapped_share == 1.0 and record.counts[HEAD] == 6
     adapted = [e for e in record.entries if e.status == ADAPTED]
     assert len(adapted) == 4 and all(e.source_shape[1] == 1 and e.target_shape[1] == 2 for e in adapted)
+    # one tensor under four state-dict names (conv / all_modules.0, encoder / decoder.encoder): counted once
+    assert record.counts[ADAPTED] == 1 and record.state_dict_names[ADAPTED] == 4
+    assert sum(record.counts.values()) < sum(record.state_dict_names.values())
+    # the heads keep the source's rows for the labels both datasets name (organ1, lesion), background to background
+    assert record.kept_head_labels() == {"background": "background", "organ1": "organ1", "lesion": "lesion"}
     source, out = _network_weights(ws.pretrained), _network_weights(ws.adapted)
     first = "encoder.stages.0.0.convs.0.conv.weight"
     assert torch.allclose(out[first], source[first].repeat(1, 2, 1, 1, 1) / 2)  # mean rule: 1 -> 2 channels
@@ -171,6 +177,9 @@ def test_finetune_follows_its_phases_and_predicts(ws, tmp_path):
     knobs = {"NNPROG_EPOCHS": "5", "NNPROG_WARMUP_EPOCHS": "2"}
     run, fold = _finetune(ws, "nnUNetTrainer_Finetune", 0, knobs, "finetune.log")
     assert _phase_lines(fold) == _expected_phases("finetune", knobs)
+    log = "\n".join(p.read_text() for p in fold.glob("training_log_*.txt"))  # the heads adapt kept, loaded
+    assert re.search(r"Segmentation heads: 6 tensors loaded from .*adapted\.pth \(rows of the source kept for "
+                     r"background, organ1, lesion; fresh for none\)", log), log[-2000:]
     cases = sorted((ws.folders.raw / ws.target / "imagesTr").glob("*_0000.nii.gz"))[:2]
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -48,7 +48,15 @@ def test_mapping_report_lists_both_shapes_and_rules():
         "unused_source": ["x", "y"],
     }
     text = mapping_report(record)
-    assert "90.0% of the target's weights" in text and "1 tensors loaded, 1 adapted, 1 fresh, 1 heads" in text
+    assert "90.0% of the target's weights" in text
+    assert "1 tensors loaded, 1 adapted, 1 fresh, 1 segmentation-head tensors" in text
+    assert "state-dict names" not in text  # no aliases given: nothing to say
+    record["state_dict_names"] = {"loaded": 1, "adapted": 4, "fresh": 1, "head": 1}
+    record["head_rows"] = {"kept": {"background": "background", "Aorta": "aorta"}, "fresh": ["vessel"]}
+    text = mapping_report(record)
+    assert "1 segmentation-head tensors (7 state-dict names: several name one tensor)" in text
+    assert "segmentation heads: rows kept from the source for background, Aorta (source aorta); fresh rows for " \
+           "vessel" in text
     lines = [" ".join(line.split()) for line in text.splitlines()]
     assert "a source 4x1x3 target 4x2x3 input channels 1 -> 2" in lines
     assert "b source - target 8 no source tensor of this name" in lines

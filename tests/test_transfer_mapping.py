@@ -18,6 +18,9 @@ from nnunet_progressive.transfer.mapping import (
     describe_network,
     first_convolution,
     frozen_roles,
+    head_with_rows,
+    match_head_rows,
+    output_channels,
     parameter_role,
     plan_mapping,
     source_name_for,
@@ -155,3 +158,44 @@ def test_roles_for_freezing():
 def test_describe_network():
     assert describe_network(unet(channels=4)) == (
         "3 encoder stages, features [4, 8, 16], kernels ['3x3x3', '3x3x3', '3x3x3'], 4 input channels")
+
+
+def test_counts_are_of_tensors_not_of_their_aliases():
+    """One input convolution reached by four names counts once; the share counts its elements once."""
+    source, target = unet(channels=1), unet(channels=2)
+    plan = plan_mapping(source, target)
+    aliases = first_convolution(target)
+    assert len(aliases) > 1 and plan.counts()[ADAPTED] == len(aliases)
+    tensor_of = {name: (aliases[0] if name in aliases else name) for name in target}
+    for name in target:  # nnU-Net's decoder.encoder.* are the encoder's tensors
+        if name.startswith("decoder.encoder."):
+            tensor_of[name] = tensor_of.get(name[len("decoder."):], name[len("decoder."):])
+    assert plan.tensor_counts(tensor_of)[ADAPTED] == 1
+    assert plan.tensor_counts(None) == plan.counts()
+    assert 0 < plan.mapped_share(tensor_of) <= 1.0
+
+
+def test_head_rows_keep_matching_labels_and_background():
+    rows = match_head_rows({"background": 0, "Aorta": 1, "lesion": 2},
+                           {"background": 0, "spleen": 1, "liver": 2, "aorta": 3})
+    assert rows.target_labels == ("background", "Aorta", "lesion")
+    assert rows.source_channels == (0, 3, None)
+    assert rows.kept == {"background": "background", "Aorta": "aorta"} and rows.fresh == ["lesion"]
+    assert "rows kept for background, Aorta <- aorta; fresh for lesion" == rows.describe()
+    fresh = np.zeros((3, 2, 1, 1, 1), np.float32)
+    source = np.arange(8, dtype=np.float32).reshape(4, 2, 1, 1, 1)
+    value = head_with_rows(fresh, source, rows)
+    assert np.array_equal(value[1], source[3]) and np.array_equal(value[0], source[0]) and not value[2].any()
+    assert np.array_equal(head_with_rows(np.zeros(3), np.arange(4.0), rows), [0.0, 3.0, 0.0])  # bias
+    with pytest.raises(ValueError, match="head shapes"):
+        head_with_rows(np.zeros((3, 4, 1, 1, 1)), source, rows)
+
+
+def test_head_rows_stay_fresh_when_nothing_matches_or_labels_are_regions():
+    assert not match_head_rows({"background": 0, "tumor": 1}, {"background": 0, "liver": 1}).kept
+    assert not match_head_rows({"background": 0, "liver": 1}, None).kept
+    assert "regions" in match_head_rows({"background": 0, "whole": [1, 2], "core": [2]},
+                                        {"background": 0, "whole": 1}).describe()
+    assert output_channels({"background": 0, "b": 2, "a": 1, "ignore": 3}) == ["background", "a", "b"]
+    # the side matters: a left kidney is not a right one
+    assert match_head_rows({"background": 0, "kidney_left": 1}, {"background": 0, "kidney_right": 1}).kept == {}

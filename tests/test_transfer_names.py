@@ -74,3 +74,30 @@ def test_channels_match_by_sequence_then_index():
     assert match_channels(["CT"], ["T1"]) == [(None, 0.0)]
     # T2 has no exact partner: a same-family channel at its own index wins the tie
     assert match_channels(["T1", "T2"], ["T1c", "FLAIR"]) == [(0, 0.5), (1, 0.5)]
+
+
+def test_anatomy_from_labels_else_name_and_description():
+    from nnunet_progressive.transfer.names import dataset_anatomy, label_anatomy
+
+    assert dataset_anatomy(["Kidney_L", "kidney tumour", "cyst"]) == {"kidney"}
+    assert dataset_anatomy(["edema", "enhancing tumour"], "BrainTumour", "Gliomas") == {"brain"}
+    assert dataset_anatomy(["cancer"], "Task06_Lung", "Lung and tumours") == {"lung"}
+    assert dataset_anatomy(["organ1", "lesion"], "NNProgTiny3D", "Synthetic dataset") == frozenset()
+    assert label_anatomy("liver tumour", frozenset({"kidney"})) == {"liver"}  # the name says where
+    assert label_anatomy("tumour", frozenset({"kidney"})) == {"kidney"}  # the dataset says where
+
+
+def test_a_tumour_in_another_organ_or_region_is_not_a_full_match():
+    from nnunet_progressive.transfer.names import anatomy_similarity, match_labels_in_context
+
+    lung, brain, liver, kidney = (frozenset({o}) for o in ("lung", "brain", "liver", "kidney"))
+    assert anatomy_similarity(lung, brain) == 0.25 and anatomy_similarity(liver, kidney) == 0.5
+    assert anatomy_similarity(frozenset({"aorta"}), liver) == 0.5  # the aorta runs through the abdomen
+    assert anatomy_similarity(lung, frozenset()) is None
+    [match] = match_labels_in_context(["tumor"], ["edema", "tumour"], lung, brain)
+    assert (match.source, match.name_similarity, match.anatomy, match.similarity) == ("tumour", 1.0, 0.25, 0.25)
+    [match] = match_labels_in_context(["tumor"], ["tumour"], lung, frozenset())
+    assert match.similarity == 1.0 and match.anatomy is None  # unknown anatomy: the name decides
+    [match] = match_labels_in_context(["aorta"], ["spleen", "liver", "aorta"], frozenset({"aorta"}),
+                                      frozenset({"spleen", "liver", "aorta"}))
+    assert (match.source, match.similarity) == ("aorta", 1.0)

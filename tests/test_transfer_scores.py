@@ -1,22 +1,29 @@
 """Source scores (transfer/scores.py): every component and the combination, with answers known by hand."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.transfer.images import scan_quantiles
 from nnunet_progressive.transfer.scores import (
     COMPONENTS,
     DEFAULT_WEIGHTS,
+    SCAN_QUANTILES,
+    Z_SCALE,
     ChannelIntensity,
     DatasetProfile,
     cases_score,
     combine,
     component_scores,
+    image_signal,
     intensity_score,
     interval_overlap,
     label_statistics,
     parse_weights,
+    quantile_distance_score,
     ratio_score,
     recommendation,
     score_candidates,
@@ -29,10 +36,11 @@ MR_BRAIN = ChannelIntensity(mean=400.0, std=100.0, percentile_00_5=150.0, percen
 
 
 def _profile(name, channels=("CT",), schemes=("CTNormalization",), spacing=(1.0, 1.0, 1.0), intensity=(CT_LIVER,),
-             labels=("liver", "liver tumour"), cases=20, share=0.05, volume=2000.0, kind="dataset"):
+             labels=("liver", "liver tumour"), cases=20, share=0.05, volume=2000.0, kind="dataset", anatomy=None,
+             scans=None):
     return DatasetProfile(name, kind, tuple(channels), None if schemes is None else tuple(schemes),
                           None if spacing is None else tuple(spacing), None if intensity is None else tuple(intensity),
-                          tuple(labels), cases, share, volume)
+                          tuple(labels), cases, share, volume, anatomy, scans)
 
 
 def test_spacing_score_is_orientation_free_and_halves_per_doubling():
@@ -135,3 +143,113 @@ def test_weak_best_candidate_is_called_so():
     far = _profile("far", channels=("T1",), schemes=("ZScoreNormalization",), intensity=(MR_BRAIN,),
                    labels=("femur",), spacing=(4, 4, 4), share=0.5, volume=1e6)
     assert recommendation(score_candidates(target, [far])).startswith("no candidate is close")
+
+
+# --- issue 23: the domain counts more than a generic label name ---------------------------------------------------
+
+SPLEEN_LIVER_AORTA = ("spleen", "liver", "aorta")
+
+
+def test_a_lung_ct_tumour_target_prefers_a_ct_source_over_a_brain_mr_tumour_source():
+    """The issue's case: labels 1.00/modality 0 (brain MR tumour) used to beat modality 1/labels 0 (CT organs)."""
+    target = _profile("lung_ct", labels=("tumour",), share=0.002, volume=5000.0, anatomy=("lung",))
+    ct_organs = _profile("ct_organs", labels=SPLEEN_LIVER_AORTA, share=0.08, volume=300000.0)
+    brain_mr = _profile("brain_mr_tumour", channels=("FLAIR", "T1", "T1c", "T2"), schemes=("ZScoreNormalization",) * 4,
+                        intensity=(MR_BRAIN,) * 4, labels=("edema", "tumor"), spacing=(1.0, 1.0, 1.0), share=0.01,
+                        volume=20000.0, anatomy=("brain",))
+    scores = score_candidates(target, [brain_mr, ct_organs], image_similarity={"ct_organs": 0.0,
+                                                                               "brain_mr_tumour": 0.05})
+    assert [s.name for s in scores] == ["ct_organs", "brain_mr_tumour"]
+    brain = scores[1]
+    assert brain.components["labels"] == pytest.approx(0.25)  # "tumour" in lung vs brain: a quarter of a match
+    detail = brain.details["label_detail"][0]
+    assert (detail["name_similarity"], detail["anatomy"]) == (1.0, 0.25)
+    assert (detail["target_organs"], detail["source_organs"]) == (["lung"], ["brain"])
+    # the image component carried no signal (CT vs CT pairs at 0.00): left out for all, said, weight spread
+    assert all(s.components["image"] is None and s.details["no_signal"] == ["image"] for s in scores)
+    assert "image: no signal" in scores[0].details["notes"][0] and scores[1].details["image_measured"] == 0.05
+    weights_without_image = {**DEFAULT_WEIGHTS, "image": 0.0}
+    assert scores[0].combined == pytest.approx(combine(scores[0].components, weights_without_image)[0])
+    assert "no signal (0.00)" in scores_table(scores, DEFAULT_WEIGHTS)
+
+
+def test_the_domain_outweighs_a_full_generic_label_match_even_without_anatomy():
+    """Anatomy unknown on both sides (generated names): modality and intensity still decide."""
+    target = _profile("target", labels=("lesion",))
+    same_domain = _profile("ct_other_labels", labels=("organ1", "organ2"))
+    other_domain = _profile("mr_same_labels", channels=("T2",), schemes=("ZScoreNormalization",),
+                            intensity=(MR_BRAIN,), labels=("lesion",))
+    assert score_candidates(target, [other_domain, same_domain])[0].name == "ct_other_labels"
+
+
+def test_image_component_keeps_its_weight_when_same_modality_scans_look_alike():
+    target = _profile("target")
+    scores = score_candidates(target, [_profile("a"), _profile("b", channels=("T1",))],
+                              image_similarity={"a": 0.4, "b": 0.02})
+    assert all(not s.details["notes"] for s in scores)
+    assert {s.name: s.components["image"] for s in scores} == {"a": 0.4, "b": 0.02}
+    assert image_signal(target, [_profile("a")], {"a": 0.05}).startswith("image: no signal")
+    assert image_signal(target, [_profile("a")], {"a": None}) is None
+
+
+def test_scan_intensity_compares_whole_scan_distributions_before_foreground_ranges():
+    quantiles = tuple(float(v) for v in np.linspace(-100, 300, len(SCAN_QUANTILES)))
+    shifted = tuple(v + 100.0 for v in quantiles)
+    target, near, far = _profile("t", scans=(quantiles,)), _profile("n", scans=(quantiles,)), _profile(
+        "f", scans=(shifted,))
+    assert intensity_score(target, near) == 1.0
+    assert intensity_score(target, far) == pytest.approx(math.exp(-1.0))  # 100 HU apart: exp(-1)
+    model = _profile("model", kind="model")  # no scans: the fingerprint's foreground ranges
+    assert intensity_score(target, model) == 1.0
+    assert {s.name: s.details["intensity_basis"] for s in score_candidates(target, [far, model])} == {
+        "f": "scans", "model": "foreground"}
+    assert quantile_distance_score((0.0, 1.0), (0.25, 1.25), Z_SCALE) == pytest.approx(math.exp(-1.0))
+
+
+def test_scan_quantiles_use_the_body_and_z_score_mr():
+    rng = np.random.default_rng(0)
+    image = np.zeros((20, 20, 20), np.float32) - 1000.0  # air
+    image[5:15, 5:15, 5:15] = rng.normal(40.0, 10.0, (10, 10, 10))  # soft tissue
+    ct = scan_quantiles(image, True, SCAN_QUANTILES)
+    assert -10 < ct[0] < ct[-1] < 70  # the air outside the body is not in the distribution
+    mr = scan_quantiles(np.where(image > -500, image * 3 + 500, 0), False, SCAN_QUANTILES)
+    assert abs(mr[len(mr) // 2]) < 0.2 and mr[0] < -1 < 1 < mr[-1]  # z-scored: scanner units do not matter
+
+
+def test_default_weights_are_stated_as_they_are():
+    import subprocess
+    import sys
+
+    from nnunet_progressive.cli.transfer import default_weights_text
+
+    text = default_weights_text()
+    assert text.startswith("modality 3, intensity 2, labels 2")
+    assert DEFAULT_WEIGHTS["modality"] + DEFAULT_WEIGHTS["intensity"] > DEFAULT_WEIGHTS["labels"]
+    result = subprocess.run([sys.executable, "-m", "nnunet_progressive.cli.main", "transfer", "sources", "--help"],
+                            capture_output=True, text=True, env={"COLUMNS": "10000", "PATH": ""})
+    assert result.returncode == 0 and f"(defaults: {text})" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_model_folder_is_compared_at_the_spacing_it_was_trained_at(tmp_path):
+    """Not its dataset's original spacing: the plans' configuration (inherits_from followed)."""
+    import json
+
+    from nnunet_progressive.nnunet.transfer_sources import model_candidate, trained_spacing
+
+    plans = {"dataset_name": "Dataset700_X", "original_median_spacing_after_transp": [5.0, 0.7, 0.7],
+             "configurations": {"3d_fullres": {"spacing": [1.5, 1.5, 1.5],
+                                               "normalization_schemes": ["CTNormalization"]},
+                                "3d_lowres": {"inherits_from": "3d_fullres", "spacing": [3.0, 3.0, 3.0]},
+                                "3d_cascade_fullres": {"inherits_from": "3d_fullres"}}}
+    assert trained_spacing(plans, "3d_lowres") == (3.0, 3.0, 3.0)
+    assert trained_spacing(plans, "3d_cascade_fullres") == (1.5, 1.5, 1.5)
+    assert trained_spacing(plans, None) == (1.5, 1.5, 1.5)
+    folder = tmp_path / "Dataset700_X" / "nnUNetTrainer__nnUNetPlans__3d_lowres"
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "description": "abdominal CT",
+                                                     "labels": {"background": 0, "tumour": 1}, "numTraining": 9}))
+    (folder / "dataset_fingerprint.json").write_text(json.dumps({"spacings": [[5.0, 0.7, 0.7]]}))
+    profile = model_candidate(folder).profile
+    assert profile.spacing == (3.0, 3.0, 3.0) and profile.anatomy == ()
+    assert spacing_score(profile.spacing, (3.0, 3.0, 3.0)) == 1.0

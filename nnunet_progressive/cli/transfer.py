@@ -7,9 +7,14 @@ from pathlib import Path
 
 from nnunet_progressive.cli.arguments import fraction, int_at_least, positive_int, random_seed
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.transfer.scores import COMPONENTS as COMPONENT_NAMES
+from nnunet_progressive.transfer.scores import DEFAULT_WEIGHTS, DOMAIN_COMPONENTS, TASK_COMPONENTS
 
-COMPONENT_NAMES = ("modality", "normalization", "spacing", "intensity", "image", "labels", "foreground",
-                   "structure_size", "cases")  # transfer.scores.COMPONENTS (kept light for --help)
+
+def default_weights_text() -> str:
+    """``modality 3, intensity 2, ...``: the default weights, largest first, as the help and the docs state them."""
+    ordered = sorted(DEFAULT_WEIGHTS.items(), key=lambda item: (-item[1], COMPONENT_NAMES.index(item[0])))
+    return ", ".join(f"{name} {weight:g}" for name, weight in ordered)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sources", help="score candidate sources against a target dataset",
         description="Scores each candidate (dataset ids/names with --candidates, trained model folders as "
         "positional arguments) against the target, one column per component (0-1, 1 = the same), and recommends "
-        "the closest. Domain: " + ", ".join(COMPONENT_NAMES[:5]) + "; task: " + ", ".join(COMPONENT_NAMES[5:])
-        + ". The combined score is the weighted mean of the known components (defaults: modality 3, labels 3, "
-        "spacing/intensity/image 1, normalization/foreground/structure_size/cases 0.5). Missing fingerprints are "
+        "the closest. Domain: " + ", ".join(DOMAIN_COMPONENTS) + "; task: " + ", ".join(TASK_COMPONENTS)
+        + ". The combined score is the weighted mean of the known components (defaults: " + default_weights_text()
+        + "); an image component without signal (same-modality pair SSIMs near 0) is left out and said. Label "
+        "matches count the label's anatomy (a brain tumour is not a lung tumour). Missing fingerprints are "
         "computed with nnUNetv2_extract_fingerprint. See docs/finetuning.md.")
     sources.add_argument("--target", "-t", required=True, help="the dataset to fine-tune on (id or DatasetXXX_Name)")
     sources.add_argument("--candidates", "-s", nargs="*", default=[], metavar="DATASET",
@@ -40,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sources.add_argument("--off", default="", metavar="NAME,...", help="components to switch off, e.g. image,cases")
     sources.add_argument("-p", "--plans", default="nnUNetPlans", help="plans read for normalisation schemes")
     sources.add_argument("--image-cases", type=positive_int, default=2,
-                         help="cases per dataset for the image similarity (default 2; pairs = cases squared)")
+                         help="raw scans read per dataset for the image similarity (pairs = cases squared) and the "
+                         "scan intensity distributions (default 2)")
     sources.add_argument("--label-cases", type=positive_int, default=3, help="label maps read per dataset (default 3)")
     sources.add_argument("--grid", type=int_at_least(16), default=48,
                          help="voxels per axis of the image-similarity grid (default 48, at least 16)")
@@ -76,8 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "is adapted to the target's channels (each target channel starts from the source filter of the same "
         "modality/sequence, else the mean of the source filters, scaled by C_source/C_target); odd kernels are "
         "adapted (k->1 sums, smaller keeps the centre, larger zero-pads); the rest keeps the target network's "
-        "fresh initialisation; segmentation heads are left to nnU-Net. Prints a report (also OUT.pth.transfer.json)."
-        " Less than --min-share mapped is an error naming the mismatch.")
+        "fresh initialisation; the segmentation heads keep the source's rows for target labels whose names match "
+        "a source label's (background to background; the source's labels from the dataset.json of its model "
+        "folder) and fresh rows for the others, loaded by the nnUNetTrainer_Finetune* trainers. Prints a report "
+        "counting tensors (not state-dict names), also OUT.pth.transfer.json. Less than --min-share mapped is an "
+        "error naming the mismatch.")
     adapt.add_argument("checkpoint", help="source checkpoint (nnU-Net's, or a state dict)")
     adapt.add_argument("-d", "--dataset", required=True, help="target dataset")
     adapt.add_argument("-c", "--configuration", required=True, help="target configuration, e.g. 3d_fullres")
@@ -125,30 +135,40 @@ def run_sources(args: argparse.Namespace) -> int:
     _check_writable(args.plot, "--plot")
     label_cases = args.label_cases if weights["foreground"] or weights["structure_size"] else 0
     fingerprint = not args.no_fingerprint
-    target = dataset_candidate(args.target, args.plans, fingerprint, label_cases, args.num_processes)
+    scan_cases = args.image_cases if weights["intensity"] else 0
+    target = dataset_candidate(args.target, args.plans, fingerprint, label_cases, args.num_processes, scan_cases)
     candidates = []
     for name in tqdm(datasets, desc="candidate datasets", unit="dataset", disable=len(datasets) < 2):
-        candidates.append(dataset_candidate(name, args.plans, fingerprint, label_cases, args.num_processes))
+        candidates.append(dataset_candidate(name, args.plans, fingerprint, label_cases, args.num_processes,
+                                            scan_cases))
     candidates += [model_candidate(folder) for folder in folders]
     names = [c.profile.name for c in candidates]
     duplicates = sorted({n for n in names if names.count(n) > 1} | ({target.profile.name} & set(names)))
     if duplicates:
         raise ProgressiveConfigError(f"{duplicates} listed twice (or as target and candidate); list each once")
-    similarity = {}
+    similarity, image_details = {}, {}
     if weights["image"] > 0:
         for candidate in tqdm(candidates, desc="image similarity", unit="candidate"):
-            similarity[candidate.profile.name] = image_similarity(target, candidate, args.image_cases, args.grid)
-    scores = score_candidates(target.profile, [c.profile for c in candidates], weights, similarity)
+            measured = image_similarity(target, candidate, args.image_cases, args.grid)
+            similarity[candidate.profile.name] = None if measured is None else measured.score
+            if measured is not None:
+                image_details[candidate.profile.name] = {
+                    "mean_ssim": measured.mean_ssim, "registration_failures": measured.registration_failures,
+                    "pairs": list(measured.pairs)}
+    scores = score_candidates(target.profile, [c.profile for c in candidates], weights, similarity, image_details)
     advice = recommendation(scores)
+    notes = list(dict.fromkeys(note for score in scores for note in score.details.get("notes", [])))
     print(f"target: {target.profile.name} (channels {list(target.profile.channel_names)}, labels "
-          f"{list(target.profile.labels)})")
+          f"{list(target.profile.labels)}, anatomy {sorted(target.profile.organs()) or 'unknown'})")
     print(scores_table(scores, weights))
+    for note in notes:
+        print(f"note: {note}")
     print(f"recommendation: {advice}")
     if args.output:
         write_record(args.output, SourceScores(
             package_version=__version__, target=target.profile.to_dict(), weights=weights,
             candidates=[s.to_dict() for s in scores], profiles=[c.profile.to_dict() for c in candidates],
-            recommendation=advice))
+            recommendation=advice, notes=notes))
         print(f"scores written to {args.output}")
     if args.plot:
         plot_scores(scores, weights, args.plot)

@@ -438,6 +438,12 @@ class TransferRecord(Record):
     mapped_share: float
     entries: list[TensorEntry]
     unused_source: list[str] = Field(default_factory=list)
+    # issue 23/24: counts are of tensors; the state-dict names per status beside them; the head rows kept
+    state_dict_names: dict[str, int] | None = None
+    head_rows: dict[str, Any] | None = None  # kept {target label: source label}, fresh [labels], source_channels
+
+    def kept_head_labels(self) -> dict[str, str]:
+        return dict((self.head_rows or {}).get("kept") or {})
 
     def statuses(self) -> dict[str, str]:
         return {e.target: e.status for e in self.entries}
@@ -466,6 +472,7 @@ class SourceScores(Record):
     candidates: list[dict[str, Any]]
     profiles: list[dict[str, Any]] = Field(default_factory=list)
     recommendation: str
+    notes: list[str] = Field(default_factory=list)  # e.g. a component left out for carrying no signal
 
 
 T = TypeVar("T", bound=Record)

@@ -19,6 +19,9 @@ How freezing is done, and why this way:
 - The phase is a pure function of the epoch and the run's stored settings, so ``--c`` continues in the right phase
   with the same learning rate; the roles (which encoder tensors were adapted or fresh) are stored beside each
   checkpoint and read back before nnU-Net rebuilds the optimiser.
+- Segmentation heads: nnU-Net's ``load_pretrained_weights`` skips them. When ``nnprog transfer adapt`` kept head
+  rows of the source for matching labels (its record says which), they are loaded here at the start of training
+  (never on ``--c``: the checkpoint holds the trained heads).
 """
 from __future__ import annotations
 
@@ -203,12 +206,38 @@ class FineTuningMixin(RunLengthMixin):
                 f"{type(self).__name__} fine-tunes pre-trained weights, but none were loaded: pass "
                 f"-pretrained_weights FILE to nnUNetv2_train (a checkpoint of the same network, or the output of "
                 f"`nnprog transfer adapt`), or train from scratch with nnUNetTrainer")
+        if self.current_epoch == 0 and pretrained_weights_argument():
+            self._load_kept_heads()
         super().on_train_start()
         counts = {role: sum(1 for r in self._role_of.values() if r == role) for role in ROLES}
         self.print_to_log_file(f"Fine-tuning ({self.finetune_recipe}) from {self._pretrained_file or 'the checkpoint'}"
                                f"; parameters per role: {counts}; phases: "
                                + "; ".join(f"{p.name} epochs {p.start}-{p.end - 1}" for p in
                                            self.finetune_schedule.phases))
+
+    def _load_kept_heads(self) -> None:
+        """The segmentation-head tensors of an adapted checkpoint whose record kept source rows (nnU-Net's loader
+        skips heads); nothing for other checkpoints."""
+        from nnunet_progressive.nnunet.transfer_weights import read_transfer_record
+
+        record = read_transfer_record(self._pretrained_file)
+        kept = record.kept_head_labels() if record is not None else {}
+        if not kept:
+            return
+        weights = torch.load(self._pretrained_file, map_location="cpu", weights_only=False)["network_weights"]
+        network = self.network.module if hasattr(self.network, "module") else self.network
+        network = getattr(network, "_orig_mod", network)  # torch.compile
+        state = network.state_dict()
+        heads = {name: value for name, value in weights.items() if parameter_role(name) == HEADS and name in state}
+        for name, value in heads.items():
+            if tuple(value.shape) != tuple(state[name].shape):
+                raise ProgressiveConfigError(
+                    f"{self._pretrained_file}: head {name} has shape {tuple(value.shape)}, the network's is "
+                    f"{tuple(state[name].shape)}; adapt the checkpoint for this dataset and configuration again")
+        network.load_state_dict(heads, strict=False)
+        self.print_to_log_file(f"Segmentation heads: {len(heads)} tensors loaded from {self._pretrained_file} (rows of "
+                               f"the source kept for {', '.join(kept)}; fresh for "
+                               f"{', '.join(record.head_rows.get('fresh') or []) or 'none'})")
 
     def on_train_epoch_start(self):
         newly = self.finetune_schedule.newly_trained(self.current_epoch)

@@ -3,9 +3,12 @@
 A dataset's :class:`~nnunet_progressive.transfer.scores.DatasetProfile` comes from its dataset.json, nnU-Net's
 dataset fingerprint (``nnUNetv2_extract_fingerprint`` is run where it is missing and the raw data is there), its
 plans (normalisation schemes; predicted from the channel names with nnU-Net's own rule when not planned) and a
-sample of its raw label maps (foreground share, structure size). A model folder (``nnUNet_results/DatasetX/
-Trainer__Plans__Config``, a fold folder or a checkpoint in one) gives plans.json, dataset.json and the fingerprint
-nnU-Net copied there; it has no label images. The image similarity reads a few raw cases with nnU-Net's reader.
+sample of its raw label maps (foreground share, structure size) and of its raw scans (the intensity distribution
+of the whole scans, inside the body). The organs it is about come from its labels, else its name and description
+(:func:`~nnunet_progressive.transfer.names.dataset_anatomy`). A model folder (``nnUNet_results/DatasetX/
+Trainer__Plans__Config``, a fold folder or a checkpoint in one) gives plans.json (its spacing is the spacing of the
+configuration it was trained with), dataset.json and the fingerprint nnU-Net copied there; it has no label images
+and no scans. The image similarity reads a few raw cases with nnU-Net's reader.
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ import numpy as np
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.nnunet.resolve import DatasetFolders, configuration_value, locate_dataset, preprocessed_root
-from nnunet_progressive.transfer.names import foreground_label_names
-from nnunet_progressive.transfer.scores import ChannelIntensity, DatasetProfile, label_statistics
+from nnunet_progressive.transfer.names import CT, channel_modality, dataset_anatomy, foreground_label_names
+from nnunet_progressive.transfer.scores import SCAN_QUANTILES, ChannelIntensity, DatasetProfile, label_statistics
 
 DEFAULT_SAMPLE = 3  # label maps read per dataset for foreground share and structure size
 
@@ -163,8 +166,29 @@ def read_sample_images(raw_folder: Path, count: int) -> list[tuple[np.ndarray, t
     return result
 
 
+def anatomy_of(dataset_json: dict) -> tuple[str, ...]:
+    """The organs a dataset is about (its labels, else its name and description), sorted."""
+    labels = foreground_label_names(dataset_json.get("labels", {}))
+    return tuple(sorted(dataset_anatomy(labels, str(dataset_json.get("name", "")),
+                                        str(dataset_json.get("description", "")))))
+
+
+def scan_intensity(raw_folder: Path, channel_names: Sequence[str], count: int
+                   ) -> tuple[tuple[float, ...], ...] | None:
+    """Per channel the :data:`~nnunet_progressive.transfer.scores.SCAN_QUANTILES` of ``count`` raw scans (body
+    voxels; Hounsfield units for CT channels, z-scored otherwise); None without scans."""
+    from nnunet_progressive.transfer.images import dataset_scan_quantiles
+
+    cases = read_sample_images(raw_folder, count) if count > 0 else []
+    if not cases:
+        return None
+    return tuple(dataset_scan_quantiles(cases, index, channel_modality(name).family == CT, SCAN_QUANTILES)
+                 for index, name in enumerate(channel_names))
+
+
 def dataset_candidate(dataset: str | int, plans: str = "nnUNetPlans", compute_fingerprint: bool = True,
-                      label_sample: int = DEFAULT_SAMPLE, num_processes: int = 2) -> Candidate:
+                      label_sample: int = DEFAULT_SAMPLE, num_processes: int = 2,
+                      scan_sample: int = 2) -> Candidate:
     """The profile of a dataset in nnUNet_raw / nnUNet_preprocessed."""
     folders = locate_dataset(dataset)
     json_path = next((p / "dataset.json" for p in (folders.raw, folders.preprocessed)
@@ -189,11 +213,13 @@ def dataset_candidate(dataset: str | int, plans: str = "nnUNetPlans", compute_fi
         share, volume = label_statistics(read_sample_labels(folders.raw, dataset_json, label_sample),
                                          dataset_json["labels"])
     num_cases = dataset_json.get("numTraining") or (len(fingerprint["spacings"]) if fingerprint else None)
+    scans = scan_intensity(folders.raw, channels, scan_sample) if folders.raw is not None else None
     profile = DatasetProfile(
         name=folders.name, kind="dataset", channel_names=tuple(channels), normalization_schemes=tuple(schemes),
         spacing=_median_spacing(fingerprint), intensity=_intensity(fingerprint, len(channels)),
         labels=tuple(foreground_label_names(dataset_json["labels"])), num_cases=num_cases,
-        foreground_share=share, structure_volume_mm3=volume)
+        foreground_share=share, structure_volume_mm3=volume, anatomy=anatomy_of(dataset_json),
+        scan_intensity=scans)
     return Candidate(profile, folders.raw, dataset_json)
 
 
@@ -207,6 +233,19 @@ def model_folder_of(path: str | os.PathLike) -> Path:
                                  f"above it (expected nnUNet_results/DatasetXXX_Name/Trainer__Plans__Config)")
 
 
+def trained_spacing(plans: dict, configuration: str | None) -> tuple[float, ...] | None:
+    """The voxel spacing a model was trained at: its configuration's ``spacing`` in plans.json (3d_fullres, else 2d,
+    else the first configuration, when the folder name does not say)."""
+    configurations = plans.get("configurations", {})
+    names = [configuration] if configuration in configurations else [
+        c for c in ("3d_fullres", "2d", *configurations) if c in configurations]
+    for name in names:
+        spacing = configuration_value(plans, name, "spacing", None)
+        if spacing:
+            return tuple(float(v) for v in spacing)
+    return None
+
+
 def model_candidate(path: str | os.PathLike) -> Candidate:
     """The profile of a trained model folder (no label images: foreground and size stay unknown)."""
     folder = model_folder_of(path)
@@ -218,19 +257,19 @@ def model_candidate(path: str | os.PathLike) -> Candidate:
     intensity = _intensity(fingerprint, len(channels))
     if intensity is None and "foreground_intensity_properties_per_channel" in plans:
         intensity = _intensity(plans, len(channels))
-    spacing = _median_spacing(fingerprint) or (tuple(plans["original_median_spacing_after_transp"])
-                                               if "original_median_spacing_after_transp" in plans else None)
+    spacing = trained_spacing(plans, configuration) or _median_spacing(fingerprint)
     profile = DatasetProfile(
         name=f"{plans.get('dataset_name', folder.parent.name)}:{folder.name}", kind="model",
         channel_names=tuple(channels),
         normalization_schemes=_schemes_from_plans(plans, configuration) or predicted_schemes(channels),
         spacing=spacing, intensity=intensity, labels=tuple(foreground_label_names(dataset_json["labels"])),
-        num_cases=dataset_json.get("numTraining"))
+        num_cases=dataset_json.get("numTraining"), anatomy=anatomy_of(dataset_json))
     return Candidate(profile)
 
 
-def image_similarity(target: Candidate, candidate: Candidate, cases: int, grid_size: int) -> float | None:
-    """SSIM-based image similarity of a few raw cases (None when either side has no raw images)."""
+def image_similarity(target: Candidate, candidate: Candidate, cases: int, grid_size: int):
+    """SSIM-based image similarity of a few raw cases (:class:`~nnunet_progressive.transfer.images.ImageSimilarity`;
+    None when either side has no raw images)."""
     from nnunet_progressive.transfer.images import dataset_image_similarity
     from nnunet_progressive.transfer.names import match_channels
 
@@ -241,6 +280,5 @@ def image_similarity(target: Candidate, candidate: Candidate, cases: int, grid_s
     if not target_cases or not candidate_cases:
         return None
     match, _ = match_channels(list(target.profile.channel_names), list(candidate.profile.channel_names))[0]
-    result = dataset_image_similarity(target_cases, candidate_cases, 0, match or 0, grid_size)
-    return result.score
+    return dataset_image_similarity(target_cases, candidate_cases, 0, match or 0, grid_size)
 

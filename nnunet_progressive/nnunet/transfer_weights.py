@@ -7,6 +7,11 @@ output holds the TARGET network's complete state dict: mapped tensors from the s
 (``build_network_architecture`` of the chosen trainer, nnU-Net's initialisation, seeded). The mapping record is
 stored in the checkpoint (key ``nnprog_transfer``, ignored by nnU-Net) and beside it as JSON; the output is then
 loaded once with nnU-Net's own ``load_pretrained_weights`` as a check.
+
+Segmentation heads: nnU-Net's loader skips them, so they hold the target network's fresh rows except for the target
+labels whose names match a source label (the source's labels from the dataset.json of its model folder): those rows
+(background included) are the source's, and the fine-tuning trainers load them (:mod:`nnunet_progressive.nnunet.
+transfer`). Counts are of tensors, not of state-dict names (nnU-Net's U-Nets reach one tensor by several names).
 """
 from __future__ import annotations
 
@@ -34,9 +39,13 @@ from nnunet_progressive.transfer.mapping import (
     ADAPTED,
     CHANNEL_RULES,
     DEFAULT_MIN_SHARE,
+    HEAD,
     LOADED,
+    HeadRows,
     adapt_tensor,
     check_enough_maps,
+    head_with_rows,
+    match_head_rows,
     plan_mapping,
     strip_wrappers,
 )
@@ -70,13 +79,15 @@ def load_state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def tensor_identity(tensor: torch.Tensor) -> tuple:
+    """What two state-dict names of one tensor share: storage, offset, shape and strides."""
+    return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride()
+
+
 def aliases_of(state: dict[str, torch.Tensor], names: list[str]) -> list[str]:
     """Every name whose tensor shares storage (same data pointer, shape and strides) with one of ``names``."""
-    def identity(tensor: torch.Tensor) -> tuple:
-        return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride()
-
-    wanted = {identity(state[n]) for n in names if n in state}
-    return [n for n, t in state.items() if identity(t) in wanted]
+    wanted = {tensor_identity(state[n]) for n in names if n in state}
+    return [n for n, t in state.items() if tensor_identity(t) in wanted]
 
 
 def input_convolution(state: dict[str, torch.Tensor], network: torch.nn.Module | None = None) -> list[str]:
@@ -96,6 +107,7 @@ class TargetNetwork:
     dataset_name: str
     channel_names: list[str]
     planned: object  # PlannedConfiguration
+    labels: dict  # dataset.json labels of the target
 
 
 def build_target_network(dataset: str | int, configuration: str, plans: str = "nnUNetPlans",
@@ -123,17 +135,39 @@ def build_target_network(dataset: str | int, configuration: str, plans: str = "n
         network = build(configuration_manager.network_arch_class_name, configuration_manager.network_arch_init_kwargs,
                         configuration_manager.network_arch_init_kwargs_req_import, channels, heads, True)
     names = [str(dataset_json["channel_names"][k]) for k in sorted(dataset_json["channel_names"], key=int)]
-    return TargetNetwork(network, planned.dataset_name, names, planned)
+    return TargetNetwork(network, planned.dataset_name, names, planned, dict(dataset_json["labels"]))
+
+
+def source_dataset_json(checkpoint: Path) -> dict | None:
+    """The dataset.json of the model folder a checkpoint sits in (fold_X/checkpoint.pth), or None."""
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        candidate = folder / "dataset.json"
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
 
 
 def source_channel_names(checkpoint: Path) -> list[str] | None:
     """Channel names from the dataset.json of the model folder a checkpoint sits in (fold_X/checkpoint.pth)."""
-    for folder in (checkpoint.parent, checkpoint.parent.parent):
-        candidate = folder / "dataset.json"
-        if candidate.is_file():
-            channels = json.loads(candidate.read_text()).get("channel_names") or {}
-            return [str(channels[k]) for k in sorted(channels, key=int)]
-    return None
+    dataset_json = source_dataset_json(checkpoint)
+    if dataset_json is None:
+        return None
+    channels = dataset_json.get("channel_names") or {}
+    return [str(channels[k]) for k in sorted(channels, key=int)]
+
+
+def head_value(fresh: torch.Tensor, source: torch.Tensor | None, rows: HeadRows) -> tuple[torch.Tensor, str]:
+    """A head tensor with the kept rows from ``source`` (the rest fresh), and the rule that says so."""
+    if not rows.kept:
+        return fresh, f"segmentation head: {rows.describe()}"
+    if source is None:
+        return fresh, "segmentation head: all rows fresh (the source has no head at this resolution)"
+    try:
+        value = head_with_rows(fresh.float().numpy(), source.float().numpy(), rows)
+    except ValueError:
+        return fresh, (f"segmentation head: all rows fresh (source head {tuple(source.shape)} has other features than "
+                       f"the target's {tuple(fresh.shape)})")
+    return torch.from_numpy(value).to(fresh.dtype), f"segmentation head: {rows.describe()}"
 
 
 def channel_matches(target_names: list[str], source_names: list[str] | None, source_channels: int | None,
@@ -143,6 +177,15 @@ def channel_matches(target_names: list[str], source_names: list[str] | None, sou
     if rule == "mean" or not source_names or source_channels is None or len(source_names) != source_channels:
         return None
     return [j if score == 1.0 else None for j, score in match_channels(target_names, source_names)]
+
+
+def head_rows_record(rows: HeadRows, kept_any: bool, head_rules: dict[str, str]) -> dict:
+    """What the record says of the heads: labels kept (target -> source), fresh, per output channel the source row."""
+    kept = rows.kept if kept_any else {}
+    return {"target_labels": list(rows.target_labels), "kept": kept,
+            "fresh": [label for label in rows.target_labels if label not in kept],
+            "source_channels": list(rows.source_channels) if kept_any else [None] * len(rows.target_labels),
+            "note": rows.describe() if kept_any else next(iter(head_rules.values()), rows.describe())}
 
 
 def adapt_checkpoint(checkpoint: str | os.PathLike, dataset: str | int, configuration: str, output: str | os.PathLike,
@@ -170,7 +213,16 @@ def adapt_checkpoint(checkpoint: str | os.PathLike, dataset: str | int, configur
                       {k: tuple(v.shape) for k, v in target_state.items()}, min_share)
     names = source_channels or source_channel_names(checkpoint)
     matches = channel_matches(target.channel_names, names, plan.source_input_channels, channel_rule)
+    source_json = source_dataset_json(checkpoint)
+    rows = match_head_rows(target.labels, None if source_json is None else source_json.get("labels"))
+    head_rules, rows_kept = {}, False
     for entry in plan.entries:
+        if entry.status == HEAD:
+            value, head_rules[entry.target] = head_value(target_state[entry.target],
+                                                         source.get(entry.source) if entry.source else None, rows)
+            rows_kept |= value is not target_state[entry.target]
+            target_state[entry.target] = value
+            continue
         if entry.status == LOADED:
             value = source[entry.source]
         elif entry.status == ADAPTED:
@@ -179,16 +231,18 @@ def adapt_checkpoint(checkpoint: str | os.PathLike, dataset: str | int, configur
         else:
             continue
         target_state[entry.target] = value.to(dtype=target_state[entry.target].dtype).clone()
+    tensor_of = {name: tensor_identity(tensor) for name, tensor in shared.items()}
     record = TransferRecord(
         package_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         source_checkpoint=str(checkpoint), source_channel_names=names, target_dataset=target.dataset_name,
         target_configuration=configuration, target_plans=plans, target_trainer=trainer,
         target_channel_names=target.channel_names, channel_rule=channel_rule, channel_matches=matches, seed=seed,
-        counts=plan.counts(), mapped_share=plan.mapped_share(),
+        counts=plan.tensor_counts(tensor_of), state_dict_names=plan.counts(), mapped_share=plan.mapped_share(tensor_of),
         entries=[{"target": e.target, "source": e.source, "target_shape": list(e.target_shape),
                   "source_shape": None if e.source_shape is None else list(e.source_shape), "status": e.status,
-                  "rule": e.rule} for e in plan.entries],
-        unused_source=list(plan.unused_source))
+                  "rule": head_rules.get(e.target, e.rule)} for e in plan.entries],
+        unused_source=list(plan.unused_source),
+        head_rows=head_rows_record(rows, rows_kept, head_rules))
     with replacing(output, suffix=".pth") as temporary:
         torch.save({"network_weights": target_state, TRANSFER_CHECKPOINT_KEY: record.to_json()}, temporary)
     write_record(transfer_report_path(output), record)

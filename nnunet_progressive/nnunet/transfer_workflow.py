@@ -227,10 +227,22 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
     return record, next_commands(src, tgt, plans, source_plans, configurations[0], target_plans)
 
 
+PRETRAINING_TRAINER = "nnUNetTrainer_ConstantPatch"  # plain nnU-Net that honours the package's knobs
+
+
+def pretraining_command(source_id: int, configuration: str, source_plans: str) -> str:
+    """Pre-training as docs/finetuning.md advises: fold ``all`` (no validation split is needed) without nnU-Net's
+    final validation, which on fold ``all`` predicts every training case and measures nothing (a package trainer,
+    so that ``NNPROG_FINAL_VALIDATION=off`` is honoured; its epochs are ``NNPROG_EPOCHS``, nnU-Net's 1000 by
+    default)."""
+    return (f"NNPROG_FINAL_VALIDATION=off nnUNetv2_train {source_id} {configuration} all -p {source_plans} "
+            f"-tr {PRETRAINING_TRAINER}")
+
+
 def next_commands(src: DatasetFolders, tgt: DatasetFolders, plans: str, source_plans: str, configuration: str,
                   target_plans: dict) -> list[str]:
     """What to run after ``prepare``: pre-train, adapt, fine-tune, predict."""
-    checkpoint = (f"$nnUNet_results/{src.name}/nnUNetTrainer__{source_plans}__{configuration}/fold_all/"
+    checkpoint = (f"$nnUNet_results/{src.name}/{PRETRAINING_TRAINER}__{source_plans}__{configuration}/fold_all/"
                   f"checkpoint_final.pth")
     weights = f"{src.name}_for_{tgt.name}.pth"
     commands = []
@@ -238,7 +250,7 @@ def next_commands(src: DatasetFolders, tgt: DatasetFolders, plans: str, source_p
     if tgt.preprocessed is None or identifier is None or not any((tgt.preprocessed / identifier).glob("*.pkl")):
         commands.append(f"nnUNetv2_preprocess -d {tgt.dataset_id} -plans_name {plans} -c {configuration}")
     commands += [
-        f"nnUNetv2_train {src.dataset_id} {configuration} all -p {source_plans}",
+        pretraining_command(src.dataset_id, configuration, source_plans),
         f"nnprog transfer adapt {checkpoint} -d {tgt.dataset_id} -c {configuration} -p {plans} -o {weights}",
         f"nnUNetv2_train {tgt.dataset_id} {configuration} 0 -p {plans} -tr nnUNetTrainer_Finetune "
         f"-pretrained_weights {weights}",

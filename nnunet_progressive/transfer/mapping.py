@@ -15,8 +15,13 @@ The plan decides, for every tensor of the TARGET network, where its values come 
     larger one is zero-padded around it (the same response on any image);
 - ``fresh``: no source tensor of that name, or a shape no rule bridges (other feature counts, depth): the target
   network's own initialisation is kept;
-- ``head``: segmentation layers (``.seg_layers.``): nnU-Net's ``load_pretrained_weights`` never loads them, the
-  target's classes get fresh heads.
+- ``head``: segmentation layers (``.seg_layers.``): nnU-Net's ``load_pretrained_weights`` never loads them. Their
+  rows (one per output class) are kept from the source for the target labels whose names match a source label's
+  (:func:`match_head_rows`; background to background), fresh for the others; the fine-tuning trainers load them.
+
+Counts are of tensors (unique parameters): nnU-Net's U-Nets hold one tensor under several state-dict names (the
+decoder keeps the encoder as ``decoder.encoder``; a conv is also reachable through ``all_modules``), so the names
+are grouped by the tensor they share (:meth:`MappingPlan.tensor_counts`).
 
 Names are compared after removing the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes, on both
 sides. Decoder stages are matched by resolution from the top (nnU-Net numbers them from the bottleneck), so a
@@ -140,11 +145,30 @@ class MappingPlan:
         return [e for e in self.entries if e.status == status]
 
     def counts(self) -> dict[str, int]:
+        """State-dict names per status (aliases counted once each; see :meth:`tensor_counts`)."""
         return {status: len(self.by_status(status)) for status in STATUSES}
 
-    def mapped_share(self) -> float:
-        """Share of the target's non-head elements that come from the source (loaded or adapted)."""
-        body = [e for e in self.entries if e.status != HEAD]
+    def _unique(self, tensor_of: Mapping[str, object] | None) -> list[TensorMapping]:
+        """One entry per tensor: the first name of each group of aliases (``tensor_of``: name -> tensor id)."""
+        if tensor_of is None:
+            return list(self.entries)
+        seen, unique = set(), []
+        for entry in self.entries:
+            key = tensor_of.get(entry.target, entry.target)
+            if key not in seen:
+                seen.add(key)
+                unique.append(entry)
+        return unique
+
+    def tensor_counts(self, tensor_of: Mapping[str, object] | None) -> dict[str, int]:
+        """Tensors (unique parameters and buffers) per status; names that share a tensor count once."""
+        unique = self._unique(tensor_of)
+        return {status: sum(1 for e in unique if e.status == status) for status in STATUSES}
+
+    def mapped_share(self, tensor_of: Mapping[str, object] | None = None) -> float:
+        """Share of the target's non-head elements that come from the source (loaded or adapted), each tensor
+        counted once when ``tensor_of`` groups the aliases."""
+        body = [e for e in self._unique(tensor_of) if e.status != HEAD]
         total = sum(e.elements for e in body)
         mapped = sum(e.elements for e in body if e.status in (LOADED, ADAPTED))
         return mapped / total if total else 0.0
@@ -202,8 +226,8 @@ def plan_mapping(source: Mapping[str, Sequence[int]], target: Mapping[str, Seque
         source_name = source_name_for(name, target_levels, source_levels)
         source_shape = source_shapes.get(source_name) if source_name else None
         if is_head(name):
-            entries.append(TensorMapping(name, None, shape, source_shape, HEAD,
-                                         "segmentation head: nnU-Net initialises it for the target's classes"))
+            entries.append(TensorMapping(name, source_name if source_shape is not None else None, shape,
+                                         source_shape, HEAD, "segmentation head: fresh rows for the target's classes"))
             if source_shape is not None:
                 used.add(source_name)
             continue
@@ -232,6 +256,89 @@ def plan_mapping(source: Mapping[str, Sequence[int]], target: Mapping[str, Seque
                                          f"shape {source_shape} cannot become {shape}"))
     unused = tuple(n for n in source_shapes if n not in used)
     return MappingPlan(tuple(entries), unused, source_channels, target_channels)
+
+
+# --- segmentation heads ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeadRows:
+    """Per target output channel (nnU-Net's order: sorted label values) its label and the source channel whose
+    head row it keeps (None: fresh). ``reason`` says why no row is kept when ``source_channels`` are all None."""
+
+    target_labels: tuple[str, ...]
+    source_channels: tuple[int | None, ...]
+    source_labels: tuple[str | None, ...]
+    reason: str = ""
+
+    @property
+    def kept(self) -> dict[str, str]:
+        return {t: s for t, s in zip(self.target_labels, self.source_labels) if s is not None}
+
+    @property
+    def fresh(self) -> list[str]:
+        return [t for t, s in zip(self.target_labels, self.source_labels) if s is None]
+
+    def describe(self) -> str:
+        if not self.kept:
+            return f"all rows fresh ({self.reason or 'no target label name matches a source label'})"
+        kept = ", ".join(t if t == s else f"{t} <- {s}" for t, s in self.kept.items())
+        return f"rows kept for {kept}; fresh for {', '.join(self.fresh) or 'none'}"
+
+
+def output_channels(labels: Mapping[str, object]) -> list[str] | None:
+    """Label names in nnU-Net's output-channel order (sorted values, ``ignore`` left out); None when the labels
+    are regions (lists of values: one sigmoid head per region, not per label)."""
+    by_value: dict[int, str] = {}
+    for name, value in labels.items():
+        if str(name).lower() == "ignore":
+            continue
+        if isinstance(value, (list, tuple)):
+            if len(value) != 1:
+                return None
+            value = value[0]
+        by_value.setdefault(int(value), str(name))
+    return [by_value[v] for v in sorted(by_value)]
+
+
+def match_head_rows(target_labels: Mapping[str, object], source_labels: Mapping[str, object] | None) -> HeadRows:
+    """Which source head row each target output channel keeps: background to background, a foreground label to the
+    source label of the same structure and side (normalised names, :func:`.names.label_similarity` = 1)."""
+    from nnunet_progressive.transfer.names import label_similarity, normalise_label
+
+    target = output_channels(target_labels)
+    if target is None:
+        return HeadRows((), (), (), "the target's labels are regions")
+    fresh = (tuple(target), (None,) * len(target), (None,) * len(target))
+    if source_labels is None:
+        return HeadRows(*fresh, "the source's labels are unknown (no dataset.json beside the checkpoint)")
+    source = output_channels(source_labels)
+    if source is None:
+        return HeadRows(*fresh, "the source's labels are regions")
+    channels: list[int | None] = []
+    for index, name in enumerate(target):
+        if index == 0 and source:  # value 0: background
+            channels.append(0)
+            continue
+        normal = normalise_label(name)
+        match = next((j for j, other in enumerate(source) if j > 0 and
+                      label_similarity(normal, normalise_label(other)) == 1.0), None)
+        channels.append(match)
+    if all(c is None for c in channels[1:]):
+        return HeadRows(*fresh, "no target label name matches a source label")
+    return HeadRows(tuple(target), tuple(channels), tuple(None if c is None else source[c] for c in channels))
+
+
+def head_with_rows(fresh: np.ndarray, source: np.ndarray, rows: HeadRows) -> np.ndarray:
+    """A head tensor (weight ``(classes, features, *1)`` or bias ``(classes,)``): the kept rows from ``source``,
+    the others from ``fresh``. Raises ValueError when the shapes beyond the class axis differ."""
+    fresh, source = np.asarray(fresh), np.asarray(source)
+    if fresh.shape[1:] != source.shape[1:] or fresh.shape[0] != len(rows.source_channels):
+        raise ValueError(f"head shapes {source.shape} -> {fresh.shape} with {len(rows.source_channels)} target classes")
+    result = fresh.copy()
+    for index, channel in enumerate(rows.source_channels):
+        if channel is not None:
+            result[index] = source[channel]
+    return result
 
 
 # --- diagnosis --------------------------------------------------------------------------------------------------

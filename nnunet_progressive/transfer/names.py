@@ -233,3 +233,108 @@ def match_channels(target: list[str], source: list[str]) -> list[tuple[int | Non
                 best, best_index = score, j
         result.append((best_index, best))
     return result
+
+
+# --- anatomy ---------------------------------------------------------------------------------------------------
+# Where a label lies, so that a generic name ("tumor", "lesion", "edema") is read in its dataset's context: a brain
+# tumour and a lung tumour share a word, not a task. Organs (structure words after normalise_label) -> body
+# regions; an organ may span regions (the aorta runs through thorax and abdomen).
+
+ORGAN_REGIONS: dict[str, tuple[str, ...]] = {
+    "brain": ("head",), "gray matter": ("head",), "white matter": ("head",), "cerebrospinal fluid": ("head",),
+    "hippocampus": ("head",), "thalamus": ("head",), "cerebellum": ("head",), "brainstem": ("head",),
+    "brain stem": ("head",),
+    "pituitary": ("head",), "putamen": ("head",), "caudate": ("head",), "amygdala": ("head",),
+    "eye": ("head",), "optic nerve": ("head",), "chiasm": ("head",), "cochlea": ("head",),
+    "parotid": ("neck",), "mandible": ("neck",), "thyroid": ("neck",), "larynx": ("neck",),
+    "pharynx": ("neck",), "carotid": ("neck",),
+    "lung": ("thorax",), "heart": ("thorax",), "myocardium": ("thorax",), "atrium": ("thorax",),
+    "trachea": ("thorax",), "bronchus": ("thorax",), "esophagus": ("thorax",), "rib": ("thorax",),
+    "pulmonary artery": ("thorax",), "superior vena cava": ("thorax",), "breast": ("breast",),
+    "aorta": ("thorax", "abdomen"), "spinal cord": ("neck", "thorax", "abdomen"),
+    "vertebra": ("neck", "thorax", "abdomen"),
+    "liver": ("abdomen",), "spleen": ("abdomen",), "kidney": ("abdomen",), "pancreas": ("abdomen",),
+    "stomach": ("abdomen",), "gallbladder": ("abdomen",), "duodenum": ("abdomen",), "colon": ("abdomen",),
+    "adrenal gland": ("abdomen",), "inferior vena cava": ("abdomen",), "portal vein": ("abdomen",),
+    "small bowel": ("abdomen",), "intestine": ("abdomen",), "bowel": ("abdomen",),
+    "prostate": ("pelvis",), "urinary bladder": ("pelvis",), "uterus": ("pelvis",), "rectum": ("pelvis",),
+    "ovary": ("pelvis",), "femur": ("pelvis",), "hip": ("pelvis",), "sacrum": ("pelvis",),
+}
+ANATOMY_SAME_REGION = 0.5  # two labels in other organs of one body region (liver vs kidney tumour)
+ANATOMY_OTHER_REGION = 0.25  # two labels in different body regions (brain vs lung tumour)
+
+
+def organs_in(words: Iterable[str]) -> frozenset[str]:
+    """The organs of :data:`ORGAN_REGIONS` whose words all occur in ``words`` (normalised structure words)."""
+    present = set(words)
+    return frozenset(organ for organ in ORGAN_REGIONS if set(organ.split()) <= present)
+
+
+def text_organs(text: str) -> frozenset[str]:
+    """The organs named in free text (a dataset's name or description), words normalised as label names."""
+    words: list[str] = []
+    for word in _words(text):
+        words += WORD_SYNONYMS.get(singular(word), singular(word)).split()
+    return organs_in(words)
+
+
+def dataset_anatomy(labels: Iterable[str], name: str = "", description: str = "") -> frozenset[str]:
+    """The organs a dataset is about: those its labels name, else those in its name and description (a
+    ``BrainTumour`` dataset with labels edema/tumor is about the brain); empty when nothing says."""
+    named = frozenset().union(*(organs_in(normalise_label(label).structure) for label in labels))
+    return named or (text_organs(name) | text_organs(description))
+
+
+def label_anatomy(label: str, context: frozenset[str]) -> frozenset[str]:
+    """The organs one label lies in: those its name says (``liver tumour`` -> liver), else the dataset's."""
+    return organs_in(normalise_label(label).structure) or context
+
+
+def regions_of(organs: Iterable[str]) -> frozenset[str]:
+    return frozenset(region for organ in organs for region in ORGAN_REGIONS.get(organ, ()))
+
+
+def anatomy_similarity(a: frozenset[str], b: frozenset[str]) -> float | None:
+    """1 when the organs overlap, :data:`ANATOMY_SAME_REGION` for other organs of one region,
+    :data:`ANATOMY_OTHER_REGION` otherwise; None when either side's anatomy is unknown."""
+    if not a or not b:
+        return None
+    if a & b:
+        return 1.0
+    return ANATOMY_SAME_REGION if regions_of(a) & regions_of(b) else ANATOMY_OTHER_REGION
+
+
+@dataclass(frozen=True)
+class AnatomicalMatch:
+    """A target label's best source label: name similarity times the anatomy factor (1 when unknown)."""
+
+    target: str
+    source: str | None
+    similarity: float
+    name_similarity: float
+    anatomy: float | None  # None: the anatomy of either label is unknown
+    target_organs: tuple[str, ...]
+    source_organs: tuple[str, ...]
+
+
+def match_labels_in_context(target: Iterable[str], source: Iterable[str], target_context: frozenset[str],
+                            source_context: frozenset[str]) -> list[AnatomicalMatch]:
+    """For each target label the source label with the highest name similarity x anatomy factor."""
+    source = list(source)
+    normal_source = [normalise_label(s) for s in source]
+    source_organs = [label_anatomy(s, source_context) for s in source]
+    matches = []
+    for name in target:
+        normal, organs = normalise_label(name), label_anatomy(name, target_context)
+        best = AnatomicalMatch(name, None, 0.0, 0.0, None, tuple(sorted(organs)), ())
+        for other, normal_other, other_organs in zip(source, normal_source, source_organs):
+            by_name = label_similarity(normal, normal_other)
+            if by_name == 0:
+                continue
+            anatomy = anatomy_similarity(organs, other_organs)
+            score = by_name * (1.0 if anatomy is None else anatomy)
+            if score > best.similarity:
+                best = AnatomicalMatch(name, other, score, by_name, anatomy, tuple(sorted(organs)),
+                                       tuple(sorted(other_organs)))
+        matches.append(best)
+    return matches

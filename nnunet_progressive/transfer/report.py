@@ -15,14 +15,25 @@ def _shape(shape) -> str:
 def mapping_report(record: Mapping) -> str:
     """The ``nnprog transfer adapt`` report: counts, then every adapted, fresh and head tensor with both shapes."""
     counts = record["counts"]
+    names = record.get("state_dict_names")
+    aliases = "" if not names or sum(names.values()) == sum(counts.values()) else (
+        f" ({sum(names.values())} state-dict names: several name one tensor)")
+    heads = record.get("head_rows") or {}
     lines = [
         f"source: {record['source_checkpoint']}",
         f"target: {record['target_dataset']} {record['target_configuration']} ({record['target_plans']}, "
         f"{record['target_trainer']})",
         f"{record['mapped_share']:.1%} of the target's weights (segmentation heads excluded) come from the source: "
-        f"{counts[LOADED]} tensors loaded, {counts[ADAPTED]} adapted, {counts[FRESH]} fresh, {counts[HEAD]} heads "
-        f"(nnU-Net initialises them)",
+        f"{counts[LOADED]} tensors loaded, {counts[ADAPTED]} adapted, {counts[FRESH]} fresh, {counts[HEAD]} "
+        f"segmentation-head tensors{aliases}",
     ]
+    if heads:
+        kept = heads.get("kept") or {}
+        lines.append("segmentation heads: " + (
+            "rows kept from the source for " + ", ".join(t if t == s else f"{t} (source {s})" for t, s in kept.items())
+            + "; fresh rows for " + (", ".join(heads.get("fresh") or []) or "none")
+            + " (the fine-tuning trainers load the kept rows; nnU-Net's -pretrained_weights alone skips heads)"
+            if kept else f"fresh ({heads.get('note', '')})"))
     if record.get("channel_matches") is not None:
         lines.append(f"input channels {record.get('source_channel_names')} -> {record['target_channel_names']}: "
                      f"start filters {record['channel_matches']} (None = mean of the source filters)")

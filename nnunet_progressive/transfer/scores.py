@@ -12,16 +12,24 @@ Domain closeness
   normalisation scheme (CTNormalization, ZScoreNormalization, ...).
 - ``spacing``: ``exp(-mean |ln(s_target / s_source)|)`` over the median spacings, sorted (orientation-free):
   twice the spacing on every axis gives 0.5.
-- ``intensity``: overlap (intersection over union) of the foreground intensity ranges [0.5th, 99.5th
-  percentile] from nnU-Net's dataset fingerprints, per matched channel: in Hounsfield units when both
-  channels are CT, otherwise after z-scoring each range with its own mean and standard deviation (what
-  nnU-Net's normalisation makes of it); 0 across families.
+- ``intensity``: how alike the intensity distributions of the whole scans are (inside the body, a few cases of
+  each dataset, :data:`SCAN_QUANTILES`), per matched channel: ``exp(-W1 / scale)`` with W1 the mean absolute
+  difference of the quantiles (the Wasserstein-1 distance), in Hounsfield units when both channels are CT
+  (scale :data:`HU_SCALE`), otherwise after z-scoring each scan's body voxels (what nnU-Net's normalisation makes
+  of them; scale :data:`Z_SCALE`); 0 across families. Where a side has no scans (a model folder), the
+  foreground ranges [0.5th, 99.5th percentile] of nnU-Net's fingerprints are compared instead (intersection over
+  union, HU or z-scored as above); ``details['intensity_basis']`` says which.
 - ``image``: image similarity (SSIM after registration) of a few cases of each dataset, reusing the PDL
-  similarity code; computed by the caller, clipped to [0, 1].
+  similarity code; computed by the caller, clipped to [0, 1]. It carries no signal when even the candidates of
+  the target's modality reach a mean pair SSIM below :data:`IMAGE_SIGNAL_FLOOR` (the registration on the
+  coarse grid does not see the anatomy): it is then left out for every candidate, its weight is spread over the
+  other components, and the scores say so (:func:`image_signal`).
 
 Task closeness
-- ``labels``: per target foreground label, its most similar source label (:func:`.names.label_similarity`),
-  averaged: the share of the target's structures the source already segments.
+- ``labels``: per target foreground label, its most similar source label: name similarity
+  (:func:`.names.label_similarity`) times the anatomy factor (:func:`.names.anatomy_similarity`: a label's organs
+  from its name, else its dataset's other labels, name and description; 1 same organs, 0.5 same body region, 0.25
+  other regions, 1 when unknown), averaged: the share of the target's structures the source already segments.
 - ``foreground``: ``min/max`` of the foreground voxel shares.
 - ``structure_size``: ``min/max`` of the typical structure size (cube root of the median structure volume,
   mm): a structure twice as long gives 0.5.
@@ -38,20 +46,27 @@ from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.transfer.names import (
     CT,
     channel_modality,
+    dataset_anatomy,
     match_channels,
-    match_labels,
+    match_labels_in_context,
 )
 
 DOMAIN_COMPONENTS = ("modality", "normalization", "spacing", "intensity", "image")
 TASK_COMPONENTS = ("labels", "foreground", "structure_size", "cases")
 COMPONENTS = DOMAIN_COMPONENTS + TASK_COMPONENTS
-# Domain (channels, image appearance) and task (structures) dominate: the paper's finding is that a source
-# close in both transfers best; the rest refines the ranking among close candidates.
+# The domain counts more than a label name (Zoetmulder et al. 2022: same-domain sources transfer best): modality
+# 3 and scan intensities 2 (5 of 11) against labels 2, so a source of another modality with a matching generic
+# label ("tumor") never beats a source of the target's modality; docs/finetuning.md names the scenarios that
+# check these weights (tests/test_transfer_scores.py, tests/test_transfer_sources_e2e.py).
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "modality": 3.0, "normalization": 0.5, "spacing": 1.0, "intensity": 1.0, "image": 1.0,
-    "labels": 3.0, "foreground": 0.5, "structure_size": 0.5, "cases": 0.5,
+    "modality": 3.0, "normalization": 0.5, "spacing": 1.0, "intensity": 2.0, "image": 1.0,
+    "labels": 2.0, "foreground": 0.5, "structure_size": 0.5, "cases": 0.5,
 }
 WEAK_RECOMMENDATION = 0.4  # below this combined score no candidate is called close
+SCAN_QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 5th, 10th, ..., 95th percentile
+HU_SCALE = 100.0  # Hounsfield units: a distribution shifted by 100 HU scores exp(-1) = 0.37
+Z_SCALE = 0.25  # standard deviations of the body voxels: quantiles 0.25 SD apart score 0.37
+IMAGE_SIGNAL_FLOOR = 0.1  # a mean pair SSIM below this for same-modality scans: the image component is noise
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,11 @@ class DatasetProfile:
     num_cases: int | None = None
     foreground_share: float | None = None  # mean share of foreground voxels per case
     structure_volume_mm3: float | None = None  # median over labels of the mean volume per case
+    anatomy: tuple[str, ...] | None = None  # organs it is about (names.dataset_anatomy); None: from the labels
+    scan_intensity: tuple[tuple[float, ...] | None, ...] | None = None  # per channel, SCAN_QUANTILES of the scans
+
+    def organs(self) -> frozenset[str]:
+        return frozenset(self.anatomy) if self.anatomy is not None else dataset_anatomy(self.labels)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,14 +167,35 @@ def _range(stats: ChannelIntensity, hounsfield: bool) -> tuple[float, float]:
     return (stats.percentile_00_5 - stats.mean) / std, (stats.percentile_99_5 - stats.mean) / std
 
 
+def quantile_distance_score(a: Sequence[float], b: Sequence[float], scale: float) -> float:
+    """``exp(-mean |a_i - b_i| / scale)``: 1 for the same distribution (quantiles ``a`` and ``b``), 0.37 when
+    they are ``scale`` apart on average (the Wasserstein-1 distance of the two distributions)."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"quantiles of different lengths: {len(a)} and {len(b)}")
+    distance = sum(abs(float(x) - float(y)) for x, y in zip(a, b)) / len(a)
+    return _clip(math.exp(-distance / scale))
+
+
+def intensity_basis(target: DatasetProfile, source: DatasetProfile) -> str | None:
+    """``"scans"`` (whole-scan distributions), ``"foreground"`` (fingerprint ranges) or None (unknown)."""
+    if target.scan_intensity and source.scan_intensity:
+        return "scans"
+    if target.intensity and source.intensity:
+        return "foreground"
+    return None
+
+
 def intensity_score(target: DatasetProfile, source: DatasetProfile) -> float | None:
-    if not target.intensity or not source.intensity or not target.channel_names or not source.channel_names:
+    basis = intensity_basis(target, source)
+    if basis is None or not target.channel_names or not source.channel_names:
         return None
+    mine_all = target.scan_intensity if basis == "scans" else target.intensity
+    theirs_all = source.scan_intensity if basis == "scans" else source.intensity
     matches = match_channels(list(target.channel_names), list(source.channel_names))
     scores = []
     for i, (j, _) in enumerate(matches):
-        mine = target.intensity[i] if i < len(target.intensity) else None
-        theirs = source.intensity[j] if (j is not None and j < len(source.intensity)) else None
+        mine = mine_all[i] if i < len(mine_all) else None
+        theirs = theirs_all[j] if (j is not None and j < len(theirs_all)) else None
         if mine is None or theirs is None:
             scores.append(0.0)
             continue
@@ -164,7 +205,10 @@ def intensity_score(target: DatasetProfile, source: DatasetProfile) -> float | N
             scores.append(0.0)
             continue
         hounsfield = family_t == CT and family_s == CT
-        scores.append(interval_overlap(_range(mine, hounsfield), _range(theirs, hounsfield)))
+        if basis == "scans":
+            scores.append(quantile_distance_score(mine, theirs, HU_SCALE if hounsfield else Z_SCALE))
+        else:
+            scores.append(interval_overlap(_range(mine, hounsfield), _range(theirs, hounsfield)))
     return sum(scores) / len(scores)
 
 
@@ -173,7 +217,7 @@ def label_score(target: DatasetProfile, source: DatasetProfile) -> float | None:
         return None
     if not source.labels:
         return 0.0
-    matches = match_labels(target.labels, source.labels)
+    matches = match_labels_in_context(target.labels, source.labels, target.organs(), source.organs())
     return _clip(sum(m.similarity for m in matches) / len(matches))
 
 
@@ -250,25 +294,61 @@ def combine(components: Mapping[str, float | None], weights: Mapping[str, float]
     return float(combined), float(known_weight / total)
 
 
+def image_signal(target: DatasetProfile, candidates: Sequence[DatasetProfile],
+                 image_similarity: Mapping[str, float | None]) -> str | None:
+    """Why the image component carries no signal for this target (None when it does).
+
+    Scans of the target's modality should look alike after registration; when even those candidates reach a mean
+    pair SSIM below :data:`IMAGE_SIGNAL_FLOOR` (or, without any, no candidate does), the SSIMs are noise around 0.
+    """
+    known = {c.name: image_similarity.get(c.name) for c in candidates if image_similarity.get(c.name) is not None}
+    if not known:
+        return None
+    same = [c.name for c in candidates if c.name in known and modality_score(target, c) == 1.0]
+    reference = same or list(known)
+    if max(known[name] for name in reference) >= IMAGE_SIGNAL_FLOOR:
+        return None
+    which = "candidates of the target's modality" if same else "candidates"
+    values = ", ".join(f"{name} {known[name]:.2f}" for name in reference)
+    return (f"image: no signal (mean pair SSIM of the {which} below {IMAGE_SIGNAL_FLOOR}: {values}); left out, its "
+            f"weight spread over the other components")
+
+
 def score_candidates(target: DatasetProfile, candidates: Sequence[DatasetProfile],
                      weights: Mapping[str, float] | None = None,
-                     image_similarity: Mapping[str, float | None] | None = None) -> list[CandidateScore]:
-    """Every candidate scored against the target, best first (ties: by name)."""
+                     image_similarity: Mapping[str, float | None] | None = None,
+                     image_details: Mapping[str, Mapping] | None = None) -> list[CandidateScore]:
+    """Every candidate scored against the target, best first (ties: by name). ``image_details``: per candidate,
+    what the image similarity measured (per-pair SSIMs, registration), kept in the details."""
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
-    image_similarity = image_similarity or {}
+    image_similarity = dict(image_similarity or {})
+    no_signal = image_signal(target, candidates, image_similarity) if weights.get("image", 0) > 0 else None
+    used_weights = {**weights, "image": 0.0} if no_signal else weights
     scored = []
     for candidate in candidates:
-        components = component_scores(target, candidate, image_similarity.get(candidate.name))
-        combined, coverage = combine(components, weights)
-        matches = match_labels(target.labels, candidate.labels)
+        measured = image_similarity.get(candidate.name)
+        components = component_scores(target, candidate, None if no_signal else measured)
+        combined, coverage = combine(components, used_weights)
+        matches = match_labels_in_context(target.labels, candidate.labels, target.organs(), candidate.organs())
         details = {
             "label_matches": {m.target: m.source for m in matches},
+            "label_detail": [{"target": m.target, "source": m.source, "similarity": round(m.similarity, 4),
+                              "name_similarity": round(m.name_similarity, 4), "anatomy": m.anatomy,
+                              "target_organs": list(m.target_organs), "source_organs": list(m.source_organs)}
+                             for m in matches],
             "channel_matches": {target.channel_names[i]: (candidate.channel_names[j] if j is not None else None)
                                 for i, (j, _) in enumerate(match_channels(list(target.channel_names),
                                                                          list(candidate.channel_names)))},
+            "intensity_basis": intensity_basis(target, candidate),
             "switched_off": sorted(n for n in COMPONENTS if weights.get(n, 0) == 0),
-            "unknown": sorted(n for n, v in components.items() if v is None and weights.get(n, 0) > 0),
+            "unknown": sorted(n for n, v in components.items() if v is None and used_weights.get(n, 0) > 0),
+            "no_signal": ["image"] if no_signal else [],
+            "notes": [no_signal] if no_signal else [],
         }
+        if measured is not None:
+            details["image_measured"] = measured
+        if image_details and candidate.name in image_details:
+            details["image_pairs"] = image_details[candidate.name]
         scored.append(CandidateScore(candidate.name, candidate.kind, components, combined, coverage, details))
     return sorted(scored, key=lambda s: (-s.combined, s.name))
 
@@ -287,6 +367,14 @@ def recommendation(scores: Sequence[CandidateScore]) -> str:
     return f"pre-train on {best.name} (combined {best.combined:.2f}: {reasons}){runner_up}"
 
 
+def _cell(score: CandidateScore, component: str) -> str:
+    if component in score.details.get("no_signal", ()):
+        measured = score.details.get("image_measured")
+        return "no signal" + ("" if measured is None else f" ({measured:.2f})")
+    value = score.components[component]
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def scores_table(scores: Sequence[CandidateScore], weights: Mapping[str, float]) -> str:
     """A markdown table: one row per candidate, one column per switched-on component, combined last."""
     shown = [c for c in COMPONENTS if weights.get(c, 0) > 0]
@@ -294,7 +382,7 @@ def scores_table(scores: Sequence[CandidateScore], weights: Mapping[str, float])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, score in enumerate(scores):
         cells = [("**" + score.name + "**") if rank == 0 else score.name]
-        cells += ["n/a" if score.components[c] is None else f"{score.components[c]:.2f}" for c in shown]
+        cells += [_cell(score, c) for c in shown]
         cells += [f"{score.combined:.3f}", f"{score.coverage:.0%}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
