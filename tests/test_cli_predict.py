@@ -12,8 +12,8 @@ from nnunet_progressive.core.errors import ProgressiveConfigError
 
 
 def test_the_model_options_take_nnunets_defaults_and_ignore_the_rest():
-    model = prediction_model(["-i", "in", "-o", "out", "-d", "501", "-c", "3d_fullres", "--disable_tta",
-                              "-step_size", "0.5"])
+    model = prediction_model(["-i", "in", "-o", "out", "-device", "cpu", "-d", "501", "-c", "3d_fullres",
+                              "--disable_tta", "-step_size", "0.5", "-chk_other", "x", "-npp", "0"])
     assert (model.dataset, model.plans, model.trainer, model.configuration) == (
         "501", "nnUNetPlans", "nnUNetTrainer", "3d_fullres")
     assert model.folds == ("0", "1", "2", "3", "4") and model.checkpoint == "checkpoint_final.pth"

@@ -33,21 +33,33 @@ class PredictionModel:
     checkpoint: str
 
 
+def _option_values(arguments: Sequence[str], option: str) -> list[str] | None:
+    """The values after the last ``option`` (exact token: ``-d`` is not ``-device``), None if it is not given."""
+    found = None
+    for index, token in enumerate(arguments):
+        if token == option:
+            found = []
+            for value in arguments[index + 1:]:
+                if value.startswith("-") and not value.lstrip("-").replace(".", "").isdigit():
+                    break
+                found.append(value)
+    return found
+
+
 def prediction_model(arguments: Sequence[str]) -> PredictionModel:
     """The model options among ``nnUNetv2_predict`` arguments, with nnU-Net's defaults (the rest are ignored)."""
-    parser = argparse.ArgumentParser(add_help=False, prog="nnprog predict")
-    parser.add_argument("-d")
-    parser.add_argument("-p", default="nnUNetPlans")
-    parser.add_argument("-tr", default="nnUNetTrainer")
-    parser.add_argument("-c")
-    parser.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"])
-    parser.add_argument("-chk", default="checkpoint_final.pth")
-    known, _ = parser.parse_known_args(list(arguments))
-    missing = [option for option, value in (("-d", known.d), ("-c", known.c)) if value is None]
+    values = {option: _option_values(arguments, option) for option in ("-d", "-p", "-tr", "-c", "-f", "-chk")}
+    missing = [option for option in ("-d", "-c") if not values[option]]
     if missing:
         raise ProgressiveConfigError(f"missing {' and '.join(missing)}: give nnUNetv2_predict's arguments, e.g. "
                                      f"nnprog predict -i IN -o OUT -d 501 -c 3d_fullres -tr TRAINER -p PLANS -f 0")
-    return PredictionModel(known.d, known.p, known.tr, known.c, tuple(known.f), known.chk)
+
+    def single(option: str, default: str) -> str:
+        return values[option][0] if values[option] else default
+
+    return PredictionModel(single("-d", ""), single("-p", "nnUNetPlans"), single("-tr", "nnUNetTrainer"),
+                           single("-c", ""), tuple(values["-f"] or ("0", "1", "2", "3", "4")),
+                           single("-chk", "checkpoint_final.pth"))
 
 
 def model_checkpoints(model: PredictionModel) -> list[Path]:
@@ -56,7 +68,7 @@ def model_checkpoints(model: PredictionModel) -> list[Path]:
 
     try:
         folder = Path(get_output_folder(model.dataset, model.trainer, model.plans, model.configuration))
-    except RuntimeError:  # nnU-Net cannot map the dataset id to a name (its message spans several lines)
+    except (RuntimeError, ValueError):  # nnU-Net cannot map the dataset id to a name (its message spans several lines)
         raise ProgressiveConfigError(f"dataset {model.dataset!r} was not found in nnUNet_raw, nnUNet_preprocessed or "
                                      f"nnUNet_results; check -d and these environment variables") from None
     return [folder / f"fold_{fold}" / model.checkpoint for fold in model.folds]
