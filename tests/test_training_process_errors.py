@@ -39,3 +39,18 @@ def test_a_dead_augmentation_worker_is_one_line():
         "message, if any, is above); the last checkpoint is intact: continue with the same command and --c")
     other = _ended("RuntimeError('something else')", ["/venv/bin/nnUNetv2_train"])
     assert "Traceback" in other.stderr, "other errors keep Python's report"
+
+
+def test_a_dead_worker_seen_by_a_thread_and_the_main_thread_is_one_line():
+    raised = "RuntimeError('One or more background workers are no longer alive. Exiting.')"
+    code = (PROLOGUE + "import threading\n"
+            "sys.argv = ['/venv/bin/nnUNetv2_train', '1', '3d_fullres', '0']\n"
+            "def results_loop():\n"
+            f"    raise {raised}\n"
+            "thread = threading.Thread(target=results_loop)\n"
+            "thread.start()\n"
+            "thread.join()\n"
+            f"raise {raised}\n")
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ended.returncode == 1 and "Traceback" not in ended.stderr
+    assert len(ended.stderr.strip().splitlines()) == 1, ended.stderr

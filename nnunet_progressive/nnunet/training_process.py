@@ -113,6 +113,7 @@ def on_error(callback) -> None:
 
 
 WORKER_DIED = "background workers are no longer alive"  # batchgenerators' augmenters, when a worker is gone
+_reported_worker_death: list[bool] = []
 
 
 def _report_package_errors(kind, error, traceback) -> None:
@@ -138,11 +139,22 @@ def _report_package_errors(kind, error, traceback) -> None:
                                            "--c" if resumable else ""), file=sys.stderr, flush=True)
         return
     if isinstance(error, RuntimeError) and WORKER_DIED in str(error):  # batchgenerators' augmenter
-        print(f"{program}: error: a data-augmentation worker of this process died (killed, or out of memory; its own "
-              f"message, if any, is above)" + ("; the last checkpoint is intact: continue with the same command and "
-                                              "--c" if resumable else ""), file=sys.stderr, flush=True)
+        if not _reported_worker_death:  # its result threads and the main thread may all raise it
+            _reported_worker_death.append(True)
+            print(f"{program}: error: a data-augmentation worker of this process died (killed, or out of memory; "
+                  f"its own message, if any, is above)" + ("; the last checkpoint is intact: continue with the same "
+                                                          "command and --c" if resumable else ""),
+                  file=sys.stderr, flush=True)
         return
     sys.__excepthook__(kind, error, traceback)
+
+
+def _report_thread_errors(arguments) -> None:
+    """A dead augmentation worker seen by a thread of batchgenerators' augmenter: the one line above."""
+    if isinstance(arguments.exc_value, RuntimeError) and WORKER_DIED in str(arguments.exc_value):
+        _report_package_errors(arguments.exc_type, arguments.exc_value, arguments.exc_traceback)
+        return
+    threading.__excepthook__(arguments)
 
 
 def install() -> None:
@@ -156,3 +168,5 @@ def install() -> None:
         _install_spawn_hook()
     if sys.excepthook is sys.__excepthook__:
         sys.excepthook = _report_package_errors
+    if threading.excepthook is threading.__excepthook__:
+        threading.excepthook = _report_thread_errors
