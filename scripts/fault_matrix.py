@@ -255,7 +255,7 @@ def _knobs(**values) -> dict[str, str]:
 
 
 PGPS_KNOBS = _knobs(epochs=9)
-RPSS_KNOBS = _knobs(epochs=6)
+RPSS_KNOBS = _knobs(epochs=9)  # RPSS draws from the 9 PGPS sizes of tiny3d: 9 epochs at least
 PDL_KNOBS = _knobs(epochs=6, set1_epochs=3, check_every=2, dice_method="pseudo_dice")
 STOP_KNOBS = _knobs(epochs=6, check_every=1, dice_method="pseudo_dice")
 TARGET_KNOBS = _knobs(epochs=6, check_every=2, dice_method="pseudo_dice", target_dice=0.001)
