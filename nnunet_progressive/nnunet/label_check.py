@@ -3,8 +3,8 @@ declares.
 
 nnU-Net checks this only when planned with ``--verify_dataset_integrity``. Without it an undeclared value is kept
 by the preprocessing; training then stops in its first batch with a traceback from the loss (a value >= the number
-of labels), or, for an undeclared value below that (dataset.json skipping a value), learns it as the label of that
-number without a word. The package's trainers read each preprocessed label map once when a new run starts (not on
+of labels, tried), and an undeclared value below that (dataset.json skipping a value) would be used as the class of
+that index without a word. The package's trainers read each preprocessed label map once when a new run starts (not on
 ``--c`` or ``--val``): a few milliseconds per small case, about a second per large CT volume.
 """
 from __future__ import annotations
