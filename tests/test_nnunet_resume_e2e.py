@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,6 +187,25 @@ def test_changed_checkpoint_content_is_caught_by_continue_validation_and_verify(
     assert verify.returncode == 1, verify.stdout + verify.stderr
     assert f"damaged    {final}: checkpoint_final.pth does not match" in verify.stdout
     assert f"verified   {fold / 'checkpoint_best.pth'}" in verify.stdout
+
+    # nnprog predict: nnUNetv2_predict's arguments, the checkpoints they load checked first
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    case = sorted((tiny3d.folders.raw / tiny3d.dataset_name / "imagesTr").glob("*_0000.nii.gz"))[0]
+    shutil.copy(case, inputs / case.name)
+    command = [sys.executable, "-m", "nnunet_progressive.cli.main", "predict", "-i", str(inputs), "-o", str(outputs),
+               "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-tr", run.trainer, "-p", tiny3d.plans, "-f", "0",
+               "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_tta"]
+    environment = run_environment(tiny3d.folders)
+    refused = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert refused.stderr.startswith("nnprog predict: error: damaged checkpoint(s), nothing predicted: ")
+    assert f"{final}: checkpoint_final.pth does not match" in refused.stderr and not outputs.exists()
+    predicted = subprocess.run([*command, "-chk", "checkpoint_best.pth"], env=environment, capture_output=True,
+                               text=True)
+    assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
+    assert f"nnprog predict: verified {fold / 'checkpoint_best.pth'}" in predicted.stderr
+    assert (outputs / case.name.replace("_0000", "")).is_file()
 
 
 def _trainer(ws, monkeypatch, continue_training: bool, plans: dict | None = None):

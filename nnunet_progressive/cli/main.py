@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.transfer",
     "nnunet_progressive.cli.verify",
     "nnunet_progressive.cli.trainers",
+    "nnunet_progressive.cli.predict",
 )
 
 
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     from nnunet_progressive.core.errors import NnprogError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "passes_through", False):  # only `nnprog predict` hands arguments on
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.passed_through = unknown
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0

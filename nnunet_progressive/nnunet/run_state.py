@@ -95,6 +95,7 @@ from nnunet_progressive.core.settings import notes_for_continued_run
 from nnunet_progressive.core.validation import validate
 from nnunet_progressive.nnunet import training_process
 from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
+from nnunet_progressive.nnunet.label_check import check_label_values
 from nnunet_progressive.nnunet.pretrained import (
     check_network_fits,
     check_pretrained_argument,
@@ -261,6 +262,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         # before nnU-Net's __init__ creates the fold folder: a start that cannot work leaves nothing behind
         self.check_start(device, _fold_folder_of(type(self).__name__, plans, configuration, fold))
         check_cases_for_fold(plans, dataset_json, fold)
+        if not self._continue_requested and not validation_requested():  # a new run: its data is read once
+            check_label_values(plans, configuration, dataset_json)
         new_folders = _folders_nnunet_will_create(type(self).__name__, plans, configuration, fold)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._created_folders = new_folders

@@ -144,6 +144,14 @@ class StopAtDiceMixin(RunLengthMixin):
         except _TargetDiceReached:
             self.on_train_end()  # checkpoint_final and loader shutdown, as at the last epoch
 
+    def on_train_start(self):
+        super().on_train_start()
+        hit = reached(self._dice_checks, self.progressive_settings.target_dice)
+        if hit is not None and self.current_epoch < self.num_epochs:  # --c of a run killed before checkpoint_final
+            self.print_to_log_file(f"Target Dice {self.progressive_settings.target_dice} was reached after epoch "
+                                   f"{hit['epoch']}, before the run was interrupted: ending it as it would have ended.")
+            raise _TargetDiceReached()
+
     def on_train_end(self):
         super().on_train_end()
         stopped_by = "target" if reached(self._dice_checks, self.progressive_settings.target_dice) else "max_epochs"

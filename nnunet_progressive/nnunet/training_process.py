@@ -112,7 +112,12 @@ def on_error(callback) -> None:
     _error_callbacks.append(weakref.WeakMethod(callback) if hasattr(callback, "__self__") else lambda: callback)
 
 
+WORKER_DIED = "background workers are no longer alive"  # batchgenerators' augmenters, when a worker is gone
+_reported_worker_death: list[bool] = []
+
+
 def _report_package_errors(kind, error, traceback) -> None:
+    """The package's errors, Ctrl-C and a dead augmentation worker as one line on stderr; others as Python does."""
     from nnunet_progressive.core.errors import NnprogError
 
     if isinstance(error, Exception):
@@ -124,11 +129,32 @@ def _report_package_errors(kind, error, traceback) -> None:
                 callback(error)
             except Exception:  # noqa: BLE001 - cleaning up must never hide the error being reported
                 pass
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     if isinstance(error, NnprogError):
-        program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
         print(f"{program}: error: {error}", file=sys.stderr, flush=True)
         return
+    resumable = program == "nnUNetv2_train" and "--val" not in sys.argv
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C: the interpreter still ends with SIGINT's exit status
+        print(f"{program}: interrupted" + ("; continue the run from its last checkpoint with the same command and "
+                                           "--c" if resumable else ""), file=sys.stderr, flush=True)
+        return
+    if isinstance(error, RuntimeError) and WORKER_DIED in str(error):  # batchgenerators' augmenter
+        if not _reported_worker_death:  # its result threads and the main thread may all raise it
+            _reported_worker_death.append(True)
+            print(f"{program}: error: a data-augmentation worker of this process died (killed, or out of memory; "
+                  f"its own message, if any, is above)" + ("; the last checkpoint is intact: continue with the same "
+                                                          "command and --c" if resumable else ""),
+                  file=sys.stderr, flush=True)
+        return
     sys.__excepthook__(kind, error, traceback)
+
+
+def _report_thread_errors(arguments) -> None:
+    """A dead augmentation worker seen by a thread of batchgenerators' augmenter: the one line above."""
+    if isinstance(arguments.exc_value, RuntimeError) and WORKER_DIED in str(arguments.exc_value):
+        _report_package_errors(arguments.exc_type, arguments.exc_value, arguments.exc_traceback)
+        return
+    threading.__excepthook__(arguments)
 
 
 def install() -> None:
@@ -142,3 +168,5 @@ def install() -> None:
         _install_spawn_hook()
     if sys.excepthook is sys.__excepthook__:
         sys.excepthook = _report_package_errors
+    if threading.excepthook is threading.__excepthook__:
+        threading.excepthook = _report_thread_errors
