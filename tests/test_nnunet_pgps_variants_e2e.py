@@ -171,3 +171,11 @@ def test_jitter_shifts_foreground_crops_inside_nnunets_loader(tiny3d, monkeypatc
         assert len(unforced) > 10, "random crops are nnU-Net's uniform ones"
     finally:
         shutdown_augmenter(trainer.dataloader_val)
+
+
+def test_lamb_rate_without_lamb_is_a_clear_error(tiny3d, monkeypatch):
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+
+    with pytest.raises(ProgressiveConfigError, match="NNPROG_LAMB_LR=0.01 is set but the optimiser is 'sgd'; set "
+                                                     "NNPROG_OPTIMIZER=lamb or unset NNPROG_LAMB_LR"):
+        _loader_of(tiny3d, monkeypatch, {"NNPROG_LAMB_LR": "0.01"})

@@ -147,3 +147,26 @@ def test_jitter_stays_within_the_bounds_and_keeps_the_foreground_voxel():
 def test_stage_checkpoint_names():
     assert stage_checkpoint_name(0, (16, 8, 8)) == "checkpoint_stage01_16x8x8.pth"
     assert stage_checkpoint_name(11, (64, 64)) == "checkpoint_stage12_64x64.pth"
+
+
+def test_growth_order_table_in_the_docs_is_the_computed_one():
+    """docs/pgps_variants.md's table and the README's figures come from scripts/growth_order_compute.py."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("growth_order_compute", root / "scripts" / "growth_order_compute.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pooling = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
+    rows = script.rows((80, 192, 160), pooling, 2, 1000)
+    docs = (root / "docs" / "pgps_variants.md").read_text()
+    readme = (root / "README.md").read_text()
+    for label, start, order, mode, stages, compute in rows:
+        line = f"| {label} | {'x'.join(map(str, start))} | `{order}` | {mode} | {stages} | {compute:.3f} |"
+        assert line in docs, line
+    efficiency = {(label, order): compute for label, _, order, mode, _, compute in rows if mode == "efficiency"}
+    assert f"default (16x64x32, `ratio`) {efficiency[('here (default)', 'ratio')]:.3f}" in readme
+    assert f"`smallest` order {efficiency[('here, 2025 order', 'smallest')]:.3f}" in readme
+    assert f"smallest grown axis) {efficiency[(rows[-1][0], 'smallest')]:.3f}" in readme
+    assert f"axes in turn) {efficiency[('2024 code: its smallest patch and order', 'round_robin')]:.3f}" in readme
