@@ -35,17 +35,32 @@ def _train(ws, root: Path, fold: int, knobs: dict[str, str]) -> tuple[TrainingRu
 
 
 @pytest.fixture(scope="module")
-def runs(tiny3d_dataset, tmp_path_factory):
+def planned(tiny3d_dataset, tmp_path_factory):
+    """The tiny3d data with this module's own results folder, and the Performance schedule of 9 epochs."""
     root = tmp_path_factory.mktemp("pgps_variants")
     ws = tiny3d_dataset.with_results(root / "nnUNet_results")
     config = ws.plans_json()["configurations"]["3d_fullres"]
     schedule = build_schedule(config["patch_size"], config["architecture"]["arch_kwargs"]["strides"],
                               config["batch_size"], 9, mode="performance")
-    return ws, schedule, _train(ws, root, 0, SQRT_GRID_LAMB), _train(ws, root, 1, SINGLE_POISSON)
+    return ws, root, schedule
 
 
-def test_sqrt_sampling_loads_ceil_sqrt_crops_per_case(runs):
-    _, schedule, (_, fold, text), _ = runs
+@pytest.fixture(scope="module")
+def sqrt_run(planned):
+    """One run: the _SQRT batching, grid-placed random crops, jitter, LAMB and stage checkpoints."""
+    ws, root, schedule = planned
+    return (ws, schedule, _train(ws, root, 0, SQRT_GRID_LAMB), None)
+
+
+@pytest.fixture(scope="module")
+def single_run(planned):
+    """One run: the _SingleVolume batching with Poisson-disk random crops."""
+    ws, root, schedule = planned
+    return (ws, schedule, None, _train(ws, root, 1, SINGLE_POISSON))
+
+
+def test_sqrt_sampling_loads_ceil_sqrt_crops_per_case(sqrt_run):
+    _, schedule, (_, fold, text), _ = sqrt_run
     assert schedule.stages[0].batch_size == 64
     assert "| patch 16x8x8 | batch 64 | " in text and "| 8 cases x 8 crops, 50% foreground-forced | " in text
     records = json.loads((fold / "curriculum.json").read_text())["stages"]
@@ -58,8 +73,8 @@ def test_sqrt_sampling_loads_ceil_sqrt_crops_per_case(runs):
                                                                                                      0.25)
 
 
-def test_lamb_trains_with_its_own_state_and_learning_rate(runs):
-    _, _, (_, fold, text), _ = runs
+def test_lamb_trains_with_its_own_state_and_learning_rate(sqrt_run):
+    _, _, (_, fold, text), _ = sqrt_run
     assert "Optimiser: LAMB, lr 0.001, weight decay 3e-05, poly decay" in text
     rates = [float(m) for m in re.findall(r"Current learning rate: ([\d.e-]+)", text)]
     assert rates and rates[0] == pytest.approx(1e-3)
@@ -68,8 +83,8 @@ def test_lamb_trains_with_its_own_state_and_learning_rate(runs):
     assert {"exp_avg", "exp_avg_sq", "step"} <= set(first) and "momentum_buffer" not in first
 
 
-def test_stage_checkpoints_at_each_stage_end_intact_and_apart_from_resume(runs):
-    _, schedule, (_, fold, text), _ = runs
+def test_stage_checkpoints_at_each_stage_end_intact_and_apart_from_resume(sqrt_run):
+    _, schedule, (_, fold, text), _ = sqrt_run
     for stage in schedule.stages[:-1]:
         path = fold / stage_checkpoint_name(stage.index, stage.patch_size)
         assert path.is_file(), path.name
@@ -83,12 +98,12 @@ def test_stage_checkpoints_at_each_stage_end_intact_and_apart_from_resume(runs):
     assert all(v.status == "verified" for v in verdicts.values()), verdicts
 
 
-def test_continue_never_picks_a_stage_checkpoint(runs, tmp_path):
+def test_continue_never_picks_a_stage_checkpoint(sqrt_run, tmp_path):
     """A damaged checkpoint_final under --c falls back to nnU-Net's own checkpoints only (best here), never to a
     stage checkpoint, even where one holds a later epoch."""
     from nnunet_progressive.nnunet.run_state import choose_checkpoint
 
-    _, _, (_, fold, _), _ = runs
+    _, _, (_, fold, _), _ = sqrt_run
     copy = tmp_path / "fold"
     shutil.copytree(fold, copy)
     (copy / "checkpoint_final.pth").write_bytes(b"damaged")
@@ -97,9 +112,9 @@ def test_continue_never_picks_a_stage_checkpoint(runs, tmp_path):
     assert not list(fold.glob("*.tmp*")), "written atomically"
 
 
-def test_single_volume_with_poisson_disk_draws_one_case_per_batch(runs):
-    _, schedule, _, (_, fold, text) = runs
-    assert "| patch 16x8x8 | batch 64 | 1 case x 64 crops, 50% foreground-forced | " in text
+def test_single_volume_with_poisson_disk_draws_one_case_per_batch(single_run):
+    _, schedule, _, (_, fold, text) = single_run
+    assert "| patch 16x8x8 | batch 64 | " in text and "| 1 case x 64 crops, 50% foreground-forced | " in text
     records = json.loads((fold / "curriculum.json").read_text())["stages"]
     assert [r["cases_per_batch"] for r in records] == [1] * len(schedule.stages)
     assert not list(fold.glob("checkpoint_stage*")), "stage checkpoints are off by default"
