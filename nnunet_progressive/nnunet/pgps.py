@@ -419,7 +419,7 @@ class ProgressivePatchMixin(PatchSizeMixin):
     def derive_from_settings(self) -> None:
         super().derive_from_settings()
         settings = self.progressive_settings
-        if settings.optimizer != "lamb" and "lamb_lr" in settings.set_knobs():
+        if settings.optimizer != "lamb" and "NNPROG_LAMB_LR" in settings.set_knobs():
             raise ProgressiveConfigError(
                 f"NNPROG_LAMB_LR={settings.lamb_lr:g} is set but the optimiser is {settings.optimizer!r}; set "
                 f"NNPROG_OPTIMIZER=lamb or unset NNPROG_LAMB_LR")
