@@ -31,11 +31,15 @@ DICE_METHODS = ("sliding_window", "pseudo_dice")
 RANKING_METRICS = ("combined", "mse", "psnr", "ssim")  # = pdl.similarity.compare.RANKING_METRICS (issue 23)
 # PGPS choices (pgps/schedule.py explains them)
 GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
-BATCH_SAMPLINGS = ("volumes", "cases")
+BATCH_SAMPLINGS = ("volumes", "cases", "sqrt", "single_volume")
 AUGMENTATION_REGIMES = ("planned", "per_patch")
 FINAL_VALIDATIONS = ("on", "off")
 # where nnU-Net's training augmentation runs (nnunet/augmentation_placement.py explains it)
 AUGMENT_PLACES = ("workers", "device")
+# the published PGPS variants (pgps/sampling.py explains them): where a case's random crops lie; optimisers
+RANDOM_CROP_PLACEMENTS = ("uniform", "grid", "poisson_disk")
+OPTIMIZERS = ("sgd", "lamb")
+STAGE_CHECKPOINTS = ("on", "off")
 
 # Features: what reads a knob. Every trainer of the package has RUN_LENGTH.
 RUN_LENGTH = "run length"  # every trainer of this package
@@ -111,6 +115,12 @@ def _fraction(value: float) -> float:
     return value
 
 
+def _below_half(value: float) -> float:
+    if not 0.0 <= value < 0.5:
+        raise ValueError("must lie in [0, 0.5)")
+    return value
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value not in choices:
@@ -162,6 +172,10 @@ GrowthOrder = Annotated[str, AfterValidator(_choice(GROWTH_ORDERS))]
 BatchSampling = Annotated[str, AfterValidator(_choice(BATCH_SAMPLINGS))]
 AugmentationRegime = Annotated[str, AfterValidator(_choice(AUGMENTATION_REGIMES))]
 AugmentPlace = Annotated[str, BeforeValidator(_lowercase), AfterValidator(_choice(AUGMENT_PLACES))]
+RandomCrops = Annotated[str, BeforeValidator(_lowercase), AfterValidator(_choice(RANDOM_CROP_PLACEMENTS))]
+Optimizer = Annotated[str, BeforeValidator(_lowercase), AfterValidator(_choice(OPTIMIZERS))]
+StageCheckpoints = Annotated[str, BeforeValidator(on_off), AfterValidator(_choice(STAGE_CHECKPOINTS))]
+JitterShare = Annotated[float, BeforeValidator(_number), AfterValidator(_below_half)]
 
 
 def knob(default: Any, readers: Iterable[str], help: str, default_text: str | None = None, type_text: str = "") -> Any:
@@ -210,7 +224,9 @@ class ProgressiveSettings(BaseModel):
                                   "number > 0")
     batch_sampling: BatchSampling = knob(
         "volumes", [PERFORMANCE_BATCH], "Performance: `volumes` (the planned number of cases per batch, several "
-        "crops from each, as the 2025 code) or `cases` (every crop from its own case)", "volumes",
+        "crops from each, as the 2025 code), `cases` (every crop from its own case), `sqrt` (ceil(sqrt(b)) crops per "
+        "case: the 2025 code's `_Performance_SQRT`) or `single_volume` (every crop from one case: "
+        "`_Performance_SingleVolume`)", "volumes",
         " | ".join(BATCH_SAMPLINGS))
     target_dice: Fraction | None = knob(None, [STOP_AT_DICE], "stop when the validation Dice reaches it",
                                         "none (log only)", "number in (0, 1]")
@@ -249,6 +265,25 @@ class ProgressiveSettings(BaseModel):
         "combined", [SIMILARITY_RANKING], "PDL: the ranking's order Set 1 is taken from: `combined` (mean of the MSE, "
         "PSNR, SSIM and UQI ranks) or one of the abstracts' metrics alone (`mse`, `psnr`, `ssim`)", "combined",
         " | ".join(RANKING_METRICS))
+    # --- the published PGPS variants (issue 24: the papers as they were run) ---------------------------------------
+    random_crops: RandomCrops = knob(
+        "uniform", [PATCH_SIZES], "where a case's random (not foreground-forced) crops lie: `uniform` (nnU-Net's), "
+        "`grid` (jittered cells of a grid over the case: the 2025 code's `_Performance_GridSampler`) or "
+        "`poisson_disk` (about half a patch apart: `_Performance_PoissonDisk`)", "uniform",
+        " | ".join(RANDOM_CROP_PLACEMENTS))
+    foreground_jitter: JitterShare = knob(
+        0.0, [PATCH_SIZES], "shift of a foreground-centred crop: in half of the draws up to this share of the patch "
+        "per axis (the 2025 code's `SpatialJitterV2`: 0.25); 0 keeps nnU-Net's centred crop",
+        "0 (nnU-Net's)", "number in [0, 0.5)")
+    stage_checkpoints: StageCheckpoints = knob(
+        "off", [PATCH_CURRICULUM], "`on`: also write `checkpoint_stageK_PATCH.pth` at the end of each patch stage "
+        "(the 2024 code); `--c` never reads them", "off", " | ".join(STAGE_CHECKPOINTS))
+    optimizer: Optimizer = knob(
+        "sgd", [PERFORMANCE_BATCH], "Performance: `sgd` (nnU-Net's, or the network recipe's) or `lamb` (LAMB, You "
+        "et al. 2019, for the large batches of small patches; the 2025 code's `_Lamb1e3`)", "sgd",
+        " | ".join(OPTIMIZERS))
+    lamb_lr: Positive = knob(1e-3, [PERFORMANCE_BATCH], "Performance with `lamb`: peak learning rate (poly decay)",
+                             "1e-3 (the 2025 code's `_Lamb1e3`)", "number > 0")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

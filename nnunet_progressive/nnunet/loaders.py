@@ -21,6 +21,7 @@ from time import perf_counter
 import numpy as np
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
+from nnunet_progressive.pgps.sampling import crop_start_bounds, jittered_start, random_crop_starts
 from nnunet_progressive.pgps.schedule import BatchLayout
 
 # keys a PatchCropLoader adds to a batch (read and removed by the PGPS trainers' train_step): the seconds a
@@ -98,21 +99,63 @@ class PatchCropLoader(nnUNetDataLoader):
         patch_size: the crop size before spatial augmentation (nnU-Net's "initial patch size").
         final_patch_size: the patch the network sees.
         label_manager, transforms, sampling_probabilities, pad_sides: as for ``nnUNetDataLoader``.
+        random_crops: where a case's random crops lie (``NNPROG_RANDOM_CROPS``: ``pgps.sampling.random_crop_starts``;
+            per group of crops from one case, so ``uniform`` wherever every crop has its own case).
+        foreground_jitter: shift share of foreground-centred crops (``NNPROG_FOREGROUND_JITTER``:
+            ``pgps.sampling.jittered_start``).
     """
 
     def __init__(self, data, layout: BatchLayout, patch_size: Sequence[int], final_patch_size: Sequence[int],
-                 label_manager, transforms=None, sampling_probabilities=None, pad_sides=None):
+                 label_manager, transforms=None, sampling_probabilities=None, pad_sides=None,
+                 random_crops: str = "uniform", foreground_jitter: float = 0.0):
         super().__init__(data, layout.batch_size, patch_size, final_patch_size, label_manager,
                          oversample_foreground_percent=0.0, sampling_probabilities=sampling_probabilities,
                          pad_sides=pad_sides, probabilistic_oversampling=False, transforms=transforms)
         self.layout = layout
         self.network_patch = tuple(int(p) for p in final_patch_size)
+        self.random_crops = random_crops
+        self.foreground_jitter = float(foreground_jitter)
         self._data = _LastCaseCache(self._data)
         self._forced: tuple[bool, ...] = ()
-        self.get_do_oversample = self._forced_by_layout
+        self._groups = layout.groups()
+        self._sample = 0  # the sample whose crop is being drawn (nnU-Net asks get_do_oversample before get_bbox)
+        self._random_starts: dict[int, list[tuple[int, ...]]] = {}  # group -> starts of its random crops left
+        self.get_do_oversample = self._forced_by_layout  # nnU-Net's __init__ set its own rule as an attribute
 
     def _forced_by_layout(self, sample_idx: int) -> bool:
+        self._sample = sample_idx
         return self._forced[sample_idx]
+
+    def get_bbox(self, data_shape, force_fg: bool, class_locations, overwrite_class=None, verbose: bool = False):
+        """nnU-Net's crop box, with a case's random crops placed by ``random_crops`` and foreground-centred crops
+        shifted by ``foreground_jitter`` (both off: nnU-Net's own box)."""
+        spread = (self.random_crops != "uniform" and not force_fg and not self.has_ignore
+                  and not self.layout.distinct_cases)
+        if spread:
+            start = self._next_random_start(data_shape)
+        else:
+            lbs, _ = super().get_bbox(data_shape, force_fg, class_locations, overwrite_class, verbose)
+            start = tuple(int(b) for b in lbs)
+            if force_fg and self.foreground_jitter > 0:
+                lower, upper = crop_start_bounds(data_shape, self.patch_size, self.need_to_pad)
+                start = jittered_start(start, lower, upper, self.final_patch_size, self.foreground_jitter,
+                                       self._rng())
+        return list(start), [s + int(p) for s, p in zip(start, self.patch_size)]
+
+    def _next_random_start(self, data_shape) -> tuple[int, ...]:
+        """The next of the precomputed random crop starts of the current sample's case (drawn at its first one)."""
+        group = self._groups[self._sample]
+        if group not in self._random_starts:
+            members = [j for j, g in enumerate(self._groups) if g == group]
+            count = sum(1 for j in members if not self._forced[j])
+            self._random_starts[group] = random_crop_starts(self.random_crops, data_shape, self.patch_size,
+                                                            self.need_to_pad, count, self._rng())
+        return self._random_starts[group].pop(0)
+
+    @staticmethod
+    def _rng() -> np.random.Generator:
+        """A generator seeded from numpy's global stream (which nnU-Net's augmenter seeds per worker)."""
+        return np.random.default_rng(np.random.randint(2**31 - 1))
 
     def set_thread_id(self, thread_id: int) -> None:
         super().set_thread_id(thread_id)
@@ -123,6 +166,7 @@ class PatchCropLoader(nnUNetDataLoader):
         draws = layout.batch_size if layout.distinct_cases else layout.volumes
         cases = np.random.choice(self.indices, draws, replace=True, p=self.sampling_probabilities)
         self._forced = layout.forced_crops(np.random.uniform(size=layout.volumes))
+        self._random_starts = {}
         if layout.distinct_cases:
             return list(cases)
         return [cases[group] for group in layout.groups()]
@@ -162,7 +206,9 @@ def training_loader(trainer, layout: BatchLayout | None = None):
                                 oversample_foreground_percent=trainer.oversample_foreground_percent,
                                 sampling_probabilities=None, pad_sides=None, transforms=transforms,
                                 probabilistic_oversampling=trainer.probabilistic_oversampling)
-    return PatchCropLoader(dataset_tr, layout, initial_patch_size, patch_size, label_manager, transforms=transforms)
+    settings = trainer.progressive_settings
+    return PatchCropLoader(dataset_tr, layout, initial_patch_size, patch_size, label_manager, transforms=transforms,
+                           random_crops=settings.random_crops, foreground_jitter=settings.foreground_jitter)
 
 
 def training_augmenter(trainer, loader):

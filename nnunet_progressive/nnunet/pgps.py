@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import PATCH_CURRICULUM, PATCH_SIZES, PERFORMANCE_BATCH, ProgressiveSettings
 from nnunet_progressive.core.records import (
     CURRICULUM_JSON,
@@ -41,6 +42,7 @@ from nnunet_progressive.nnunet.plan_schedule import schedule_of_plan
 from nnunet_progressive.nnunet.resolve import PlannedConfiguration
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
+from nnunet_progressive.pgps.sampling import RULE_SAMPLINGS, rule_layout, stage_checkpoint_name
 from nnunet_progressive.pgps.schedule import (
     BatchLayout,
     Schedule,
@@ -187,7 +189,8 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
         crops = (f"{layout.crops[0]}" if len(set(layout.crops)) == 1 else
                  f"{min(layout.crops)}-{max(layout.crops)}")
         drawn = (f"{layout.batch_size} cases x 1 crop" if layout.distinct_cases else
-                 f"{layout.volumes} cases x {crops} crop{'s' if max(layout.crops) > 1 else ''}")
+                 f"{layout.volumes} case{'s' if layout.volumes > 1 else ''} x {crops} "
+                 f"crop{'s' if max(layout.crops) > 1 else ''}")
         return f"{drawn}, {100 * layout.foreground_share:.0f}% foreground-forced"
 
     # --- nnU-Net hooks ---------------------------------------------------------------------------------
@@ -280,6 +283,9 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
 
     def _layout_for(self, batch_size: int, world_size: int, rank: int) -> BatchLayout:
         sampling = self.progressive_settings.batch_sampling if self.pgps_mode == "performance" else "volumes"
+        if sampling in RULE_SAMPLINGS:  # the published _SQRT and _SingleVolume batching
+            return rule_layout(batch_size, self.schedule.planned_batch_size, self._planned_oversample,
+                               self._planned_probabilistic, sampling, world_size, rank)
         return batch_layout(batch_size, self.schedule.planned_batch_size, self._planned_oversample,
                             self._planned_probabilistic, sampling, world_size, rank)
 
@@ -401,6 +407,43 @@ class ProgressivePatchMixin(PatchSizeMixin):
 
     def _stage_key(self, epoch: int) -> tuple:
         return super()._stage_key(epoch) + (("pgps", self.schedule.stage_at_epoch(epoch).index),)
+
+    # --- the published variants: stage checkpoints (2024 code), LAMB (2025 code) -----------------------------
+    def derive_from_settings(self) -> None:
+        super().derive_from_settings()
+        settings = self.progressive_settings
+        if settings.optimizer != "lamb" and "NNPROG_LAMB_LR" in settings.set_knobs():
+            raise ProgressiveConfigError(
+                f"NNPROG_LAMB_LR={settings.lamb_lr:g} is set but the optimiser is {settings.optimizer!r}; set "
+                f"NNPROG_OPTIMIZER=lamb or unset NNPROG_LAMB_LR")
+
+    def on_epoch_end(self):
+        """nnU-Net's epoch end; with NNPROG_STAGE_CHECKPOINTS=on, the checkpoint of a stage that ends here."""
+        finished = self.current_epoch
+        super().on_epoch_end()  # nnU-Net counts the epoch as done (current_epoch + 1) at its very end
+        stage = self.schedule.stage_at_epoch(finished)
+        if (self.progressive_settings.stage_checkpoints == "on" and finished == stage.last_epoch - 1
+                and stage.index < len(self.schedule.stages) - 1):
+            name = stage_checkpoint_name(stage.index, stage.patch_size)
+            self.current_epoch = finished  # as nnU-Net's own checkpoints of this epoch record it
+            try:
+                self.save_checkpoint(os.path.join(self.output_folder, name))  # atomic, with its checksum sidecar
+            finally:
+                self.current_epoch = finished + 1
+            self.print_to_log_file(f"Stage {stage.index + 1} ended: {name}")
+
+    def configure_optimizers(self):
+        """nnU-Net's (or the network recipe's) optimiser, or LAMB with poly decay (NNPROG_OPTIMIZER=lamb)."""
+        if self.progressive_settings.optimizer != "lamb":
+            return super().configure_optimizers()
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+        from nnunet_progressive.nnunet.lamb import Lamb
+
+        lr = self.progressive_settings.lamb_lr
+        optimizer = Lamb(self.network.parameters(), lr=lr, weight_decay=self.weight_decay)
+        self.print_to_log_file(f"Optimiser: LAMB, lr {lr:g}, weight decay {self.weight_decay:g}, poly decay")
+        return optimizer, PolyLRScheduler(optimizer, lr, self.num_epochs)
 
     def _stage_description(self, epoch: int) -> tuple[str, int]:
         """Log text for the epoch's patch stage and the voxels one training iteration processes."""
