@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.stopping",
     "nnunet_progressive.cli.transfer",
     "nnunet_progressive.cli.verify",
+    "nnunet_progressive.cli.profile",
 )
 
 

@@ -236,6 +236,12 @@ class ProgressiveSettings(BaseModel):
                              "5e-4 (MultiTalent)", "number > 0")
     frozen_epochs: Count | None = knob(None, [FROZEN_PHASE], "FrozenEncoder: epochs with the pre-trained encoder "
                                        "frozen", "a tenth of the epochs, at most 50 (nnssl)", "integer >= 1")
+    # --- issue 25: measured step times choose the PGPS schedule (pgps/profile.py, nnunet/measured_schedule.py) ---
+    measured_schedule: Annotated[str, BeforeValidator(on_off), AfterValidator(_choice(("on", "off")))] = knob(
+        "off", [PATCH_CURRICULUM], "PGPS: `on` leaves out the stages whose measured step saves less than 10% against "
+        "the next larger kept stage (their epochs go to that stage), from this device's profile (`nnprog profile`; "
+        "made at the start of the run if none matches); the stages are fixed in the run's record",
+        "off (the voxel schedule)", "on | off")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

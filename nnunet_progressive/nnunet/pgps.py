@@ -419,6 +419,48 @@ class ProgressivePatchMixin(PatchSizeMixin):
         return text, stage.voxels_per_iteration
 
 
+    # --- the measured schedule (NNPROG_MEASURED_SCHEDULE; nnunet/measured_schedule.py) ---------------------
+    def _build_schedule(self) -> Schedule:
+        return self._measured_or_voxel_schedule(super()._build_schedule())
+
+    def _measured_or_voxel_schedule(self, voxel_schedule: Schedule) -> Schedule:
+        """The voxel schedule, or with NNPROG_MEASURED_SCHEDULE=on the run's recorded measured schedule, or one
+        chosen from a matching profile file; where none matches, the run profiles itself in ``on_train_start``."""
+        self._voxel_schedule = voxel_schedule
+        self._measured_pending: dict | None = None  # the record to write before the first epoch
+        self._profile_at_start = False
+        if self.progressive_settings.measured_schedule != "on":
+            return voxel_schedule
+        from nnunet_progressive.nnunet.measured_schedule import choose_from_profile_file, recorded_schedule
+
+        recorded = recorded_schedule(self, voxel_schedule)
+        if recorded is not None:
+            return recorded
+        chosen = choose_from_profile_file(self, voxel_schedule)
+        if chosen is None:
+            self._profile_at_start = True
+            return voxel_schedule
+        schedule, self._measured_pending = chosen
+        return schedule
+
+    def on_train_start(self):
+        super().on_train_start()
+        self._settle_measured_schedule()
+
+    def _settle_measured_schedule(self) -> None:
+        """Profile the run's stages where no profile matched (the network is built now), then record the choice."""
+        from nnunet_progressive.nnunet.measured_schedule import profile_at_start, write_choice
+
+        if self._profile_at_start:
+            self.schedule, self._measured_pending = profile_at_start(self, self._voxel_schedule)
+            self._profile_at_start = False
+            if self.local_rank == 0:
+                plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
+        if self._measured_pending is not None:
+            write_choice(self, self._measured_pending)
+            self._measured_pending = None
+
+
 class RandomPatchSizeMixin(PatchSizeMixin):
     """RPSS ablation: every batch uses one of the PGPS stage patch sizes, drawn uniformly; batch constant.
 
