@@ -242,6 +242,12 @@ class ProgressiveSettings(BaseModel):
         "the next larger kept stage (their epochs go to that stage), from this device's profile (`nnprog profile`; "
         "made at the start of the run if none matches); the stages are fixed in the run's record",
         "off (the voxel schedule)", "on | off")
+    # --- issue 25: a time budget sets the run length (stopping/time_budget.py, RunLengthMixin) ---
+    time_budget: Positive | None = knob(
+        None, [RUN_LENGTH], "hours of training (the epochs' wall time, validation included): before each epoch the "
+        "run sets its number of epochs (never more than it started with) from the epochs it measured, so the "
+        "learning rate anneals to its end at the budget; PGPS stage boundaries scale with the length",
+        "none (the epochs are the length)", "number > 0")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

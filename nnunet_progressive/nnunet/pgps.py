@@ -35,6 +35,7 @@ from nnunet_progressive.nnunet.loaders import (
 from nnunet_progressive.nnunet.resolve import PlannedConfiguration
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
+from nnunet_progressive.pgps.run_length import epoch_weights, rescaled_schedule
 from nnunet_progressive.pgps.schedule import (
     BatchLayout,
     Schedule,
@@ -427,6 +428,7 @@ class ProgressivePatchMixin(PatchSizeMixin):
         """The voxel schedule, or with NNPROG_MEASURED_SCHEDULE=on the run's recorded measured schedule, or one
         chosen from a matching profile file; where none matches, the run profiles itself in ``on_train_start``."""
         self._voxel_schedule = voxel_schedule
+        self._started_schedule: Schedule | None = None  # before the time budget's first change of the run length
         self._measured_pending: dict | None = None  # the record to write before the first epoch
         self._profile_at_start = False
         if self.progressive_settings.measured_schedule != "on":
@@ -459,6 +461,22 @@ class ProgressivePatchMixin(PatchSizeMixin):
         if self._measured_pending is not None:
             write_choice(self, self._measured_pending)
             self._measured_pending = None
+
+    # --- the time budget's run length (NNPROG_TIME_BUDGET; pgps/run_length.py) ---------------------------
+    def _set_run_length(self, num_epochs: int, epochs_done: int) -> None:
+        """The stage boundaries scale with the run length; the stages of epochs trained stay."""
+        if self._started_schedule is None:
+            self._started_schedule = self.schedule
+        super()._set_run_length(num_epochs, epochs_done)
+        self.schedule = rescaled_schedule(self._started_schedule, self.schedule, num_epochs, epochs_done)
+
+    def _past_epoch_weights(self, epochs_done: int) -> list[float]:
+        return epoch_weights(self.schedule, 0, epochs_done)
+
+    def _future_epoch_weights(self, num_epochs: int, epochs_done: int) -> list[float]:
+        started = self._started_schedule if self._started_schedule is not None else self.schedule
+        return epoch_weights(rescaled_schedule(started, self.schedule, num_epochs, epochs_done), epochs_done,
+                             num_epochs)
 
 
 class RandomPatchSizeMixin(PatchSizeMixin):
