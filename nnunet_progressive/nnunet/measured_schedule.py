@@ -110,8 +110,15 @@ def _chosen(trainer, voxel_schedule: Schedule, profile: StepProfile, source: str
 def profile_at_start(trainer, voxel_schedule: Schedule):
     """(schedule, pending record) from timing the run's own stages now (network only), within the share of the
     run's expected time; the profile is also written where the next run of this device finds it."""
+    from nnunet_progressive.core.errors import ProgressiveConfigError
     from nnunet_progressive.nnunet.step_profile import profile_record, profile_stages
 
+    if trainer.is_ddp:  # timed loops would run different step counts per rank, and every step synchronises them
+        raise ProgressiveConfigError(
+            f"NNPROG_MEASURED_SCHEDULE=on under DDP needs a profile of this device made beforehand; none matches at "
+            f"{profile_path(trainer)}. Fix: run `nnprog profile -d {trainer.plans_manager.dataset_name} -c "
+            f"{trainer.configuration_name} -p {trainer.plans_manager.plans_name} -tr {type(trainer).__name__}` on one "
+            f"GPU of this machine, then start the run again")
     def total_from_planned(planned_time, _seconds_so_far: float) -> float:
         expected = run_profile_seconds(planned_time.network_seconds, trainer.num_iterations_per_epoch,
                                        trainer.num_epochs, voxel_schedule.relative_compute(), 1.0)

@@ -563,6 +563,12 @@ class RunLengthMixin(AugmentationPlacementMixin):
         seconds = [end - start for start, end in zip(starts[:done], ends[:done], strict=True)]
         decision = run_length_for_budget(seconds, self._past_epoch_weights(done), budget * SECONDS_PER_HOUR,
                                          self._started_num_epochs, lambda n: self._future_epoch_weights(n, done))
+        if self.is_ddp:  # every rank trains the length rank 0 chose (their clocks differ a little)
+            import torch.distributed as dist
+
+            shared = [decision]
+            dist.broadcast_object_list(shared, src=0)
+            decision = shared[0]
         if decision.num_epochs != self.num_epochs:
             self._set_run_length(decision.num_epochs, done)
             self._length_decisions.append(decision)
