@@ -455,7 +455,7 @@ class MeasuredScheduleRecord(Record):
     run_id: str
     min_step_saving: float
     kept_stages: list[int]  # indices into the voxel schedule's stages
-    source: str  # the profile file it came from, or "profiled at the start of the run"
+    source: str  # the profile file it came from, or the run's own profile (made at its start)
     profile: StepProfile
     predicted_time_ratio: dict[str, float | None]  # the measured schedule's (network_only, with_loader, voxels)
     voxel_schedule_time_ratio: dict[str, float | None]  # the voxel schedule's, from the same step times

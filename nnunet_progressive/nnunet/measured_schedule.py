@@ -38,6 +38,7 @@ from nnunet_progressive.pgps.profile import (
 )
 from nnunet_progressive.pgps.schedule import Schedule
 
+OWN_PROFILE = "the run's own profile, made at its start"  # the source a record names when no profile file matched
 PER_STAGE_CAP_SECONDS = 60.0  # a run's own profile: at most this much timing per stage, whatever the share allows
 
 
@@ -100,7 +101,7 @@ def _chosen(trainer, voxel_schedule: Schedule, profile: StepProfile, source: str
     from nnunet_progressive.nnunet.step_profile import times_of
 
     choice = measured_choice(voxel_schedule, times_of(profile), MIN_STEP_SAVING)
-    trainer.print_to_log_file(f"Measured schedule from {source}: {choice.summary()}")
+    trainer.print_to_log_file(f"Stages chosen from {source}: {choice.summary()}")
     pending = dict(min_step_saving=MIN_STEP_SAVING, kept_stages=list(choice.kept), source=source, profile=profile,
                    predicted_time_ratio=dict(choice.measured_ratios),
                    voxel_schedule_time_ratio=dict(choice.default_ratios))
@@ -144,7 +145,7 @@ def profile_at_start(trainer, voxel_schedule: Schedule):
         except OSError as error:
             trainer.print_to_log_file(f"Measured schedule: profile not written to {path} ({error}); the run's record "
                                       f"keeps it")
-    return _chosen(trainer, voxel_schedule, profile, "profiled at the start of the run")
+    return _chosen(trainer, voxel_schedule, profile, OWN_PROFILE)
 
 
 def write_choice(trainer, pending: dict) -> None:
