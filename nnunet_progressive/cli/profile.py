@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="training device (default: cuda if there is one, else cpu)")
     parser.add_argument("--seconds-per-stage", type=float, default=30.0,
                         help="at most this many seconds of timed steps per stage (default 30; each stage still gets "
-                             "one untimed and two timed steps of each kind)")
+                             "one untimed and three timed steps of each kind)")
     parser.add_argument("--total-seconds", type=float, default=600.0,
                         help="the profile's total allowance; stages share what is left of it (default 600)")
     parser.add_argument("--no-loader", action="store_true", help="time the network alone (no loader workers)")

@@ -136,7 +136,7 @@ def profile_at_start(trainer, voxel_schedule: Schedule):
     expected = run_profile_seconds(times[-1].network_seconds, trainer.num_iterations_per_epoch, trainer.num_epochs,
                                    voxel_schedule.relative_compute(), 1.0)
     trainer.print_to_log_file(f"Measured schedule: profiled in {seconds:.1f} s, {100 * seconds / expected:.1f}% of "
-                              f"the run's expected {expected:.0f} s (at least one untimed and two timed steps a stage)")
+                              f"the run's expected {expected:.0f} s (at least 1 untimed and 3 timed steps a stage)")
     if trainer.local_rank == 0:
         path = profile_path(trainer)
         try:

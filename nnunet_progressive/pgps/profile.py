@@ -24,7 +24,7 @@ from nnunet_progressive.pgps.schedule import Schedule, Stage
 
 MIN_STEP_SAVING = 0.10  # a smaller stage is trained only if its step takes at most 90% of the next larger kept one's
 PROFILE_RUN_SHARE = 0.02  # a run's own profile (NNPROG_MEASURED_SCHEDULE=on, no matching file) aims at 2% of its time
-MIN_TIMED_ITERATIONS = 2  # per stage and kind of timing, whatever the allowance
+MIN_TIMED_ITERATIONS = 3  # per stage and kind of timing, whatever the allowance (a median robust to one spike)
 
 
 @dataclass(frozen=True)
