@@ -5,7 +5,12 @@ import pytest
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.pgps.run_length import epoch_weights, rescaled_schedule
 from nnunet_progressive.pgps.schedule import build_schedule
-from nnunet_progressive.stopping.time_budget import LengthDecision, run_length_for_budget, seconds_per_unit
+from nnunet_progressive.stopping.time_budget import (
+    RATE_WINDOW,
+    LengthDecision,
+    run_length_for_budget,
+    seconds_per_unit,
+)
 
 STRIDES_3D = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 
@@ -19,8 +24,10 @@ def test_constant_epochs_fill_the_budget_and_never_extend_the_run():
     decision = run_length_for_budget([30, 10, 10], [1, 1, 1], 100, 1000, lambda n: _constant(n, 3))
     assert decision.num_epochs == 8 and decision.seconds_per_unit == 10 and decision.used_seconds == 50
     assert run_length_for_budget([10, 10], [1, 1], 1e9, 50, lambda n: _constant(n, 2)).num_epochs == 50
-    spent = run_length_for_budget([60, 50], [1, 1], 100, 50, lambda n: _constant(n, 2))
-    assert spent.num_epochs == 2  # nothing more fits: stop now
+    spent = run_length_for_budget([60, 50], [1, 1], 100, 50, lambda n: _constant(n, 2), current_num_epochs=10)
+    assert spent.num_epochs == 3  # nothing more fits: the epoch about to start is the last (the rate reaches its end)
+    ended = run_length_for_budget([60, 50, 50], [1, 1, 1], 100, 50, lambda n: _constant(n, 3), current_num_epochs=3)
+    assert ended.num_epochs == 3  # the length in force ends here: stop now
     assert "anneals to its end at epoch 8" in decision.text()
     assert LengthDecision.from_dict(decision.to_dict()) == decision
 
@@ -50,19 +57,28 @@ def test_pgps_stage_boundaries_scale_with_the_run_length_and_trained_epochs_keep
     assert short.stages[-1].num_epochs >= 1 and sum(s.num_epochs for s in short.stages) == 4
 
 
-def test_pgps_budget_weighs_epochs_by_their_stage():
+def test_pgps_budget_weighs_epochs_by_their_measured_step_times():
     started = build_schedule((32, 32, 32), STRIDES_3D, 2, 90)
-    weights = epoch_weights(started, 0, 90)
-    assert weights[-1] == 1.0 and weights[0] < 0.1 and len(weights) == 90
-    # 10 epochs of stage 0 took 1 s each: the planned stage costs 1 / weight[0] s an epoch
+    assert epoch_weights(started, 0, 90) == [1.0] * 90  # no profile: every epoch alike
+    step = {(s.patch_size, s.batch_size): 0.1 + 0.01 * s.index for s in started.stages}  # planned: 0.18 s
+    weights = epoch_weights(started, 0, 90, step)
+    assert weights[-1] == 1.0 and weights[0] == pytest.approx(0.1 / 0.18) and len(weights) == 90
+    # 10 epochs of stage 0 took 1 s each: the planned stage costs 1.8 s an epoch
     seconds = [1.0] * 10
     unit = seconds_per_unit(seconds, weights[:10])
-    total = sum(epoch_weights(started, 10, 90)) * unit + 10
-    decision = run_length_for_budget(seconds, weights[:10], total, 90,
-                                     lambda n: epoch_weights(rescaled_schedule(started, started, n, 10), 10, n))
-    assert decision.num_epochs == 90  # exactly the budget the full run needs
-    shorter = run_length_for_budget(seconds, weights[:10], total / 2, 90,
-                                    lambda n: epoch_weights(rescaled_schedule(started, started, n, 10), 10, n))
-    assert 10 < shorter.num_epochs < 90
-    fits = sum(epoch_weights(rescaled_schedule(started, started, shorter.num_epochs, 10), 10, shorter.num_epochs))
-    assert 10 + unit * fits <= total / 2
+    assert unit == pytest.approx(1.8)
+    total = sum(epoch_weights(started, 10, 90, step)) * unit + 10
+
+    def future(n):
+        return epoch_weights(rescaled_schedule(started, started, n, 10), 10, n, step)
+
+    assert run_length_for_budget(seconds, weights[:10], total, 90, future).num_epochs == 90  # the full run fits
+    shorter = run_length_for_budget(seconds, weights[:10], total / 2, 90, future)
+    assert 10 < shorter.num_epochs < 90 and 10 + unit * sum(future(shorter.num_epochs)) <= total / 2
+    assert 10 + unit * sum(future(shorter.num_epochs + 1)) > total / 2
+
+
+def test_the_rate_follows_the_most_recent_epochs():
+    # epochs growing slower (PGPS without a profile): the rate is that of the last RATE_WINDOW epochs
+    seconds = [30.0] + [1.0] * 10 + [2.0] * RATE_WINDOW
+    assert seconds_per_unit(seconds, [1.0] * len(seconds)) == 2.0

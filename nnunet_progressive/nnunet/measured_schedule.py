@@ -52,9 +52,14 @@ def record_path(trainer) -> Path:
     return Path(trainer.output_folder) / MEASURED_SCHEDULE_JSON
 
 
-def recorded_schedule(trainer, voxel_schedule: Schedule) -> Schedule | None:
-    """A continued run's measured schedule from its record (None for a new run, or a restarted one without a
-    record); an error where a run that has trained lost its record."""
+def step_seconds_of(profile: StepProfile) -> dict[tuple[tuple[int, ...], int], float]:
+    """(patch, batch) -> network-only seconds per iteration (the time budget's epoch weights)."""
+    return {(tuple(s.patch_size), s.batch_size): s.network_seconds for s in profile.stages}
+
+
+def recorded_schedule(trainer, voxel_schedule: Schedule) -> tuple[Schedule, StepProfile] | None:
+    """A continued run's measured schedule and its profile from its record (None for a new run, or a restarted one
+    without a record); an error where a run that has trained lost its record."""
     if trainer._new_run:
         return None
     identity = read_record(Path(trainer.output_folder) / RUN_IDENTITY_JSON, RunIdentity, missing_ok=True)
@@ -69,7 +74,7 @@ def recorded_schedule(trainer, voxel_schedule: Schedule) -> Schedule | None:
         trainer.print_to_log_file(
             f"Measured schedule of the run ({MEASURED_SCHEDULE_JSON}, from {record.source}): stages "
             f"{record.kept_stages} of the voxel schedule's {len(voxel_schedule.stages)}")
-        return merge_stages(voxel_schedule, record.kept_stages)
+        return merge_stages(voxel_schedule, record.kept_stages), record.profile
     trained = any((Path(trainer.output_folder) / name).is_file()
                   for name in (CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST))
     if trained:

@@ -431,18 +431,26 @@ class ProgressivePatchMixin(PatchSizeMixin):
         self._started_schedule: Schedule | None = None  # before the time budget's first change of the run length
         self._measured_pending: dict | None = None  # the record to write before the first epoch
         self._profile_at_start = False
+        self._step_seconds: dict | None = None  # (patch, batch) -> measured step seconds (the time budget's weights)
         if self.progressive_settings.measured_schedule != "on":
             return voxel_schedule
-        from nnunet_progressive.nnunet.measured_schedule import choose_from_profile_file, recorded_schedule
+        from nnunet_progressive.nnunet.measured_schedule import (
+            choose_from_profile_file,
+            recorded_schedule,
+            step_seconds_of,
+        )
 
         recorded = recorded_schedule(self, voxel_schedule)
         if recorded is not None:
-            return recorded
+            schedule, profile = recorded
+            self._step_seconds = step_seconds_of(profile)
+            return schedule
         chosen = choose_from_profile_file(self, voxel_schedule)
         if chosen is None:
             self._profile_at_start = True
             return voxel_schedule
         schedule, self._measured_pending = chosen
+        self._step_seconds = step_seconds_of(self._measured_pending["profile"])
         return schedule
 
     def on_train_start(self):
@@ -451,10 +459,11 @@ class ProgressivePatchMixin(PatchSizeMixin):
 
     def _settle_measured_schedule(self) -> None:
         """Profile the run's stages where no profile matched (the network is built now), then record the choice."""
-        from nnunet_progressive.nnunet.measured_schedule import profile_at_start, write_choice
+        from nnunet_progressive.nnunet.measured_schedule import profile_at_start, step_seconds_of, write_choice
 
         if self._profile_at_start:
             self.schedule, self._measured_pending = profile_at_start(self, self._voxel_schedule)
+            self._step_seconds = step_seconds_of(self._measured_pending["profile"])
             self._profile_at_start = False
             if self.local_rank == 0:
                 plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
@@ -471,12 +480,12 @@ class ProgressivePatchMixin(PatchSizeMixin):
         self.schedule = rescaled_schedule(self._started_schedule, self.schedule, num_epochs, epochs_done)
 
     def _past_epoch_weights(self, epochs_done: int) -> list[float]:
-        return epoch_weights(self.schedule, 0, epochs_done)
+        return epoch_weights(self.schedule, 0, epochs_done, self._step_seconds)
 
     def _future_epoch_weights(self, num_epochs: int, epochs_done: int) -> list[float]:
         started = self._started_schedule if self._started_schedule is not None else self.schedule
         return epoch_weights(rescaled_schedule(started, self.schedule, num_epochs, epochs_done), epochs_done,
-                             num_epochs)
+                             num_epochs, self._step_seconds)
 
 
 class RandomPatchSizeMixin(PatchSizeMixin):

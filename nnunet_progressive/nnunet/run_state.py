@@ -562,7 +562,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         starts, ends = self.epoch_timestamps()
         seconds = [end - start for start, end in zip(starts[:done], ends[:done], strict=True)]
         decision = run_length_for_budget(seconds, self._past_epoch_weights(done), budget * SECONDS_PER_HOUR,
-                                         self._started_num_epochs, lambda n: self._future_epoch_weights(n, done))
+                                         self._started_num_epochs, lambda n: self._future_epoch_weights(n, done),
+                                         self.num_epochs)
         if self.is_ddp:  # every rank trains the length rank 0 chose (their clocks differ a little)
             import torch.distributed as dist
 

@@ -6,6 +6,8 @@ keep their stage); the planned stage always trains the last epoch (at least), un
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from nnunet_progressive.pgps.schedule import Schedule, Stage
 
 
@@ -35,9 +37,12 @@ def rescaled_schedule(started: Schedule, current: Schedule, num_epochs: int, epo
     return Schedule(tuple(stages), current.planned_patch_size, current.planned_batch_size, num_epochs)
 
 
-def epoch_weights(schedule: Schedule, first_epoch: int, last_epoch: int) -> list[float]:
-    """Per epoch in ``[first_epoch, last_epoch)``: its stage's voxels per iteration relative to the planned stage's."""
-    planned = schedule.planned_batch_size
-    for size in schedule.planned_patch_size:
-        planned *= size
-    return [schedule.stage_at_epoch(e).voxels_per_iteration / planned for e in range(first_epoch, last_epoch)]
+def epoch_weights(schedule: Schedule, first_epoch: int, last_epoch: int,
+                  step_seconds: Mapping[tuple[tuple[int, ...], int], float] | None = None) -> list[float]:
+    """Per epoch in ``[first_epoch, last_epoch)``: its stage's measured step time relative to the planned stage's
+    (``step_seconds``: (patch, batch) -> seconds, from a profile); 1.0 each without a profile."""
+    if step_seconds is None:
+        return [1.0] * (last_epoch - first_epoch)
+    planned = step_seconds[(tuple(schedule.planned_patch_size), schedule.planned_batch_size)]
+    return [step_seconds[(tuple(stage.patch_size), stage.batch_size)] / planned
+            for stage in (schedule.stage_at_epoch(e) for e in range(first_epoch, last_epoch))]

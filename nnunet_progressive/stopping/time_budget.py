@@ -3,9 +3,11 @@
 Before each epoch the run looks at the epochs it has finished (their wall seconds, validation and checkpoints
 included) and sets its number of epochs to the most that fit the budget, never more than it was started with, so the
 learning-rate schedule (nnU-Net's poly, or a recipe's) is computed for the length that ends at the budget and anneals
-to its end there. Epochs differ in cost where the patch grows (PGPS): each epoch has a weight (its stage's voxels per
-iteration relative to the planned stage's; 1.0 elsewhere) and the finished epochs give the seconds per unit of
-weight. The first epoch (start-up, compilation) counts in the time used but not in the rate once later ones exist.
+to its end there. Epochs may differ in cost (PGPS): each epoch has a weight (1.0, or for a PGPS run with a measured
+profile its stage's step time relative to the planned stage's; voxels are no guide, a step has fixed costs) and the
+most recent finished epochs (:data:`RATE_WINDOW`) give the seconds per unit of weight, so a run whose epochs grow
+slower shortens itself as it learns that. The first epoch (start-up, compilation) counts in the time used but not in
+the rate once later ones exist.
 
 A decision is a pure function of the finished epochs' seconds, so it is recorded and ``--c`` replays the decisions of
 the epochs before its checkpoint; new ones follow from the epochs' measured seconds.
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
 SECONDS_PER_HOUR = 3600.0
+RATE_WINDOW = 5  # the finished epochs the rate is taken from: the most recent ones
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,12 @@ class LengthDecision:
 
 
 def seconds_per_unit(epoch_seconds: Sequence[float], epoch_weights: Sequence[float]) -> float:
-    """Wall seconds per unit of epoch weight from the finished epochs (the first left out once others exist)."""
+    """Wall seconds per unit of epoch weight from the last :data:`RATE_WINDOW` finished epochs (the first one left out
+    once others exist)."""
     if not epoch_seconds or len(epoch_seconds) != len(epoch_weights):
         raise ValueError(f"need the seconds and weight of every finished epoch, got {len(epoch_seconds)} and "
                          f"{len(epoch_weights)}")
-    first = 1 if len(epoch_seconds) > 1 else 0
+    first = max(1 if len(epoch_seconds) > 1 else 0, len(epoch_seconds) - RATE_WINDOW)
     weight = sum(float(w) for w in epoch_weights[first:])
     if weight <= 0:
         raise ValueError(f"the finished epochs have no weight: {list(epoch_weights)}")
@@ -57,11 +61,14 @@ def seconds_per_unit(epoch_seconds: Sequence[float], epoch_weights: Sequence[flo
 
 
 def run_length_for_budget(epoch_seconds: Sequence[float], epoch_weights: Sequence[float], budget_seconds: float,
-                          max_epochs: int, future_weights: Callable[[int], Sequence[float]]) -> LengthDecision:
-    """The most epochs N (``len(epoch_seconds)`` <= N <= ``max_epochs``) whose remaining epochs fit the budget.
+                          max_epochs: int, future_weights: Callable[[int], Sequence[float]],
+                          current_num_epochs: int | None = None) -> LengthDecision:
+    """The most epochs N (at most ``max_epochs``) whose remaining epochs fit the budget.
 
     ``future_weights(N)``: the weights of epochs ``len(epoch_seconds)`` .. N-1 of a run of N epochs (nondecreasing
-    in total with N). N equal to the finished epochs means: stop now.
+    in total with N). The epoch about to start is trained if the length in force (``current_num_epochs``) includes
+    it, as the run's last where nothing more fits: the learning rate always reaches its end, and the run ends at most
+    one epoch past the budget. N equal to the finished epochs (the length in force ends here) means: stop now.
     """
     if budget_seconds <= 0:
         raise ProgressiveConfigError(f"the time budget must be > 0 seconds, got {budget_seconds}")
@@ -74,7 +81,9 @@ def run_length_for_budget(epoch_seconds: Sequence[float], epoch_weights: Sequenc
     def fits(n: int) -> bool:
         return used + unit * float(sum(future_weights(n))) <= budget_seconds
 
-    low, high = done, max_epochs  # fits(done) holds trivially (nothing left); find the largest that fits
+    current = max_epochs if current_num_epochs is None else current_num_epochs
+    floor = done + 1 if current > done else done
+    low, high = floor, max_epochs  # the floor is taken whether it fits or not; find the largest that fits
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):
