@@ -43,8 +43,9 @@ class LengthDecision:
 
     def text(self) -> str:
         return (f"Time budget {self.budget_seconds / SECONDS_PER_HOUR:g} h: {self.used_seconds:.0f} s used by "
-                f"{self.before_epoch} epochs, {self.seconds_per_unit:.1f} s per planned-patch epoch: the run trains "
-                f"{self.num_epochs} epochs (the learning rate anneals to its end at epoch {self.num_epochs})")
+                f"{self.before_epoch} epochs, {self.seconds_per_unit:.1f} s per epoch of weight 1 (recent epochs): "
+                f"the run trains {self.num_epochs} epochs (the learning rate anneals to its end at epoch "
+                f"{self.num_epochs})")
 
 
 def seconds_per_unit(epoch_seconds: Sequence[float], epoch_weights: Sequence[float]) -> float:
