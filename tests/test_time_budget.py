@@ -29,6 +29,11 @@ def test_constant_epochs_fill_the_budget_and_never_extend_the_run():
     ended = run_length_for_budget([60, 50, 50], [1, 1, 1], 100, 50, lambda n: _constant(n, 3), current_num_epochs=3)
     assert ended.num_epochs == 3  # the length in force ends here: stop now
     assert "anneals to its end at epoch 8" in decision.text()
+    # the length in force is kept while it ends within 5% of the budget: 50 + 10 x 5.4 = 104 s of 100
+    kept = run_length_for_budget([30, 10, 10.8], [1, 1, 1], 104, 1000, lambda n: _constant(n, 3), current_num_epochs=8)
+    assert kept.num_epochs == 8
+    assert run_length_for_budget([30, 10, 10.8], [1, 1, 1], 104, 1000, lambda n: _constant(n, 3),
+                                 current_num_epochs=12).num_epochs == 8  # 12 would end far past it
     assert LengthDecision.from_dict(decision.to_dict()) == decision
 
 

@@ -21,6 +21,7 @@ from nnunet_progressive.core.errors import ProgressiveConfigError
 
 SECONDS_PER_HOUR = 3600.0
 RATE_WINDOW = 5  # the finished epochs the rate is taken from: the most recent ones
+KEEP_TOLERANCE = 0.05  # the length in force is kept while it ends within 5% of the budget (no jitter of the rate)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ def run_length_for_budget(epoch_seconds: Sequence[float], epoch_weights: Sequenc
     ``future_weights(N)``: the weights of epochs ``len(epoch_seconds)`` .. N-1 of a run of N epochs (nondecreasing
     in total with N). The epoch about to start is trained if the length in force (``current_num_epochs``) includes
     it, as the run's last where nothing more fits: the learning rate always reaches its end, and the run ends at most
-    one epoch past the budget. N equal to the finished epochs (the length in force ends here) means: stop now.
+    one epoch past the budget. N equal to the finished epochs (the length in force ends here) means: stop now. The
+    length in force is kept while it is predicted to end within :data:`KEEP_TOLERANCE` of the budget, so noisy epoch
+    times do not make the learning rate jitter.
     """
     if budget_seconds <= 0:
         raise ProgressiveConfigError(f"the time budget must be > 0 seconds, got {budget_seconds}")
@@ -84,6 +87,10 @@ def run_length_for_budget(epoch_seconds: Sequence[float], epoch_weights: Sequenc
 
     current = max_epochs if current_num_epochs is None else current_num_epochs
     floor = done + 1 if current > done else done
+    if done < current <= max_epochs:
+        predicted = used + unit * float(sum(future_weights(current)))
+        if abs(predicted - budget_seconds) <= KEEP_TOLERANCE * budget_seconds:
+            return LengthDecision(done, current, round(used, 3), unit, float(budget_seconds))
     low, high = floor, max_epochs  # the floor is taken whether it fits or not; find the largest that fits
     while low < high:
         middle = (low + high + 1) // 2
