@@ -82,7 +82,7 @@ def test_startup_log_lists_only_the_knobs_the_trainer_reads():
     assert not {"NNPROG_TARGET_DICE", "NNPROG_SET1_SHARE", "NNPROG_RANKING", "NNPROG_MAX_BATCH"} & set(read)
     assert set(settings.knobs_read_by(Constant.knob_features())) == {
         "NNPROG_EPOCHS", "NNPROG_ITERATIONS", "NNPROG_VAL_ITERATIONS", "NNPROG_SAVE_EVERY", "NNPROG_FINAL_VALIDATION",
-        "NNPROG_AUGMENT_ON", "NNPROG_SEED"}
+        "NNPROG_AUGMENT_ON", "NNPROG_SEED", "NNPROG_TIME_BUDGET"}
 
 
 def test_runner_knobs_can_be_narrowed_to_a_trainer():

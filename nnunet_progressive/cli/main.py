@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.verify",
     "nnunet_progressive.cli.trainers",
     "nnunet_progressive.cli.predict",
+    "nnunet_progressive.cli.profile",
 )
 
 

@@ -284,6 +284,18 @@ class ProgressiveSettings(BaseModel):
         " | ".join(OPTIMIZERS))
     lamb_lr: Positive = knob(1e-3, [PERFORMANCE_BATCH], "Performance with `lamb`: peak learning rate (poly decay)",
                              "1e-3 (the 2025 code's `_Lamb1e3`)", "number > 0")
+    # --- issue 25: measured step times choose the PGPS schedule (pgps/profile.py, nnunet/measured_schedule.py) ---
+    measured_schedule: Annotated[str, BeforeValidator(on_off), AfterValidator(_choice(("on", "off")))] = knob(
+        "off", [PATCH_CURRICULUM], "PGPS: `on` leaves out the stages whose measured step saves less than 10% against "
+        "the next larger kept stage (their epochs go to that stage), from this device's profile (`nnprog profile`; "
+        "made at the start of the run if none matches); the stages are fixed in the run's record",
+        "off (the voxel schedule)", "on | off")
+    # --- issue 25: a time budget sets the run length (stopping/time_budget.py, RunLengthMixin) ---
+    time_budget: Positive | None = knob(
+        None, [RUN_LENGTH], "hours of training (the epochs' wall time, validation included): before each epoch the "
+        "run sets its number of epochs (never more than it started with) from the epochs it measured, so the "
+        "learning rate anneals to its end at the budget; PGPS stage boundaries scale with the length",
+        "none (the epochs are the length)", "number > 0")
 
     # --- the record form -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -301,6 +301,7 @@ class RunSummary(VersionedRecord):
     peak_gpu_memory_bytes: int | None = None
     settings: dict[str, Any] | None = None
     augmentation: AugmentationCost | None = None  # absent in runs of older versions (their workers augmented)
+    time_budget_decisions: list[dict[str, Any]] = Field(default_factory=list)  # NNPROG_TIME_BUDGET: each length set
 
 
 class Curriculum(VersionedRecord):
@@ -513,3 +514,71 @@ def write_record(path: str | os.PathLike, record: Record) -> None:
     if isinstance(record, VersionedRecord):
         data["schema_version"] = type(record).SCHEMA_VERSION
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=type(record).allow_nan) + "\n")
+
+
+# --- measured step times of a PGPS schedule (issue 25: nnprog profile, NNPROG_MEASURED_SCHEDULE) -----------------
+MEASURED_SCHEDULE_JSON = "pgps_measured_schedule.json"  # in the fold folder: the stages a run chose, and why
+
+
+def profile_file_name(trainer: str, plans: str, configuration: str) -> str:
+    """``nnprog profile``'s record in ``nnUNet_preprocessed/DatasetXXX_Name/`` (the newest profile of that trainer,
+    plans and configuration; it says which device, versions and stages it timed)."""
+    return f"nnprog_profile__{trainer}__{plans}__{configuration}.json"
+
+
+class StageProfile(Record):
+    """Measured seconds per training iteration of one PGPS stage."""
+
+    index: int
+    patch_size: list[int]
+    batch_size: int
+    network_seconds: float  # the step alone, one batch used again, the loader stopped
+    network_iterations: int
+    loader_seconds: float | None = None  # the step with the stage's loader running (None: not timed)
+    loader_iterations: int = 0
+
+
+class StepProfile(Record):
+    """A profile of a PGPS schedule's training steps on one device (``nnprog profile`` or a run's own start)."""
+
+    package_version: str
+    nnunetv2_version: str
+    torch_version: str
+    device: str  # cpu, cuda, mps
+    device_name: str  # the GPU's name, or the CPU's model and core count
+    compile: bool
+    mixed_precision: bool
+    loader_workers: int | None = None  # nnUNet_n_proc_DA of the with-loader timings (None: not timed)
+    trainer: str
+    dataset: str
+    plans: str
+    configuration: str
+    plans_fingerprint: str
+    created: str  # ISO 8601, local time
+    seconds: float  # the profile's own wall time
+    stages: list[StageProfile]
+
+    def mismatch(self, device: str, device_name: str, torch_version: str, compile: bool,
+                 stages: list[tuple[list[int], int]], plans_fingerprint: str) -> str | None:
+        """Why this profile does not describe a run with these properties (None if it does)."""
+        checks = (("device", self.device, device), ("device name", self.device_name, device_name),
+                  ("torch version", self.torch_version, torch_version), ("torch.compile", self.compile, compile),
+                  ("plans entry", self.plans_fingerprint, plans_fingerprint),
+                  ("stages (patch, batch)", [(list(s.patch_size), s.batch_size) for s in self.stages],
+                   [(list(p), b) for p, b in stages]))
+        differing = [f"{name}: profile {mine!r}, run {theirs!r}" if name not in ("plans entry",) else
+                     f"{name} changed" for name, mine, theirs in checks if mine != theirs]
+        return "; ".join(differing) or None
+
+
+class MeasuredScheduleRecord(Record):
+    """``pgps_measured_schedule.json``: the stages a run with NNPROG_MEASURED_SCHEDULE=on trains, fixed when it
+    starts; ``--c`` continues with them whatever the profile file says later."""
+
+    run_id: str
+    min_step_saving: float
+    kept_stages: list[int]  # indices into the voxel schedule's stages
+    source: str  # the profile file it came from, or the run's own profile (made at its start)
+    profile: StepProfile
+    predicted_time_ratio: dict[str, float | None]  # the measured schedule's (network_only, with_loader, voxels)
+    voxel_schedule_time_ratio: dict[str, float | None]  # the voxel schedule's, from the same step times

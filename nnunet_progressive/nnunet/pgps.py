@@ -42,6 +42,7 @@ from nnunet_progressive.nnunet.plan_schedule import schedule_of_plan
 from nnunet_progressive.nnunet.resolve import PlannedConfiguration
 from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
+from nnunet_progressive.pgps.run_length import epoch_weights, rescaled_schedule
 from nnunet_progressive.pgps.sampling import RULE_SAMPLINGS, rule_layout, stage_checkpoint_name
 from nnunet_progressive.pgps.schedule import (
     BatchLayout,
@@ -453,6 +454,74 @@ class ProgressivePatchMixin(PatchSizeMixin):
             f"{'x'.join(map(str, stage.patch_size))} | batch {stage.batch_size}"
         )
         return text, stage.voxels_per_iteration
+
+
+    # --- the measured schedule (NNPROG_MEASURED_SCHEDULE; nnunet/measured_schedule.py) ---------------------
+    def _build_schedule(self) -> Schedule:
+        return self._measured_or_voxel_schedule(super()._build_schedule())
+
+    def _measured_or_voxel_schedule(self, voxel_schedule: Schedule) -> Schedule:
+        """The voxel schedule, or with NNPROG_MEASURED_SCHEDULE=on the run's recorded measured schedule, or one
+        chosen from a matching profile file; where none matches, the run profiles itself in ``on_train_start``."""
+        self._voxel_schedule = voxel_schedule
+        self._started_schedule: Schedule | None = None  # before the time budget's first change of the run length
+        self._measured_pending: dict | None = None  # the record to write before the first epoch
+        self._profile_at_start = False
+        self._step_seconds: dict | None = None  # (patch, batch) -> measured step seconds (the time budget's weights)
+        if self.progressive_settings.measured_schedule != "on":
+            return voxel_schedule
+        from nnunet_progressive.nnunet.measured_schedule import (
+            choose_from_profile_file,
+            recorded_schedule,
+            step_seconds_of,
+        )
+
+        recorded = recorded_schedule(self, voxel_schedule)
+        if recorded is not None:
+            schedule, profile = recorded
+            self._step_seconds = step_seconds_of(profile)
+            return schedule
+        chosen = choose_from_profile_file(self, voxel_schedule)
+        if chosen is None:
+            self._profile_at_start = True
+            return voxel_schedule
+        schedule, self._measured_pending = chosen
+        self._step_seconds = step_seconds_of(self._measured_pending["profile"])
+        return schedule
+
+    def on_train_start(self):
+        super().on_train_start()
+        self._settle_measured_schedule()
+
+    def _settle_measured_schedule(self) -> None:
+        """Profile the run's stages where no profile matched (the network is built now), then record the choice."""
+        from nnunet_progressive.nnunet.measured_schedule import profile_at_start, step_seconds_of, write_choice
+
+        if self._profile_at_start:
+            self.schedule, self._measured_pending = profile_at_start(self, self._voxel_schedule)
+            self._step_seconds = step_seconds_of(self._measured_pending["profile"])
+            self._profile_at_start = False
+            if self.local_rank == 0:
+                plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
+        if self._measured_pending is not None:
+            write_choice(self, self._measured_pending)
+            self._measured_pending = None
+
+    # --- the time budget's run length (NNPROG_TIME_BUDGET; pgps/run_length.py) ---------------------------
+    def _set_run_length(self, num_epochs: int, epochs_done: int) -> None:
+        """The stage boundaries scale with the run length; the stages of epochs trained stay."""
+        if self._started_schedule is None:
+            self._started_schedule = self.schedule
+        super()._set_run_length(num_epochs, epochs_done)
+        self.schedule = rescaled_schedule(self._started_schedule, self.schedule, num_epochs, epochs_done)
+
+    def _past_epoch_weights(self, epochs_done: int) -> list[float]:
+        return epoch_weights(self.schedule, 0, epochs_done, self._step_seconds)
+
+    def _future_epoch_weights(self, num_epochs: int, epochs_done: int) -> list[float]:
+        started = self._started_schedule if self._started_schedule is not None else self.schedule
+        return epoch_weights(rescaled_schedule(started, self.schedule, num_epochs, epochs_done), epochs_done,
+                             num_epochs, self._step_seconds)
 
 
 class RandomPatchSizeMixin(PatchSizeMixin):

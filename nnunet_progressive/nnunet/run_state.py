@@ -103,6 +103,7 @@ from nnunet_progressive.nnunet.pretrained import (
 )
 from nnunet_progressive.nnunet.seeding import seed_generators
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
+from nnunet_progressive.stopping.time_budget import SECONDS_PER_HOUR, LengthDecision, run_length_for_budget
 
 MIXIN_ORDER: tuple[str, ...] = (
     "TransformerNetworkMixin",
@@ -286,6 +287,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self._untimed_seconds: dict[int, float] = {}  # epoch -> seconds spent outside training (Dice checks)
         self._epoch_train_start = 0.0
         self._validating_after_training = False
+        self._started_num_epochs = self.num_epochs  # the length the run started with (NNPROG_TIME_BUDGET's cap)
+        self._length_decisions: list[LengthDecision] = []  # run lengths set by NNPROG_TIME_BUDGET
 
     # --- start checks ------------------------------------------------------------------------------
     @classmethod
@@ -320,6 +323,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
             self.num_val_iterations_per_epoch = settings.val_iterations
         if settings.save_every is not None:
             self.save_every = settings.save_every
+        self._started_num_epochs = self.num_epochs
 
     def training_data_label(self, epoch: int) -> str:
         """What ``epoch`` trains on, for records such as the Dice checks (PDL names its case set)."""
@@ -492,6 +496,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
             return
         try:
             super().run_training()
+        except TimeBudgetSpent:
+            self.on_train_end()  # checkpoint_final and loader shutdown, as at the last epoch
         except NnprogError:
             self._remove_failed_start()
             raise
@@ -528,6 +534,53 @@ class RunLengthMixin(AugmentationPlacementMixin):
         before its first epoch began (e.g. nnU-Net cannot load -pretrained_weights) is a failed start."""
         if not self._epoch_begun:
             self._remove_failed_start()
+
+    # --- the time budget (NNPROG_TIME_BUDGET; stopping/time_budget.py) --------------------------------
+    def on_epoch_start(self):
+        self._fit_time_budget()
+        super().on_epoch_start()
+
+    def _fit_time_budget(self) -> None:
+        """Before an epoch: the run length that fits the budget from the finished epochs' wall seconds (recorded when
+        it changes); the run ends here when no further epoch fits."""
+        budget = self.progressive_settings.time_budget
+        done = self.current_epoch
+        if budget is None or done == 0:
+            return
+        starts, ends = self.epoch_timestamps()
+        seconds = [end - start for start, end in zip(starts[:done], ends[:done], strict=True)]
+        decision = run_length_for_budget(seconds, self._past_epoch_weights(done), budget * SECONDS_PER_HOUR,
+                                         self._started_num_epochs, lambda n: self._future_epoch_weights(n, done),
+                                         self.num_epochs)
+        if self.is_ddp:  # every rank trains the length rank 0 chose (their clocks differ a little)
+            import torch.distributed as dist
+
+            shared = [decision]
+            dist.broadcast_object_list(shared, src=0)
+            decision = shared[0]
+        if decision.num_epochs != self.num_epochs:
+            self._set_run_length(decision.num_epochs, done)
+            self._length_decisions.append(decision)
+            self.print_to_log_file(decision.text())
+        if self.current_epoch >= self.num_epochs:
+            self.print_to_log_file(f"Time budget {budget:g} h: no further epoch fits; training ends after epoch "
+                                   f"{done - 1}")
+            raise TimeBudgetSpent()
+
+    def _set_run_length(self, num_epochs: int, epochs_done: int) -> None:
+        """Train ``num_epochs`` in all from now on: the learning-rate schedule follows (nnU-Net's poly scheduler reads
+        ``max_steps``; the recipes' and fine-tuning schedules read ``num_epochs``). Mixins extend it (call super)."""
+        self.num_epochs = int(num_epochs)
+        if hasattr(self.lr_scheduler, "max_steps"):
+            self.lr_scheduler.max_steps = self.num_epochs
+
+    def _past_epoch_weights(self, epochs_done: int) -> list[float]:
+        """Relative cost of the finished epochs (1.0 each; PGPS weighs by the stage's voxels)."""
+        return [1.0] * epochs_done
+
+    def _future_epoch_weights(self, num_epochs: int, epochs_done: int) -> list[float]:
+        """Relative cost of epochs ``epochs_done`` .. ``num_epochs - 1`` of a run of ``num_epochs``."""
+        return [1.0] * (num_epochs - epochs_done)
 
     # --- timing of the training iterations (validation, checkpoints and plots excluded) ---------------
     def on_train_epoch_start(self):
@@ -585,6 +638,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
             train_seconds={str(k): v for k, v in self._train_seconds.items()},
             untimed_seconds={str(k): v for k, v in self._untimed_seconds.items()},
             augmentation_seconds=self.augmentation_state(),
+            length_decisions=[d.to_dict() for d in self._length_decisions],
         ).to_json()
 
     def restore_progressive_state(self, state: dict) -> None:
@@ -595,6 +649,15 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self._train_seconds = before_now(state.get("train_seconds", {}))
         self._untimed_seconds = before_now(state.get("untimed_seconds", {}))
         self.restore_augmentation_state(state.get("augmentation_seconds", {}), self.current_epoch)
+        self._length_decisions = []
+        for data in state.get("length_decisions", []):  # replayed: the run continues with the length it had
+            decision = LengthDecision.from_dict(data)
+            if decision.before_epoch < self.current_epoch:
+                self._set_run_length(decision.num_epochs, decision.before_epoch)
+                self._length_decisions.append(decision)
+        if self._length_decisions:
+            self.print_to_log_file(f"Continuing with the run length of its time budget: {self.num_epochs} epochs "
+                                   f"({len(self._length_decisions)} decision(s) replayed)")
 
     def save_checkpoint(self, filename: str) -> None:
         self._checkpoint_written = True  # (or skipped by --disable_checkpointing): the run has trained
@@ -644,7 +707,12 @@ class RunLengthMixin(AugmentationPlacementMixin):
             peak_gpu_memory_bytes=int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
             settings=self.progressive_settings.to_dict(),
             augmentation=self.augmentation_record(),
+            time_budget_decisions=[d.to_dict() for d in self._length_decisions],
         )
+
+
+class TimeBudgetSpent(Exception):
+    """Raised before an epoch that the time budget leaves no room for; ends the training as its last epoch would."""
 
 
 def _fold_folder_of(trainer_name: str, plans: Mapping, configuration: str, fold) -> Path | None:
