@@ -68,3 +68,6 @@ random_seed = int_at_least(0, 2**32 - 1)
 
 fraction = NumberRange(float, 0.0, 1.0)
 """A share in [0, 1]."""
+
+positive_seconds = NumberRange(float, 0.0, None, open_minimum=True)
+"""A duration in seconds, > 0."""

@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+from nnunet_progressive.cli.arguments import positive_seconds
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
 MEASURED_SCHEDULE_KNOB = "NNPROG_MEASURED_SCHEDULE"
@@ -28,10 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-tr", "--trainer", default="nnUNetTrainer_PGPS_Efficiency", help="trainer class name")
     parser.add_argument("-device", "--device", default=None, choices=("cuda", "cpu", "mps"),
                         help="training device (default: cuda if there is one, else cpu)")
-    parser.add_argument("--seconds-per-stage", type=float, default=30.0,
+    parser.add_argument("--seconds-per-stage", type=positive_seconds, default=30.0,
                         help="at most this many seconds of timed steps per stage (default 30; each stage still gets "
                              "one untimed and three timed steps of each kind)")
-    parser.add_argument("--total-seconds", type=float, default=600.0,
+    parser.add_argument("--total-seconds", type=positive_seconds, default=600.0,
                         help="the profile's total allowance; stages share what is left of it (default 600)")
     parser.add_argument("--no-loader", action="store_true", help="time the network alone (no loader workers)")
     parser.add_argument("-o", "--output", default=None,
@@ -46,9 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_progressive.core.io import check_writable
 
-    for value, name in ((args.seconds_per_stage, "--seconds-per-stage"), (args.total_seconds, "--total-seconds")):
-        if not value > 0:
-            raise ProgressiveConfigError(f"{name} {value}: give a number of seconds > 0")
     if args.plot:
         check_writable(args.plot, "--plot")
     if args.output:
