@@ -35,10 +35,10 @@ def test_time_budget_sets_the_length_and_resume_replays_it(tiny3d, tmp_path):
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
     log = tmp_path / "train.log"
     train(run, tiny3d.folders, log,
-          stop_when=lambda text: "Time budget" in text and re.search(r": Epoch 4\s*$", text, re.M) is not None)
+          stop_when=lambda text: "Time budget" in text and re.search(r": Epoch 2\s*$", text, re.M) is not None)
     assert not (fold / "checkpoint_final.pth").exists(), "the run must have been killed"
     before_kill = json.loads((fold / "checkpoint_latest.pth.nnprog.json").read_text())["length_decisions"]
-    assert before_kill and all(d["before_epoch"] <= 3 for d in before_kill)
+    assert before_kill and all(d["before_epoch"] <= 2 for d in before_kill)
 
     train(run, tiny3d.folders, log, extra=["--c"])
     summary = json.loads((fold / "run_summary.json").read_text())

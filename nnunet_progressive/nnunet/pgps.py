@@ -433,10 +433,12 @@ class ProgressivePatchMixin(PatchSizeMixin):
                 self.current_epoch = finished + 1
             self.print_to_log_file(f"Stage {stage.index + 1} ended: {name}")
 
-    def configure_optimizers(self):
-        """nnU-Net's (or the network recipe's) optimiser, or LAMB with poly decay (NNPROG_OPTIMIZER=lamb)."""
+    def configure_optimizers(self, *args, **kwargs):
+        """nnU-Net's (or the network recipe's) optimiser, or LAMB with poly decay (NNPROG_OPTIMIZER=lamb).
+
+        Arguments are handed on: nnU-Net's warm-up trainers (Primus) call it with their phase."""
         if self.progressive_settings.optimizer != "lamb":
-            return super().configure_optimizers()
+            return super().configure_optimizers(*args, **kwargs)
         from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
         from nnunet_progressive.nnunet.lamb import Lamb
