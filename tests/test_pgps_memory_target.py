@@ -99,7 +99,9 @@ def test_the_knob():
     assert row.env_name == "NNPROG_MEMORY_TARGET" and row.readers == (PERFORMANCE_BATCH,)
     assert ProgressiveSettings().memory_target is None
     assert settings_from_env(environ={"NNPROG_MEMORY_TARGET": "70.5"}).memory_target == 70.5
-    for bad, why in (("0", "must be > 0"), ("-1", "must be > 0"), ("lots", "is not a number"), ("inf", "must be a finite number")):
+    bad_values = (("0", "must be > 0"), ("-1", "must be > 0"), ("lots", "is not a number"),
+                  ("inf", "must be a finite number"))
+    for bad, why in bad_values:
         with pytest.raises(ProgressiveConfigError, match=f"NNPROG_MEMORY_TARGET: {why}"):
             settings_from_env(environ={"NNPROG_MEMORY_TARGET": bad})
     stored = ProgressiveSettings(memory_target=24).to_dict()
