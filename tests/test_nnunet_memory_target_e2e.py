@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_command import NNPROG
+from training_logs import interrupt_at_epoch
 
 from nnunet_progressive.core.knobs import settings_from_env
 from nnunet_progressive.nnunet.memory_target import planned_stage_memory
@@ -87,6 +88,28 @@ def test_batches_follow_the_memory_target_in_training_and_in_nnprog_schedule(tin
     assert f"Memory target {float(target):g} GiB: planned stage estimated at" in text
     assert "voxel budget 2.500 x the planned footprint = (target - fixed) / planned activations" in text
     assert "Memory target applied through the estimate only: the peak cannot be measured on cpu" in text
+
+
+def test_continued_run_keeps_its_memory_target_in_a_plain_shell(tiny3d, tmp_path):
+    """--c with no knob in the environment: the run's stored target still sizes the batches."""
+    from dataclasses import replace
+
+    memory = _planned_memory(tiny3d)
+    target = _target_for(memory, 2.5)
+    expected = _expected_batches(tiny3d, memory_target_budget(memory, float(target)))
+    run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, TRAINER, tiny3d.plans,
+                      knobs={**FAST, "NNPROG_MEMORY_TARGET": target, "NNPROG_SAVE_EVERY": "1"})
+    log = tmp_path / "train.log"
+    fold, resume_epoch = interrupt_at_epoch(run, tiny3d.folders, tiny3d.dataset_name, log, 2)
+    assert resume_epoch in (1, 2), resume_epoch
+    started = log.read_text()
+    train(replace(run, knobs={}), tiny3d.folders, log, extra=["--c"])
+    resumed = log.read_text()[len(started):]
+    assert "voxel budget 2.500 x the planned footprint" in resumed
+    curriculum = json.loads((fold / "curriculum.json").read_text())
+    assert curriculum["settings"]["memory_target"] == float(target)
+    assert [stage["batch_size"] for stage in curriculum["schedule"]["stages"]] == expected
+    assert [stage["samples_per_batch"] for stage in curriculum["stages"]] == expected
 
 
 def _everything_under(folder: Path) -> list[str]:
