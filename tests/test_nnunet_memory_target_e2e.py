@@ -74,6 +74,13 @@ def test_batches_follow_the_memory_target_in_training_and_in_nnprog_schedule(tin
     for patch, batch in zip(("16x32x32", "24x32x32", "32x32x32"), expected):
         assert any(line.split()[1:3] == [patch, str(batch)] for line in shown.stdout.splitlines()), shown.stdout
 
+    for transformer in ("nnUNetTrainer_TinyUNETR_PGPS_Performance", "nnUNetTrainer_TinyPrimus_PGPS_Performance"):
+        # their estimate: batch x sample_cost, and their weights counted on the meta device
+        other = subprocess.run([*NNPROG, "schedule", "-d", str(tiny3d.dataset_id), "-c", "3d_fullres", "-p",
+                                tiny3d.plans, "-tr", transformer], capture_output=True, text=True,
+                               env={**tiny3d.folders.environment(), "NNPROG_EPOCHS": "20", "NNPROG_MEMORY_TARGET": "2"})
+        assert other.returncode == 0 and "'NNPROG_MEMORY_TARGET': 2.0" in other.stdout, other.stdout + other.stderr
+
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, TRAINER, tiny3d.plans, knobs=knobs)
     train(run, tiny3d.folders, tmp_path / "train.log")
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
