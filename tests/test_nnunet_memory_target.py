@@ -62,3 +62,20 @@ def test_a_stage_estimate_scales_the_activations_and_keeps_the_fixed_part():
     assert stage_estimate_bytes(PLANNED, unet, 2, (16, 32, 32), 8) == 0.5 * GIB + 2 * 2 * GIB
     transformer = SimpleNamespace(planned_patch=(32, 32, 32), sample_cost=lambda patch: 3.0 if patch[0] == 16 else 4.0)
     assert stage_estimate_bytes(PLANNED, transformer, 2, (16, 32, 32), 4) == 0.5 * GIB + 1.5 * 2 * GIB
+
+
+def test_a_schedule_without_the_estimate_never_leaves_the_target_unread():
+    import pytest
+
+    from nnunet_progressive.core.errors import ProgressiveConfigError
+    from nnunet_progressive.core.knobs import ProgressiveSettings
+    from nnunet_progressive.nnunet.memory_target import settings_for_schedule
+
+    plain = ProgressiveSettings()
+    assert settings_for_schedule(plain, None) == (plain, None)
+    with pytest.raises(ProgressiveConfigError, match="built without the planned stage's memory estimate"):
+        settings_for_schedule(plain.replace(memory_target=8.0), None)
+    settings, factor = settings_for_schedule(plain.replace(memory_target=8.5), PLANNED)
+    assert factor == 4.0 and settings.batch_budget == 4.0 and settings.memory_target == 8.5
+    with pytest.raises(ProgressiveConfigError, match="are both set"):
+        settings_for_schedule(plain.replace(memory_target=8.5, batch_budget=2.0), PLANNED)

@@ -64,8 +64,11 @@ def settings_for_schedule(settings: ProgressiveSettings, planned: PlannedStageMe
     """The settings the schedule is built from: with NNPROG_MEMORY_TARGET the budget factor it gives (and the
     factor), else ``settings`` unchanged (and None). Raises where both budget knobs are set or the target is too
     small."""
-    if settings.memory_target is None or planned is None:
+    if settings.memory_target is None:
         return settings, None
+    if planned is None:  # a caller that built no estimate: never a silently unread knob
+        raise ProgressiveConfigError("NNPROG_MEMORY_TARGET is set but this schedule was built without the planned "
+                                     "stage's memory estimate; build it through the trainer (schedule_of_new_run)")
     check_budget_knobs(settings.memory_target, settings.batch_budget, "NNPROG_BATCH_BUDGET" in settings.set_knobs())
     factor = memory_target_budget(planned, settings.memory_target)
     return settings.replace(batch_budget=factor), factor
