@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     entry = trainer_entry(args.trainer)
     if entry is not None and not entry.patch_stages:
         raise ProgressiveConfigError(_constant_patch_message(args.trainer))
-    if reads_plan_alone(entry):  # the package's trainers on the plan's U-Net: the plans file is all it takes
+    memory_target = os.environ.get("NNPROG_MEMORY_TARGET", "").strip()  # its estimate counts the network's weights
+    if reads_plan_alone(entry) and not memory_target:  # the package's trainers on the plan's U-Net: plans alone
         schedule, settings = schedule_of_new_run_from_plans(entry, json.loads(plans_file.read_text()),
                                                             args.configuration)
         features, random_patch = entry.knob_features(), "RandomPatchSizeMixin" in entry.mixins

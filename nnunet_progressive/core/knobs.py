@@ -222,6 +222,11 @@ class ProgressiveSettings(BaseModel):
     batch_budget: Positive = knob(1.0, [PERFORMANCE_BATCH],
                                   "Performance: voxel budget as a multiple of the planned batch x patch", "1.0",
                                   "number > 0")
+    memory_target: Positive | None = knob(
+        None, [PERFORMANCE_BATCH], "Performance: device memory target in GiB; the voxel budget becomes what the "
+        "memory estimate fits into it (weights, gradients and optimiser state first; pgps/memory_target.py), checked "
+        "against the measured peak of each stage's first iterations on CUDA; refused with NNPROG_BATCH_BUDGET",
+        "none: the planned footprint (NNPROG_BATCH_BUDGET)", "number > 0")
     batch_sampling: BatchSampling = knob(
         "volumes", [PERFORMANCE_BATCH], "Performance: `volumes` (the planned number of cases per batch, several "
         "crops from each, as the 2025 code), `cases` (every crop from its own case), `sqrt` (ceil(sqrt(b)) crops per "

@@ -78,15 +78,19 @@ class NetworkPatchRule:
 
 def schedule_for_configuration(
     configuration_manager, mode: str, settings: ProgressiveSettings, num_epochs: int,
-    rule: NetworkPatchRule | None = None,
+    rule: NetworkPatchRule | None = None, planned_memory=None,
 ) -> Schedule:
     """The PGPS schedule of an nnU-Net configuration (plans) under ``settings``.
 
     ``rule``: what the network asks of a patch (default: the plan's U-Net). Performance mode's batch is limited by
     the voxel budget (or, for networks with a ``sample_cost``, the estimated memory) alone unless NNPROG_MAX_BATCH
-    sets a cap.
+    sets a cap. ``planned_memory``: the planned stage's memory estimate, for NNPROG_MEMORY_TARGET (Performance).
     """
     rule = rule or NetworkPatchRule.of_plan(configuration_manager)
+    if mode == "performance":
+        from nnunet_progressive.nnunet.memory_target import settings_for_schedule
+
+        settings, _ = settings_for_schedule(settings, planned_memory)
     return schedule_of_plan(rule.planned_patch, rule.pool_op_kernel_sizes, configuration_manager.batch_size, mode,
                             settings, num_epochs, rule.input_multiple, rule.sample_cost)
 
@@ -111,8 +115,14 @@ def schedule_of_new_run(trainer_class: type, planned: PlannedConfiguration,
     inputs = determine_num_input_channels(planned.plans_manager, planned.configuration_manager, dataset_json)
     outputs = planned.plans_manager.get_label_manager(dataset_json).num_segmentation_heads
     rule = trainer_class.network_patch_rule(planned.configuration_manager, inputs, outputs, planned.configuration)
+    memory = None
+    if trainer_class.pgps_mode == "performance" and settings.memory_target is not None:
+        from nnunet_progressive.nnunet.memory_target import planned_stage_memory
+
+        memory = planned_stage_memory(trainer_class, planned.plans_manager, planned.configuration_manager, inputs,
+                                      outputs, rule, settings, f"{trainer_class.__name__} on {planned.configuration}")
     return schedule_for_configuration(planned.configuration_manager, trainer_class.pgps_mode, settings,
-                                      settings.epochs or NNUNET_DEFAULT_EPOCHS, rule)
+                                      settings.epochs or NNUNET_DEFAULT_EPOCHS, rule, memory)
 
 
 class PatchSizeMixin(StagedTrainingLoaderMixin):
@@ -168,10 +178,29 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
                                        self.label_manager.num_segmentation_heads, self.configuration_name)
 
     def _build_schedule(self) -> Schedule:
+        rule = self._own_patch_rule()
         return schedule_for_configuration(
             self.configuration_manager, self.pgps_mode, self.progressive_settings, self.num_epochs,
-            self._own_patch_rule(),
+            rule, self._planned_stage_memory(rule),
         )
+
+    def _planned_stage_memory(self, rule: NetworkPatchRule):
+        """With NNPROG_MEMORY_TARGET (Performance): the planned stage's estimate, kept for the peak check."""
+        self._memory_check = None
+        if self.pgps_mode != "performance" or self.progressive_settings.memory_target is None:
+            return None
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+        from nnunet_progressive.nnunet.memory_target import StagePeakCheck, planned_stage_memory, settings_for_schedule
+
+        inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        memory = planned_stage_memory(type(self), self.plans_manager, self.configuration_manager, inputs,
+                                      self.label_manager.num_segmentation_heads, rule, self.progressive_settings,
+                                      f"{type(self).__name__} on {self.configuration_name}")
+        _, factor = settings_for_schedule(self.progressive_settings, memory)  # raises here, at start, if it fails
+        self._memory_check = StagePeakCheck.of(self.progressive_settings.memory_target, memory, factor)
+        self._memory_rule = rule
+        return memory
 
     def _num_training_shapes(self) -> int:
         return len(self.schedule.stages)
@@ -205,11 +234,16 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
 
     def on_train_start(self):
         super().on_train_start()  # builds nnU-Net's loaders at the planned patch; validation keeps them
+        if getattr(self, "_memory_check", None) is not None:
+            for line in self._memory_check.start_lines(self.device):
+                self.print_to_log_file(line)
         if self.local_rank == 0:
             plot_schedule(self.schedule, os.path.join(self.output_folder, CURRICULUM_PNG), self.current_epoch)
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()  # the stage's loader is in place now
+        if getattr(self, "_memory_check", None) is not None:
+            self._memory_check.epoch_start(self.schedule.stage_at_epoch(self.current_epoch).index, self.device)
         self._epoch_throughput = Throughput(workers=loader_workers(self.dataloader_train),
                                             augment_on=self.progressive_settings.augment_on)
         self._last_step_end = perf_counter()
@@ -233,7 +267,19 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
             None if loader_seconds is None else float(loader_seconds), cases,
             None if forced is None else int(sum(bool(f) for f in forced)), augment_seconds)
         self._last_step_end = end
+        if getattr(self, "_memory_check", None) is not None:
+            self._log_memory_peak()
         return result
+
+    def _log_memory_peak(self) -> None:
+        from nnunet_progressive.nnunet.memory_target import stage_estimate_bytes
+
+        stage = self.schedule.stage_at_epoch(self.current_epoch)
+        estimate = stage_estimate_bytes(self._memory_check.planned, self._memory_rule, self.schedule.planned_batch_size,
+                                        stage.patch_size, stage.batch_size)
+        for line in self._memory_check.after_step(self.device, len(self.schedule.stages), estimate,
+                                                  self.num_iterations_per_epoch):
+            self.print_to_log_file(line)
 
     def on_train_epoch_end(self, train_outputs):
         super().on_train_epoch_end(train_outputs)  # records the seconds of this epoch's training iterations

@@ -56,6 +56,8 @@ def schedule_of_new_run_from_plans(entry: TrainerEntry, plans: Mapping, configur
     if not reads_plan_alone(entry):
         raise ValueError(f"{entry.name}: its schedule needs its class (network rule), not the plans alone")
     settings = entry_settings_for_new_run(entry, environ)
+    if settings.memory_target is not None and entry.attribute("pgps_mode", "efficiency") == "performance":
+        raise ValueError(f"{entry.name}: NNPROG_MEMORY_TARGET needs the network's memory estimate (its class)")
     schedule = schedule_of_plan(configuration_value(dict(plans), configuration, "patch_size"),
                                 plan_pooling(plans, configuration),
                                 configuration_value(dict(plans), configuration, "batch_size"),
