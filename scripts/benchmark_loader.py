@@ -126,7 +126,7 @@ def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quic
     os.environ["nnUNet_n_proc_DA"] = str(workers)
     os.environ.update(NnunetFolders.under(workspace).environment({}))  # before nnU-Net reads its paths
     folders, dataset_name = prepare(workspace, quick)
-    from nnunet_progressive.nnunet.loaders import shutdown_augmenter, training_augmenter, training_loader
+    from nnunet_progressive.nnunet.hooks.loaders import shutdown_augmenter, training_augmenter, training_loader
 
     base = json.loads((folders.preprocessed / dataset_name / "nnUNetPlans.json").read_text())
     rows = []

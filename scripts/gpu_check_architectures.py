@@ -167,7 +167,7 @@ def schedule_of(case: Case, mode: str, trainer: type, classes: int):
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
     from nnunet_progressive.core.knobs import settings_from_env
-    from nnunet_progressive.nnunet.pgps import NNUNET_DEFAULT_EPOCHS, schedule_for_configuration
+    from nnunet_progressive.nnunet.hooks.pgps import NNUNET_DEFAULT_EPOCHS, schedule_for_configuration
 
     manager = ConfigurationManager(case.configuration)
     rule = trainer.network_patch_rule(manager, 1, classes)

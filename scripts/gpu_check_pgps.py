@@ -105,7 +105,7 @@ def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dic
     )
     from nnunet_progressive.core.errors import ProgressiveConfigError
     from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.loaders import loader_workers, shutdown_augmenter
+    from nnunet_progressive.nnunet.hooks.loaders import loader_workers, shutdown_augmenter
     from nnunet_progressive.nnunet.resolve import resolve_configuration
     from nnunet_progressive.pgps.throughput import Throughput
 
@@ -198,7 +198,7 @@ def network_only_seconds(trainer, iterations: int, device) -> float:
     first: the step time no data path can beat (on a CPU, the loader's workers no longer share its cores)."""
     import torch
 
-    from nnunet_progressive.nnunet.loaders import shutdown_augmenter
+    from nnunet_progressive.nnunet.hooks.loaders import shutdown_augmenter
 
     batch = next(trainer.dataloader_train)
     shutdown_augmenter(trainer.dataloader_train)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def _ratios(record: Path) -> dict:
     """The time ratios of the voxel and measured schedules from a profile record (the schedule rebuilt from it)."""
     from nnunet_progressive.core.records import StepProfile, read_record
-    from nnunet_progressive.nnunet.step_profile import times_of
+    from nnunet_progressive.nnunet.hooks.step_profile import times_of
     from nnunet_progressive.pgps.profile import measured_choice
     from nnunet_progressive.pgps.schedule import Schedule, Stage, split_epochs
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from nnunet_progressive.nnunet.label_check import declared_label_values, undeclared_values_problem
+from nnunet_progressive.nnunet.hooks.label_check import declared_label_values, undeclared_values_problem
 from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment
 
 

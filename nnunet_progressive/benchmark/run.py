@@ -190,7 +190,7 @@ def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device
     :class:`ProgressiveConfigError` listing every (trainer, dataset, configuration) that would stop at start.
     """
     from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.pgps import schedule_of_new_run
+    from nnunet_progressive.nnunet.hooks.pgps import schedule_of_new_run
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
     problems, seen, planned = [], set(), {}

@@ -19,7 +19,7 @@ import torch
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import CASE_SUBSET, RANDOM_SUBSET, SIMILARITY_RANKING
 from nnunet_progressive.core.records import SimilarityRanking, read_record
-from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
+from nnunet_progressive.nnunet.hooks.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pdl.subsets import ranking_mismatches, select_set1
 
 

@@ -40,8 +40,8 @@ from nnunet_progressive.core.knobs import (
 )
 from nnunet_progressive.core.records import CheckpointState, FineTuningState
 from nnunet_progressive.nnunet.catalogue import FINETUNE_EPOCHS
-from nnunet_progressive.nnunet.pretrained import pretrained_weights_argument
-from nnunet_progressive.nnunet.run_state import RunLengthMixin
+from nnunet_progressive.nnunet.hooks.pretrained import pretrained_weights_argument
+from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
     DECODER,
     ENCODER,
