@@ -227,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
         from tqdm import tqdm
 
-        from nnunet_progressive.nnunet.discovery import find_trainer_class
         from nnunet_progressive.nnunet.hooks.augmentation_placement import DEVICE, transforms_refusal
+        from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
         from nnunet_progressive.nnunet.resolve import resolve_configuration
 
         planned = resolve_configuration(args.dataset, args.configuration, args.plans)

@@ -154,7 +154,7 @@ _TRAINER_CLASSES: dict[str, type] = {}
 
 def trainer_class(case: Case, mode: str) -> type:
     """The trainer class, found once (nnU-Net's search imports the trainer modules anew each time)."""
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     name = f"{case.trainer_prefix}_{MODE_SUFFIX[mode]}"
     if name not in _TRAINER_CLASSES:

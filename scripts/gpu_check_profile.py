@@ -42,7 +42,7 @@ NETWORKS = {  # name -> (trainer, plans identifier)
 def prepare(workspace: Path, quick: bool, cases: int, processes: int) -> str:
     from nnunet_progressive.datasets.prepare import plan_and_preprocess
     from nnunet_progressive.datasets.synthetic import write_preset
-    from nnunet_progressive.nnunet.runner import NnunetFolders, run_logged
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_logged
 
     folders = NnunetFolders.under(workspace)
     name = "NNProgProfileQuick" if quick else "NNProgProfile"
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     os.environ.update(NnunetFolders.under(workspace).environment({}))
     os.environ["nnUNet_n_proc_DA"] = str(2 if args.quick else args.workers)

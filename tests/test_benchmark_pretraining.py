@@ -10,7 +10,7 @@ from nnunet_progressive.benchmark.spec import expand_runs, parse_spec
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.records import TransferRecord, read_record
 from nnunet_progressive.datasets.synthetic import SyntheticDatasetSpec, write_dataset
-from nnunet_progressive.nnunet.runner import NnunetFolders
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
 
 def _spec(tmp_path, **changes) -> dict:

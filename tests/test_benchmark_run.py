@@ -344,7 +344,7 @@ def test_misspelt_trainer_is_refused_before_anything_runs(workspace, fake_train,
 
 
 def test_knobs_a_trainer_does_not_read_are_refused_before_anything_runs(workspace, fake_train, monkeypatch):
-    import nnunet_progressive.nnunet.discovery as discovery
+    import nnunet_progressive.nnunet.orchestration.discovery as discovery
     from nnunet_progressive.core.knobs import PATCH_CURRICULUM, RUN_LENGTH
 
     def reads(features):  # a trainer class that reads these knobs (and keeps the planned patch)

@@ -14,7 +14,7 @@ import torch
 
 from nnunet_progressive.cli.verify import verify_model_folder
 from nnunet_progressive.nnunet.hooks.loaders import PatchCropLoader, inner_data_loader, shutdown_augmenter
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train
 from nnunet_progressive.pgps.sampling import stage_checkpoint_name
 from nnunet_progressive.pgps.schedule import build_schedule
 

@@ -276,7 +276,7 @@ def _every_composition() -> list[type]:
     """One trainer of each composition (mixins, nnU-Net base, method attributes): the variants of one composition
     (epochs, Primus sizes) run the same hooks."""
     from nnunet_progressive.nnunet.catalogue import CATALOGUE
-    from nnunet_progressive.nnunet.discovery import package_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import package_trainer_class
 
     compositions = {}
     for name in CATALOGUE:
@@ -424,7 +424,7 @@ def test_commands_of_the_runner_die_with_a_killed_parent():
     """Issue #20: a command the runner started (as `nnprog benchmark run` starts nnUNetv2_train) ends when the
     process that started it is killed with SIGKILL."""
     code = ("import os\n"
-            "from nnunet_progressive.nnunet.runner import run_logged\n"
+            "from nnunet_progressive.nnunet.orchestration.runner import run_logged\n"
             "run_logged(['sleep', '60'], dict(os.environ), None)\n")
     parent = subprocess.Popen([sys.executable, "-c", code])
     started: set[int] = set()

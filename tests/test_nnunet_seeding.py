@@ -11,7 +11,7 @@ import torch
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import settings_from_env
 from nnunet_progressive.nnunet.hooks.seeding import epoch_seed, seed_generators
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train
 
 
 def test_epoch_seed_is_fixed_per_seed_and_epoch_and_32_bit():

@@ -58,7 +58,7 @@ def test_the_epoch_variants_take_one_list():
 def test_the_catalogue_and_its_readers_import_without_torch_or_nnunet():
     code = ("import sys, nnunet_progressive.nnunet.catalogue, nnunet_progressive.nnunet.plan_schedule, "
             "nnunet_progressive.cli.trainers, nnunet_progressive.cli.pgps\n"
-            "from nnunet_progressive.nnunet.discovery import trainer_default_settings\n"
+            "from nnunet_progressive.nnunet.orchestration.discovery import trainer_default_settings\n"
             "assert trainer_default_settings('nnUNetTrainer_Finetune').epochs == 150\n"
             "heavy = [m for m in ('torch', 'nnunetv2', 'monai', 'timm') if m in sys.modules]\n"
             "assert not heavy, heavy")
@@ -181,7 +181,7 @@ def test_readme_trainer_table_is_the_generated_one():
 
 
 def test_misspelt_trainer_names_the_closest():
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     with pytest.raises(ProgressiveConfigError, match="did you mean nnUNetTrainer_Finetune_HeadFirst"):
         find_trainer_class("nnUNetTrainer_Finetune_HeadFrist")
@@ -193,9 +193,9 @@ def test_misspelt_trainer_names_the_closest():
                                      "nnUNetTrainer_RPSS", "nnUNetTrainer_Finetune_PGPS_Efficiency",
                                      "nnUNetTrainer_PDL_PGPS_Efficiency"])
 def test_schedule_from_the_plans_is_the_trainers_own(tiny3d_dataset, trainer):
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
     from nnunet_progressive.nnunet.hooks.pgps import schedule_of_new_run
     from nnunet_progressive.nnunet.hooks.run_state import settings_for_new_run
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.plan_schedule import schedule_of_new_run_from_plans
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, PretrainingSpec
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.naming import dataset_id
-from nnunet_progressive.nnunet.runner import NnunetFolders, run_environment, run_logged
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_environment, run_logged
 
 PRETRAINED_DIR = "pretrained"
 PRETRAINING_DIR = "pretraining"
@@ -61,7 +61,7 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
                     log: Callable[[str], None] = print) -> list[Path]:
     """Prepare, pre-train and adapt every pretraining entry for every spec dataset; returns the weight files."""
     from nnunet_progressive.benchmark.run import RunContext, execute_run
-    from nnunet_progressive.nnunet.transfer_workflow import source_plans_name
+    from nnunet_progressive.nnunet.offline.transfer.workflow import source_plans_name
 
     used = {t.pretrained for t in spec.trainers if t.pretrained is not None}
     context = RunContext(folders, spec.results_dir / PRETRAINING_DIR, spec.executor.device,

@@ -80,8 +80,14 @@ from nnunet_progressive.core.records import (
     write_record as write_typed_record,
 )
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
+from nnunet_progressive.nnunet.orchestration.runner import (
+    NnunetFolders,
+    TrainingRun,
+    run_environment,
+    run_logged,
+    train,
+)
 from nnunet_progressive.nnunet.resolve import data_identifier
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment, run_logged, train
 
 STATUS_NEW, STATUS_INTERRUPTED, STATUS_TRAINED, STATUS_DONE = "new", "interrupted", "trained", "done"
 MODE_FOR_STATUS = {STATUS_NEW: ("new", ()), STATUS_INTERRUPTED: ("continue", ("--c",)),
@@ -147,7 +153,7 @@ def check_trainers(spec: BenchmarkSpec) -> None:
 
     Raises one :class:`ProgressiveConfigError` listing every problem, before anything is prepared or trained.
     """
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     classes: dict[str, type | ProgressiveConfigError] = {}
     problems = []
@@ -189,8 +195,8 @@ def check_schedules(runs: Sequence[BenchmarkRun], folders: NnunetFolders, device
     Configurations not planned yet are skipped (a dry run before the first preparation). Raises one
     :class:`ProgressiveConfigError` listing every (trainer, dataset, configuration) that would stop at start.
     """
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
     from nnunet_progressive.nnunet.hooks.pgps import schedule_of_new_run
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
     problems, seen, planned = [], set(), {}
@@ -324,7 +330,7 @@ def _watcher(run: BenchmarkRun, context: RunContext, stop: threading.Event | Non
     if context.epoch_bars:
         log = context.log_file(run)
         start = log.stat().st_size if log.is_file() else 0
-        from nnunet_progressive.nnunet.discovery import trainer_default_settings
+        from nnunet_progressive.nnunet.orchestration.discovery import trainer_default_settings
 
         defaults = trainer_default_settings(run.trainer)  # the catalogue's, without torch, for the package's
         bar = EpochBar(f"{run.label} fold {run.fold}", expected_epochs(defaults, run.knobs), start)

@@ -93,7 +93,7 @@ from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.core.settings import check_spec_knobs, knob_settings
 from nnunet_progressive.core.validation import Name, StrictModel, integer, number, validate
 from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE
-from nnunet_progressive.nnunet.runner import NnunetFolders
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
 EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")

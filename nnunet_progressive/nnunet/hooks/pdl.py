@@ -98,7 +98,7 @@ class ProgressiveDataMixin(StagedTrainingLoaderMixin):
         return command + (f" -o {shlex.quote(chosen)}" if chosen else "")
 
     def ranking_file(self) -> Path:
-        from nnunet_progressive.nnunet.pdl_ranking import default_output_path
+        from nnunet_progressive.nnunet.offline.pdl_ranking import default_output_path
 
         chosen = self.progressive_settings.ranking
         if chosen:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from nnunet_progressive.core.errors import NnunetCommandError, NnunetCommandTimeout
 from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
-from nnunet_progressive.nnunet.discovery import environment_with_trainers
 from nnunet_progressive.nnunet.hooks.training_process import die_with_parent, parent_death_signal_supported
+from nnunet_progressive.nnunet.orchestration.discovery import environment_with_trainers
 
 
 @dataclass(frozen=True)
