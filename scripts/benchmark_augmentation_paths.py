@@ -133,7 +133,7 @@ def stage_runs(trainer_class: type, planned: Any) -> tuple[list[StageRun], dict[
     import numpy as np
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_progressive.nnunet.pgps import _initial_patch_size, schedule_of_new_run
+    from nnunet_progressive.nnunet.hooks.pgps import _initial_patch_size, schedule_of_new_run
 
     manager = planned.configuration_manager
     planned_trainer = types.SimpleNamespace(configuration_manager=manager, enable_deep_supervision=True,
@@ -227,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
         from tqdm import tqdm
 
-        from nnunet_progressive.nnunet.augmentation_placement import DEVICE, transforms_refusal
-        from nnunet_progressive.nnunet.discovery import find_trainer_class
+        from nnunet_progressive.nnunet.hooks.augmentation_placement import DEVICE, transforms_refusal
+        from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
         from nnunet_progressive.nnunet.resolve import resolve_configuration
 
         planned = resolve_configuration(args.dataset, args.configuration, args.plans)

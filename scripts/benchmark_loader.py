@@ -67,7 +67,7 @@ def prepare(workspace: Path, quick: bool) -> tuple[object, str]:
     """Generate, plan and preprocess the data once (kept across runs)."""
     from nnunet_progressive.datasets.prepare import plan_and_preprocess
     from nnunet_progressive.datasets.synthetic import write_preset
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     folders = NnunetFolders.under(workspace)
     data = QUICK_DATA if quick else FULL_DATA
@@ -121,12 +121,12 @@ def measure(augmenter, batches: int, cached: int) -> tuple[float, int, int]:
 
 def run(workspace: Path, plan_names: list[str], batches: int, workers: int, quick: bool,
         repeats: int = 2) -> list[dict]:
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     os.environ["nnUNet_n_proc_DA"] = str(workers)
     os.environ.update(NnunetFolders.under(workspace).environment({}))  # before nnU-Net reads its paths
     folders, dataset_name = prepare(workspace, quick)
-    from nnunet_progressive.nnunet.loaders import shutdown_augmenter, training_augmenter, training_loader
+    from nnunet_progressive.nnunet.hooks.loaders import shutdown_augmenter, training_augmenter, training_loader
 
     base = json.loads((folders.preprocessed / dataset_name / "nnUNetPlans.json").read_text())
     rows = []

@@ -370,7 +370,7 @@ def kill_at(command: Sequence[str], env: dict[str, str], log: Path, fold: Path, 
             timeout: float = 1800) -> tuple[str | None, list[str]]:
     """Start ``command`` (output to ``log``), SIGSTOP it when ``phase`` is reached, then SIGKILL the training process
     alone; (what was hit or None, the processes below it still running 30 s later)."""
-    from nnunet_progressive.nnunet.runner import ends_with_this_process
+    from nnunet_progressive.nnunet.orchestration.runner import ends_with_this_process
 
     log.parent.mkdir(parents=True, exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
@@ -440,14 +440,14 @@ class Matrix:
         self._pretrained: Path | None = None
 
     def _run(self, trainer: str, knobs: dict[str, str], results: Path):
-        from nnunet_progressive.nnunet.runner import TrainingRun
+        from nnunet_progressive.nnunet.orchestration.runner import TrainingRun
 
         return TrainingRun(str(self.ws.dataset_id), "3d_fullres", 0, trainer, self.ws.plans, knobs=knobs), replace(
             self.ws.folders, results=results)
 
     def pretrained(self) -> Path:
         """checkpoint_final.pth of a one-epoch ConstantPatch run: the fine-tuning trainers' pre-trained weights."""
-        from nnunet_progressive.nnunet.runner import train
+        from nnunet_progressive.nnunet.orchestration.runner import train
 
         if self._pretrained is None:
             run, folders = self._run("nnUNetTrainer_ConstantPatch", _knobs(epochs=1), self.root / "pretrained")
@@ -463,7 +463,7 @@ class Matrix:
         return fold_records(fold, int(combination.knobs["NNPROG_EPOCHS"]), json.loads(splits.read_text())[0]["train"])
 
     def reference(self, combination: Combination) -> list[dict]:
-        from nnunet_progressive.nnunet.runner import train
+        from nnunet_progressive.nnunet.orchestration.runner import train
 
         key = combination.reference_key
         if key not in self._references:
@@ -474,7 +474,7 @@ class Matrix:
         return self._references[key]
 
     def run(self, combination: Combination, index: int) -> Outcome:
-        from nnunet_progressive.nnunet.runner import run_environment, train
+        from nnunet_progressive.nnunet.orchestration.runner import run_environment, train
 
         outcome = Outcome(combination.name, combination.trainer, combination.phase.name)
         began = time.perf_counter()
@@ -518,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
     from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     @dataclass(frozen=True)
     class Planned:

@@ -154,7 +154,7 @@ _TRAINER_CLASSES: dict[str, type] = {}
 
 def trainer_class(case: Case, mode: str) -> type:
     """The trainer class, found once (nnU-Net's search imports the trainer modules anew each time)."""
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     name = f"{case.trainer_prefix}_{MODE_SUFFIX[mode]}"
     if name not in _TRAINER_CLASSES:
@@ -167,7 +167,7 @@ def schedule_of(case: Case, mode: str, trainer: type, classes: int):
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
     from nnunet_progressive.core.knobs import settings_from_env
-    from nnunet_progressive.nnunet.pgps import NNUNET_DEFAULT_EPOCHS, schedule_for_configuration
+    from nnunet_progressive.nnunet.hooks.pgps import NNUNET_DEFAULT_EPOCHS, schedule_for_configuration
 
     manager = ConfigurationManager(case.configuration)
     rule = trainer.network_patch_rule(manager, 1, classes)

@@ -62,7 +62,7 @@ def select_stages(spec: str, count: int) -> list[int]:
 def prepare(workspace: Path, quick: bool, processes: int, cases: int | None = None):
     from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
     from nnunet_progressive.datasets.synthetic import write_preset
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     folders = NnunetFolders.under(workspace)
     name = "NNProgGpuQuick" if quick else "NNProgGpuCheck"
@@ -104,8 +104,8 @@ def check(args: argparse.Namespace, script_start: float, workspace: Path) -> dic
         conv_unet_from_plan,
     )
     from nnunet_progressive.core.errors import ProgressiveConfigError
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.loaders import loader_workers, shutdown_augmenter
+    from nnunet_progressive.nnunet.hooks.loaders import loader_workers, shutdown_augmenter
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.resolve import resolve_configuration
     from nnunet_progressive.pgps.throughput import Throughput
 
@@ -198,7 +198,7 @@ def network_only_seconds(trainer, iterations: int, device) -> float:
     first: the step time no data path can beat (on a CPU, the loader's workers no longer share its cores)."""
     import torch
 
-    from nnunet_progressive.nnunet.loaders import shutdown_augmenter
+    from nnunet_progressive.nnunet.hooks.loaders import shutdown_augmenter
 
     batch = next(trainer.dataloader_train)
     shutdown_augmenter(trainer.dataloader_train)
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["nnUNet_compile"] = "false" if args.no_compile else "true"
     os.environ.setdefault("NNPROG_EPOCHS", "1000")
     if args.dataset is None:
-        from nnunet_progressive.nnunet.runner import NnunetFolders
+        from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
         os.environ.update(NnunetFolders.under(workspace).environment({}))  # before nnU-Net reads its paths
         _, args.dataset = prepare(workspace, args.quick, max(1, min(8, (os.cpu_count() or 2) - 2)), args.cases)

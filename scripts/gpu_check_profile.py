@@ -42,7 +42,7 @@ NETWORKS = {  # name -> (trainer, plans identifier)
 def prepare(workspace: Path, quick: bool, cases: int, processes: int) -> str:
     from nnunet_progressive.datasets.prepare import plan_and_preprocess
     from nnunet_progressive.datasets.synthetic import write_preset
-    from nnunet_progressive.nnunet.runner import NnunetFolders, run_logged
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_logged
 
     folders = NnunetFolders.under(workspace)
     name = "NNProgProfileQuick" if quick else "NNProgProfile"
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     os.environ.update(NnunetFolders.under(workspace).environment({}))
     os.environ["nnUNet_n_proc_DA"] = str(2 if args.quick else args.workers)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def _ratios(record: Path) -> dict:
     """The time ratios of the voxel and measured schedules from a profile record (the schedule rebuilt from it)."""
     from nnunet_progressive.core.records import StepProfile, read_record
-    from nnunet_progressive.nnunet.step_profile import times_of
+    from nnunet_progressive.nnunet.hooks.step_profile import times_of
     from nnunet_progressive.pgps.profile import measured_choice
     from nnunet_progressive.pgps.schedule import Schedule, Stage, split_epochs
 

@@ -65,7 +65,7 @@ print("cuda", torch.cuda.is_available(), torch.version.cuda,
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 import nnunetv2.training.nnUNetTrainer.nnUNetTrainer, monai.networks.nets, SimpleITK  # noqa: E401,F401
 import nnunet_progressive
-from nnunet_progressive.nnunet.discovery import trainers_directory
+from nnunet_progressive.nnunet.orchestration.discovery import trainers_directory
 print("nnunet_progressive", nnunet_progressive.__version__, "trainers in", trainers_directory())
 EOF
 

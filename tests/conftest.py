@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
-from nnunet_progressive.nnunet.runner import NnunetFolders
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
 
 def pytest_addoption(parser):

@@ -22,7 +22,7 @@ from nnunet_progressive.nnunet.compat import install_in_this_process
 install_in_this_process()  # before timm (Primus) imports torchvision on a CPU-only machine
 
 from nnunet_progressive.architectures.recipes import PRIMUS_RECIPE, UNETR_RECIPE  # noqa: E402
-from nnunet_progressive.nnunet.runner import TrainingRun, train  # noqa: E402
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train  # noqa: E402
 from nnunet_progressive.transfer.finetune import build_finetune_schedule  # noqa: E402
 from nnunet_progressive.transfer.mapping import parameter_role  # noqa: E402
 
@@ -40,7 +40,7 @@ def _pretrained_checkpoint(ws: Workspace, trainer_name: str, path: Path) -> Path
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     trainer = find_trainer_class(trainer_name)
     plans_manager = PlansManager(str(ws.preprocessed_dataset / f"{ws.plans}.json"))

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from nnunet_progressive.benchmark.pretraining import pretrained_weights_path
+from nnunet_progressive.benchmark.execution import RunContext, pretrained_weights_path
 from nnunet_progressive.benchmark.report import write_report
-from nnunet_progressive.benchmark.run import RunContext, run_benchmark
+from nnunet_progressive.benchmark.run import run_benchmark
 from nnunet_progressive.benchmark.spec import expand_runs, parse_spec
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.records import TransferRecord, read_record
 from nnunet_progressive.datasets.synthetic import SyntheticDatasetSpec, write_dataset
-from nnunet_progressive.nnunet.runner import NnunetFolders
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
 
 def _spec(tmp_path, **changes) -> dict:

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from scipy import stats
 from test_benchmark_run import DATASET, TRAINERS, FakeEnergyCounter, FakeTrain, workspace, write_spec  # noqa: F401
 
+from nnunet_progressive.benchmark import execution as bench_execution
 from nnunet_progressive.benchmark import run as bench_run
 from nnunet_progressive.benchmark.imbalance import (
     ForegroundShare,
@@ -187,9 +188,9 @@ def test_report_of_a_seeded_run_has_the_protocol_sections(workspace, monkeypatch
     """2 folds x 2 seeds x 2 trainers through the runner on a dataset with raw labels: the report gains the
     per-case test, the spread across seeds, the imbalance table and plot, and GPU hours and energy per run."""
     _write_raw_dataset(workspace)
-    monkeypatch.setattr(bench_run, "train", PerCaseFakeTrain())
-    monkeypatch.setattr(bench_run, "read_nvml_energy", FakeEnergyCounter())
-    monkeypatch.setattr(bench_run, "_gpu_name", lambda gpu: "H100")
+    monkeypatch.setattr(bench_execution, "train", PerCaseFakeTrain())
+    monkeypatch.setattr(bench_execution, "read_nvml_energy", FakeEnergyCounter())
+    monkeypatch.setattr(bench_execution, "_gpu_name", lambda gpu: "H100")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     spec = load_spec(write_spec(workspace, executor={"type": "local", "device": "cuda"}, folds=[0, 1], seeds=[0, 1],
                                 seed_training=True))

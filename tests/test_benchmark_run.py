@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nnunet_progressive.benchmark import execution as bench_execution
 from nnunet_progressive.benchmark import run as bench_run
 from nnunet_progressive.benchmark.results import collect_run, load_records, read_record, record_path
 from nnunet_progressive.benchmark.spec import load_spec
@@ -81,7 +82,7 @@ def finish_fold(folder: Path, trainer: str, dice: float = 0.75, device: str = "c
 @pytest.fixture
 def fake_train(monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr(bench_run, "train", fake)
+    monkeypatch.setattr(bench_execution, "train", fake)
     return fake
 
 
@@ -147,7 +148,7 @@ def test_interrupted_runs_resume_with_c_and_trained_runs_validate(workspace, fak
 
 def test_failed_run_is_recorded_then_retried_with_wall_time_summed(workspace, monkeypatch, capsys):
     fake = FakeTrain(fail={(TRAINERS[1], 1)})
-    monkeypatch.setattr(bench_run, "train", fake)
+    monkeypatch.setattr(bench_execution, "train", fake)
     spec_file = write_spec(workspace)
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 1
     assert "not done: " in capsys.readouterr().out
@@ -156,7 +157,7 @@ def test_failed_run_is_recorded_then_retried_with_wall_time_summed(workspace, mo
     assert len(failed_id) == 1 and "boom" in failed_id[0].error
 
     retry = FakeTrain()
-    monkeypatch.setattr(bench_run, "train", retry)
+    monkeypatch.setattr(bench_execution, "train", retry)
     assert main(["benchmark", "run", str(spec_file), "--no-progress"]) == 0
     assert [(c["trainer"], c["fold"]) for c in retry.calls] == [(TRAINERS[1], 1)]
     record = read_record(spec.results_dir, failed_id[0].run_id)
@@ -166,8 +167,8 @@ def test_failed_run_is_recorded_then_retried_with_wall_time_summed(workspace, mo
 
 def test_local_multi_gpu_runs_one_run_per_gpu(workspace, monkeypatch):
     fake = FakeTrain(sleep=0.3)
-    monkeypatch.setattr(bench_run, "train", fake)
-    monkeypatch.setattr(bench_run, "_gpu_name", lambda gpu: f"GPU{gpu}")
+    monkeypatch.setattr(bench_execution, "train", fake)
+    monkeypatch.setattr(bench_execution, "_gpu_name", lambda gpu: f"GPU{gpu}")
     spec = load_spec(write_spec(workspace, executor={"type": "local", "device": "cuda", "gpus": [0, 1]},
                                 folds=[0, 1, 2]))
     outcome = bench_run.run_benchmark(spec, progress=False, log=lambda _: None)
@@ -188,7 +189,7 @@ def test_local_multi_gpu_runs_one_run_per_gpu(workspace, monkeypatch):
 def test_stop_event_interrupts_and_records(workspace, monkeypatch):
     stop = threading.Event()
     stop.set()
-    monkeypatch.setattr(bench_run, "train", lambda *a, **k: 0.0)  # as runner.train returns after stop_when kills
+    monkeypatch.setattr(bench_execution, "train", lambda *a, **k: 0.0)  # as runner.train returns after stop_when kills
     spec = load_spec(write_spec(workspace))
     context = bench_run.context_for(spec)
     run = bench_run.expand_runs(spec, [DATASET])[0]
@@ -344,7 +345,7 @@ def test_misspelt_trainer_is_refused_before_anything_runs(workspace, fake_train,
 
 
 def test_knobs_a_trainer_does_not_read_are_refused_before_anything_runs(workspace, fake_train, monkeypatch):
-    import nnunet_progressive.nnunet.discovery as discovery
+    import nnunet_progressive.nnunet.orchestration.discovery as discovery
     from nnunet_progressive.core.knobs import PATCH_CURRICULUM, RUN_LENGTH
 
     def reads(features):  # a trainer class that reads these knobs (and keeps the planned patch)
@@ -422,8 +423,8 @@ def test_seeded_repeats_train_with_their_seed_and_record_gpu_energy(workspace, f
     """The protocol's repeats: `seed_training` gives repeat s NNPROG_SEED=s; each attempt's GPU energy (NVML's
     counter at start and end) is recorded, and a CPU run's is not reported."""
     counter = FakeEnergyCounter()
-    monkeypatch.setattr(bench_run, "read_nvml_energy", counter)
-    monkeypatch.setattr(bench_run, "_gpu_name", lambda gpu: "H100")
+    monkeypatch.setattr(bench_execution, "read_nvml_energy", counter)
+    monkeypatch.setattr(bench_execution, "_gpu_name", lambda gpu: "H100")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     spec = load_spec(write_spec(workspace, executor={"type": "local", "device": "cuda"}, folds=[0], seeds=[0, 1],
                                 seed_training=True))

@@ -18,7 +18,7 @@ from nnunet_progressive.core.errors import (
     ProgressiveConfigError,
 )
 from nnunet_progressive.core.io import claim_raw_dataset_folder
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_logged, train
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, run_logged, train
 
 
 def test_a_failed_nnunet_command_is_a_named_error_with_its_output(tmp_path):

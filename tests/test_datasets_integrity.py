@@ -82,7 +82,7 @@ def test_summaries_are_read_with_nnunets_reader(tmp_path):
 def test_preparation_of_an_all_background_dataset_is_one_message(tiny3d_dataset, tmp_path):
     """nnU-Net's planning crashes with an IndexError on it; the package's preparation says what is wrong."""
     from nnunet_progressive.datasets.prepare import plan_and_preprocess
-    from nnunet_progressive.nnunet.runner import NnunetFolders
+    from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
     source = tiny3d_dataset.folders.raw / tiny3d_dataset.dataset_name
     folders = NnunetFolders(tmp_path / "raw", tmp_path / "pre", tmp_path / "res")

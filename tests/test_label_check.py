@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from nnunet_progressive.nnunet.label_check import declared_label_values, undeclared_values_problem
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, run_environment
+from nnunet_progressive.nnunet.hooks.label_check import declared_label_values, undeclared_values_problem
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, run_environment
 
 
 def test_values_dataset_json_does_not_declare_are_named_with_their_cases():

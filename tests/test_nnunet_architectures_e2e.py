@@ -30,8 +30,8 @@ install_in_this_process()  # before timm (Primus) imports torchvision on a CPU-o
 from nnunet_progressive.core.knobs import settings_from_env  # noqa: E402
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans  # noqa: E402
 from nnunet_progressive.datasets.synthetic import write_preset  # noqa: E402
-from nnunet_progressive.nnunet.pgps import schedule_for_configuration  # noqa: E402
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, predict, run_logged, train  # noqa: E402
+from nnunet_progressive.nnunet.hooks.pgps import schedule_for_configuration  # noqa: E402
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, predict, run_logged, train  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 

@@ -11,14 +11,14 @@ import nnunet_progressive_trainers.nnprog_pgps as pgps_trainers
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError
 from nnunet_progressive.core.knobs import ProgressiveSettings, settings_from_env
 from nnunet_progressive.core.records import AugmentationCost, RunIdentity
-from nnunet_progressive.nnunet.augmentation_placement import (
+from nnunet_progressive.nnunet.hooks.augmentation_placement import (
     AugmentationPlacementMixin,
     augmentation_cost,
     own_transform_classes,
     transforms_refusal,
 )
-from nnunet_progressive.nnunet.loaders import PATCH_SIZE_KEY
-from nnunet_progressive.nnunet.run_state import RunLengthMixin, settings_for_new_run
+from nnunet_progressive.nnunet.hooks.loaders import PATCH_SIZE_KEY
+from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin, settings_for_new_run
 
 DEVICE = {"NNPROG_AUGMENT_ON": "device"}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
-from nnunet_progressive.nnunet.discovery import ext_trainer_value
-from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
+from nnunet_progressive.nnunet.orchestration.discovery import ext_trainer_value
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, predict, train
 from nnunet_progressive.pgps.schedule import build_schedule
 
 pytestmark = pytest.mark.e2e

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch._dynamo.config as dynamo_config
 
-from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
+from nnunet_progressive.nnunet.hooks.compile import configure_dynamo_for_shapes
 
 CONFIG_NAMES = ("recompile_limit", "cache_size_limit", "automatic_dynamic_shapes", "fail_on_recompile_limit_hit",
                 "accumulated_recompile_limit", "accumulated_cache_size_limit")

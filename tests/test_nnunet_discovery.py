@@ -1,7 +1,7 @@
 """Where nnU-Net finds the trainers when the package is not installed (a source checkout on PYTHONPATH)."""
 from pathlib import Path
 
-from nnunet_progressive.nnunet import discovery
+from nnunet_progressive.nnunet.orchestration import discovery
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

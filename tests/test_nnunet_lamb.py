@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from nnunet_progressive.nnunet.lamb import Lamb
+from nnunet_progressive.nnunet.hooks.lamb import Lamb
 
 
 def _one_step(weight: list[float], grad: list[float], **options) -> list[float]:

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from nnunet_progressive.core.records import MEASURED_SCHEDULE_JSON, profile_file_name
-from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, run_environment, train
 from nnunet_progressive.pgps.profile import stages_worth_training
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from nnunet_progressive.core.records import MEASURED_SCHEDULE_JSON, profile_file_name
-from nnunet_progressive.nnunet.measured_schedule import OWN_PROFILE
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.nnunet.hooks.measured_schedule import OWN_PROFILE
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train
 
 pytestmark = pytest.mark.e2e
 

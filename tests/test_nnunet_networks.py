@@ -21,7 +21,7 @@ from nnunet_progressive.architectures.transformer_memory import (  # noqa: E402
     sample_cost,
 )
 from nnunet_progressive.core.errors import ProgressiveConfigError  # noqa: E402
-from nnunet_progressive.nnunet.architectures import primus_memory_spec, token_grid_in_use  # noqa: E402
+from nnunet_progressive.nnunet.hooks.architectures import primus_memory_spec, token_grid_in_use  # noqa: E402
 from nnunet_progressive.nnunet.networks.builders import build_network  # noqa: E402
 from nnunet_progressive.nnunet.networks.memory_probe import saved_activation_bytes  # noqa: E402
 from nnunet_progressive.nnunet.networks.position_embeddings import (  # noqa: E402
@@ -220,9 +220,9 @@ def test_trainer_module_imports_without_monai():
 
 def test_architecture_trainers_resolve_hooks_in_the_stated_order():
     import nnunet_progressive_trainers.nnprog_architectures as trainers
-    from nnunet_progressive.nnunet.architectures import NetworkInputMixin, RecipeMixin
-    from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin
-    from nnunet_progressive.nnunet.transfer import FineTuningMixin
+    from nnunet_progressive.nnunet.hooks.architectures import NetworkInputMixin, RecipeMixin
+    from nnunet_progressive.nnunet.hooks.pgps import ProgressivePatchMixin
+    from nnunet_progressive.nnunet.hooks.transfer import FineTuningMixin
 
     names = [n for n in dir(trainers) if n.startswith("nnUNet") and isinstance(getattr(trainers, n), type)
              and issubclass(getattr(trainers, n), NetworkInputMixin)]

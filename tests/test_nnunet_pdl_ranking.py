@@ -15,7 +15,7 @@ from nnunet_progressive.cli import main as cli_main
 from nnunet_progressive.cli import pdl as rank_cmd
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.records import SimilarityRanking, read_record, write_record
-from nnunet_progressive.nnunet import pdl_ranking as rd
+from nnunet_progressive.nnunet.offline import pdl_ranking as rd
 from nnunet_progressive.pdl.similarity import ranking
 from nnunet_progressive.pdl.similarity.registration import REGISTRATION_METHODS
 

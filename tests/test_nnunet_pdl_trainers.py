@@ -12,7 +12,7 @@ import pytest
 from cli_command import NNPROG
 from training_logs import interrupt_at_epoch, matches_per_epoch
 
-from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, predict, train
 from nnunet_progressive.pdl.subsets import select_set1
 
 pytestmark = pytest.mark.e2e

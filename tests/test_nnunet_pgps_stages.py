@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from nnunet_progressive.nnunet.loaders import (
+from nnunet_progressive.nnunet.hooks.loaders import (
     FORCED_CROPS_KEY,
     PatchCropLoader,
     RandomPatchSizeLoader,

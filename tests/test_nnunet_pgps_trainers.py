@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 from training_logs import interrupt_at_epoch, matches_per_epoch, poly_learning_rates
 
-from nnunet_progressive.nnunet.runner import TrainingRun, predict, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, predict, train
 from nnunet_progressive.pgps.schedule import build_schedule
 
 pytestmark = pytest.mark.e2e

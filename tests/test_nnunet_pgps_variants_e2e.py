@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from nnunet_progressive.cli.verify import verify_model_folder
-from nnunet_progressive.nnunet.loaders import PatchCropLoader, inner_data_loader, shutdown_augmenter
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.nnunet.hooks.loaders import PatchCropLoader, inner_data_loader, shutdown_augmenter
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train
 from nnunet_progressive.pgps.sampling import stage_checkpoint_name
 from nnunet_progressive.pgps.schedule import build_schedule
 
@@ -101,7 +101,7 @@ def test_stage_checkpoints_at_each_stage_end_intact_and_apart_from_resume(sqrt_r
 def test_continue_never_picks_a_stage_checkpoint(sqrt_run, tmp_path):
     """A damaged checkpoint_final under --c falls back to nnU-Net's own checkpoints only (best here), never to a
     stage checkpoint, even where one holds a later epoch."""
-    from nnunet_progressive.nnunet.run_state import choose_checkpoint
+    from nnunet_progressive.nnunet.hooks.run_state import choose_checkpoint
 
     _, _, (_, fold, _), _ = sqrt_run
     copy = tmp_path / "fold"
@@ -139,7 +139,7 @@ def _loader_of(ws, monkeypatch, knobs: dict[str, str]):
 
 
 def test_grid_places_the_random_crops_of_each_case_inside_nnunets_loader(tiny3d, monkeypatch):
-    import nnunet_progressive.nnunet.loaders as loaders
+    import nnunet_progressive.nnunet.hooks.loaders as loaders
 
     trainer, loader = _loader_of(tiny3d, monkeypatch, {"NNPROG_BATCH_SAMPLING": "sqrt", "NNPROG_RANDOM_CROPS": "grid"})
     try:

@@ -23,7 +23,7 @@ from process_tree import command_line, descendants, kill_all, left_alive
 from training_logs import poly_learning_rates
 
 from nnunet_progressive.core.errors import RunStateError
-from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, run_environment, train
 
 pytestmark = pytest.mark.e2e
 
@@ -328,7 +328,7 @@ def test_nothing_of_a_run_outlives_a_killed_runner(tiny3d, tmp_path):
                       knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_ITERATIONS": "50"})
     log = tmp_path / "train.log"
     code = ("import pickle, sys\n"
-            "from nnunet_progressive.nnunet.runner import train\n"
+            "from nnunet_progressive.nnunet.orchestration.runner import train\n"
             "train(*pickle.loads(bytes.fromhex(sys.argv[1])))\n")
     runner = subprocess.Popen([sys.executable, "-c", code, pickle.dumps((run, tiny3d.folders, log)).hex()])
     started: set[int] = set()

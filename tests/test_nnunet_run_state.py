@@ -28,7 +28,7 @@ from nnunet_progressive.core.records import (
     fingerprint,
     write_record,
 )
-from nnunet_progressive.nnunet.run_state import (
+from nnunet_progressive.nnunet.hooks.run_state import (
     MIXIN_ORDER,
     choose_checkpoint,
     environment_notes_for_continued_run,
@@ -276,7 +276,7 @@ def _every_composition() -> list[type]:
     """One trainer of each composition (mixins, nnU-Net base, method attributes): the variants of one composition
     (epochs, Primus sizes) run the same hooks."""
     from nnunet_progressive.nnunet.catalogue import CATALOGUE
-    from nnunet_progressive.nnunet.discovery import package_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import package_trainer_class
 
     compositions = {}
     for name in CATALOGUE:
@@ -290,7 +290,7 @@ def _every_composition() -> list[type]:
 def test_every_mixin_hook_reaches_the_next_class(monkeypatch):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_progressive.nnunet import training_process
+    from nnunet_progressive.nnunet.hooks import training_process
     from nnunet_progressive.nnunet.variants import replacement_conflicts
 
     monkeypatch.setattr(training_process, "install", lambda: None)  # RunLengthMixin.__init__: hooks of this process
@@ -313,8 +313,8 @@ def test_every_mixin_hook_reaches_the_next_class(monkeypatch):
 def test_a_mixin_that_drops_its_super_call_is_found(monkeypatch):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_progressive.nnunet import training_process
-    from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin
+    from nnunet_progressive.nnunet.hooks import training_process
+    from nnunet_progressive.nnunet.hooks.pgps import ProgressivePatchMixin
 
     monkeypatch.setattr(training_process, "install", lambda: None)
 
@@ -344,8 +344,8 @@ def test_a_mixin_that_drops_its_super_call_is_found(monkeypatch):
 
 
 def test_stop_at_dice_carries_no_hook_of_pdl():
-    from nnunet_progressive.nnunet.pdl import ProgressiveDataMixin
-    from nnunet_progressive.nnunet.stopping import StopAtDiceMixin
+    from nnunet_progressive.nnunet.hooks.pdl import ProgressiveDataMixin
+    from nnunet_progressive.nnunet.hooks.stopping import StopAtDiceMixin
 
     own = set(vars(StopAtDiceMixin))
     pdl_only = set(vars(ProgressiveDataMixin)) - {"__init__", "__module__", "__doc__", "knob_features",
@@ -376,7 +376,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
 def test_forked_children_die_with_a_killed_parent():
     code = ("import multiprocessing as mp, time\n"
-            "from nnunet_progressive.nnunet import training_process\n"
+            "from nnunet_progressive.nnunet.hooks import training_process\n"
             "training_process.install()\n"
             "ps = [mp.get_context('fork').Process(target=time.sleep, args=(60,)) for _ in range(2)]\n"
             "[p.start() for p in ps]\n"
@@ -398,7 +398,7 @@ def test_spawned_children_die_with_a_killed_parent():
     """Issue #20: a 'spawn' pool (as nnU-Net's final validation exports with) and multiprocessing's resource
     tracker end when the process that started them is killed with SIGKILL."""
     code = ("import multiprocessing as mp, time\n"
-            "from nnunet_progressive.nnunet import training_process\n"
+            "from nnunet_progressive.nnunet.hooks import training_process\n"
             "training_process.install()\n"
             "if __name__ == '__main__':\n"
             "    pool = mp.get_context('spawn').Pool(2)\n"
@@ -424,7 +424,7 @@ def test_commands_of_the_runner_die_with_a_killed_parent():
     """Issue #20: a command the runner started (as `nnprog benchmark run` starts nnUNetv2_train) ends when the
     process that started it is killed with SIGKILL."""
     code = ("import os\n"
-            "from nnunet_progressive.nnunet.runner import run_logged\n"
+            "from nnunet_progressive.nnunet.orchestration.runner import run_logged\n"
             "run_logged(['sleep', '60'], dict(os.environ), None)\n")
     parent = subprocess.Popen([sys.executable, "-c", code])
     started: set[int] = set()
@@ -442,7 +442,7 @@ def test_commands_of_the_runner_die_with_a_killed_parent():
 
 
 def test_package_errors_end_a_process_with_one_line():
-    code = ("from nnunet_progressive.nnunet import training_process\n"
+    code = ("from nnunet_progressive.nnunet.hooks import training_process\n"
             "from nnunet_progressive.core.errors import ProgressiveConfigError\n"
             "training_process.install()\n"
             "raise ProgressiveConfigError('NNPROG_EPOCH is not a knob')\n")
@@ -460,7 +460,7 @@ def test_an_error_that_ends_the_process_runs_the_failed_start_clean_up(tmp_path,
     start; a callback whose object is gone is skipped."""
     marker = tmp_path / "cleaned"
     code = ("from pathlib import Path\n"
-            "from nnunet_progressive.nnunet import training_process\n"
+            "from nnunet_progressive.nnunet.hooks import training_process\n"
             "training_process.install()\n"
             "class Trainer:\n"
             f"    def clean(self, error): Path({str(marker)!r}).write_text(type(error).__name__)\n"

@@ -10,8 +10,8 @@ import torch
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import settings_from_env
-from nnunet_progressive.nnunet.runner import TrainingRun, train
-from nnunet_progressive.nnunet.seeding import epoch_seed, seed_generators
+from nnunet_progressive.nnunet.hooks.seeding import epoch_seed, seed_generators
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train
 
 
 def test_epoch_seed_is_fixed_per_seed_and_epoch_and_32_bit():
@@ -67,7 +67,7 @@ def test_a_continued_run_keeps_its_seed_and_says_when_the_environment_differs():
     from package_trainers import TRAINERS
 
     from nnunet_progressive.core.knobs import ProgressiveSettings
-    from nnunet_progressive.nnunet.run_state import environment_notes_for_continued_run
+    from nnunet_progressive.nnunet.hooks.run_state import environment_notes_for_continued_run
 
     trainer_class = TRAINERS["nnUNetTrainer_ConstantPatch"]
     stored = ProgressiveSettings().replace(seed=3)

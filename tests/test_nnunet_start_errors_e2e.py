@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, run_environment, train
 
 pytestmark = pytest.mark.e2e
 

@@ -1,10 +1,10 @@
-"""The profile a run makes of itself leaves the run's start untouched (nnunet/step_profile.py), without nnU-Net."""
+"""The profile a run makes of itself leaves the run's start untouched (hooks/step_profile.py), without nnU-Net."""
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from nnunet_progressive.nnunet.step_profile import device_name, trainer_state_kept
+from nnunet_progressive.nnunet.hooks.step_profile import device_name, trainer_state_kept
 
 
 def _trainer():

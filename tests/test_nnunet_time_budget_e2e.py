@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from nnunet_progressive.nnunet.runner import TrainingRun, train
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, train
 
 pytestmark = pytest.mark.e2e
 

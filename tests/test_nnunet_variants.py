@@ -58,7 +58,7 @@ def test_the_epoch_variants_take_one_list():
 def test_the_catalogue_and_its_readers_import_without_torch_or_nnunet():
     code = ("import sys, nnunet_progressive.nnunet.catalogue, nnunet_progressive.nnunet.plan_schedule, "
             "nnunet_progressive.cli.trainers, nnunet_progressive.cli.pgps\n"
-            "from nnunet_progressive.nnunet.discovery import trainer_default_settings\n"
+            "from nnunet_progressive.nnunet.orchestration.discovery import trainer_default_settings\n"
             "assert trainer_default_settings('nnUNetTrainer_Finetune').epochs == 150\n"
             "heavy = [m for m in ('torch', 'nnunetv2', 'monai', 'timm') if m in sys.modules]\n"
             "assert not heavy, heavy")
@@ -84,7 +84,7 @@ def built() -> dict[str, type]:
 def test_every_class_is_what_its_catalogue_entry_says(built):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_progressive.nnunet.run_state import MIXIN_ORDER, package_mixins
+    from nnunet_progressive.nnunet.hooks.run_state import MIXIN_ORDER, package_mixins
 
     for name, entry in CATALOGUE.items():
         trainer = built[name]
@@ -103,8 +103,8 @@ def test_every_class_is_what_its_catalogue_entry_says(built):
 
 
 def test_fine_tuning_stands_before_the_recipe_that_replaces_the_optimiser(built):
-    from nnunet_progressive.nnunet.architectures import RecipeMixin
-    from nnunet_progressive.nnunet.transfer import FineTuningMixin
+    from nnunet_progressive.nnunet.hooks.architectures import RecipeMixin
+    from nnunet_progressive.nnunet.hooks.transfer import FineTuningMixin
 
     for name in ("nnUNetTrainer_UNETR_Finetune", "nnUNetTrainer_TinySwinUNETR_Finetune_FrozenEncoder"):
         mro = built[name].__mro__
@@ -118,7 +118,7 @@ def test_fine_tuning_stands_before_the_recipe_that_replaces_the_optimiser(built)
 def test_the_factory_orders_mixins_itself():
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_progressive.nnunet.run_state import package_mixins
+    from nnunet_progressive.nnunet.hooks.run_state import package_mixins
     from nnunet_progressive.nnunet.variants import compose
 
     trainer = compose("Combined", ["ProgressivePatchMixin", "ProgressiveDataMixin", "StopAtDiceMixin"],
@@ -131,8 +131,8 @@ def test_the_factory_orders_mixins_itself():
 def test_the_factory_refuses_a_mixin_that_replaces_a_hook_another_one_extends():
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from nnunet_progressive.nnunet.architectures import RecipeMixin
-    from nnunet_progressive.nnunet.transfer import FineTuningMixin
+    from nnunet_progressive.nnunet.hooks.architectures import RecipeMixin
+    from nnunet_progressive.nnunet.hooks.transfer import FineTuningMixin
     from nnunet_progressive.nnunet.variants import compose, mixin_classes, replacement_conflicts
 
     # the defect this factory prevents: the recipe's optimiser before fine-tuning's groups (the old MIXIN_ORDER)
@@ -181,7 +181,7 @@ def test_readme_trainer_table_is_the_generated_one():
 
 
 def test_misspelt_trainer_names_the_closest():
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     with pytest.raises(ProgressiveConfigError, match="did you mean nnUNetTrainer_Finetune_HeadFirst"):
         find_trainer_class("nnUNetTrainer_Finetune_HeadFrist")
@@ -193,11 +193,11 @@ def test_misspelt_trainer_names_the_closest():
                                      "nnUNetTrainer_RPSS", "nnUNetTrainer_Finetune_PGPS_Efficiency",
                                      "nnUNetTrainer_PDL_PGPS_Efficiency"])
 def test_schedule_from_the_plans_is_the_trainers_own(tiny3d_dataset, trainer):
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.pgps import schedule_of_new_run
+    from nnunet_progressive.nnunet.hooks.pgps import schedule_of_new_run
+    from nnunet_progressive.nnunet.hooks.run_state import settings_for_new_run
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.plan_schedule import schedule_of_new_run_from_plans
     from nnunet_progressive.nnunet.resolve import resolve_configuration
-    from nnunet_progressive.nnunet.run_state import settings_for_new_run
 
     ws = tiny3d_dataset
     planned = resolve_configuration(ws.dataset_name, ws.configuration, ws.plans, ws.folders.preprocessed)

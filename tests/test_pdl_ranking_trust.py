@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
-from nnunet_progressive.nnunet.pdl import load_ranking_order
+from nnunet_progressive.nnunet.hooks.pdl import load_ranking_order
 from nnunet_progressive.pdl.similarity import registration
 from nnunet_progressive.pdl.similarity.compare import case_list_fingerprint
 from nnunet_progressive.pdl.subsets import ranking_mismatches

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 PROLOGUE = ("import sys\n"
-            "from nnunet_progressive.nnunet import training_process\n"
+            "from nnunet_progressive.nnunet.hooks import training_process\n"
             "training_process.install()\n")
 
 

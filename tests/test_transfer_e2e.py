@@ -27,7 +27,7 @@ from nnunet_progressive.core.records import (
 )
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
 from nnunet_progressive.datasets.synthetic import SyntheticDatasetSpec, write_dataset
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, predict, run_environment, train
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, predict, run_environment, train
 from nnunet_progressive.transfer.finetune import build_finetune_schedule
 from nnunet_progressive.transfer.mapping import ADAPTED, HEAD, LOADED, parameter_role
 

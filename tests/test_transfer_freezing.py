@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
-from nnunet_progressive.nnunet.transfer import register_freezing_hooks, split_by_role
+from nnunet_progressive.nnunet.hooks.transfer import register_freezing_hooks, split_by_role
 from nnunet_progressive.transfer.finetune import ENCODER, ROLES
 from nnunet_progressive.transfer.mapping import frozen_roles
 

@@ -20,7 +20,7 @@ import torch
 from nnunet_progressive.core.records import TransferRecord, read_record
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
 from nnunet_progressive.datasets.synthetic import SyntheticDatasetSpec, write_dataset
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, predict, train
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, predict, train
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def _nnprog(folders: NnunetFolders, *args: str) -> str:
     import subprocess
     import sys
 
-    from nnunet_progressive.nnunet.runner import run_environment
+    from nnunet_progressive.nnunet.orchestration.runner import run_environment
 
     result = subprocess.run([sys.executable, "-m", "nnunet_progressive.cli.main", *args], capture_output=True,
                             text=True, env=run_environment(folders))

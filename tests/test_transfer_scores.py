@@ -234,7 +234,7 @@ def test_a_model_folder_is_compared_at_the_spacing_it_was_trained_at(tmp_path):
     """Not its dataset's original spacing: the plans' configuration (inherits_from followed)."""
     import json
 
-    from nnunet_progressive.nnunet.transfer_sources import model_candidate, trained_spacing
+    from nnunet_progressive.nnunet.offline.transfer.sources import model_candidate, trained_spacing
 
     plans = {"dataset_name": "Dataset700_X", "original_median_spacing_after_transp": [5.0, 0.7, 0.7],
              "configurations": {"3d_fullres": {"spacing": [1.5, 1.5, 1.5],

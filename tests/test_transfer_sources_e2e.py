@@ -13,7 +13,7 @@ import pytest
 from nnunet_progressive.core.records import SourceScores, read_record
 from nnunet_progressive.datasets.mni152 import write_mni152_dataset
 from nnunet_progressive.datasets.synthetic import SyntheticDatasetSpec, write_dataset
-from nnunet_progressive.nnunet.runner import NnunetFolders, run_environment
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_environment
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from nnunet_progressive.nnunet.runner import NnunetFolders, TrainingRun, train
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, train
 
 EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
 

@@ -21,21 +21,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from nnunet_progressive.benchmark.execution import (
+    RunContext,
+    execute_run,
+    pretrained_weights_path,
+    resolve_dataset_name,
+)
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, PretrainingSpec
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.naming import dataset_id
-from nnunet_progressive.nnunet.runner import NnunetFolders, run_environment, run_logged
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_environment, run_logged
 
-PRETRAINED_DIR = "pretrained"
 PRETRAINING_DIR = "pretraining"
 # nnU-Net's validation after training on fold `all` predicts every training case of the source: no measurement, and
 # on large sources much of the pre-training's time (the spec's or the entry's knobs may turn it back on)
 PRETRAINING_KNOBS = {"NNPROG_FINAL_VALIDATION": "off"}
 
 
-def pretrained_weights_path(results_dir: str | Path, label: str, dataset: str, configuration: str, plans: str) -> Path:
-    """The adapted checkpoint a fine-tuning run of ``label`` on (dataset, configuration, plans) starts from."""
-    return Path(results_dir) / PRETRAINED_DIR / f"{label}__{dataset}__{configuration}__{plans}.pth"
 
 
 def _nnprog(*args: str) -> list[str]:
@@ -43,8 +45,6 @@ def _nnprog(*args: str) -> list[str]:
 
 
 def _source_name(entry: PretrainingSpec, folders: NnunetFolders) -> str:
-    from nnunet_progressive.benchmark.run import resolve_dataset_name
-
     name = resolve_dataset_name(entry.source, folders)
     if entry.source.synthetic_preset and not (folders.raw / name / "dataset.json").is_file():
         from nnunet_progressive.datasets.generated import write_generated
@@ -60,8 +60,7 @@ def _source_name(entry: PretrainingSpec, folders: NnunetFolders) -> str:
 def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: Sequence[str],
                     log: Callable[[str], None] = print) -> list[Path]:
     """Prepare, pre-train and adapt every pretraining entry for every spec dataset; returns the weight files."""
-    from nnunet_progressive.benchmark.run import RunContext, execute_run
-    from nnunet_progressive.nnunet.transfer_workflow import source_plans_name
+    from nnunet_progressive.nnunet.offline.transfer.workflow import source_plans_name
 
     used = {t.pretrained for t in spec.trainers if t.pretrained is not None}
     context = RunContext(folders, spec.results_dir / PRETRAINING_DIR, spec.executor.device,
@@ -101,13 +100,4 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
     return written
 
 
-def with_pretrained_weights(run: BenchmarkRun, results_dir: Path, extra: tuple[str, ...]) -> tuple[str, ...]:
-    """``extra`` plus ``-pretrained_weights FILE`` for a new run of a pretraining label (a clear error if missing)."""
-    if run.pretrained is None:
-        return extra
-    weights = pretrained_weights_path(results_dir, run.pretrained, run.dataset, run.configuration, run.plans)
-    if not weights.is_file():
-        raise ProgressiveConfigError(f"{weights} is missing: the pre-training of {run.pretrained!r} has not run; "
-                                     f"`nnprog benchmark run SPEC` runs it before the trainers")
-    return (*extra, "-pretrained_weights", str(weights))
 

@@ -68,7 +68,7 @@ Seeds: ``nnUNetv2_train`` has no seed option and nnU-Net seeds nothing but its c
 "seed" here is a repeat index. Repeat ``s`` trains into its own results folder (above; set ``nnUNet_results`` to
 that ``seed_<s>`` folder to predict with it). Without ``seed_training`` repeats differ by nnU-Net's own randomness
 (weight initialisation, patch sampling, augmentation); with ``seed_training: true`` repeat ``s`` trains with
-``NNPROG_SEED=s`` (:mod:`nnunet_progressive.nnunet.seeding`: python, numpy and torch seeded at the run's start and
+``NNPROG_SEED=s`` (:mod:`nnunet_progressive.nnunet.hooks.seeding`: python, numpy and torch seeded at the run's start and
 at each ``--c``; nnU-Net's augmentation workers still draw their own state). ``seed_training`` is part of the
 runs' settings (so of their ids and folders); ``NNPROG_SEED`` itself is refused in a spec's knobs (the seeds list
 sets it, one value per repeat).
@@ -93,7 +93,7 @@ from nnunet_progressive.core.naming import dataset_id as parse_dataset_id
 from nnunet_progressive.core.settings import check_spec_knobs, knob_settings
 from nnunet_progressive.core.validation import Name, StrictModel, integer, number, validate
 from nnunet_progressive.datasets.prepare import SMALL_FEATURES_PER_STAGE
-from nnunet_progressive.nnunet.runner import NnunetFolders
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
 EXECUTOR_TYPES = ("local", "slurm")
 DEVICES = ("cuda", "cpu", "mps")

@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_action(args: argparse.Namespace) -> int:
-    from nnunet_progressive.benchmark.run import MODE_FOR_STATUS, run_benchmark
+    from nnunet_progressive.benchmark.execution import MODE_FOR_STATUS
+    from nnunet_progressive.benchmark.run import run_benchmark
     from nnunet_progressive.benchmark.spec import load_spec, parse_seeds, with_seeds
     from nnunet_progressive.core.tables import markdown_table
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_progressive.nnunet.discovery import export_lines, trainers_directory
+from nnunet_progressive.nnunet.orchestration.discovery import export_lines, trainers_directory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_progressive.nnunet.resolve import planned_plans_file
 
     planned_plans_file(args.dataset, args.configuration, args.plans)  # said before nnU-Net is imported
-    from nnunet_progressive.nnunet.pdl_ranking import rank_dataset
+    from nnunet_progressive.nnunet.offline.pdl_ranking import rank_dataset
 
     rank_dataset(
         args.dataset,

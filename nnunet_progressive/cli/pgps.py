@@ -73,10 +73,10 @@ def _constant_patch_message(trainer: str) -> str:
 def _schedule_from_trainer_class(args: argparse.Namespace):
     """Schedule, settings, knob features and RPSS of a trainer whose class is needed (a network of its own, or
     not one of the package's): imports torch and nnU-Net."""
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.pgps import PatchSizeMixin, RandomPatchSizeMixin, schedule_of_new_run
+    from nnunet_progressive.nnunet.hooks.pgps import PatchSizeMixin, RandomPatchSizeMixin, schedule_of_new_run
+    from nnunet_progressive.nnunet.hooks.run_state import settings_for_new_run
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.resolve import resolve_configuration
-    from nnunet_progressive.nnunet.run_state import settings_for_new_run
 
     planned = resolve_configuration(args.dataset, args.configuration, args.plans)
     trainer_class = find_trainer_class(args.trainer)

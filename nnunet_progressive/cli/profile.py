@@ -71,11 +71,11 @@ def _profile(args: argparse.Namespace, scratch: Path) -> int:
     import torch
 
     from nnunet_progressive.core.records import profile_file_name, write_record
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
-    from nnunet_progressive.nnunet.loaders import shutdown_augmenter
-    from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin
+    from nnunet_progressive.nnunet.hooks.loaders import shutdown_augmenter
+    from nnunet_progressive.nnunet.hooks.pgps import ProgressivePatchMixin
+    from nnunet_progressive.nnunet.hooks.step_profile import profile_record, profile_stages
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.resolve import resolve_configuration
-    from nnunet_progressive.nnunet.step_profile import profile_record, profile_stages
     from nnunet_progressive.pgps.profile import measured_choice, plot_profile, profile_table
 
     planned = resolve_configuration(args.dataset, args.configuration, args.plans)

@@ -121,7 +121,7 @@ def run_sources(args: argparse.Namespace) -> int:
 
     from nnunet_progressive import __version__
     from nnunet_progressive.core.records import SourceScores, write_record
-    from nnunet_progressive.nnunet.transfer_sources import dataset_candidate, image_similarity, model_candidate
+    from nnunet_progressive.nnunet.offline.transfer.sources import dataset_candidate, image_similarity, model_candidate
     from nnunet_progressive.transfer.report import plot_scores
     from nnunet_progressive.transfer.scores import parse_weights, recommendation, score_candidates, scores_table
 
@@ -177,7 +177,7 @@ def run_sources(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from nnunet_progressive.nnunet.transfer_workflow import prepare_transfer
+    from nnunet_progressive.nnunet.offline.transfer.workflow import prepare_transfer
 
     record, commands = prepare_transfer(args.source, args.target, args.plans, args.configurations,
                                         args.source_plans, args.num_processes)
@@ -191,7 +191,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
-    from nnunet_progressive.nnunet.transfer_weights import adapt_checkpoint
+    from nnunet_progressive.nnunet.offline.transfer.weights import adapt_checkpoint
     from nnunet_progressive.transfer.report import mapping_report
 
     _check_writable(args.output, "--output")

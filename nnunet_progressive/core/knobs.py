@@ -34,7 +34,7 @@ GROWTH_ORDERS = ("ratio", "smallest", "round_robin")
 BATCH_SAMPLINGS = ("volumes", "cases", "sqrt", "single_volume")
 AUGMENTATION_REGIMES = ("planned", "per_patch")
 FINAL_VALIDATIONS = ("on", "off")
-# where nnU-Net's training augmentation runs (nnunet/augmentation_placement.py explains it)
+# where nnU-Net's training augmentation runs (nnunet/hooks/augmentation_placement.py explains it)
 AUGMENT_PLACES = ("workers", "device")
 # the published PGPS variants (pgps/sampling.py explains them): where a case's random crops lie; optimisers
 RANDOM_CROP_PLACEMENTS = ("uniform", "grid", "poisson_disk")
@@ -289,7 +289,7 @@ class ProgressiveSettings(BaseModel):
         " | ".join(OPTIMIZERS))
     lamb_lr: Positive = knob(1e-3, [PERFORMANCE_BATCH], "Performance with `lamb`: peak learning rate (poly decay)",
                              "1e-3 (the 2025 code's `_Lamb1e3`)", "number > 0")
-    # --- issue 25: measured step times choose the PGPS schedule (pgps/profile.py, nnunet/measured_schedule.py) ---
+    # --- issue 25: measured step times choose the PGPS schedule (pgps/profile.py, hooks/measured_schedule.py) ---
     measured_schedule: Annotated[str, BeforeValidator(on_off), AfterValidator(_choice(("on", "off")))] = knob(
         "off", [PATCH_CURRICULUM], "PGPS: `on` leaves out the stages whose measured step saves less than 10% against "
         "the next larger kept stage (their epochs go to that stage), from this device's profile (`nnprog profile`; "

@@ -211,7 +211,7 @@ def checkpoint_checksum_problem(checkpoint: str | os.PathLike, state: Checkpoint
 
 class SimilarityRanking(Record):
     """``similarity_ranking_<data identifier>.json``, the ranking ``nnprog rank`` writes (see
-    :mod:`nnunet_progressive.nnunet.pdl_ranking`). A PDL trainer reads ``case_ids``, ``case_list_fingerprint``,
+    :mod:`nnunet_progressive.nnunet.offline.pdl_ranking`). A PDL trainer reads ``case_ids``, ``case_list_fingerprint``,
     ``order`` and ``settings`` (what it was computed from: plans, configuration, data identifier, spacing, besides
     the comparison settings). No NaN is written: every score is a number."""
 

@@ -3,7 +3,7 @@
 Wherever knobs come from (the environment of ``nnUNetv2_train``, the ``knobs`` of a benchmark spec or run), they
 are read once (:class:`~.knobs.EnvironmentKnobs`) and applied on top of the trainer's own defaults
 (``default_settings``: ``_Xepochs`` variants, fine-tuning's 150 epochs) as :class:`~.knobs.ProgressiveSettings`.
-Torch-free: the trainers (``nnunet/run_state.py``), the benchmark's spec check, progress bars and run status all
+Torch-free: the trainers (``nnunet/hooks/run_state.py``), the benchmark's spec check, progress bars and run status all
 resolve through here.
 """
 from __future__ import annotations

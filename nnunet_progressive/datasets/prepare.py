@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nnunet_progressive.core.errors import NnunetCommandError, ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_write_json
-from nnunet_progressive.nnunet.runner import NnunetFolders, run_logged
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_logged
 
 SMALL_PLANS = "nnUNetPlans_small"
 SMALL_FEATURES_PER_STAGE = (8, 16, 32, 64, 64, 64, 64, 64)  # narrow network of SMALL_PLANS (first N used)

@@ -1,8 +1,8 @@
 """The one factory of trainer classes: a catalogue entry (:mod:`.catalogue`) in, the class nnU-Net trains out.
 
-It orders the entry's mixins by :data:`~.run_state.MIXIN_ORDER` itself (a catalogue entry lists them in any order),
-and refuses a composition in which a mixin that REPLACES an nnU-Net hook (``replaces_hooks``: it builds the network
-or the optimiser, or it is the training step, without calling ``super()``) stands before another class of the
+It orders the entry's mixins by :data:`~.hooks.run_state.MIXIN_ORDER` itself (a catalogue entry lists them in any
+order), and refuses a composition in which a mixin that REPLACES an nnU-Net hook (``replaces_hooks``: it builds the
+network or the optimiser, or it is the training step, without calling ``super()``) stands before another class of the
 package that overrides the same hook: that class's hook would silently never run. Two mixins that replace the same
 hook are refused for the same reason.
 """
@@ -11,23 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from nnunet_progressive.nnunet.catalogue import TINY_PRIMUS_TRAINER, TrainerEntry, entries
-from nnunet_progressive.nnunet.run_state import MIXIN_ORDER
+from nnunet_progressive.nnunet.hooks.run_state import MIXIN_ORDER
 
 
 def mixin_classes() -> dict[str, type]:
     """The package's mixins by name (those a catalogue entry may list)."""
-    from nnunet_progressive.nnunet.architectures import (
+    from nnunet_progressive.nnunet.hooks.architectures import (
         PrimusGridMixin,
         PrimusInputMixin,
         RecipeMixin,
         RecipeStepMixin,
         TransformerNetworkMixin,
     )
-    from nnunet_progressive.nnunet.pdl import ProgressiveDataMixin
-    from nnunet_progressive.nnunet.pgps import ProgressivePatchMixin, RandomPatchSizeMixin
-    from nnunet_progressive.nnunet.run_state import RunLengthMixin
-    from nnunet_progressive.nnunet.stopping import StopAtDiceMixin
-    from nnunet_progressive.nnunet.transfer import FineTuningMixin
+    from nnunet_progressive.nnunet.hooks.pdl import ProgressiveDataMixin
+    from nnunet_progressive.nnunet.hooks.pgps import ProgressivePatchMixin, RandomPatchSizeMixin
+    from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin
+    from nnunet_progressive.nnunet.hooks.stopping import StopAtDiceMixin
+    from nnunet_progressive.nnunet.hooks.transfer import FineTuningMixin
 
     return {cls.__name__: cls for cls in (
         TransformerNetworkMixin, PrimusGridMixin, PrimusInputMixin, RecipeMixin, StopAtDiceMixin, FineTuningMixin,
@@ -39,7 +39,7 @@ def ordered_mixins(names: Iterable[str]) -> list[str]:
     names = list(dict.fromkeys(names))
     unknown = [n for n in names if n not in MIXIN_ORDER]
     if unknown:
-        raise TypeError(f"{unknown} are not in MIXIN_ORDER (nnunet/run_state.py); state their place there first")
+        raise TypeError(f"{unknown} are not in MIXIN_ORDER (nnunet/hooks/run_state.py); state their place there first")
     return sorted(names, key=MIXIN_ORDER.index)
 
 
@@ -86,7 +86,7 @@ def network_attributes(entry: TrainerEntry) -> dict:
         rule = RULES[network.recipe.architecture]
         return {"input_rule": rule, "network_spec": spec, "memory_spec": spec, "recipe": network.recipe}
     if "PrimusGridMixin" in entry.mixins:  # PGPS Performance needs the size's memory per sample
-        from nnunet_progressive.nnunet.architectures import primus_memory_spec
+        from nnunet_progressive.nnunet.hooks.architectures import primus_memory_spec
 
         memory = specs.TINY_PRIMUS if network.base == TINY_PRIMUS_TRAINER else primus_memory_spec(network.base)
         return {"memory_spec": memory}
@@ -119,7 +119,7 @@ def build_trainer(entry: TrainerEntry, built: dict[str, type], classes: dict[str
         attributes["default_settings"] = entry.default_settings()
     if entry.name == TINY_PRIMUS_TRAINER:
         from nnunet_progressive.architectures.specs import TINY_PRIMUS
-        from nnunet_progressive.nnunet.architectures import primus_builder
+        from nnunet_progressive.nnunet.hooks.architectures import primus_builder
 
         attributes["build_network_architecture"] = primus_builder(TINY_PRIMUS)
     return compose(entry.name, entry.mixins, base, attributes, module, entry.changes + ".", classes)

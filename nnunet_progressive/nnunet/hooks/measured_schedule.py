@@ -87,7 +87,7 @@ def recorded_schedule(trainer, voxel_schedule: Schedule) -> tuple[Schedule, Step
 
 def choose_from_profile_file(trainer, voxel_schedule: Schedule):
     """(schedule, pending record) from a matching profile file, or None where there is none (the reason logged)."""
-    from nnunet_progressive.nnunet.step_profile import profile_mismatch
+    from nnunet_progressive.nnunet.hooks.step_profile import profile_mismatch
 
     path = profile_path(trainer)
     profile = read_record(path, StepProfile, missing_ok=True)
@@ -103,7 +103,7 @@ def choose_from_profile_file(trainer, voxel_schedule: Schedule):
 
 
 def _chosen(trainer, voxel_schedule: Schedule, profile: StepProfile, source: str):
-    from nnunet_progressive.nnunet.step_profile import times_of
+    from nnunet_progressive.nnunet.hooks.step_profile import times_of
 
     choice = measured_choice(voxel_schedule, times_of(profile), MIN_STEP_SAVING)
     trainer.print_to_log_file(f"Stages chosen from {source}: {choice.summary()}")
@@ -117,7 +117,7 @@ def profile_at_start(trainer, voxel_schedule: Schedule):
     """(schedule, pending record) from timing the run's own stages now (network only), within the share of the
     run's expected time; the profile is also written where the next run of this device finds it."""
     from nnunet_progressive.core.errors import ProgressiveConfigError
-    from nnunet_progressive.nnunet.step_profile import profile_record, profile_stages
+    from nnunet_progressive.nnunet.hooks.step_profile import profile_record, profile_stages
 
     if trainer.is_ddp:  # timed loops would run different step counts per rank, and every step synchronises them
         raise ProgressiveConfigError(

@@ -29,7 +29,7 @@ from nnunet_progressive.pgps.schedule import BatchLayout
 LOADER_SECONDS_KEY = "nnprog_loader_seconds"
 FORCED_CROPS_KEY = "nnprog_forced_crops"
 # the network patch of the batch (its crops are the larger initial patch until augmented), read by the PGPS trainers'
-# throughput and the augmentation on the device (nnunet/augmentation_placement.py), removed by the latter
+# throughput and the augmentation on the device (nnunet/hooks/augmentation_placement.py), removed by the latter
 PATCH_SIZE_KEY = "nnprog_patch_size"
 
 

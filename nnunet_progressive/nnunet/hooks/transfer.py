@@ -40,8 +40,8 @@ from nnunet_progressive.core.knobs import (
 )
 from nnunet_progressive.core.records import CheckpointState, FineTuningState
 from nnunet_progressive.nnunet.catalogue import FINETUNE_EPOCHS
-from nnunet_progressive.nnunet.pretrained import pretrained_weights_argument
-from nnunet_progressive.nnunet.run_state import RunLengthMixin
+from nnunet_progressive.nnunet.hooks.pretrained import pretrained_weights_argument
+from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
     DECODER,
     ENCODER,
@@ -151,7 +151,7 @@ class FineTuningMixin(RunLengthMixin):
         """Which target tensors ``nnprog transfer adapt`` loaded, adapted or left fresh (None: a plain checkpoint)."""
         if not pretrained_file or not Path(pretrained_file).is_file():
             return None
-        from nnunet_progressive.nnunet.transfer_weights import read_transfer_record
+        from nnunet_progressive.nnunet.offline.transfer.weights import read_transfer_record
 
         record = read_transfer_record(pretrained_file)
         return None if record is None else record.statuses()
@@ -218,7 +218,7 @@ class FineTuningMixin(RunLengthMixin):
     def _load_kept_heads(self) -> None:
         """The segmentation-head tensors of an adapted checkpoint whose record kept source rows (nnU-Net's loader
         skips heads); nothing for other checkpoints."""
-        from nnunet_progressive.nnunet.transfer_weights import read_transfer_record
+        from nnunet_progressive.nnunet.offline.transfer.weights import read_transfer_record
 
         record = read_transfer_record(self._pretrained_file)
         kept = record.kept_head_labels() if record is not None else {}

@@ -1,7 +1,7 @@
 """NNPROG_SEED: the seed of python's, numpy's and torch's generators in the training process.
 
 nnU-Net seeds nothing but its cross-validation split. With NNPROG_SEED set, the run-state initialisation
-(:class:`~nnunet_progressive.nnunet.run_state.RunLengthMixin`) seeds the training process before nnU-Net builds
+(:class:`~nnunet_progressive.nnunet.hooks.run_state.RunLengthMixin`) seeds the training process before nnU-Net builds
 the network (so the weight initialisation is the seed's) and again after ``--c`` has loaded a checkpoint, with a
 seed derived from (seed, epoch), so a resumed run does not replay the random stream of its first epochs.
 

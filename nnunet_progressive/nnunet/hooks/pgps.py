@@ -2,7 +2,7 @@
 
 Thin by design: the schedule and the batch layout are computed by :mod:`nnunet_progressive.pgps.schedule`;
 transforms, datasets and augmenters are nnU-Net's own, built for the stage's patch (put into the configuration,
-then restored) by :func:`nnunet_progressive.nnunet.loaders.training_loader`, with nnU-Net's data loader drawing
+then restored) by :func:`nnunet_progressive.nnunet.hooks.loaders.training_loader`, with nnU-Net's data loader drawing
 the planned number of cases per batch and several crops from each (:class:`PatchCropLoader`). Validation
 loaders, final validation, inference and the saved plans.json always see the planned patch and batch.
 """
@@ -29,8 +29,8 @@ from nnunet_progressive.core.records import (
     Curriculum,
     write_record,
 )
-from nnunet_progressive.nnunet.compile import configure_dynamo_for_shapes
-from nnunet_progressive.nnunet.loaders import (
+from nnunet_progressive.nnunet.hooks.compile import configure_dynamo_for_shapes
+from nnunet_progressive.nnunet.hooks.loaders import (
     FORCED_CROPS_KEY,
     LOADER_SECONDS_KEY,
     PATCH_SIZE_KEY,
@@ -38,9 +38,9 @@ from nnunet_progressive.nnunet.loaders import (
     loader_workers,
     training_loader,
 )
+from nnunet_progressive.nnunet.hooks.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.nnunet.plan_schedule import schedule_of_plan
 from nnunet_progressive.nnunet.resolve import PlannedConfiguration
-from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pgps.report import plot_schedule, stage_summaries
 from nnunet_progressive.pgps.run_length import epoch_weights, rescaled_schedule
 from nnunet_progressive.pgps.sampling import RULE_SAMPLINGS, rule_layout, stage_checkpoint_name
@@ -106,7 +106,7 @@ def schedule_of_new_run(trainer_class: type, planned: PlannedConfiguration,
 
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-    from nnunet_progressive.nnunet.run_state import settings_for_new_run
+    from nnunet_progressive.nnunet.hooks.run_state import settings_for_new_run
 
     if not issubclass(trainer_class, PatchSizeMixin):
         return None
@@ -487,7 +487,7 @@ class ProgressivePatchMixin(PatchSizeMixin):
             return super().configure_optimizers(*args, **kwargs)
         from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
-        from nnunet_progressive.nnunet.lamb import Lamb
+        from nnunet_progressive.nnunet.hooks.lamb import Lamb
 
         lr = self.progressive_settings.lamb_lr
         optimizer = Lamb(self.network.parameters(), lr=lr, weight_decay=self.weight_decay)
@@ -504,7 +504,7 @@ class ProgressivePatchMixin(PatchSizeMixin):
         return text, stage.voxels_per_iteration
 
 
-    # --- the measured schedule (NNPROG_MEASURED_SCHEDULE; nnunet/measured_schedule.py) ---------------------
+    # --- the measured schedule (NNPROG_MEASURED_SCHEDULE; nnunet/hooks/measured_schedule.py) ---------------------
     def _build_schedule(self) -> Schedule:
         return self._measured_or_voxel_schedule(super()._build_schedule())
 
@@ -518,7 +518,7 @@ class ProgressivePatchMixin(PatchSizeMixin):
         self._step_seconds: dict | None = None  # (patch, batch) -> measured step seconds (the time budget's weights)
         if self.progressive_settings.measured_schedule != "on":
             return voxel_schedule
-        from nnunet_progressive.nnunet.measured_schedule import (
+        from nnunet_progressive.nnunet.hooks.measured_schedule import (
             choose_from_profile_file,
             recorded_schedule,
             step_seconds_of,
@@ -543,7 +543,7 @@ class ProgressivePatchMixin(PatchSizeMixin):
 
     def _settle_measured_schedule(self) -> None:
         """Profile the run's stages where no profile matched (the network is built now), then record the choice."""
-        from nnunet_progressive.nnunet.measured_schedule import profile_at_start, step_seconds_of, write_choice
+        from nnunet_progressive.nnunet.hooks.measured_schedule import profile_at_start, step_seconds_of, write_choice
 
         if self._profile_at_start:
             self.schedule, self._measured_pending = profile_at_start(self, self._voxel_schedule)

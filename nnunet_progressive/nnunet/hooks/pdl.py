@@ -19,7 +19,7 @@ import torch
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import CASE_SUBSET, RANDOM_SUBSET, SIMILARITY_RANKING
 from nnunet_progressive.core.records import SimilarityRanking, read_record
-from nnunet_progressive.nnunet.staged_loader import StagedTrainingLoaderMixin
+from nnunet_progressive.nnunet.hooks.staged_loader import StagedTrainingLoaderMixin
 from nnunet_progressive.pdl.subsets import ranking_mismatches, select_set1
 
 
@@ -98,7 +98,7 @@ class ProgressiveDataMixin(StagedTrainingLoaderMixin):
         return command + (f" -o {shlex.quote(chosen)}" if chosen else "")
 
     def ranking_file(self) -> Path:
-        from nnunet_progressive.nnunet.pdl_ranking import default_output_path
+        from nnunet_progressive.nnunet.offline.pdl_ranking import default_output_path
 
         chosen = self.progressive_settings.ranking
         if chosen:

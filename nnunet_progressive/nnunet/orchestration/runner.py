@@ -2,7 +2,7 @@
 
 Every command started here ends with the process that started it: on Linux the kernel sends it SIGKILL when the
 starting thread ends, whatever ended it (``kill -9`` of ``nnprog benchmark run`` included), and the training's own
-workers follow the training (:mod:`nnunet_progressive.nnunet.training_process`). Elsewhere only ordinary ends and
+workers follow the training (:mod:`nnunet_progressive.nnunet.hooks.training_process`). Elsewhere only ordinary ends and
 Ctrl-C stop it (``train`` kills its process group in a ``finally`` block).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from nnunet_progressive.core.errors import NnunetCommandError, NnunetCommandTimeout
 from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
-from nnunet_progressive.nnunet.discovery import environment_with_trainers
-from nnunet_progressive.nnunet.training_process import die_with_parent, parent_death_signal_supported
+from nnunet_progressive.nnunet.hooks.training_process import die_with_parent, parent_death_signal_supported
+from nnunet_progressive.nnunet.orchestration.discovery import environment_with_trainers
 
 
 @dataclass(frozen=True)

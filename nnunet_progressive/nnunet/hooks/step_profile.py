@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from nnunet_progressive.core.records import StageProfile, StepProfile, fingerprint
-from nnunet_progressive.nnunet.loaders import loader_workers, shutdown_augmenter
+from nnunet_progressive.nnunet.hooks.loaders import loader_workers, shutdown_augmenter
 from nnunet_progressive.pgps.profile import (
     MIN_TIMED_ITERATIONS,
     StageStepTime,

@@ -16,7 +16,7 @@ def trainers_directory() -> Path:
     spec = importlib.util.find_spec(TRAINERS_PACKAGE)
     if spec is not None and spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0]).resolve()
-    source_tree = Path(__file__).resolve().parents[2] / "trainers"  # <repo>/trainers beside the package
+    source_tree = Path(__file__).resolve().parents[3] / "trainers"  # <repo>/trainers beside the package
     if source_tree.is_dir():
         return source_tree
     raise RuntimeError(

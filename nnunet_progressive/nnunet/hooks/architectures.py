@@ -37,7 +37,7 @@ from nnunet_progressive.architectures.input_rules import (
 from nnunet_progressive.architectures.recipes import PRIMUS_RECIPE, Recipe
 from nnunet_progressive.architectures.specs import PRIMUS_SIZES, PrimusSpec, SwinUNETRSpec, UNETRSpec
 from nnunet_progressive.architectures.transformer_memory import sample_cost
-from nnunet_progressive.nnunet.pgps import NetworkPatchRule
+from nnunet_progressive.nnunet.hooks.pgps import NetworkPatchRule
 from nnunet_progressive.nnunet.resolve import configuration_value
 
 

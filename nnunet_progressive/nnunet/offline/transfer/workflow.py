@@ -38,8 +38,8 @@ from nnunet_progressive.core.records import (
     transfer_preparation_file_name,
     write_record,
 )
+from nnunet_progressive.nnunet.offline.transfer.sources import extract_fingerprint, run_shown, training_cases
 from nnunet_progressive.nnunet.resolve import DatasetFolders, data_identifier, locate_dataset, preprocessed_root
-from nnunet_progressive.nnunet.transfer_sources import extract_fingerprint, run_shown, training_cases
 from nnunet_progressive.transfer.names import match_channels
 
 

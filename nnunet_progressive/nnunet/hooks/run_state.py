@@ -24,7 +24,7 @@ Checkpoints
     NNPROG_FINAL_VALIDATION=off).
 
 Hook order of a combined trainer (stated here only; ``tests/test_nnunet_run_state.py`` checks every trainer)
-    The variant factory (:mod:`.variants`) lists a trainer's mixins in this order, then an nnU-Net trainer::
+    The variant factory (:mod:`..variants`) lists a trainer's mixins in this order, then an nnU-Net trainer::
 
         StopAtDiceMixin, FineTuningMixin, ProgressiveDataMixin, ProgressivePatchMixin | RandomPatchSizeMixin, ...,
         RecipeMixin, RecipeStepMixin, nnUNetTrainer
@@ -93,15 +93,15 @@ from nnunet_progressive.core.records import (
 )
 from nnunet_progressive.core.settings import notes_for_continued_run
 from nnunet_progressive.core.validation import validate
-from nnunet_progressive.nnunet import training_process
-from nnunet_progressive.nnunet.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
-from nnunet_progressive.nnunet.label_check import check_label_values
-from nnunet_progressive.nnunet.pretrained import (
+from nnunet_progressive.nnunet.hooks import training_process
+from nnunet_progressive.nnunet.hooks.augmentation_placement import AugmentationPlacementMixin, transforms_refusal
+from nnunet_progressive.nnunet.hooks.label_check import check_label_values
+from nnunet_progressive.nnunet.hooks.pretrained import (
     check_network_fits,
     check_pretrained_argument,
     pretrained_weights_argument,
 )
-from nnunet_progressive.nnunet.seeding import seed_generators
+from nnunet_progressive.nnunet.hooks.seeding import seed_generators
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
 from nnunet_progressive.stopping.time_budget import SECONDS_PER_HOUR, LengthDecision, run_length_for_budget
 

@@ -15,8 +15,8 @@ A trainer whose ``get_training_transforms`` is not nnU-Net's own (nnU-Net's NoDA
 subclass) is refused with ``device``: the batched pipeline reproduces nnU-Net's default augmentation only, and a
 run must never silently train with another augmentation than its trainer's.
 
-:class:`AugmentationPlacementMixin` sits directly under :class:`~nnunet_progressive.nnunet.run_state.RunLengthMixin`
-(its base), so every trainer of the package has it and its ``train_step`` is the innermost of the package's
+:class:`AugmentationPlacementMixin` sits directly under :class:`~.run_state.RunLengthMixin` (its
+base), so every trainer of the package has it and its ``train_step`` is the innermost of the package's
 (PGPS's timing and PDL's case count run around it; an architecture's ``RecipeStepMixin`` step runs after it).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from nnunet_progressive.core.errors import NnprogError, ProgressiveConfigError
 from nnunet_progressive.core.records import AugmentationCost
-from nnunet_progressive.nnunet.loaders import PATCH_SIZE_KEY
+from nnunet_progressive.nnunet.hooks.loaders import PATCH_SIZE_KEY
 
 DEVICE = "device"
 WORKERS = "workers"

@@ -20,7 +20,7 @@ import torch
 
 from nnunet_progressive.core.knobs import STOP_AT_DICE
 from nnunet_progressive.core.records import TIME_TO_DICE_JSON, DiceCheck, TimeToDice, write_record
-from nnunet_progressive.nnunet.run_state import RunLengthMixin
+from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin
 from nnunet_progressive.stopping.dice import aggregate_dice, dice_from_counts, is_check_epoch, reached
 
 

@@ -123,7 +123,7 @@ def _init_worker(sitk_threads: int, parent: int | None = None) -> None:
 
     import SimpleITK as sitk
 
-    from nnunet_progressive.nnunet.training_process import set_parent_death_signal
+    from nnunet_progressive.nnunet.hooks.training_process import set_parent_death_signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if set_parent_death_signal(signal.SIGKILL) and parent is not None and os.getppid() != parent:

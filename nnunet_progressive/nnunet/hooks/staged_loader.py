@@ -11,8 +11,8 @@ from time import perf_counter
 
 import torch
 
-from nnunet_progressive.nnunet.loaders import shutdown_augmenter, training_augmenter, training_loader
-from nnunet_progressive.nnunet.run_state import RunLengthMixin
+from nnunet_progressive.nnunet.hooks.loaders import shutdown_augmenter, training_augmenter, training_loader
+from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin
 
 
 class StagedTrainingLoaderMixin(RunLengthMixin):

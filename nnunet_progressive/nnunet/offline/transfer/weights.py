@@ -115,7 +115,7 @@ def build_target_network(dataset: str | int, configuration: str, plans: str = "n
     """The network ``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS`` builds, freshly initialised."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
     planned = resolve_configuration(dataset, configuration, plans)
