@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from nnunet_progressive.nnunet import memory_target
-from nnunet_progressive.nnunet.memory_target import PEAK_ITERATIONS, StagePeakCheck
+from nnunet_progressive.nnunet.hooks import memory_target
+from nnunet_progressive.nnunet.hooks.memory_target import PEAK_ITERATIONS, StagePeakCheck
 from nnunet_progressive.pgps.memory_target import GIB, PlannedStageMemory
 
 PLANNED = PlannedStageMemory(2 * GIB, 0.5 * GIB, "TrainerX on 3d_fullres")
@@ -55,7 +55,7 @@ def test_on_cpu_nothing_is_measured_and_the_log_says_so(monkeypatch):
 def test_a_stage_estimate_scales_the_activations_and_keeps_the_fixed_part():
     from types import SimpleNamespace
 
-    from nnunet_progressive.nnunet.memory_target import stage_estimate_bytes
+    from nnunet_progressive.nnunet.hooks.memory_target import stage_estimate_bytes
 
     unet = SimpleNamespace(planned_patch=(32, 32, 32), sample_cost=None)  # activations linear in voxels
     assert stage_estimate_bytes(PLANNED, unet, 2, (32, 32, 32), 2) == PLANNED.total_bytes
@@ -69,7 +69,7 @@ def test_a_schedule_without_the_estimate_never_leaves_the_target_unread():
 
     from nnunet_progressive.core.errors import ProgressiveConfigError
     from nnunet_progressive.core.knobs import ProgressiveSettings
-    from nnunet_progressive.nnunet.memory_target import settings_for_schedule
+    from nnunet_progressive.nnunet.hooks.memory_target import settings_for_schedule
 
     plain = ProgressiveSettings()
     assert settings_for_schedule(plain, None) == (plain, None)

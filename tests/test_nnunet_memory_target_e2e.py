@@ -12,8 +12,8 @@ from cli_command import NNPROG
 from training_logs import interrupt_at_epoch
 
 from nnunet_progressive.core.knobs import settings_from_env
-from nnunet_progressive.nnunet.memory_target import planned_stage_memory
-from nnunet_progressive.nnunet.runner import TrainingRun, run_environment, train
+from nnunet_progressive.nnunet.hooks.memory_target import planned_stage_memory
+from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, run_environment, train
 from nnunet_progressive.pgps.memory_target import GIB, memory_target_budget
 from nnunet_progressive.pgps.schedule import build_schedule
 
@@ -30,7 +30,7 @@ def _planned_memory(ws):
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_progressive.nnunet.discovery import find_trainer_class
+    from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
 
     trainer_class = find_trainer_class(TRAINER)
     plans_manager = PlansManager(ws.plans_json())

@@ -88,7 +88,7 @@ def schedule_for_configuration(
     """
     rule = rule or NetworkPatchRule.of_plan(configuration_manager)
     if mode == "performance":
-        from nnunet_progressive.nnunet.memory_target import settings_for_schedule
+        from nnunet_progressive.nnunet.hooks.memory_target import settings_for_schedule
 
         settings, _ = settings_for_schedule(settings, planned_memory)
     return schedule_of_plan(rule.planned_patch, rule.pool_op_kernel_sizes, configuration_manager.batch_size, mode,
@@ -117,7 +117,7 @@ def schedule_of_new_run(trainer_class: type, planned: PlannedConfiguration,
     rule = trainer_class.network_patch_rule(planned.configuration_manager, inputs, outputs, planned.configuration)
     memory = None
     if trainer_class.pgps_mode == "performance" and settings.memory_target is not None:
-        from nnunet_progressive.nnunet.memory_target import planned_stage_memory
+        from nnunet_progressive.nnunet.hooks.memory_target import planned_stage_memory
 
         memory = planned_stage_memory(trainer_class, planned.plans_manager, planned.configuration_manager, inputs,
                                       outputs, rule, settings, f"{trainer_class.__name__} on {planned.configuration}")
@@ -191,7 +191,11 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
             return None
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-        from nnunet_progressive.nnunet.memory_target import StagePeakCheck, planned_stage_memory, settings_for_schedule
+        from nnunet_progressive.nnunet.hooks.memory_target import (
+            StagePeakCheck,
+            planned_stage_memory,
+            settings_for_schedule,
+        )
 
         inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
         memory = planned_stage_memory(type(self), self.plans_manager, self.configuration_manager, inputs,
@@ -272,7 +276,7 @@ class PatchSizeMixin(StagedTrainingLoaderMixin):
         return result
 
     def _log_memory_peak(self) -> None:
-        from nnunet_progressive.nnunet.memory_target import stage_estimate_bytes
+        from nnunet_progressive.nnunet.hooks.memory_target import stage_estimate_bytes
 
         stage = self.schedule.stage_at_epoch(self.current_epoch)
         estimate = stage_estimate_bytes(self._memory_check.planned, self._memory_rule, self.schedule.planned_batch_size,
