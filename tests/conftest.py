@@ -14,15 +14,40 @@ from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 def pytest_addoption(parser):
     parser.addoption("--run-install", action="store_true",
                      help="also run the tests marked slow_install (a fresh install from the public package index)")
+    parser.addoption("--run-long", action="store_true",
+                     help="also run the tests marked long (benchmark specs run through real trainings, minutes each)")
+
+
+OPT_IN = (("slow_install", "--run-install", "installs from the public package index (minutes, several GB)"),
+          ("long", "--run-long", "a benchmark spec through real trainings (minutes; its parts are tested apart)"))
+E2E_WEIGHT = 60  # an end-to-end test costs about a minute of a worker, a unit test about a second
+
+
+def file_cost(items: list[pytest.Item]) -> int:
+    """Estimated seconds of a test file: end-to-end tests weigh E2E_WEIGHT, others 1."""
+    return sum(E2E_WEIGHT if "e2e" in item.keywords else 1 for item in items)
+
+
+def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The items grouped by file, the costliest file first (order within a file kept), so that pytest-xdist's
+    ``--dist loadfile --no-loadscope-reorder`` starts the long end-to-end files first and the short files fill the
+    end (xdist's own reorder sorts by number of tests, which put the few-test, long files last)."""
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    ordered = sorted(by_file.values(), key=file_cost, reverse=True)
+    return [item for group in ordered for item in group]
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-install"):
-        return
-    skip = pytest.mark.skip(reason="installs from the public package index (minutes, several GB): --run-install")
-    for item in items:
-        if "slow_install" in item.keywords:
-            item.add_marker(skip)
+    items[:] = longest_files_first(items)
+    for marker, option, reason in OPT_IN:
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{reason}: {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @dataclass(frozen=True)

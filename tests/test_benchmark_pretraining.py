@@ -64,6 +64,7 @@ def test_the_same_trainer_from_two_sources_is_two_runs(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_tiny_transfer_benchmark_pretrains_then_fine_tunes(tmp_path):
     """Smoke test of benchmarks/transfer_cpu.yaml's mechanics at a tiny size (not a measurement)."""
     folders = NnunetFolders.under(tmp_path / "nnunet")

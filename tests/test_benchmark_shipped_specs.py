@@ -46,6 +46,7 @@ def shrunk(spec_file: Path, root: Path, dataset_id: int, trainers: int | None = 
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_pdl_spec_runs_ranks_and_reports_time_to_dice(tmp_path):
     """benchmarks/pdl_cpu.yaml shrunk: nnprog rank in the preparation, its reference and PDL (the controls train in
     test_nnunet_pdl_trainers), the time-to-Dice report."""
@@ -61,6 +62,7 @@ def test_pdl_spec_runs_ranks_and_reports_time_to_dice(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 def test_offline_spec_with_seeded_repeats_reports_the_protocol(tmp_path):
     """benchmarks/offline_cpu.yaml shrunk to 2 trainers x 2 seeded repeats through the real nnUNetv2_train: the
     seed reaches each run's identity, and the report gains the per-case test, the spread across seeds, the
