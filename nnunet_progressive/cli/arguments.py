@@ -71,3 +71,12 @@ fraction = NumberRange(float, 0.0, 1.0)
 
 positive_seconds = NumberRange(float, 0.0, None, open_minimum=True)
 """A duration in seconds, > 0."""
+
+
+def add_planned_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-d -c -p -tr``: a planned dataset's configuration and the PGPS trainer that would train it (the options of
+    ``nnUNetv2_train`` that choose the schedule, under the same names)."""
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id (e.g. 4 or Dataset004_Hippocampus)")
+    parser.add_argument("-c", "--configuration", required=True, help="e.g. 3d_fullres or 2d")
+    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    parser.add_argument("-tr", "--trainer", default="nnUNetTrainer_PGPS_Efficiency", help="trainer class name")

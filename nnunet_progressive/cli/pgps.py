@@ -5,6 +5,7 @@ import argparse
 import math
 import os
 
+from nnunet_progressive.cli.arguments import add_planned_trainer_arguments
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
 
@@ -16,10 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "relative to constant-patch training. The NNPROG_* knobs the trainer reads are taken from the environment, "
         "as nnUNetv2_train would take them (`nnprog knobs` lists them).",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id (e.g. 4 or Dataset004_Hippocampus)")
-    parser.add_argument("-c", "--configuration", required=True, help="e.g. 3d_fullres or 2d")
-    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    parser.add_argument("-tr", "--trainer", default="nnUNetTrainer_PGPS_Efficiency", help="trainer class name")
+    add_planned_trainer_arguments(parser)
     parser.add_argument("--plot", default=None, help="also draw the schedule to this PNG file")
     parser.set_defaults(func=run)
 

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from nnunet_progressive.cli.arguments import positive_seconds
+from nnunet_progressive.cli.arguments import add_planned_trainer_arguments, positive_seconds
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
 MEASURED_SCHEDULE_KNOB = "NNPROG_MEASURED_SCHEDULE"
@@ -23,10 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "NNPROG_MEASURED_SCHEDULE=on on this device read. The NNPROG_* knobs are taken from the environment, as "
         "nnUNetv2_train would take them (NNPROG_MEASURED_SCHEDULE itself is ignored: every stage is timed).",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id (e.g. 4 or Dataset004_Hippocampus)")
-    parser.add_argument("-c", "--configuration", required=True, help="e.g. 3d_fullres or 2d")
-    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    parser.add_argument("-tr", "--trainer", default="nnUNetTrainer_PGPS_Efficiency", help="trainer class name")
+    add_planned_trainer_arguments(parser)
     parser.add_argument("-device", "--device", default=None, choices=("cuda", "cpu", "mps"),
                         help="training device (default: cuda if there is one, else cpu)")
     parser.add_argument("--seconds-per-stage", type=positive_seconds, default=30.0,
