@@ -150,3 +150,34 @@ def ct_case(image: sitk.Image, statistics: tuple[float, ...]) -> tuple[np.ndarra
     mean, std, low, high = statistics
     array = np.clip(sitk.GetArrayFromImage(image).astype(np.float32), low, high)
     return (array - mean) / max(std, 1e-8), tuple(reversed(image.GetSpacing()))
+
+
+def resampled_case(image: sitk.Image, label: sitk.Image, crop: tuple[slice, slice, slice], spacing: tuple[float, ...],
+                   flip_x: bool = False) -> tuple[sitk.Image, sitk.Image]:
+    """A small training case from a real scan: ``crop`` (index slices in x, y, z), resampled to ``spacing`` (mm, x y z;
+    the label linearly, then > 0.5), mirrored in x where ``flip_x`` (image and label)."""
+    image, label = image[crop], sitk.Cast(label[crop], sitk.sitkFloat32)
+    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), image.GetSpacing(), spacing, strict=True)]
+    grid = [size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), spacing, image.GetDirection()]
+    image = sitk.Resample(image, *grid, float(np.min(sitk.GetArrayViewFromImage(image))), sitk.sitkFloat32)
+    label = sitk.Resample(label, *grid, 0.0, sitk.sitkFloat32) > 0.5
+    if flip_x:
+        image, label = sitk.Flip(image, (True, False, False)), sitk.Flip(label, (True, False, False))
+    return image, sitk.Cast(label, sitk.sitkUInt8)
+
+
+def write_raw_dataset(raw_root: Path, dataset_id: int, name: str, cases: list[tuple[sitk.Image, sitk.Image]],
+                      channel: str, label: str, description: str) -> Path:
+    """An nnU-Net raw dataset (NIfTI) of ``cases`` ((image, label) pairs) with one channel and one foreground label."""
+    import json
+
+    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    for index, (image, mask) in enumerate(cases):
+        sitk.WriteImage(image, str(folder / "imagesTr" / f"{name}_{index:03d}_0000.nii.gz"))
+        sitk.WriteImage(mask, str(folder / "labelsTr" / f"{name}_{index:03d}.nii.gz"))
+    (folder / "dataset.json").write_text(json.dumps({
+        "name": name, "description": description, "channel_names": {"0": channel},
+        "labels": {"background": 0, label: 1}, "numTraining": len(cases), "file_ending": ".nii.gz"}, indent=2))
+    return folder
