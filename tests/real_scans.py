@@ -152,6 +152,21 @@ def ct_case(image: sitk.Image, statistics: tuple[float, ...]) -> tuple[np.ndarra
     return (array - mean) / max(std, 1e-8), tuple(reversed(image.GetSpacing()))
 
 
+def mixed_ct_mr_cases(cache: Path) -> dict[str, tuple[np.ndarray, tuple[float, ...]]]:
+    """brain1/brain2 (MR), lung1/lung2 (CT) and same-patient copies: lung1 cropped off-centre, lung1 at 2.5 mm,
+    brain1 at 2 mm; the CT cases normalised with the foreground statistics of lung1 and lung2's tumour labels."""
+    scans = {name: tuple(read(path) for path in pyradiomics_scan(name, cache))
+             for name in ("brain1", "brain2", *CT_SCANS)}
+    statistics = ct_foreground_statistics([scans[name] for name in CT_SCANS])
+    lung1, brain1 = scans["lung1"][0], scans["brain1"][0]
+    return {
+        "brain1": mr_case(brain1), "brain1_2mm": mr_case(resampled(brain1, 2.0)), "brain2": mr_case(scans["brain2"][0]),
+        "lung1": ct_case(lung1, statistics), "lung2": ct_case(scans["lung2"][0], statistics),
+        "lung1_crop": ct_case(lung1[160:512, 40:400, 4:40], statistics),  # (x, y, z): off-centre, 200 x 205 x 180 mm
+        "lung1_2.5mm": ct_case(resampled(lung1, 2.5), statistics),
+    }
+
+
 def resampled_case(image: sitk.Image, label: sitk.Image, crop: tuple[slice, slice, slice], spacing: tuple[float, ...],
                    flip_x: bool = False) -> tuple[sitk.Image, sitk.Image]:
     """A small training case from a real scan: ``crop`` (index slices in x, y, z), resampled to ``spacing`` (mm, x y z;

@@ -10,31 +10,16 @@ import re
 
 import numpy as np
 import pytest
-from real_scans import CT_SCANS, ct_case, ct_foreground_statistics, mr_case, pyradiomics_scan, read, resampled
+from real_scans import CT_SCANS, ct_case, ct_foreground_statistics, mixed_ct_mr_cases, pyradiomics_scan, read
 
 from nnunet_progressive.pdl.similarity import compare, registration
 
 GRID = 40
 
 
-def mixed_cases(cache) -> dict[str, tuple[np.ndarray, tuple[float, ...]]]:
-    """brain1/brain2 (MR), lung1/lung2 (CT) and same-patient copies: lung1 cropped off-centre, lung1 at 2.5 mm,
-    brain1 at 2 mm; the CT cases normalised with the foreground statistics of lung1 and lung2's tumour labels."""
-    scans = {name: tuple(read(path) for path in pyradiomics_scan(name, cache))
-             for name in ("brain1", "brain2", *CT_SCANS)}
-    statistics = ct_foreground_statistics([scans[name] for name in CT_SCANS])
-    lung1, brain1 = scans["lung1"][0], scans["brain1"][0]
-    return {
-        "brain1": mr_case(brain1), "brain1_2mm": mr_case(resampled(brain1, 2.0)), "brain2": mr_case(scans["brain2"][0]),
-        "lung1": ct_case(lung1, statistics), "lung2": ct_case(scans["lung2"][0], statistics),
-        "lung1_crop": ct_case(lung1[160:512, 40:400, 4:40], statistics),  # (x, y, z): off-centre, 200 x 205 x 180 mm
-        "lung1_2.5mm": ct_case(resampled(lung1, 2.5), statistics),
-    }
-
-
 @pytest.fixture(scope="module")
 def mixed_pairs(pytestconfig):
-    cases = mixed_cases(pytestconfig.cache.mkdir("real_scans"))
+    cases = mixed_ct_mr_cases(pytestconfig.cache.mkdir("real_scans"))
     ids = sorted(cases)
     grid_shape, grid_spacing = compare.common_grid([cases[c][0].shape for c in ids], [cases[c][1] for c in ids], GRID)
     thumbs = {c: compare.make_thumbnail(cases[c][0][None], cases[c][1], grid_shape, grid_spacing) for c in ids}
