@@ -91,6 +91,6 @@ def test_a_lung_ct_tumour_target_recommends_a_ct_source(folders, tmp_path):
     assert ct_tumour["components"]["labels"] == 1.0  # tumour in a lung dataset, both
     assert brain["components"]["labels"] == 0.25  # the same word in another body region
     assert ct_lungs["components"]["labels"] < brain["components"]["labels"]  # the domain decides, not the name
-    # chest CT against chest CT in HU: 0.46-0.48 (the lungs' share of the body differs between the patients,
-    # 27% and 21%, which moves the quantiles near the lung edge by 70-80 HU); brain MR against CT: 0
+    # chest CT against chest CT in HU: 0.48 (the lungs' share of the body differs between the patients,
+    # 27% and 19% of the body below -400 HU, which moves the quantiles near the lung edge); brain MR against CT: 0
     assert ct_tumour["components"]["intensity"] == ct_lungs["components"]["intensity"] > 0.3, summary
