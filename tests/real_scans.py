@@ -1,10 +1,15 @@
-"""Real scans that ship inside packages of the pip registry, for the ranking's real-image tests.
+"""Real scans that ship inside packages of the pip registry, for the real-image tests of the ranking and of
+`nnprog transfer sources`. Tests only: nothing of the package downloads anything.
 
 nilearn's wheel carries the ICBM 2009a MNI152 T1 template (an average adult brain, 1 mm); nibabel's wheel carries
 its test images, among them ``anatomical.nii`` (a T1 brain scan, 2 mm, partial field of view) and
 ``reoriented_anat_moved.nii`` (the same scan moved and stored with a flipped x direction, 4 mm). Where a package is
 not installed, its wheel is fetched with ``pip download PKG --no-deps`` into pytest's cache; where that fails
 (no network), the test is skipped with the reason.
+
+Real CT: pyradiomics' sdist holds lung CT and brain and breast MR with lesion labels (:func:`pyradiomics_scan`), with
+nnU-Net's CT normalisation (:func:`ct_case`) and the mixed MR/CT set of the tests (:func:`mixed_ct_mr_cases`), and
+small nnU-Net raw datasets made from them (:func:`resampled_case`, :func:`write_raw_dataset`).
 """
 from __future__ import annotations
 
