@@ -14,6 +14,7 @@ small nnU-Net raw datasets made from them (:func:`resampled_case`, :func:`write_
 from __future__ import annotations
 
 import importlib.resources
+import os
 import subprocess
 import sys
 import zipfile
@@ -105,7 +106,7 @@ def _fetched_sdist(cache: Path) -> Path:
     sdist = cache / "sdists" / PYRADIOMICS_SDIST_URL.rsplit("/", 1)[1]
     if not sdist.is_file():
         sdist.parent.mkdir(parents=True, exist_ok=True)
-        partial = sdist.with_suffix(".part")
+        partial = sdist.with_name(f"{sdist.name}.{os.getpid()}.part")  # parallel runs: each its own
         try:
             with urllib.request.urlopen(PYRADIOMICS_SDIST_URL, timeout=60) as response, partial.open("wb") as out:
                 while chunk := response.read(1 << 20):
@@ -132,7 +133,7 @@ def _extract_pyradiomics_scans(sdist: Path, folder: Path) -> None:
             for kind in ("image", "label"):
                 member = archive.extractfile(f"pyradiomics-3.1.0/data/{scan}_{kind}.nrrd")
                 target = folder / f"{scan}_{kind}.nrrd"
-                partial = target.with_suffix(".part")
+                partial = target.with_name(f"{target.name}.{os.getpid()}.part")
                 partial.write_bytes(member.read())
                 partial.replace(target)
 
