@@ -202,3 +202,59 @@ def write_raw_dataset(raw_root: Path, dataset_id: int, name: str, cases: list[tu
         "name": name, "description": description, "channel_names": {"0": channel},
         "labels": {"background": 0, label: 1}, "numTraining": len(cases), "file_ending": ".nii.gz"}, indent=2))
     return folder
+
+
+CHEST_CROPS = ((slice(None), slice(None), slice(None), False),  # (x, y, z, mirrored in x): the whole chest,
+               (slice(0, 480), slice(32, None), slice(4, 44), False),  # a shifted crop (both tumours inside),
+               (slice(None), slice(None), slice(None), True))  # the whole chest mirrored
+CT_SPACING, MR_SPACING, BREAST_SPACING = (7.0, 7.0, 5.0), (5.0, 5.0, 6.5), (1.0, 1.0, 2.1)
+WHOLE = (slice(None), slice(None), slice(None))
+# kind: (dataset name, channel, label, description)
+REAL_SOURCE_DATASETS = {
+    "lung1 tumour CT": ("RealLungTumourCT", "CT", "tumour", "lung CT with tumours"),
+    "lung2 tumour CT": ("RealLungTumourCT2", "CT", "tumour", "lung CT with tumours"),
+    "lung2 lungs CT": ("RealChestCT", "CT", "lung", "chest CT"),
+    "brain tumour MR": ("RealBrainTumourMR", "MRI", "tumor", "brain MR with gliomas"),
+    "breast lesion MR": ("RealBreastLesionMR", "MRI", "lesion", "breast MR with lesions"),
+}
+
+
+def lungs(image: sitk.Image) -> sitk.Image:
+    """The lungs of a chest CT: air (below -400 HU) inside the body (above -500 HU, holes filled per slice), its two
+    largest parts."""
+    from scipy import ndimage
+
+    hu = sitk.GetArrayFromImage(image)
+    body = np.stack([ndimage.binary_fill_holes(s) for s in hu > -500])
+    components, count = ndimage.label(body & (hu < -400))
+    sizes = np.bincount(components.ravel())[1:]
+    mask = np.isin(components, 1 + np.argsort(sizes)[-2:]) if count else components > 0
+    label = sitk.GetImageFromArray(mask.astype(np.uint8))
+    label.CopyInformation(image)
+    return label
+
+
+def write_real_source_dataset(kind: str, raw_root: Path, dataset_id: int, cache: Path) -> Path:
+    """A small raw dataset of :data:`REAL_SOURCE_DATASETS` from pyradiomics' scans, three cases: a chest CT whole, a
+    shifted crop and mirrored (7 x 7 x 5 mm, its tumour or its lungs as the label); brain1, brain2 and brain1 mirrored
+    (5 x 5 x 6.5 mm); breast1 whole, mirrored and cropped in y (1 x 1 x 2.1 mm)."""
+    name, channel, label, description = REAL_SOURCE_DATASETS[kind]
+    scan = kind.split()[0]
+
+    def loaded(which: str) -> tuple[sitk.Image, sitk.Image]:
+        image, mask = (sitk.ReadImage(str(p)) for p in pyradiomics_scan(which, cache))
+        return sitk.Cast(image, sitk.sitkFloat32), mask
+
+    if scan.startswith("lung"):
+        image, mask = loaded(scan)
+        mask = lungs(image) if label == "lung" else mask
+        cases = [resampled_case(image, mask, (x, y, z), CT_SPACING, flip) for x, y, z, flip in CHEST_CROPS]
+    elif scan == "brain":
+        brains = {which: loaded(which) for which in ("brain1", "brain2")}
+        cases = [resampled_case(*brains[which], WHOLE, MR_SPACING, flip)
+                 for which, flip in (("brain1", False), ("brain2", False), ("brain1", True))]
+    else:
+        image, mask = loaded("breast1")
+        cases = [resampled_case(image, mask, WHOLE, BREAST_SPACING, flip) for flip in (False, True)]
+        cases.append(resampled_case(image, mask, (slice(None), slice(10, 110), slice(None)), BREAST_SPACING))
+    return write_raw_dataset(raw_root, dataset_id, name, cases, channel, label, description)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
-from real_scans import pyradiomics_scan, resampled_case, write_raw_dataset
-from scipy import ndimage
+from real_scans import write_real_source_dataset
 
 from nnunet_progressive.core.records import SourceScores, read_record
 from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_environment
@@ -21,47 +19,15 @@ from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_en
 pytestmark = pytest.mark.e2e
 
 TARGET, CT_TUMOUR, CT_LUNGS, MR_TUMOUR = 641, 642, 643, 644
-CHEST_CROPS = ((slice(None), slice(None), slice(None), False),  # (x, y, z, mirrored in x): the whole chest,
-               (slice(0, 480), slice(32, None), slice(4, 44), False),  # a shifted crop (both tumours inside),
-               (slice(None), slice(None), slice(None), True))  # the whole chest mirrored
-CT_SPACING, MR_SPACING = (7.0, 7.0, 5.0), (5.0, 5.0, 6.5)
-
-
-def lungs(image: sitk.Image) -> sitk.Image:
-    """The lungs of a chest CT: air (below -400 HU) inside the body (above -500 HU, holes filled per slice), its two
-    largest parts."""
-    hu = sitk.GetArrayFromImage(image)
-    body = np.stack([ndimage.binary_fill_holes(s) for s in hu > -500])
-    components, count = ndimage.label(body & (hu < -400))
-    sizes = np.bincount(components.ravel())[1:]
-    mask = np.isin(components, 1 + np.argsort(sizes)[-2:]) if count else components > 0
-    label = sitk.GetImageFromArray(mask.astype(np.uint8))
-    label.CopyInformation(image)
-    return label
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, pytestconfig) -> NnunetFolders:
     cache = pytestconfig.cache.mkdir("real_scans")
-    scans = {name: tuple(sitk.ReadImage(str(p)) for p in pyradiomics_scan(name, cache))
-             for name in ("lung1", "lung2", "brain1", "brain2")}
     folders = NnunetFolders.under(tmp_path_factory.mktemp("real_sources"))
-
-    def chest(name: str, label: sitk.Image | None = None) -> list[tuple[sitk.Image, sitk.Image]]:
-        image = sitk.Cast(scans[name][0], sitk.sitkFloat32)
-        return [resampled_case(image, scans[name][1] if label is None else label, (x, y, z), CT_SPACING, flip)
-                for x, y, z, flip in CHEST_CROPS]
-
-    write_raw_dataset(folders.raw, TARGET, "RealLungTumourCT", chest("lung1"), "CT", "tumour",
-                      "lung CT with tumours")
-    write_raw_dataset(folders.raw, CT_TUMOUR, "RealLungTumourCT2", chest("lung2"), "CT", "tumour",
-                      "lung CT with tumours")
-    write_raw_dataset(folders.raw, CT_LUNGS, "RealChestCT", chest("lung2", lungs(scans["lung2"][0])), "CT", "lung",
-                      "chest CT")
-    whole = (slice(None), slice(None), slice(None))
-    brains = [resampled_case(sitk.Cast(scans[n][0], sitk.sitkFloat32), scans[n][1], whole, MR_SPACING, flip)
-              for n, flip in (("brain1", False), ("brain2", False), ("brain1", True))]
-    write_raw_dataset(folders.raw, MR_TUMOUR, "RealBrainTumourMR", brains, "MRI", "tumor", "brain MR with gliomas")
+    for kind, dataset_id in (("lung1 tumour CT", TARGET), ("lung2 tumour CT", CT_TUMOUR), ("lung2 lungs CT", CT_LUNGS),
+                             ("brain tumour MR", MR_TUMOUR)):
+        write_real_source_dataset(kind, folders.raw, dataset_id, cache)
     return folders
 
 
