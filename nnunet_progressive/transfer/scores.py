@@ -57,7 +57,8 @@ COMPONENTS = DOMAIN_COMPONENTS + TASK_COMPONENTS
 # The domain counts more than a label name (Zoetmulder et al. 2022: same-domain sources transfer best): modality
 # 3 and scan intensities 2 (5 of 11) against labels 2, so a source of another modality with a matching generic
 # label ("tumor") never beats a source of the target's modality; docs/finetuning.md names the scenarios that
-# check these weights (tests/test_transfer_scores.py, tests/test_transfer_sources_e2e.py).
+# check these weights (tests/test_transfer_scores.py, tests/test_transfer_sources_e2e.py, on real scans
+# tests/test_transfer_sources_real_scans.py).
 DEFAULT_WEIGHTS: dict[str, float] = {
     "modality": 3.0, "normalization": 0.5, "spacing": 1.0, "intensity": 2.0, "image": 1.0,
     "labels": 2.0, "foreground": 0.5, "structure_size": 0.5, "cases": 0.5,

@@ -53,6 +53,7 @@ Outcome (``status``, one per registration; :data:`REGISTRATION_STATUSES`):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +78,15 @@ COARSEST_LEVEL_VOXELS = 8  # a coarser level is added only if it keeps at least 
 ITERATIONS = {"rigid": 40, "affine": 30}
 MAX_STEP_VOXELS = {"rigid": 2.0, "affine": 1.0}
 DETERMINANT_RANGE = (0.2, 5.0)
+_ITK_ERROR = re.compile(r"ITK ERROR: (\w+)\(0x[0-9a-fA-F]+\): (.*)")
+
+
+def error_text(error: BaseException, limit: int = 200) -> str:
+    """A SimpleITK exception in one line: ITK's own reason ("MeanSquaresImageToImageMetricv4: VirtualSampledPointSet
+    must have 1 or more points."), not the header path it was thrown in, which would fill ``limit`` first."""
+    text = " ".join(str(error).split())
+    found = _ITK_ERROR.search(text)
+    return (f"{found.group(1)}: {found.group(2)}" if found else text)[:limit]
 
 
 @dataclass(frozen=True)
@@ -519,7 +529,7 @@ def register(
                 transform = _run_stage(fixed_image, moving_image, transform, metric, seed, "rigid", shrink, masks)
                 candidates.append(("rigid", transform))
             except RuntimeError as error:  # SimpleITK's failures (e.g. no valid points) are RuntimeErrors
-                discarded.append(f"rigid failed: {' '.join(str(error).split())[:200]}")
+                discarded.append(f"rigid failed: {error_text(error)}")
         if method in ("affine", "rigid_affine"):
             try:
                 affine = _run_stage(fixed_image, moving_image, _affine_from(transform, dimension), metric, seed,
@@ -530,7 +540,7 @@ def register(
                 else:
                     discarded.append(f"affine discarded: degenerate transform (determinant {determinant:.3g})")
             except RuntimeError as error:
-                discarded.append(f"affine failed: {' '.join(str(error).split())[:200]}")
+                discarded.append(f"affine failed: {error_text(error)}")
         if not candidates:  # no stage gave a valid transform: compare unregistered
             return RegistrationResult(moving32, False, "; ".join(discarded), extras, "", tuple(discarded), "failed")
 
@@ -549,7 +559,6 @@ def register(
         return RegistrationResult(best_moved, True, f"kept {best_name}{notes}", also_moved, best_name,
                                   tuple(discarded), outcome_status(best_name, discarded))
     except Exception as error:  # noqa: BLE001 - any SimpleITK failure means "compare unregistered"
-        message = " ".join(str(error).split())[:300]
-        return failure(f"{type(error).__name__}: {message}")
+        return failure(f"{type(error).__name__}: {error_text(error, 300)}")
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(show_warnings)
