@@ -103,12 +103,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_progressive.nnunet.orchestration.runner import nnunet_command
+
     arguments = list(args.passed_through)
     verdicts = checked_checkpoints(model_checkpoints(prediction_model(arguments)))
     for verdict in verdicts:
         print(f"nnprog predict: {verdict.status} {verdict.path}" + (f" ({verdict.reason})" if verdict.reason else ""),
               file=sys.stderr)
+    program, *_ = nnunet_command(["nnUNetv2_predict"])
     sys.stderr.flush()
     sys.stdout.flush()
-    os.execvp("nnUNetv2_predict", ["nnUNetv2_predict", *arguments])
+    os.execv(program, ["nnUNetv2_predict", *arguments])
     return 0  # not reached: the process is nnUNetv2_predict now

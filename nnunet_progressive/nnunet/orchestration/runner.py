@@ -8,14 +8,16 @@ Ctrl-C stop it (``train`` kills its process group in a ``finally`` block).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_progressive.core.errors import NnunetCommandError, NnunetCommandTimeout
+from nnunet_progressive.core.errors import NnunetCommandError, NnunetCommandTimeout, ProgressiveConfigError
 from nnunet_progressive.core.heartbeat import HEARTBEAT_SECONDS_ENV
 from nnunet_progressive.nnunet.hooks.training_process import die_with_parent, parent_death_signal_supported
 from nnunet_progressive.nnunet.orchestration.discovery import environment_with_trainers
@@ -88,6 +90,20 @@ def run_environment(folders: NnunetFolders, knobs: Mapping[str, str] | None = No
     return env
 
 
+def nnunet_command(command: Sequence[str]) -> list[str]:
+    """``command`` with its program (one of nnU-Net's console scripts) found on PATH, else beside this Python (the
+    environment nnunet-progressive runs in, e.g. its ``.venv/bin`` run without activation); neither is one
+    :class:`ProgressiveConfigError` naming the fix, not a ``FileNotFoundError`` traceback."""
+    program, *arguments = command
+    found = shutil.which(program) or shutil.which(program, path=os.path.dirname(sys.executable))
+    if found is None:
+        raise ProgressiveConfigError(
+            f"nnU-Net's command {program} is neither on PATH nor beside this Python ({sys.executable}); activate the "
+            f"environment nnunet-progressive is installed in (e.g. `source .venv/bin/activate`) or install nnunetv2 "
+            f"into it (pip install nnunetv2)")
+    return [found, *arguments]
+
+
 def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike, extra: Sequence[str] = (),
           stop_when: Callable[[str], bool] | None = None, timeout: float = 3600) -> float:
     """Run ``nnUNetv2_train``; returns wall seconds. Output is appended to ``log_file``.
@@ -101,7 +117,7 @@ def train(run: TrainingRun, folders: NnunetFolders, log_file: str | os.PathLike,
     with open(log_file, "a") as handle:
         handle.write(f"$ {' '.join(run.command(extra))}\n")
         handle.flush()
-        process = subprocess.Popen(run.command(extra), env=env, stdout=handle, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(nnunet_command(run.command(extra)), env=env, stdout=handle, stderr=subprocess.STDOUT,
                                    start_new_session=True, preexec_fn=ends_with_this_process())
         try:
             while process.poll() is None:
@@ -140,15 +156,15 @@ def predict(input_folder: str | os.PathLike, output_folder: str | os.PathLike, r
 def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.PathLike | None) -> None:
     """Run a command; on failure :class:`NnunetCommandError` with the command and the end of its output."""
     if log_file is None:
-        result = subprocess.run(list(command), env=env, capture_output=True, text=True,
+        result = subprocess.run(nnunet_command(command), env=env, capture_output=True, text=True,
                                 preexec_fn=ends_with_this_process())
         output = result.stdout + result.stderr
     else:
         with open(log_file, "a") as handle:
             handle.write(f"$ {' '.join(command)}\n")
             handle.flush()
-            result = subprocess.run(list(command), env=env, stdout=handle, stderr=subprocess.STDOUT, text=True,
-                                    preexec_fn=ends_with_this_process())
+            result = subprocess.run(nnunet_command(command), env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                    text=True, preexec_fn=ends_with_this_process())
         output = Path(log_file).read_text()
     if result.returncode != 0:
         tail = "\n".join(output.splitlines()[-30:])

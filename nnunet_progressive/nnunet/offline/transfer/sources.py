@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.nnunet.orchestration.runner import nnunet_command
 from nnunet_progressive.nnunet.resolve import DatasetFolders, configuration_value, locate_dataset, preprocessed_root
 from nnunet_progressive.transfer.names import CT, channel_modality, dataset_anatomy, foreground_label_names
 from nnunet_progressive.transfer.scores import SCAN_QUANTILES, ChannelIntensity, DatasetProfile, label_statistics
@@ -48,7 +49,7 @@ def _read_json(path: Path) -> dict:
 
 def run_shown(command: list[str]) -> None:
     """Run one of nnU-Net's commands with its output (and progress bars) on this terminal; a clear error if it fails."""
-    result = subprocess.run(command, env=dict(os.environ))
+    result = subprocess.run(nnunet_command(command), env=dict(os.environ))
     if result.returncode != 0:
         raise ProgressiveConfigError(f"`{' '.join(command)}` failed with exit code {result.returncode}; its output "
                                      f"is above")
