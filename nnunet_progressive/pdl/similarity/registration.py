@@ -33,8 +33,9 @@ Registration defaults (chosen for speed on small grids such as 64^3, a few hundr
 - a stage that fails (a SimpleITK exception) or an affine result that is degenerate (determinant outside
   [0.2, 5]) is discarded, and the best of the remaining candidates is kept (``discarded`` and ``message`` say
   which stage was discarded and why): a degenerate affine does not throw away the rigid result found before it;
-- failures: no stage gave a valid transform, another SimpleITK exception or a non-finite result returns
-  ``ok=False`` with ``moved`` = the input moving image and the reason in ``message``.
+- failures: where no stage gave a valid transform, the best start is still the answer (its status below); no
+  usable start or stage, another SimpleITK exception or a non-finite result returns ``ok=False`` with ``moved`` =
+  the input moving image and the reason in ``message``.
 
 Outcome (``status``, one per registration; :data:`REGISTRATION_STATUSES`):
 
@@ -45,7 +46,7 @@ Outcome (``status``, one per registration; :data:`REGISTRATION_STATUSES`):
   (a translation found from the images; no stage improved on it);
 - ``start``: the pair ended at its centred start, the unregistered image (no stage improved on it):
   compared unregistered;
-- ``failed``: no valid transform (``ok`` False): compared unregistered;
+- ``failed``: no usable start and no valid stage (``ok`` False): compared unregistered;
 - ``off``: registration ``none``, nothing was asked.
 
 :func:`registration_ok` is True for ``registered``, ``partial`` and ``off``; False for ``start`` and ``failed``.
@@ -541,9 +542,6 @@ def register(
                     discarded.append(f"affine discarded: degenerate transform (determinant {determinant:.3g})")
             except RuntimeError as error:
                 discarded.append(f"affine failed: {error_text(error)}")
-        if not candidates:  # no stage gave a valid transform: compare unregistered
-            return RegistrationResult(moving32, False, "; ".join(discarded), extras, "", tuple(discarded), "failed")
-
         best_name, best_transform, best_moved, best_cost = "", centred, moving32, np.inf
         for name, candidate, moved, cost in scored:
             if np.isfinite(cost) and cost < best_cost:
@@ -552,8 +550,9 @@ def register(
             moved, cost = score(candidate)
             if np.isfinite(cost) and cost <= best_cost:  # ties go to the later (registered) candidate
                 best_name, best_transform, best_moved, best_cost = name, candidate, moved, cost
-        if not np.isfinite(best_cost):
-            return failure("registration produced a non-finite image")
+        if not np.isfinite(best_cost):  # no start or stage gave a usable image: compare unregistered
+            reason = "; ".join(discarded) or "registration produced a non-finite image"
+            return RegistrationResult(moving32, False, reason, extras, "", tuple(discarded), "failed")
         also_moved = tuple(warp(extra, best_transform) for extra in extras)
         notes = f" ({'; '.join(discarded)})" if discarded else ""
         return RegistrationResult(best_moved, True, f"kept {best_name}{notes}", also_moved, best_name,
