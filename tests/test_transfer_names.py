@@ -101,3 +101,12 @@ def test_a_tumour_in_another_organ_or_region_is_not_a_full_match():
     [match] = match_labels_in_context(["aorta"], ["spleen", "liver", "aorta"], frozenset({"aorta"}),
                                       frozenset({"spleen", "liver", "aorta"}))
     assert (match.source, match.similarity) == ("aorta", 1.0)
+
+
+def test_other_words_for_abnormal_tissue_are_related_not_equal():
+    """Issue 23's hand check: a lesion dataset scored 0 against a tumour one. Now half: a kindred target."""
+    assert label_similarity(normalise_label("lesion"), normalise_label("tumour")) == 0.5
+    assert label_similarity(normalise_label("lung nodule"), normalise_label("lung tumour")) == 0.5
+    assert label_similarity(normalise_label("left kidney tumor"), normalise_label("right kidney lesion")) == 0.25
+    assert label_similarity(normalise_label("liver lesion"), normalise_label("lung tumour")) < 0.5
+    assert label_similarity(normalise_label("tumour"), normalise_label("tumor")) == 1.0

@@ -101,15 +101,28 @@ def normalise_label(name: str) -> LabelName:
     return LabelName(str(name), deduplicated, side)
 
 
+ABNORMAL_TISSUE_WORDS = frozenset({"tumor", "lesion", "metastasis"})
+"""Words (after normalise_label) for abnormal tissue: a "lesion" and a "tumor" label are related tasks, not one."""
+RELATED_ABNORMALITY = 0.5  # "lesion" vs "tumour", "lung nodule" vs "lung tumour": same place, kindred target
+
+
+def _abnormal_as_one(structure: tuple[str, ...]) -> frozenset[str]:
+    return frozenset("abnormal tissue" if word in ABNORMAL_TISSUE_WORDS else word for word in structure)
+
+
 def label_similarity(a: LabelName, b: LabelName) -> float:
-    """1 same structure and side; 0.75 same structure, one side unknown; 0.5 same structure, other side;
-    otherwise half the word overlap (Jaccard) of the structures (``"kidney cyst"`` vs ``"kidney"``: 0.25)."""
+    """1 same structure and side; 0.75 same structure, one side unknown; 0.5 same structure, other side; 0.5 for
+    the same structure but another word for abnormal tissue (``"lesion"`` vs ``"tumour"``; half that on other
+    sides); otherwise half the word overlap (Jaccard) of the structures (``"kidney cyst"`` vs ``"kidney"``: 0.25)."""
     if not a.structure or not b.structure:
         return 0.0
     if a.structure == b.structure or set(a.structure) == set(b.structure):
         if a.side == b.side:
             return 1.0
         return 0.75 if (a.side is None or b.side is None) else 0.5
+    if _abnormal_as_one(a.structure) == _abnormal_as_one(b.structure):
+        other_sides = a.side is not None and b.side is not None and a.side != b.side
+        return RELATED_ABNORMALITY / 2 if other_sides else RELATED_ABNORMALITY
     words_a = {w for w in a.structure if not w.isdigit()}
     words_b = {w for w in b.structure if not w.isdigit()}
     union = words_a | words_b
