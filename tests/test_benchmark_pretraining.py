@@ -80,6 +80,12 @@ def test_tiny_transfer_benchmark_pretrains_then_fine_tunes(tmp_path):
     record = read_record(str(weights) + ".transfer.json", TransferRecord)
     assert record.mapped_share == 1.0 and record.target_dataset == "Dataset651_Target"
     assert (spec.results_dir / "pretraining" / "runs").is_dir()
+    # `nnprog transfer prepare|adapt` called in this process, on the spec's folders, their output in the step's log
+    step_log = (spec.results_dir / "logs" / "pretraining_similar_Dataset651_Target.log").read_text()
+    assert "$ nnprog transfer prepare --source Dataset652_Source --target Dataset651_Target" in step_log
+    assert "$ nnUNetv2_move_plans_between_datasets -s 651 -t 652" in step_log  # nnU-Net's own commands: logged
+    assert "$ nnprog transfer adapt " in step_log
+    assert "of the target's weights (segmentation heads excluded) come from the source" in step_log
     [pretrained_fold] = folders.results.rglob("fold_all")
     assert not (pretrained_fold / "validation").exists(), "no final validation on the source's training cases"
     log = "\n".join(p.read_text() for p in pretrained_fold.glob("training_log_*.txt"))

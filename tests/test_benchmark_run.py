@@ -381,21 +381,31 @@ def test_damaged_run_records_name_their_file(workspace, fake_train, capsys):
 
 
 def test_prepare_ranks_the_cases_once_for_pdl(workspace, fake_train, monkeypatch):
+    from nnunet_progressive.nnunet.offline import pdl_ranking
+
     commands = []
 
-    def fake_rank(command, env, log):
-        commands.append(command)
-        dataset_folder = Path(env["nnUNet_preprocessed"]) / DATASET
-        for fold in command[command.index("--fold") + 1:]:
-            (dataset_folder / f"similarity_ranking_nnUNetPlans_3d_fullres_fold{fold}.json").write_text("{}")
+    def fake_rank(dataset, configuration, plans, *, folds, preprocessed):  # `nnprog rank`'s library function
+        print("ranking ...")  # its output goes to the preparation log
+        commands.append(["rank", "-d", str(dataset), "-c", configuration, "-p", plans, "--fold",
+                         *(str(f) for f in folds)])
+        assert preprocessed == spec.folders().preprocessed  # the spec's folders, passed, not read from os.environ
+        written = [Path(preprocessed) / DATASET / f"similarity_ranking_nnUNetPlans_3d_fullres_fold{fold}.json"
+                   for fold in folds]
+        for path in written:
+            path.write_text("{}")
+        return written
 
-    monkeypatch.setattr(bench_run, "run_logged", fake_rank)
+    monkeypatch.setattr(pdl_ranking, "rank_dataset", fake_rank)
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
     spec = load_spec(write_spec(workspace, datasets=[{"id": 777, "configurations": ["3d_fullres"],
                                                       "prepare": {"rank": True}}], small_network=True))
     bench_run.run_benchmark(spec, progress=False, log=lambda _: None, prepare_only=True)
     assert len(commands) == 1
     assert commands[0][-10:] == ["rank", "-d", "777", "-c", "3d_fullres", "-p", "nnUNetPlans_small", "--fold", "0",
                                  "1"]  # the spec's folds
+    log = (spec.results_dir / "logs" / f"prepare_{DATASET}.log").read_text()
+    assert "$ nnprog rank -d 777 -c 3d_fullres -p nnUNetPlans_small --fold 0 1" in log and "ranking ..." in log
     prepared = json.loads((spec.results_dir / "prepared" / f"{DATASET}.json").read_text())
     assert prepared["rank_seconds"] >= 0
     assert [Path(f).name for f in prepared["ranking_files"]] == [

@@ -88,6 +88,14 @@ def _rank(data_folder: Path, output: Path, **kwargs) -> dict:
     return json.loads(path.read_text())
 
 
+def test_rank_dataset_takes_the_preprocessed_folder_of_its_caller(dataset: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark calls `nnprog rank`'s function with its own folders: they win over the environment's."""
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "elsewhere"))
+    [path] = rd.rank_dataset(901, folds=["all"], registration="none", preprocessed=dataset.parent.parent)
+    assert path == dataset.parent / "similarity_ranking_nnUNetPlans_3d_fullres_foldall.json" and path.is_file()
+
+
 def test_rank_dataset_pairwise_via_nnunet_paths(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("nnUNet_preprocessed", str(dataset.parent.parent))
     [path] = rd.rank_dataset(901, folds=["all"])

@@ -119,6 +119,61 @@ def test_run_identity_differences_name_knobs_and_plans():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
 
 
+def test_run_identity_compares_pretrained_weights_by_content_where_both_record_them(tmp_path):
+    from nnunet_progressive.core.records import PretrainedWeights, read_record
+
+    weights = PretrainedWeights(path="/w/a.pth", size=3, sha256="aa")
+    started = _identity().model_copy(update={"pretrained_weights": weights})
+    moved = _identity().model_copy(update={"pretrained_weights": weights.model_copy(update={"path": "/x/a.pth"})})
+    other = _identity().model_copy(update={"pretrained_weights": weights.model_copy(update={"sha256": "bb"})})
+    scratch = _identity().model_copy(update={"pretrained_weights": None})
+    assert started.differences(moved) == {}  # the same weights elsewhere
+    assert started.differences(other) == {"-pretrained_weights": ("/w/a.pth", "/w/a.pth")}
+    assert started.differences(scratch) == {"-pretrained_weights": ("/w/a.pth", None)}
+    # a run file of an older version has no key: it cannot say, so it is not compared
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({k: v for k, v in scratch.to_json().items() if k != "pretrained_weights"}))
+    assert not read_record(older, RunIdentity).records_pretrained_weights
+    assert read_record(older, RunIdentity).differences(started) == {}
+    write_record(tmp_path / "unknown.json", _identity())  # written from an older run's sidecar: weights unknown
+    assert "pretrained_weights" not in json.loads((tmp_path / "unknown.json").read_text())
+    write_record(tmp_path / "new.json", scratch)
+    assert read_record(tmp_path / "new.json", RunIdentity).differences(started) == {
+        "-pretrained_weights": (None, "/w/a.pth")}
+
+
+def test_recorded_pretrained_weights_are_described_and_checked_before_reuse(tmp_path):
+    from nnunet_progressive.nnunet.hooks.pretrained import check_recorded_pretrained, describe_pretrained
+
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"weights")
+    recorded = describe_pretrained(tmp_path / "." / "w.pth")
+    assert (recorded.path, recorded.size, recorded.sha256) == (str(path), 7, file_sha256(path))
+    assert check_recorded_pretrained(recorded, tmp_path / "nnprog_run.json") == str(path)
+    path.write_bytes(b"other!!")  # same size, other content
+    with pytest.raises(RunStateError, match="changed since; restore it, or start a new run"):
+        check_recorded_pretrained(recorded, tmp_path / "nnprog_run.json")
+    path.unlink()
+    with pytest.raises(RunStateError, match="which is gone"):
+        check_recorded_pretrained(recorded, tmp_path / "nnprog_run.json")
+
+
+def test_the_command_line_is_read_for_pretrained_weights_in_one_place_only():
+    """nnU-Net never hands -pretrained_weights to the trainer: one function reads argv, one caller uses it (the
+    trainer's construction); every later use reads the run identity (nnunet/hooks/pretrained.py)."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "nnunet_progressive"
+    callers = {}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", None))
+                if name in ("pretrained_weights_argument", "check_pretrained_argument"):
+                    callers.setdefault(name, []).append(path.name)
+    assert callers == {"pretrained_weights_argument": ["pretrained.py"], "check_pretrained_argument": ["run_state.py"]}
+
+
 # --- checkpoint choice (findings 7, 9) ------------------------------------------------------------------
 
 def _checkpoint(folder: Path, name: str, epoch: int | None, run_id: str | None = "r1", sidecar: str | None = None):

@@ -4,6 +4,7 @@
 nnUNetv2_predict."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ from training_logs import matches_per_epoch
 
 from nnunet_progressive.core.records import (
     CheckpointState,
+    RunIdentity,
     TransferPreparation,
     TransferRecord,
     checkpoint_state_path,
@@ -280,3 +282,31 @@ def test_resume_takes_the_parameter_roles_of_the_checkpoint_it_falls_back_to(ws)
     roles = re.findall(r"parameters per role: (\{.*?\})", text)
     assert len(roles) == 2 and roles[0] == roles[1], roles
     assert (fold / "checkpoint_final.pth").is_file()
+
+
+def test_the_run_file_keeps_the_pretrained_weights_for_every_later_start(ws):
+    """-pretrained_weights is read from the command line once: the new run records it (path, size, sha256) in
+    nnprog_run.json. --c of the run stopped before its first checkpoint starts it again from the recorded file
+    (nnU-Net loads none under --c), kept heads included; a new run there with other weights is refused."""
+    knobs = {"NNPROG_EPOCHS": "2", "NNPROG_WARMUP_EPOCHS": "1"}
+    log = ws.root / "recorded.log"
+    run, fold = _finetune(ws, "nnUNetTrainer_Finetune", 1, knobs, log.name)
+    identity = read_record(fold / "nnprog_run.json", RunIdentity)
+    assert identity.pretrained_weights.path == str(ws.adapted.resolve())
+    assert identity.pretrained_weights.sha256 == hashlib.sha256(ws.adapted.read_bytes()).hexdigest()
+    for checkpoint in fold.glob("checkpoint_*"):  # as if stopped before its first checkpoint: the run file is left
+        checkpoint.unlink()
+    train(run, ws.folders, log, extra=("--c",))
+    restarted = log.read_text().split("--c: loaded the pre-trained weights the run started from")
+    assert len(restarted) == 2 and f"({ws.adapted.resolve()}, recorded in nnprog_run.json)" in restarted[1]
+    assert re.search(r"Segmentation heads: 6 tensors loaded from .*adapted\.pth", restarted[1])
+    assert f"Fine-tuning (finetune) from {ws.adapted.resolve()}" in restarted[1]
+    assert (fold / "checkpoint_final.pth").is_file()
+    other = ws.root / "other.pth"
+    weights = torch.load(ws.adapted, map_location="cpu", weights_only=False)
+    weights["network_weights"] = {k: v + 1 for k, v in weights["network_weights"].items()}
+    torch.save(weights, other)
+    new_run = TrainingRun(str(TARGET_ID), "3d_fullres", 1, "nnUNetTrainer_Finetune", PLANS, knobs={**FAST, **knobs})
+    with pytest.raises(RuntimeError, match=r"-pretrained_weights: that run '.*adapted\.pth', now '.*other\.pth'"):
+        train(new_run, ws.folders, log, extra=("-pretrained_weights", str(other)))
+    assert (fold / "checkpoint_final.pth").is_file() and read_record(fold / "nnprog_run.json", RunIdentity) == identity

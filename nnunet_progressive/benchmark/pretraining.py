@@ -1,10 +1,12 @@
 """Pre-training step of a benchmark spec (``pretraining:``): sources trained and adapted before the trainers run.
 
-For every pretraining entry and every spec dataset (the fine-tuning target) and configuration, with nnU-Net's and
-this package's own commands, each logged to ``<results_dir>/logs/pretraining_<label>_<dataset>.log``:
+For every pretraining entry and every spec dataset (the fine-tuning target) and configuration, with nnU-Net's
+commands and this package's ``nnprog transfer`` steps called as the library functions the commands call (in this
+process, on the spec's folders, which are passed to them, not read from the environment), each logged to
+``<results_dir>/logs/pretraining_<label>_<dataset>.log``:
 
 1. ``nnprog transfer prepare --source SOURCE --target DATASET -p PLANS -c CONFIGS`` (the source gets the target's
-   plans, nnU-Net's documented workflow);
+   plans, nnU-Net's documented workflow; its nnU-Net commands run as logged subprocesses);
 2. ``nnUNetv2_train SOURCE CONFIG all -p PLANS_from<TARGET> -tr TRAINER`` with the entry's knobs, once for all
    seeds, recorded under ``<results_dir>/pretraining/runs`` (resumed or skipped like any benchmark run, and kept out
    of the report); nnU-Net's final validation, which on fold ``all`` predicts the training cases, is skipped
@@ -19,6 +21,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from nnunet_progressive.benchmark.execution import (
@@ -30,7 +33,12 @@ from nnunet_progressive.benchmark.execution import (
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, PretrainingSpec
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.naming import dataset_id
-from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, run_environment, run_logged
+from nnunet_progressive.nnunet.orchestration.runner import (
+    NnunetFolders,
+    output_to_log,
+    run_environment,
+    run_logged,
+)
 
 PRETRAINING_DIR = "pretraining"
 # nnU-Net's validation after training on fold `all` predicts every training case of the source: no measurement, and
@@ -38,10 +46,6 @@ PRETRAINING_DIR = "pretraining"
 PRETRAINING_KNOBS = {"NNPROG_FINAL_VALIDATION": "off"}
 
 
-
-
-def _nnprog(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nnunet_progressive.cli.main", *args]
 
 
 def _source_name(entry: PretrainingSpec, folders: NnunetFolders) -> str:
@@ -60,7 +64,9 @@ def _source_name(entry: PretrainingSpec, folders: NnunetFolders) -> str:
 def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: Sequence[str],
                     log: Callable[[str], None] = print) -> list[Path]:
     """Prepare, pre-train and adapt every pretraining entry for every spec dataset; returns the weight files."""
-    from nnunet_progressive.nnunet.offline.transfer.workflow import source_plans_name
+    from nnunet_progressive.nnunet.offline.transfer.weights import adapt_checkpoint
+    from nnunet_progressive.nnunet.offline.transfer.workflow import prepare_transfer, source_plans_name
+    from nnunet_progressive.transfer.report import mapping_report
 
     used = {t.pretrained for t in spec.trainers if t.pretrained is not None}
     context = RunContext(folders, spec.results_dir / PRETRAINING_DIR, spec.executor.device,
@@ -77,8 +83,10 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
             log_file = spec.results_dir / "logs" / f"pretraining_{entry.label}_{target}.log"
             log_file.parent.mkdir(parents=True, exist_ok=True)
             log(f"pretraining {entry.label!r}: {source} with the plans of {target} (log: {log_file})")
-            run_logged(_nnprog("transfer", "prepare", "--source", source, "--target", target, "-p", plans, "-c",
-                               *configurations, "-np", str(entry.source.num_processes)), env, log_file)
+            with output_to_log(log_file, f"nnprog transfer prepare --source {source} --target {target} -p {plans} "
+                                         f"-c {' '.join(configurations)} -np {entry.source.num_processes}"):
+                prepare_transfer(source, target, plans, configurations, num_processes=entry.source.num_processes,
+                                 environment=env, run_command=partial(run_logged, env=env, log_file=log_file))
             for configuration in configurations:
                 knobs = {**spec.knobs, **entry.knobs}
                 identity = BenchmarkRun(source, configuration, source_plans_name(plans, dataset_id(target)),
@@ -94,8 +102,11 @@ def run_pretraining(spec: BenchmarkSpec, folders: NnunetFolders, dataset_names: 
                 weights = pretrained_weights_path(spec.results_dir, entry.label, target, configuration, plans)
                 if not weights.is_file() or weights.stat().st_mtime < checkpoint.stat().st_mtime:
                     weights.parent.mkdir(parents=True, exist_ok=True)
-                    run_logged(_nnprog("transfer", "adapt", str(checkpoint), "-d", target, "-c", configuration,
-                                       "-p", plans, "-o", str(weights)), env, log_file)
+                    with output_to_log(log_file, f"nnprog transfer adapt {checkpoint} -d {target} -c "
+                                                 f"{configuration} -p {plans} -o {weights}"):
+                        adapted = adapt_checkpoint(checkpoint, target, configuration, weights, plans,
+                                                   preprocessed=folders.preprocessed)
+                        print(mapping_report(adapted.to_json()))
                 written.append(weights)
     return written
 

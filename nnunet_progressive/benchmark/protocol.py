@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from nnunet_progressive.benchmark.imbalance import ForegroundShare
-from nnunet_progressive.benchmark.report import (
+from nnunet_progressive.benchmark.rows import (
     EQUAL_TOLERANCE,
     RunRow,
     TaskTrainerRow,

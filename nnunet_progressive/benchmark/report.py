@@ -25,12 +25,21 @@ import json
 import math
 import os
 import statistics
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnunet_progressive.benchmark.imbalance import load_foreground
+from nnunet_progressive.benchmark.protocol import plot_imbalance, protocol_sections
+from nnunet_progressive.benchmark.results import load_preparations, load_records, read_per_case_dice
+from nnunet_progressive.benchmark.rows import (
+    EQUAL_TOLERANCE,
+    RunRow,
+    TaskTrainerRow,
+    WilcoxonResult,
+    wilcoxon_test,
+)
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.io import atomic_save_figure, atomic_write_text
 from nnunet_progressive.core.records import BENCHMARK_SPEC_JSON, BenchmarkRecord, RunResult
@@ -49,73 +58,7 @@ if TYPE_CHECKING:
     from nnunet_progressive.benchmark.spec import SpecTrainers
 
 CONSTANT_PATCH_PREFIX = "nnUNetTrainer_ConstantPatch"
-EQUAL_TOLERANCE = 1e-12
 MAX_CLASSES_IN_TABLE = 8  # more classes (TotalSegmentator) stay in report.csv only
-WILCOXON_MIN_TASKS = 6  # below this, the exact two-sided p-value cannot go under 0.05
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One run, flattened from its record."""
-
-    run_id: str
-    task: str
-    dataset: str
-    configuration: str
-    plans: str
-    trainer: str  # the trainer entry's label (the trainer name unless the spec gives one)
-    fold: int | str
-    seed: int
-    status: str
-    trainer_class: str = ""
-    dice_mean: float | None = None
-    dice_per_class: Mapping[str, float] = field(default_factory=dict)
-    class_names: Mapping[str, str] = field(default_factory=dict)
-    train_seconds: float | None = None
-    time_source: str | None = None
-    runner_wall_seconds: float | None = None
-    gpu_hours: float | None = None
-    gpus_used: int | None = None
-    epochs_done: int | None = None
-    num_epochs: int | None = None
-    peak_gpu_memory_bytes: int | None = None
-    environment: Mapping[str, Any] = field(default_factory=dict)
-    time_to_dice: Sequence[Check] | None = None
-    iteration_seconds: float | None = None  # the training iterations alone
-    ideal_time_ratio: float | None = None  # PGPS: voxels processed relative to the planned patch
-    switch_seconds: float | None = None  # PGPS: loader rebuilds at stage switches
-    fold_folder: str | None = None  # where its validation (per-case Dice) is
-    energy_joules: float | None = None  # GPU energy of its attempts (NVML); None where not reported
-
-
-@dataclass(frozen=True)
-class TaskTrainerRow:
-    """One trainer on one task: means over its finished runs, relative values against the reference."""
-
-    task: str
-    trainer: str
-    n_runs: int
-    dice_mean: float | None
-    dice_std: float | None
-    train_seconds: float | None
-    relative_time: float | None
-    relative_dice_pct: float | None
-    gpu_hours: float | None
-    epochs: float | None
-    peak_gpu_memory_gib: float | None
-    is_reference: bool
-    dice_per_class: Mapping[str, float] = field(default_factory=dict)  # class name (or label) -> mean Dice
-    relative_iteration_time: float | None = None  # training iterations alone, against the reference's
-    ideal_time_ratio: float | None = None  # PGPS schedule: voxels processed / the planned patch's
-    switch_overhead: float | None = None  # PGPS: stage-switch seconds / training seconds
-
-
-@dataclass(frozen=True)
-class WilcoxonResult:
-    n: int  # paired tasks
-    statistic: float | None
-    p_value: float | None
-    note: str
 
 
 @dataclass(frozen=True)
@@ -257,34 +200,6 @@ def task_table(rows: Sequence[RunRow], trainers: Sequence[str], reference: str) 
                 ideal_time_ratio=_mean([r.ideal_time_ratio for r in runs]), switch_overhead=switch,
             ))
     return table
-
-
-def wilcoxon_test(differences: Sequence[float], unit: str = "task") -> WilcoxonResult:
-    """Two-sided Wilcoxon signed-rank test of paired differences; zero differences are dropped (Wilcoxon's rule).
-
-    Never raises on degenerate input: no pairs or only zero differences give a note instead of a p-value error.
-    ``unit``: what a pair is (``task``, ``case``), for the notes.
-    """
-    n = len(differences)
-    if n == 0:
-        return WilcoxonResult(0, None, None, f"no {unit} has results for both trainers")
-    nonzero = [float(d) for d in differences if abs(d) > EQUAL_TOLERANCE]
-    if not nonzero:
-        return WilcoxonResult(n, 0.0, 1.0, "all paired differences are zero: no difference to test")
-    from scipy.stats import wilcoxon
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = wilcoxon(nonzero, alternative="two-sided")
-    m = len(nonzero)
-    notes = []
-    if m < n:
-        notes.append(f"{n - m} tied {unit}(s) dropped")
-    if m < WILCOXON_MIN_TASKS:
-        noun = "difference" if m == 1 else "differences"
-        notes.append(f"only {m} non-zero {noun}: the smallest possible two-sided p is {2.0 ** (1 - m):.3g}, "
-                     f"so the test has little power")
-    return WilcoxonResult(n, float(result.statistic), float(result.pvalue), "; ".join(notes))
 
 
 def summary_table(table: Sequence[TaskTrainerRow], trainers: Sequence[str], reference: str) -> list[TrainerSummary]:
@@ -592,10 +507,6 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
 
     ``only_trainers``: report only these trainer labels (e.g. one architecture's runs of a spec holding several).
     """
-    from nnunet_progressive.benchmark.imbalance import load_foreground
-    from nnunet_progressive.benchmark.protocol import plot_imbalance, protocol_sections
-    from nnunet_progressive.benchmark.results import load_preparations, load_records, read_per_case_dice
-
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     records = load_records(results_dir)

@@ -74,6 +74,7 @@ from nnunet_progressive.core.records import (
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
 from nnunet_progressive.nnunet.orchestration.runner import (
     NnunetFolders,
+    output_to_log,
     run_environment,
     run_logged,
 )
@@ -197,10 +198,18 @@ def current_settings(spec: BenchmarkSpec) -> set[tuple[str, str]]:
 
 
 
-def rank_command(dataset_id: int, configuration: str, plans: str, folds: Sequence[int | str]) -> list[str]:
-    """``nnprog rank`` for one configuration and the spec's folds (the PDL trainers read the rankings it writes)."""
-    return [sys.executable, "-m", "nnunet_progressive.cli.main", "rank", "-d", str(dataset_id), "-c", configuration,
-            "-p", plans, "--fold", *(str(f) for f in folds)]
+def rank_for_pdl(dataset_id: int, configuration: str, plans: str, folds: Sequence[int | str],
+                 folders: NnunetFolders, log_file: Path) -> list[Path]:
+    """``nnprog rank -d ID -c CONFIGURATION -p PLANS --fold F ...`` for the spec's folds (the PDL trainers read the
+    rankings it writes), called as the library function the command calls, on the benchmark's folders, its output
+    into ``log_file``; returns the ranking files."""
+    from nnunet_progressive.nnunet.offline import pdl_ranking
+
+    title = (f"nnprog rank -d {dataset_id} -c {configuration} -p {plans} --fold {' '.join(str(f) for f in folds)} "
+             f"(nnUNet_preprocessed={folders.preprocessed})")
+    with output_to_log(log_file, title):
+        return pdl_ranking.rank_dataset(dataset_id, configuration, plans, folds=list(folds),
+                                        preprocessed=folders.preprocessed)
 
 
 def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFolders, log_dir: Path) -> str:
@@ -264,8 +273,7 @@ def prepare_dataset(spec: BenchmarkSpec, dataset: DatasetSpec, folders: NnunetFo
             print(f"ranking the cases of {name} {configuration} for PDL (nnprog rank; log: {log_file})",
                   file=sys.stderr)
             clock = time.perf_counter()
-            run_logged(rank_command(dataset_id, configuration, spec.training_plans(dataset), spec.folds),
-                       run_environment(folders), log_file)
+            rank_for_pdl(dataset_id, configuration, spec.training_plans(dataset), spec.folds, folders, log_file)
             record.rank_seconds = (record.rank_seconds or 0.0) + time.perf_counter() - clock
             record.ranking_files = sorted({*record.ranking_files, *(str(ranking) for ranking in rankings)})
     write_typed_record(record_file, record)

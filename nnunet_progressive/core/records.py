@@ -3,7 +3,8 @@
 A fold folder (``nnUNet_results/DatasetXXX_Name/<trainer>__<plans>__<configuration>/fold_<f>``) of this
 package's trainers holds, besides nnU-Net's own files:
 
-- ``nnprog_run.json`` (:class:`RunIdentity`): what the run is: trainer, settings, plans; written when it starts;
+- ``nnprog_run.json`` (:class:`RunIdentity`): what the run is: trainer, settings, plans, the pre-trained weights it
+  started from; written when it starts;
 - ``<checkpoint>.nnprog.json`` (:class:`CheckpointState`): the package's state at that checkpoint;
 - ``run_summary.json`` (:class:`RunSummary`): time, epochs, memory, environment; written at the end;
 - ``curriculum.json`` (:class:`Curriculum`) and ``pgps_schedule.png``: the PGPS trainers' stages and timings;
@@ -124,6 +125,17 @@ class VersionedRecord(Record):
         return self
 
 
+class PretrainedWeights(Record):
+    """The ``-pretrained_weights`` file a run started from, as its run identity records it."""
+
+    path: str  # absolute
+    size: int  # bytes
+    sha256: str
+
+    def same_weights(self, other: PretrainedWeights | None) -> bool:
+        return other is not None and other.sha256 == self.sha256
+
+
 class RunIdentity(Record):
     """``nnprog_run.json``: what a run is, fixed when it starts; ``--c`` and ``--val`` continue with it."""
 
@@ -136,9 +148,25 @@ class RunIdentity(Record):
     fold: str
     plans_fingerprint: str  # fingerprint() of the configuration's plans entry
     created: str  # ISO 8601, local time
+    # the -pretrained_weights file of the run's start (None: from scratch); run files of versions before it was
+    # recorded lack the key (see ``records_pretrained_weights``)
+    pretrained_weights: PretrainedWeights | None = None
+
+    @property
+    def records_pretrained_weights(self) -> bool:
+        """False for a run file of an older version, which cannot say whether its run had pre-trained weights (and
+        for one written from such a run's sidecar: the key stays out of the file)."""
+        return "pretrained_weights" in self.model_fields_set
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if not self.records_pretrained_weights:
+            data.pop("pretrained_weights", None)
+        return data
 
     def differences(self, other: RunIdentity) -> dict[str, tuple[Any, Any]]:
-        """What makes ``other`` another run: differing settings (by knob name) and plans; name -> (self, other)."""
+        """What makes ``other`` another run: differing settings (by knob name), plans and pre-trained weights (by
+        content, where both run files record them); name -> (self, other)."""
         found: dict[str, tuple[Any, Any]] = {}
         for key in sorted(set(self.settings) | set(other.settings)):
             mine, theirs = self.settings.get(key), other.settings.get(key)
@@ -146,6 +174,10 @@ class RunIdentity(Record):
                 found["NNPROG_" + key.upper()] = (mine, theirs)
         if self.plans_fingerprint != other.plans_fingerprint:
             found[f"plans entry of {self.configuration} in {self.plans}.json"] = ("as planned then", "changed")
+        if self.records_pretrained_weights and other.records_pretrained_weights:
+            mine_w, theirs_w = self.pretrained_weights, other.pretrained_weights
+            if (mine_w is None) != (theirs_w is None) or (mine_w is not None and not mine_w.same_weights(theirs_w)):
+                found["-pretrained_weights"] = (mine_w.path if mine_w else None, theirs_w.path if theirs_w else None)
         return found
 
 

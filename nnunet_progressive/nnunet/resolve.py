@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,12 @@ class PlannedConfiguration:
         return folder
 
 
-def preprocessed_root(root: str | os.PathLike | None = None) -> Path:
-    """``root``, else ``$nnUNet_preprocessed``; a clear error if neither is there."""
+def preprocessed_root(root: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """``root``, else ``nnUNet_preprocessed`` of ``environ`` (default ``os.environ``); a clear error if neither is
+    there."""
     if root is not None:
         return Path(root)
-    value = os.environ.get("nnUNet_preprocessed")
+    value = (os.environ if environ is None else environ).get("nnUNet_preprocessed")
     if not value:
         raise ProgressiveConfigError("nnUNet_preprocessed is not set; export it as for nnUNetv2_train (see nnU-Net's "
                                      "documentation/setting_up_paths.md)")
@@ -130,10 +132,12 @@ class DatasetFolders:
         return dataset_id(self.name)
 
 
-def locate_dataset(dataset: str | int) -> DatasetFolders:
-    """``4`` / ``"Dataset004_X"`` looked up in ``$nnUNet_raw`` and ``$nnUNet_preprocessed`` (one must hold it)."""
+def locate_dataset(dataset: str | int, environ: Mapping[str, str] | None = None) -> DatasetFolders:
+    """``4`` / ``"Dataset004_X"`` looked up in ``nnUNet_raw`` and ``nnUNet_preprocessed`` of ``environ`` (default
+    ``os.environ``; one must hold it)."""
     argument = parse_dataset_argument(dataset)
-    roots = {key: Path(os.environ[key]) for key in ("nnUNet_raw", "nnUNet_preprocessed") if os.environ.get(key)}
+    environ = os.environ if environ is None else environ
+    roots = {key: Path(environ[key]) for key in ("nnUNet_raw", "nnUNet_preprocessed") if environ.get(key)}
     if not roots:
         raise ProgressiveConfigError("neither nnUNet_raw nor nnUNet_preprocessed is set; export them as for "
                                      "nnUNetv2_train (see nnU-Net's documentation/setting_up_paths.md)")

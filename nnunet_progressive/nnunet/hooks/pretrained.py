@@ -1,9 +1,17 @@
-"""``nnUNetv2_train -pretrained_weights FILE``, checked before nnU-Net loads it.
+"""``nnUNetv2_train -pretrained_weights FILE``: read once, checked before nnU-Net loads it, kept in the run identity.
 
-nnU-Net's ``load_pretrained_weights`` reads the file after the trainer has made its fold folder and stops with a
-traceback on a damaged file, a file without ``network_weights`` or a tensor of another shape. The package's
-trainers check the file before any folder is made (:func:`check_pretrained_argument`) and the network fit right
-after ``initialize()`` (:func:`pretrained_shape_problems`), each as one clear error.
+nnU-Net 2.8's ``run_training`` builds the trainer, calls its ``initialize()`` and then loads the file itself
+(``load_pretrained_weights(trainer.network, path)``); the path never reaches the trainer. So the trainer reads it
+from this process's command line exactly once, when it is made (:func:`check_pretrained_argument`, in
+``RunLengthMixin.__init__``, before any folder exists; spawned DDP workers get the same argv), and a new run
+records it with its size and sha256 in ``nnprog_run.json`` (:func:`describe_pretrained`). Everything after that
+reads the run identity: the network fit before nnU-Net's load, the fine-tuning trainers' parameter roles and kept
+heads, ``--c`` and ``--val``. (Intercepting nnU-Net's load instead would mean replacing a module function of
+``nnunetv2.run.run_training``; the trainer has no hook of its own there.)
+
+nnU-Net's ``load_pretrained_weights`` stops with a traceback on a damaged file, a file without ``network_weights``
+or a tensor of another shape; the package's trainers check the file before any folder is made and the network fit
+right after ``initialize()`` (:func:`pretrained_shape_problems`), each as one clear error.
 """
 from __future__ import annotations
 
@@ -12,11 +20,15 @@ from pathlib import Path
 
 import torch
 
-from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.errors import ProgressiveConfigError, RunStateError
+from nnunet_progressive.core.io import file_sha256
+from nnunet_progressive.core.records import PretrainedWeights
 
 
 def pretrained_weights_argument(argv: list[str] | None = None) -> str | None:
-    """The ``-pretrained_weights`` file of this ``nnUNetv2_train`` call (spawned DDP workers get the same argv)."""
+    """The ``-pretrained_weights`` file of this ``nnUNetv2_train`` call (spawned DDP workers get the same argv).
+
+    Only :func:`check_pretrained_argument` calls it (see the module doc)."""
     argv = sys.argv if argv is None else argv
     for index, word in enumerate(argv[:-1]):
         if word == "-pretrained_weights":
@@ -63,7 +75,8 @@ def pretrained_shape_problems(network_state: dict, pretrained: dict) -> list[str
 
 
 def check_pretrained_argument(argv: list[str] | None = None) -> str | None:
-    """The ``-pretrained_weights`` file of this call, checked (readable, nnU-Net's format, not with --c)."""
+    """The ``-pretrained_weights`` file of this call, checked (readable, nnU-Net's format, not with --c: a continued
+    run keeps the weights its identity records); the one place the trainers read it from the command line."""
     argv = sys.argv if argv is None else argv
     pretrained = pretrained_weights_argument(argv)
     if pretrained is None:
@@ -71,7 +84,8 @@ def check_pretrained_argument(argv: list[str] | None = None) -> str | None:
     if "--c" in argv:
         raise ProgressiveConfigError(
             f"-pretrained_weights {pretrained} with --c: pre-trained weights are loaded at the start of a run only "
-            f"(nnU-Net refuses both); drop -pretrained_weights to continue the run")
+            f"(nnU-Net refuses both), and a continued run keeps the ones its run file (nnprog_run.json) records; drop "
+            f"-pretrained_weights to continue the run")
     load_pretrained_file(pretrained)
     return pretrained
 
@@ -89,3 +103,22 @@ def check_network_fits(pretrained: str, network: torch.nn.Module, dataset: str, 
             f"({len(problems)} tensor(s): {'; '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}); map it "
             f"onto this network with `nnprog transfer adapt {pretrained} -d {dataset} -c {configuration} -p {plans} "
             f"-o OUT.pth` and pass OUT.pth")
+
+
+def describe_pretrained(path: str | Path) -> PretrainedWeights:
+    """What a new run's identity records of its ``-pretrained_weights`` file: absolute path, size, sha256."""
+    path = Path(path).resolve()
+    return PretrainedWeights(path=str(path), size=path.stat().st_size, sha256=file_sha256(path))
+
+
+def check_recorded_pretrained(recorded: PretrainedWeights, run_file: str | Path) -> str:
+    """The recorded file of a run started again, unchanged (size and sha256), or one clear error with the fix."""
+    path = Path(recorded.path)
+    fix = (f"restore it, or start a new run (without --c, after removing {Path(run_file).parent}) with the weights "
+           f"you want")
+    if not path.is_file():
+        raise RunStateError(f"{run_file} says the run started from -pretrained_weights {path}, which is gone; {fix}")
+    if path.stat().st_size != recorded.size or file_sha256(path) != recorded.sha256:
+        raise RunStateError(f"{run_file} says the run started from -pretrained_weights {path} (sha256 "
+                            f"{recorded.sha256[:12]}...), but the file there changed since; {fix}")
+    return str(path)

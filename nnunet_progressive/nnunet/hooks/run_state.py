@@ -83,6 +83,7 @@ from nnunet_progressive.core.records import (
     RUN_SUMMARY_JSON,
     TIME_TO_DICE_JSON,
     CheckpointState,
+    PretrainedWeights,
     RunIdentity,
     RunSummary,
     checkpoint_checksum_problem,
@@ -99,7 +100,8 @@ from nnunet_progressive.nnunet.hooks.label_check import check_label_values
 from nnunet_progressive.nnunet.hooks.pretrained import (
     check_network_fits,
     check_pretrained_argument,
-    pretrained_weights_argument,
+    check_recorded_pretrained,
+    describe_pretrained,
 )
 from nnunet_progressive.nnunet.hooks.seeding import seed_generators
 from nnunet_progressive.stopping.dice import epoch_training_seconds, train_wall_seconds
@@ -262,6 +264,9 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self._continue_requested = bool(plans.get("continue_training", False))  # --c (popped by nnU-Net)
         # before nnU-Net's __init__ creates the fold folder: a start that cannot work leaves nothing behind
         self.check_start(device, _fold_folder_of(type(self).__name__, plans, configuration, fold))
+        # the one read of -pretrained_weights from the command line (nnU-Net never hands the path to the trainer):
+        # a new run records it in its identity, everything after reads it from there (nnunet/hooks/pretrained.py)
+        pretrained_argument = check_pretrained_argument()
         check_cases_for_fold(plans, dataset_json, fold)
         if not self._continue_requested and not validation_requested():  # a new run: its data is read once
             check_label_values(plans, configuration, dataset_json)
@@ -276,6 +281,9 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self.progressive_settings: ProgressiveSettings | None = None  # resolved in initialize() or load_checkpoint()
         self._run_id: str | None = None
         self._new_run = False
+        self._pretrained_argument = pretrained_argument
+        self._pretrained: PretrainedWeights | None = None  # of the run's identity, once it is known
+        self._pretrained_loaded_here = False  # --c without a checkpoint: the recorded weights loaded by the trainer
         self._checkpoint_written = False
         self._ending = False
         self._run_ended = False
@@ -300,7 +308,6 @@ class RunLengthMixin(AugmentationPlacementMixin):
                 f"no CUDA GPU found (torch {torch.__version__}, torch.cuda.is_available() is False) and nnUNetv2_train "
                 f"uses -device cuda unless told otherwise; on a CPU machine add -device cpu (on Apple silicon "
                 f"-device mps)")
-        check_pretrained_argument()
         if validation_requested() and fold_folder is not None and not (fold_folder / CHECKPOINT_FINAL).is_file():
             found = sorted(p.name for p in fold_folder.glob("checkpoint_*.pth")) if fold_folder.is_dir() else []
             if found:
@@ -345,14 +352,23 @@ class RunLengthMixin(AugmentationPlacementMixin):
     def run_file(self) -> Path:
         return Path(self.output_folder) / RUN_IDENTITY_JSON
 
-    def _identity(self, settings: ProgressiveSettings, run_id: str) -> RunIdentity:
+    @property
+    def pretrained_weights(self) -> str | None:
+        """The ``-pretrained_weights`` file the run started from, as its identity records it (None: from scratch,
+        or a run of a version that did not record it)."""
+        return self._pretrained.path if self._pretrained is not None else None
+
+    def _identity(self, settings: ProgressiveSettings, run_id: str, pretrained: PretrainedWeights | None = None,
+                  pretrained_known: bool = True) -> RunIdentity:
+        """The run file of a run (``pretrained_known`` False: a run of an older version, whose weights are unknown)."""
         from nnunet_progressive import __version__
 
+        known = {"pretrained_weights": pretrained} if pretrained_known else {}
         return RunIdentity(run_id=run_id, trainer=type(self).__name__, package_version=__version__,
                            settings=settings.to_dict(), plans=self.plans_manager.plans_name,
                            configuration=self.configuration_name, fold=str(self.fold),
                            plans_fingerprint=self._plans_fingerprint,
-                           created=datetime.now().isoformat(timespec="seconds"))
+                           created=datetime.now().isoformat(timespec="seconds"), **known)
 
     def _start_new_run(self) -> None:
         """Settings from the environment (strictly), checked against the fold folder; the run file written.
@@ -367,13 +383,15 @@ class RunLengthMixin(AugmentationPlacementMixin):
         self._new_run = True
         try:
             settings = settings_for_new_run(type(self))
-            identity = self._identity(settings, uuid.uuid4().hex)
+            pretrained = describe_pretrained(self._pretrained_argument) if self._pretrained_argument else None
+            identity = self._identity(settings, uuid.uuid4().hex, pretrained)
             starting_over = self._check_fold_folder(identity)
             self._adopt_settings(settings, "of a new run (trainer defaults and NNPROG_* environment)")
         except NnprogError:
             self._remove_failed_start()
             raise
         self._run_id = identity.run_id
+        self._pretrained = identity.pretrained_weights
         if self.local_rank == 0:
             if starting_over:
                 for name in RECORDS_OF_A_RUN:
@@ -392,6 +410,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
                                    f"{self.run_file} and start without --c to change them.")
         self._adopt_settings(settings, f"of the run being started again ({RUN_IDENTITY_JSON})")
         self._run_id = recorded.run_id
+        self._pretrained = recorded.pretrained_weights  # nnU-Net loads none under --c: initialize() loads these
         if self.local_rank == 0:  # what the stopped attempt may have written is not of this attempt
             for name in RECORDS_OF_A_RUN:
                 Path(self.output_folder, name).unlink(missing_ok=True)
@@ -403,7 +422,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         existing = read_record(self.run_file, RunIdentity, missing_ok=True)
         if existing is None or not any((folder / name).is_file() for name in CHECKPOINT_PREFERENCE):
             return False
-        # a knob added since that run started counts at its default (its run file cannot name it)
+        # a knob added since that run started counts at its default (its run file cannot name it); pre-trained
+        # weights are compared where both run files record them
         existing = existing.model_copy(update={"settings": {**ProgressiveSettings().to_dict(), **existing.settings}})
         differences = existing.differences(identity)
         if not differences:
@@ -438,7 +458,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
                                                       state.settings, state.package_version)
             self._run_id = state.run_id or uuid.uuid4().hex
             if self.local_rank == 0:
-                write_record(self.run_file, self._identity(settings, self._run_id))
+                write_record(self.run_file, self._identity(settings, self._run_id, pretrained_known=False))
             self.print_to_log_file(f"{RUN_IDENTITY_JSON} written from {sidecar.name} (a run of an older version)")
             return settings
         raise RunStateError(
@@ -449,13 +469,24 @@ class RunLengthMixin(AugmentationPlacementMixin):
 
     # --- nnU-Net hooks: start and resume ----------------------------------------------------------
     def initialize(self):
-        if self.progressive_settings is None:  # no checkpoint loaded: a new run
+        restarted = False
+        if self.progressive_settings is None:  # no checkpoint loaded: a new run, or --c before the first checkpoint
             self._start_new_run()
+            restarted = not self._new_run
         super().initialize()
-        pretrained = pretrained_weights_argument()
-        if pretrained and self._new_run:  # nnU-Net loads it next and would assert on a mismatch
-            check_network_fits(pretrained, self.network, self.plans_manager.dataset_name,
-                               self.plans_manager.plans_name, self.configuration_name)
+        if self._pretrained is None or not (self._new_run or restarted):
+            return
+        path = self._pretrained.path if self._new_run else check_recorded_pretrained(self._pretrained, self.run_file)
+        # nnU-Net loads a new run's file next and would assert on a mismatch
+        check_network_fits(path, self.network, self.plans_manager.dataset_name, self.plans_manager.plans_name,
+                           self.configuration_name)
+        if restarted:  # under --c nnU-Net loads no pre-trained weights: the run's start is repeated here
+            from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+            load_pretrained_weights(self.network, path, verbose=False)
+            self._pretrained_loaded_here = True
+            self.print_to_log_file(f"--c: loaded the pre-trained weights the run started from ({path}, recorded in "
+                                   f"{RUN_IDENTITY_JSON}), as nnU-Net's -pretrained_weights did at its start")
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         if not isinstance(filename_or_checkpoint, str):
@@ -464,6 +495,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
         identity = read_record(self.run_file, RunIdentity, missing_ok=True)
         if self._run_id is None and identity is not None:
             self._run_id = identity.run_id
+        if identity is not None:
+            self._pretrained = identity.pretrained_weights
         resuming = self._continue_requested and self.progressive_settings is None  # --c, not --val / --val_best
         chosen, message = choose_checkpoint(filename_or_checkpoint, self._run_id, allow_fallback=resuming)
         if message:

@@ -2,7 +2,8 @@
 
 Thin by design: the phases are :mod:`nnunet_progressive.transfer.finetune` (pure); the pre-trained weights come
 through nnU-Net's own ``-pretrained_weights`` (``load_pretrained_weights``), so any checkpoint that stock nnU-Net
-loads works, including the output of ``nnprog transfer adapt``.
+loads works, including the output of ``nnprog transfer adapt``. Which file the run started from is read from its
+run identity (``nnprog_run.json``, :mod:`nnunet_progressive.nnunet.hooks.pretrained`), not the command line.
 
 How freezing is done, and why this way:
 
@@ -21,7 +22,8 @@ How freezing is done, and why this way:
   checkpoint and read back before nnU-Net rebuilds the optimiser.
 - Segmentation heads: nnU-Net's ``load_pretrained_weights`` skips them. When ``nnprog transfer adapt`` kept head
   rows of the source for matching labels (its record says which), they are loaded here at the start of training
-  (never on ``--c``: the checkpoint holds the trained heads).
+  (never on ``--c`` from a checkpoint, which holds the trained heads; ``--c`` of a run stopped before its first
+  checkpoint starts it again, recorded weights and heads included).
 """
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ from nnunet_progressive.core.knobs import (
 )
 from nnunet_progressive.core.records import CheckpointState, FineTuningState
 from nnunet_progressive.nnunet.catalogue import FINETUNE_EPOCHS
-from nnunet_progressive.nnunet.hooks.pretrained import pretrained_weights_argument
 from nnunet_progressive.nnunet.hooks.run_state import RunLengthMixin
 from nnunet_progressive.transfer.finetune import (
     DECODER,
@@ -124,8 +125,21 @@ class FineTuningMixin(RunLengthMixin):
         self._finetune_optimizer: torch.optim.Optimizer | None = None
         self._role_of: dict[str, str] = {}
         self._fresh_checksums: list[float] | None = None
-        self._pretrained_file = pretrained_weights_argument()
-        self._parameter_statuses: dict[str, str] | None = self._statuses_of(self._pretrained_file)
+        self._sidecar_pretrained: str | None = None  # the file a checkpoint's sidecar names (runs of older versions)
+        self._statuses_known = False  # from the checkpoint's sidecar, else read from the file once
+        self._statuses: dict[str, str] | None = None
+
+    @property
+    def _pretrained_file(self) -> str | None:
+        """The file the run started from: its run identity's (the sidecar's for a run of an older version)."""
+        return self.pretrained_weights or self._sidecar_pretrained
+
+    @property
+    def _parameter_statuses(self) -> dict[str, str] | None:
+        if not self._statuses_known:
+            self._statuses = self._statuses_of(self._pretrained_file)
+            self._statuses_known = True
+        return self._statuses
 
     @classmethod
     def knob_features(cls) -> frozenset[str]:
@@ -200,13 +214,13 @@ class FineTuningMixin(RunLengthMixin):
     def on_train_start(self):
         if not self.was_initialized:
             self.initialize()  # as nnU-Net's on_train_start would; here so a missing checkpoint stops before loaders
-        if self.current_epoch == 0 and self._fresh_checksums is not None and self._checksums() == \
-                self._fresh_checksums:
+        if self.current_epoch == 0 and not self._pretrained_loaded_here and self._fresh_checksums is not None and \
+                self._checksums() == self._fresh_checksums:
             raise ProgressiveConfigError(
                 f"{type(self).__name__} fine-tunes pre-trained weights, but none were loaded: pass "
                 f"-pretrained_weights FILE to nnUNetv2_train (a checkpoint of the same network, or the output of "
                 f"`nnprog transfer adapt`), or train from scratch with nnUNetTrainer")
-        if self.current_epoch == 0 and pretrained_weights_argument():
+        if self.current_epoch == 0 and self._pretrained_file:
             self._load_kept_heads()
         super().on_train_start()
         counts = {role: sum(1 for r in self._role_of.values() if r == role) for role in ROLES}
@@ -259,8 +273,8 @@ class FineTuningMixin(RunLengthMixin):
         """Roles first (of the checkpoint being loaded): nnU-Net rebuilds the optimiser from them."""
         super().adopt_checkpoint_state(state)
         if state is not None and state.finetune is not None:
-            self._parameter_statuses = state.finetune.parameter_statuses
-            self._pretrained_file = state.finetune.pretrained_weights
+            self._statuses, self._statuses_known = state.finetune.parameter_statuses, True
+            self._sidecar_pretrained = state.finetune.pretrained_weights
 
     def restore_progressive_state(self, state: dict) -> None:
         super().restore_progressive_state(state)

@@ -448,6 +448,7 @@ def rank_dataset(
     num_processes: int = 1,
     output: str | os.PathLike | None = None,
     folds: Sequence[int | str] | None = None,
+    preprocessed: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Rank the training cases of each fold of a preprocessed nnU-Net dataset; returns the written JSON paths.
 
@@ -455,7 +456,9 @@ def rank_dataset(
     nnU-Net's default 5 folds). Each fold's ranking covers its training cases only. Reads
     ``$nnUNet_preprocessed/DatasetXXX_Name/<plans>.json`` for the configuration's data identifier and spacing, and
     the cases in ``<data_identifier>/``. ``output`` (one fold only) replaces the default file name
-    (:func:`default_output_path`). See the module doc for the method and output.
+    (:func:`default_output_path`). ``preprocessed``: nnU-Net's preprocessed folder (default
+    ``$nnUNet_preprocessed``; a caller with its own folders, such as the benchmark, passes them). See the module doc
+    for the method and output.
     """
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
@@ -465,7 +468,7 @@ def rank_dataset(
         raise ProgressiveConfigError(f"{error} (nnprog rank --fold)") from None
     if output is not None:
         check_writable(output, "ranking output (-o)")  # before the work, not after it
-    planned = resolve_configuration(dataset_name_or_id, configuration, plans)
+    planned = resolve_configuration(dataset_name_or_id, configuration, plans, preprocessed)
     data_folder = planned.require_preprocessed()
     dataset_folder = planned.preprocessed_dataset_folder
     configuration_manager = planned.configuration_manager

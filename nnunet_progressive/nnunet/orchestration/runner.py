@@ -7,13 +7,14 @@ Ctrl-C stop it (``train`` kills its process group in a ``finally`` block).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,3 +170,14 @@ def run_logged(command: Sequence[str], env: dict[str, str], log_file: str | os.P
     if result.returncode != 0:
         tail = "\n".join(output.splitlines()[-30:])
         raise NnunetCommandError(f"command failed with exit code {result.returncode}: {' '.join(command)}\n{tail}")
+
+
+@contextlib.contextmanager
+def output_to_log(log_file: str | os.PathLike, title: str) -> Iterator[None]:
+    """This process's printed output (``print``, progress bars) appended to ``log_file`` under ``$ title``, for the
+    package's own commands called as library functions where a log is kept (the benchmark's preparation, which runs in
+    one thread). Line-buffered, so that it keeps its order with the output of commands ``run_logged`` appends."""
+    with open(log_file, "a", buffering=1) as handle:
+        handle.write(f"$ {title}\n")
+        with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+            yield

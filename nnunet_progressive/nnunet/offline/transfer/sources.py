@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,24 +47,29 @@ def _read_json(path: Path) -> dict:
         raise ProgressiveConfigError(f"{path} is not valid JSON ({error}); restore it or re-create it") from None
 
 
-def run_shown(command: list[str]) -> None:
-    """Run one of nnU-Net's commands with its output (and progress bars) on this terminal; a clear error if it fails."""
-    result = subprocess.run(nnunet_command(command), env=dict(os.environ))
+def run_shown(command: list[str], env: Mapping[str, str] | None = None) -> None:
+    """Run one of nnU-Net's commands with its output (and progress bars) on this terminal, in ``env`` (default
+    ``os.environ``); a clear error if it fails."""
+    result = subprocess.run(nnunet_command(command), env=dict(os.environ if env is None else env))
     if result.returncode != 0:
         raise ProgressiveConfigError(f"`{' '.join(command)}` failed with exit code {result.returncode}; its output "
                                      f"is above")
 
 
-def extract_fingerprint(folders: DatasetFolders, num_processes: int = 2) -> Path:
-    """The dataset's ``dataset_fingerprint.json``; made by ``nnUNetv2_extract_fingerprint`` if it is missing."""
+def extract_fingerprint(folders: DatasetFolders, num_processes: int = 2,
+                        run_command: Callable[[list[str]], None] = run_shown,
+                        preprocessed: str | os.PathLike | None = None) -> Path:
+    """The dataset's ``dataset_fingerprint.json``; made by ``nnUNetv2_extract_fingerprint`` (run with
+    ``run_command``) if it is missing. ``preprocessed``: nnU-Net's preprocessed folder (default
+    ``$nnUNet_preprocessed``)."""
     if folders.preprocessed is not None and (folders.preprocessed / "dataset_fingerprint.json").is_file():
         return folders.preprocessed / "dataset_fingerprint.json"
     if folders.raw is None:
         raise ProgressiveConfigError(f"{folders.name} has no dataset_fingerprint.json and no raw data to compute it "
                                      f"from; put the dataset into nnUNet_raw")
     print(f"extracting the dataset fingerprint of {folders.name} (nnUNetv2_extract_fingerprint)", flush=True)
-    run_shown(["nnUNetv2_extract_fingerprint", "-d", str(folders.dataset_id), "-np", str(num_processes)])
-    path = preprocessed_root() / folders.name / "dataset_fingerprint.json"
+    run_command(["nnUNetv2_extract_fingerprint", "-d", str(folders.dataset_id), "-np", str(num_processes)])
+    path = preprocessed_root(preprocessed) / folders.name / "dataset_fingerprint.json"
     if not path.is_file():
         raise ProgressiveConfigError(f"nnUNetv2_extract_fingerprint ran but {path} is missing")
     return path

@@ -111,14 +111,16 @@ class TargetNetwork:
 
 
 def build_target_network(dataset: str | int, configuration: str, plans: str = "nnUNetPlans",
-                         trainer: str = "nnUNetTrainer", seed: int = 0) -> TargetNetwork:
-    """The network ``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS`` builds, freshly initialised."""
+                         trainer: str = "nnUNetTrainer", seed: int = 0,
+                         preprocessed: str | os.PathLike | None = None) -> TargetNetwork:
+    """The network ``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS`` builds, freshly initialised
+    (``preprocessed``: nnU-Net's preprocessed folder, default ``$nnUNet_preprocessed``)."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
     from nnunet_progressive.nnunet.orchestration.discovery import find_trainer_class
     from nnunet_progressive.nnunet.resolve import resolve_configuration
 
-    planned = resolve_configuration(dataset, configuration, plans)
+    planned = resolve_configuration(dataset, configuration, plans, preprocessed)
     dataset_json_file = planned.preprocessed_dataset_folder / "dataset.json"
     if not dataset_json_file.is_file():
         raise ProgressiveConfigError(f"{dataset_json_file} is missing; nnUNetv2_plan_and_preprocess writes it")
@@ -191,8 +193,11 @@ def head_rows_record(rows: HeadRows, kept_any: bool, head_rules: dict[str, str])
 def adapt_checkpoint(checkpoint: str | os.PathLike, dataset: str | int, configuration: str, output: str | os.PathLike,
                      plans: str = "nnUNetPlans", trainer: str = "nnUNetTrainer", channel_rule: str = "match",
                      source_channels: list[str] | None = None, min_share: float = DEFAULT_MIN_SHARE,
-                     adapt_kernels: bool = True, seed: int = 0) -> TransferRecord:
-    """Write ``output`` (nnU-Net checkpoint format) for the target network; returns the mapping record."""
+                     adapt_kernels: bool = True, seed: int = 0,
+                     preprocessed: str | os.PathLike | None = None) -> TransferRecord:
+    """Write ``output`` (nnU-Net checkpoint format) for the target network; returns the mapping record.
+
+    ``preprocessed``: nnU-Net's preprocessed folder of the target (default ``$nnUNet_preprocessed``)."""
     from nnunet_progressive import __version__
 
     if channel_rule not in CHANNEL_RULES:
@@ -203,7 +208,7 @@ def adapt_checkpoint(checkpoint: str | os.PathLike, dataset: str | int, configur
     if output.resolve() == checkpoint:
         raise ProgressiveConfigError(f"-o {output} would overwrite the source checkpoint; write to another file")
     source = {strip_wrappers(k): v for k, v in load_state_dict(checkpoint).items()}
-    target = build_target_network(dataset, configuration, plans, trainer, seed)
+    target = build_target_network(dataset, configuration, plans, trainer, seed, preprocessed)
     shared = target.network.state_dict()  # aliases share storage here (not in the copies below)
     target_state = {k: v.detach().clone() for k, v in shared.items()}
     plan = plan_mapping({k: tuple(v.shape) for k, v in source.items()},

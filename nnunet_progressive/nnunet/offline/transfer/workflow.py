@@ -25,9 +25,12 @@ the output say which channel got what.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
@@ -93,7 +96,7 @@ def check_target_planned(target: DatasetFolders, source: DatasetFolders, plans: 
 
 
 def source_normalization(source: DatasetFolders, target_plans: dict, target_channels: list[str],
-                         source_channels: list[str]) -> tuple[dict, list[dict]]:
+                         source_channels: list[str], fingerprint_file: Path) -> tuple[dict, list[dict]]:
     """Per source channel: the target's normalisation of the same modality/sequence, else the source's own.
 
     Returns (changes to write into the moved plans: ``normalization_schemes``, ``use_mask_for_norm``,
@@ -105,7 +108,13 @@ def source_normalization(source: DatasetFolders, target_plans: dict, target_chan
                     for i, n in enumerate(source_channels)]
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
-    planner = ExperimentPlanner(source.name, suppress_transpose=False)
+    # nnU-Net's own rule (scheme per channel name, mask from the fingerprint's cropping), on the source's own files:
+    # its method reads only these two attributes, and its constructor would read them from the folders of
+    # nnunetv2.paths, fixed when nnU-Net was first imported in this process (a caller such as the benchmark passes
+    # other folders)
+    planner = ExperimentPlanner.__new__(ExperimentPlanner)
+    planner.dataset_json = _dataset_json(source)
+    planner.dataset_fingerprint = json.loads(fingerprint_file.read_text())
     own_schemes, own_masks = planner.determine_normalization_scheme_and_whether_mask_is_used_for_norm()
     own_intensity = planner.dataset_fingerprint["foreground_intensity_properties_per_channel"]
     reference = next(iter(target_plans["configurations"].values()))
@@ -153,11 +162,20 @@ def preprocess_command(dataset_id: int, plans: str, configurations: list[str], n
 
 def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetPlans",
                      configurations: list[str] | None = None, source_plans: str | None = None,
-                     num_processes: int = 2, log=print) -> tuple[TransferPreparation, list[str]]:
-    """Run steps 2-4 of the workflow where needed; returns the record and the next commands."""
+                     num_processes: int = 2, log: Callable[[str], None] = print,
+                     environment: Mapping[str, str] | None = None,
+                     run_command: Callable[[list[str]], None] | None = None) -> tuple[TransferPreparation, list[str]]:
+    """Run steps 2-4 of the workflow where needed; returns the record and the next commands.
+
+    ``environment``: where nnU-Net's folders are (``nnUNet_raw``, ``nnUNet_preprocessed``) and what its commands run
+    in (default ``os.environ``); ``run_command`` runs one of them (default: :func:`run_shown` in ``environment``,
+    output on this terminal; the benchmark logs it).
+    """
     from nnunet_progressive import __version__
 
-    src, tgt = locate_dataset(source), locate_dataset(target)
+    env = dict(os.environ if environment is None else environment)
+    run = run_command or functools.partial(run_shown, env=env)
+    src, tgt = locate_dataset(source, env), locate_dataset(target, env)
     if src.name == tgt.name:
         raise ProgressiveConfigError(f"--source and --target are both {src.name}; pre-train on another dataset")
     target_plans_file, target_plans, configurations = check_target_planned(tgt, src, plans, configurations)
@@ -165,11 +183,11 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
         raise ProgressiveConfigError(f"the source {src.name} has no raw data in nnUNet_raw; nnU-Net preprocesses the "
                                      f"source from its raw images with the target's plans")
     source_plans = source_plans or source_plans_name(plans, tgt.dataset_id)
-    preprocessed = preprocessed_root()
+    preprocessed = preprocessed_root(None, env)
     steps: list[dict] = [{"step": f"target {tgt.name} planned ({plans})", "status": "checked"}]
 
     fingerprint_existed = src.preprocessed is not None and (src.preprocessed / "dataset_fingerprint.json").is_file()
-    extract_fingerprint(src, num_processes)
+    fingerprint_file = extract_fingerprint(src, num_processes, run, preprocessed)
     steps.append({"step": f"nnUNetv2_extract_fingerprint -d {src.dataset_id}",
                   "status": "already done" if fingerprint_existed else "ran"})
 
@@ -184,7 +202,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
                   or previous.target_dataset != tgt.name or previous.target_plans != plans)
     if fresh_move:
         log(f"moving the plans of {tgt.name} onto {src.name}: {' '.join(move)}")
-        run_shown(move)
+        run(move)
     moved = json.loads(moved_file.read_text())
     if moved.get("dataset_name") != src.name:
         raise ProgressiveConfigError(f"{moved_file} says dataset_name {moved.get('dataset_name')!r}, not {src.name}")
@@ -196,7 +214,8 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
         steps.append({"step": f"dataset.json copied to {copied} (nnUNetv2_preprocess reads it there)", "status": "ran"})
 
     target_channels, source_channels = _channels(_dataset_json(tgt)), _channels(_dataset_json(src))
-    changes, normalization = source_normalization(src, target_plans, target_channels, source_channels)
+    changes, normalization = source_normalization(src, target_plans, target_channels, source_channels,
+                                                  fingerprint_file)
     if changes and fresh_move:
         _apply_normalization(moved_file, changes)
     steps.append({"step": "normalisation per source channel", "status": "; ".join(
@@ -211,7 +230,7 @@ def prepare_transfer(source: str | int, target: str | int, plans: str = "nnUNetP
     preprocess = preprocess_command(src.dataset_id, source_plans, to_preprocess or configurations, num_processes)
     if to_preprocess:
         log(f"preprocessing {src.name} with the target's plans: {' '.join(preprocess)}")
-        run_shown(preprocess)
+        run(preprocess)
     for configuration in configurations:
         identifier = data_identifier(json.loads(moved_file.read_text()), configuration)
         count = _preprocessed_cases(source_folder / (identifier or ""))
