@@ -291,6 +291,23 @@ def combinations() -> list[Combination]:
         c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, phase_change(3), pretrained=True),
         c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, phase_change(2), pretrained=True),
         c("nnUNetTrainer_TinyUNETR_PGPS_Efficiency", ARCHITECTURE_KNOBS, stage_switch(2)),
+        # second run (2026-12-07): mid-epoch kills of the families without a test of their own, checkpoint writes
+        # of the families the first run left out
+        c("nnUNetTrainer_PGPS_Efficiency", PGPS_KNOBS, mid_epoch(3)),
+        c("nnUNetTrainer_PGPS_Performance", PGPS_KNOBS, checkpoint_write(4)),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, mid_epoch(3)),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, checkpoint_write(1)),
+        c("nnUNetTrainer_Finetune", FINETUNE_KNOBS, checkpoint_write(1), pretrained=True),
+        c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, mid_epoch(2), pretrained=True),
+        c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, checkpoint_write(2), pretrained=True),
+        c("nnUNetTrainer_TinyUNETR_PGPS_Efficiency", ARCHITECTURE_KNOBS, checkpoint_write(3)),
+        c("nnUNetTrainer_TinyUNETR_PGPS_Efficiency", ARCHITECTURE_KNOBS, mid_epoch(4)),
+        c("nnUNetTrainer_RPSS", RPSS_KNOBS, mid_epoch(5)),
+        c("nnUNetTrainer_PGPS_Performance", PGPS_KNOBS, before_first_checkpoint()),
+        c("nnUNetTrainer_PDL_Random", PDL_KNOBS, before_first_checkpoint()),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, before_first_checkpoint()),
+        c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, checkpoint_write(2), pretrained=True),
+        c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, mid_epoch(3), pretrained=True),
     ]
 
 
