@@ -271,7 +271,7 @@ QUICK = ("PDL_Random: Set 1 -> all (epoch 3)", "PDL_Random: Dice check (epoch 1)
 
 def combinations() -> list[Combination]:
     """Every trainer family at the phases that matter for it (the quick ones, QUICK, run in the test suite).
-    Mid-epoch kills of PGPS Performance, RPSS, Finetune and the architecture trainers are tests of their own
+    Mid-epoch kills of PGPS Performance, RPSS, Finetune and the architecture trainers are also tests of their own
     (tests/test_nnunet_pgps_trainers.py, test_transfer_e2e.py, test_nnunet_architectures_e2e.py)."""
     c = Combination
     return [
