@@ -271,7 +271,7 @@ QUICK = ("PDL_Random: Set 1 -> all (epoch 3)", "PDL_Random: Dice check (epoch 1)
 
 def combinations() -> list[Combination]:
     """Every trainer family at the phases that matter for it (the quick ones, QUICK, run in the test suite).
-    Mid-epoch kills of PGPS Performance, RPSS, Finetune and the architecture trainers are tests of their own
+    Mid-epoch kills of PGPS Performance, RPSS, Finetune and the architecture trainers are also tests of their own
     (tests/test_nnunet_pgps_trainers.py, test_transfer_e2e.py, test_nnunet_architectures_e2e.py)."""
     c = Combination
     return [
@@ -291,6 +291,23 @@ def combinations() -> list[Combination]:
         c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, phase_change(3), pretrained=True),
         c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, phase_change(2), pretrained=True),
         c("nnUNetTrainer_TinyUNETR_PGPS_Efficiency", ARCHITECTURE_KNOBS, stage_switch(2)),
+        # second run (2026-12-07): mid-epoch kills of the families without a test of their own, checkpoint writes
+        # of the families the first run left out
+        c("nnUNetTrainer_PGPS_Efficiency", PGPS_KNOBS, mid_epoch(3)),
+        c("nnUNetTrainer_PGPS_Performance", PGPS_KNOBS, checkpoint_write(4)),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, mid_epoch(3)),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, checkpoint_write(1)),
+        c("nnUNetTrainer_Finetune", FINETUNE_KNOBS, checkpoint_write(1), pretrained=True),
+        c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, mid_epoch(2), pretrained=True),
+        c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, checkpoint_write(2), pretrained=True),
+        c("nnUNetTrainer_TinyUNETR_PGPS_Efficiency", ARCHITECTURE_KNOBS, checkpoint_write(3)),
+        c("nnUNetTrainer_TinyUNETR_PGPS_Efficiency", ARCHITECTURE_KNOBS, mid_epoch(4)),
+        c("nnUNetTrainer_RPSS", RPSS_KNOBS, mid_epoch(5)),
+        c("nnUNetTrainer_PGPS_Performance", PGPS_KNOBS, before_first_checkpoint()),
+        c("nnUNetTrainer_PDL_Random", PDL_KNOBS, before_first_checkpoint()),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, before_first_checkpoint()),
+        c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, checkpoint_write(2), pretrained=True),
+        c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, mid_epoch(3), pretrained=True),
     ]
 
 

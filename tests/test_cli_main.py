@@ -60,6 +60,7 @@ ERRORS = {
     "benchmark": (["benchmark", "run", "{tmp}/missing.yaml"], "spec file {tmp}/missing.yaml does not exist"),
     "compare": (["compare", "{tmp}/no_fold"], "time_to_dice.json does not exist"),
     "verify": (["verify", "{tmp}/no_model"], "{tmp}/no_model is not a folder"),
+    "check-dataset": (["check-dataset", "999"], "dataset 999: no folder in nnUNet_raw"),
     "profile": (["profile", "-d", "999", "-c", "3d_fullres"], "dataset 999 was not found"),
     "predict": (["predict", "-i", "{tmp}/in", "-o", "{tmp}/out", "-d", "999", "-c", "3d_fullres"],
                 "dataset '999'"),

@@ -530,6 +530,28 @@ def test_an_error_that_ends_the_process_runs_the_failed_start_clean_up(tmp_path,
     assert marker.exists() == cleans and (not cleans or marker.read_text() == "ValueError")
 
 
+def test_a_forked_child_that_fails_never_runs_the_parents_clean_up(tmp_path):
+    """An augmentation worker is a fork of the training process and inherits its clean-up callbacks; an error that
+    ends the worker (e.g. after the training was killed) must not remove the training's fold folder."""
+    marker = tmp_path / "cleaned"
+    code = ("import os\n"
+            "from pathlib import Path\n"
+            "from nnunet_progressive.nnunet.hooks import training_process\n"
+            "training_process.install()\n"
+            "class Trainer:\n"
+            f"    def clean(self, error): Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+            "trainer = Trainer()\n"
+            "training_process.on_error(trainer.clean)\n"
+            "child = os.fork()\n"
+            "if child == 0:\n"
+            "    raise ValueError('the worker fails')\n"
+            "os.waitpid(child, 0)\n"
+            "print('parent', os.getpid())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and "the worker fails" in result.stderr, result.stderr
+    assert not marker.exists(), "the forked child ran the training's clean-up"
+
+
 def test_records_read_back_typed(tmp_path):
     path = tmp_path / "state.json"
     path.write_text(json.dumps({"current_epoch": 3, "dice_checks": [], "new_key": 1}))

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "nnunet_progressive.cli.stopping",
     "nnunet_progressive.cli.transfer",
     "nnunet_progressive.cli.verify",
+    "nnunet_progressive.cli.check_dataset",
     "nnunet_progressive.cli.trainers",
     "nnunet_progressive.cli.predict",
     "nnunet_progressive.cli.profile",

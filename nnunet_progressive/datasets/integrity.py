@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_progressive.core.errors import ProgressiveConfigError
+
 SHOWN = 5  # cases named per problem
 
 
@@ -84,8 +86,15 @@ def summarise_raw_dataset(raw_folder: str | Path) -> list[CaseSummary]:
         reader = determine_reader_writer_from_dataset_json(dataset_json, first["images"][0])()
     summaries = []
     for case_id, files in cases.items():
-        seg, seg_properties = reader.read_seg(files["label"])
-        images = [reader.read_images([image]) for image in files["images"]]
+        try:
+            seg, seg_properties = reader.read_seg(files["label"])
+            images = [reader.read_images([image]) for image in files["images"]]
+        except Exception as error:  # noqa: BLE001 - any reader's failure on a damaged or missing file
+            reason = " ".join(str(error).split())[:300]
+            raise ProgressiveConfigError(
+                f"case {case_id} of {raw_folder} cannot be read ({type(error).__name__}: {reason}); its files: "
+                f"{', '.join(Path(f).name for f in [*files['images'], files['label']])}: replace the damaged or "
+                f"missing file") from None
         summaries.append(CaseSummary(
             case_id, frozenset(int(v) for v in np.unique(seg)), tuple(seg.shape[1:]),
             tuple(float(s) for s in seg_properties["spacing"]),

@@ -273,6 +273,7 @@ class RunLengthMixin(AugmentationPlacementMixin):
         new_folders = _folders_nnunet_will_create(type(self).__name__, plans, configuration, fold)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._created_folders = new_folders
+        self._pid = os.getpid()  # the training process: only it removes what a failed start created
         self._epoch_begun = False
         training_process.on_error(self._remove_failed_start_before_training)
         if self.local_rank == 0:
@@ -546,8 +547,8 @@ class RunLengthMixin(AugmentationPlacementMixin):
     def _remove_failed_start(self) -> None:
         """A new run that failed before its first checkpoint leaves nothing behind that it created (fold folder,
         trainer folder, the dataset's folder in nnUNet_results), or only its log where the folder was there."""
-        if not self._new_run or self._checkpoint_written or self.local_rank != 0:
-            return
+        if not self._new_run or self._checkpoint_written or self.local_rank != 0 or os.getpid() != self._pid:
+            return  # (a forked child, e.g. an augmentation worker, never removes the training's folders)
         fold_folder = Path(self.output_folder)
         if fold_folder in self._created_folders:
             shutil.rmtree(fold_folder, ignore_errors=True)

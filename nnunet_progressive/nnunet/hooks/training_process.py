@@ -108,8 +108,10 @@ def _after_fork_in_child() -> None:
 def on_error(callback) -> None:
     """Call ``callback(error)`` when an exception (not Ctrl-C or an exit) ends this process, before it is
     reported: trainers remove what a failed start created. Callbacks that fail are skipped. A bound method is
-    held weakly (a trainer that is gone needs no clean-up)."""
-    _error_callbacks.append(weakref.WeakMethod(callback) if hasattr(callback, "__self__") else lambda: callback)
+    held weakly (a trainer that is gone needs no clean-up). Only this process runs it: a child forked from it
+    (an augmentation worker) inherits the list but never cleans up the training's folders."""
+    reference = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else (lambda: callback)
+    _error_callbacks.append((os.getpid(), reference))
 
 
 WORKER_DIED = "background workers are no longer alive"  # batchgenerators' augmenters, when a worker is gone
@@ -121,8 +123,8 @@ def _report_package_errors(kind, error, traceback) -> None:
     from nnunet_progressive.core.errors import NnprogError
 
     if isinstance(error, Exception):
-        for reference in _error_callbacks:
-            callback = reference()
+        for owner, reference in _error_callbacks:
+            callback = reference() if owner == os.getpid() else None
             if callback is None:
                 continue
             try:
