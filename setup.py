@@ -36,7 +36,7 @@ setup(
         "submitit",  # SLURM executor of `nnprog benchmark run` (imported lazily)
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "ruff", "nilearn", "monai>=1.5,<1.7"],
+        "test": ["pytest>=7", "pytest-xdist>=3.8", "ruff", "nilearn", "monai>=1.5,<1.7"],
         "offline": ["nilearn"],  # ships the MNI152 template used by nnunet_progressive.datasets.mni152
         # MONAI's UNETR and SwinUNETR (nnUNetTrainer_UNETR, _SwinUNETR); 1.5 dropped SwinUNETR's img_size
         "transformers": ["monai>=1.5,<1.7"],

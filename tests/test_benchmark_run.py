@@ -18,6 +18,7 @@ from nnunet_progressive.benchmark.spec import load_spec
 from nnunet_progressive.cli.main import main
 from nnunet_progressive.core.errors import NnunetCommandError, ProgressiveConfigError
 from nnunet_progressive.core.records import RUN_SUMMARY_JSON, RunSummary, write_record
+from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
 
 DATASET = "Dataset777_Fake"
 TRAINERS = ["nnUNetTrainer_ConstantPatch", "nnUNetTrainer_PGPS_Efficiency"]
@@ -221,6 +222,7 @@ def test_submitit_debug_executor_runs_the_array_and_resumes_with_c(workspace, fa
     fold = context.fold_folder(run)
     for name in ("checkpoint_final.pth", "validation/summary.json"):
         (fold / name).unlink()
+    (fold / "nnprog_run.json").write_text("{}")  # the preempted run had started (a real training writes it first)
     record = delayed.function(*delayed.args, **delayed.kwargs)
     assert fake_train.calls[-1]["extra"] == ["--c"] and record.status == "done"
 
@@ -455,3 +457,19 @@ def test_seed_training_refuses_trainers_that_cannot_read_the_seed(workspace, fak
     spec = load_spec(write_spec(workspace, trainers=["nnUNetTrainer", TRAINERS[0]], seed_training=True, knobs={}))
     with pytest.raises(ProgressiveConfigError, match=r"trainers\[0\].*cannot read NNPROG_SEED"):
         bench_run.check_trainers(spec)
+
+
+def test_a_requeued_job_continues_only_a_run_that_had_started(workspace, fake_train):
+    """A requeued SLURM job (force_continue): --c where the run's identity file is there (its recorded settings and
+    weights), a new start where the first attempt died before it (--c would start nnU-Net afresh without the
+    pre-trained weights)."""
+    spec = load_spec(write_spec(workspace))
+    context = bench_execution.RunContext(NnunetFolders.under(workspace / "nnunet"), spec.results_dir)
+    started, never = spec_runs = bench_run.expand_runs(spec, [DATASET])[:2]
+    for run in spec_runs:
+        context.fold_folder(run).mkdir(parents=True)
+    (context.fold_folder(started) / "nnprog_run.json").write_text("{}")
+    modes = {run.trainer: bench_execution.execute_run(run, context, force_continue=True).attempts[-1].mode
+             for run in (started, never)}
+    assert modes == {started.trainer: "continue", never.trainer: "new"}
+    assert [c["extra"] for c in fake_train.calls] == [["--c"], []]

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.datasets.integrity import (
     CaseSummary,
+    background_label_values,
     expected_label_values,
     raw_dataset_problems,
     summarise_raw_dataset,
@@ -47,6 +48,10 @@ def test_no_foreground_anywhere_is_a_problem_but_some_empty_cases_are_not():
         "no foreground in any of the 2 label maps (every voxel is background 0): nothing to learn; check that "
         "labelsTr holds the segmentations"]
     assert raw_dataset_problems([_case("a", values=(0,)), _case("b")], {0, 1}) == []
+    only_ignored = [_case("a", values=(0, 2)), _case("b", values=(0,))]  # 2: dataset.json's ignore label
+    assert raw_dataset_problems(only_ignored, {0, 1, 2}, background_label_values({"labels": {"ignore": 2}})) == [
+        "no foreground in any of the 2 label maps (every voxel is background 0 or the ignore label 2): nothing to "
+        "learn; check that labelsTr holds the segmentations"], "as the start-of-run check counts it"
     assert len(raw_dataset_problems([_case("a", values=(0, 9)), _case("b", values=(0,), label_shape=(1, 1, 1))],
                                     {0, 1})) == 2, "each kind of problem is listed"
 

@@ -562,3 +562,15 @@ def test_records_read_back_typed(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ProgressiveConfigError, match="expected a JSON object"):
         read_record(path, CheckpointState)
+
+
+def test_the_pretrained_argument_is_read_in_both_of_argparses_spellings():
+    """nnU-Net's parser takes ``-pretrained_weights FILE`` and ``-pretrained_weights=FILE``: both are the run's
+    weights (the second was missed: no checks, no record, fresh heads)."""
+    from nnunet_progressive.nnunet.hooks.pretrained import pretrained_weights_argument
+
+    base = ["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", "nnUNetTrainer_Finetune"]
+    assert pretrained_weights_argument([*base, "-pretrained_weights", "/w/a.pth"]) == "/w/a.pth"
+    assert pretrained_weights_argument([*base, "-pretrained_weights=/w/b.pth", "-device", "cpu"]) == "/w/b.pth"
+    assert pretrained_weights_argument(base) is None
+    assert pretrained_weights_argument([*base, "-pretrained_weights"]) is None  # nnU-Net's parser refuses it

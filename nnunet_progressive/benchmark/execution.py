@@ -37,6 +37,7 @@ from nnunet_progressive.benchmark.results import (
 from nnunet_progressive.benchmark.spec import BenchmarkRun, BenchmarkSpec, DatasetSpec
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.records import (
+    RUN_IDENTITY_JSON,
     Attempt,
     BenchmarkRecord,
 )
@@ -261,8 +262,10 @@ def execute_run(run: BenchmarkRun, context: RunContext, gpu: int | None = None, 
     if busy:
         return record.model_copy(update={"skipped_because": busy})
     mode, extra = MODE_FOR_STATUS[status]
-    if force_continue and status == STATUS_NEW:
-        mode, extra = "continue", ("--c",)  # a requeued SLURM job; nnU-Net starts over if nothing was saved
+    if force_continue and status == STATUS_NEW and (Path(record.fold_folder) / RUN_IDENTITY_JSON).is_file():
+        # a requeued SLURM job whose run had started: --c continues it with its recorded settings and weights; one
+        # that died before its run file is started anew (with its pre-trained weights, which --c would not pass)
+        mode, extra = "continue", ("--c",)
     if mode == "new":
         extra = with_pretrained_weights(run, context.results_dir, extra)
     training_run = context.training_run(run, gpu)

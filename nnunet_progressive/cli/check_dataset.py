@@ -46,6 +46,7 @@ def raw_folder_of(dataset: str) -> Path:
 def check_raw_dataset(folder: Path) -> tuple[int, list[str]]:
     """(the number of training cases, the problems found: one line each)."""
     from nnunet_progressive.datasets.integrity import (
+        background_label_values,
         expected_label_values,
         raw_dataset_problems,
         summarise_raw_dataset,
@@ -70,7 +71,8 @@ def check_raw_dataset(folder: Path) -> tuple[int, list[str]]:
     if not cases:
         raise ProgressiveConfigError(f"{folder} has no training case (imagesTr and labelsTr as dataset.json's "
                                      f"file_ending says); nothing to plan")
-    return len(cases), raw_dataset_problems(cases, expected_label_values(dataset_json))
+    return len(cases), raw_dataset_problems(cases, expected_label_values(dataset_json),
+                                            background_label_values(dataset_json))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

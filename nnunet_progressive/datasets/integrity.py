@@ -35,7 +35,14 @@ def _named(case_ids: Sequence[str]) -> str:
     return shown + (f" and {len(case_ids) - SHOWN} more" if len(case_ids) > SHOWN else "")
 
 
-def raw_dataset_problems(cases: Iterable[CaseSummary], label_values: Iterable[int]) -> list[str]:
+def background_label_values(dataset_json: dict) -> set[int]:
+    """The raw label values that are no foreground: background 0 and the ignore label, if dataset.json has one."""
+    ignore = dataset_json.get("labels", {}).get("ignore")
+    return {0} | ({int(ignore)} if isinstance(ignore, int | float) else set())
+
+
+def raw_dataset_problems(cases: Iterable[CaseSummary], label_values: Iterable[int],
+                         background: Iterable[int] = (0,)) -> list[str]:
     """One line per kind of problem (the cases named), empty when the dataset is fine on these counts."""
     cases = list(cases)
     expected = set(label_values)
@@ -50,8 +57,11 @@ def raw_dataset_problems(cases: Iterable[CaseSummary], label_values: Iterable[in
     if mismatched:
         problems.append(f"label map and image differ in shape or spacing in {len(mismatched)} case(s): "
                         f"{_named(mismatched)}; resample or re-export the label maps onto their images")
-    if cases and not any(c.label_values - {0} for c in cases):
-        problems.append(f"no foreground in any of the {len(cases)} label maps (every voxel is background 0): nothing "
+    background = set(background)
+    if cases and not any(c.label_values - background for c in cases):
+        ignored = sorted(background - {0})
+        what = "background 0" + (f" or the ignore label {ignored[0]}" if ignored else "")
+        problems.append(f"no foreground in any of the {len(cases)} label maps (every voxel is {what}): nothing "
                         f"to learn; check that labelsTr holds the segmentations")
     return problems
 
@@ -82,8 +92,15 @@ def summarise_raw_dataset(raw_folder: str | Path) -> list[CaseSummary]:
     first = next(iter(cases.values()), None)
     if first is None:
         return []
-    with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints which reader it picked
-        reader = determine_reader_writer_from_dataset_json(dataset_json, first["images"][0])()
+    try:  # nnU-Net prints which reader it picked (and, when none reads the file, tracebacks of each it tried)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            reader = determine_reader_writer_from_dataset_json(dataset_json, first["images"][0])()
+    except Exception as error:  # noqa: BLE001 - no reader for the file ending, or a damaged first image
+        reason = " ".join(str(error).split())[:300]
+        raise ProgressiveConfigError(
+            f"no reader of nnU-Net reads {first['images'][0]} (file_ending {dataset_json.get('file_ending')!r} of "
+            f"{raw_folder / 'dataset.json'}; {type(error).__name__}: {reason}): replace the damaged file or set the "
+            f"file_ending the images have") from None
     summaries = []
     for case_id, files in cases.items():
         try:

@@ -80,11 +80,17 @@ def plan_and_preprocess(
 
 def _raw_problems(raw_folder: Path) -> list[str]:
     """What :mod:`nnunet_progressive.datasets.integrity` finds wrong with a raw dataset ([] if it cannot tell)."""
-    from nnunet_progressive.datasets.integrity import expected_label_values, raw_dataset_problems, summarise_raw_dataset
+    from nnunet_progressive.datasets.integrity import (
+        background_label_values,
+        expected_label_values,
+        raw_dataset_problems,
+        summarise_raw_dataset,
+    )
 
     try:
         dataset_json = json.loads((raw_folder / "dataset.json").read_text())
-        return raw_dataset_problems(summarise_raw_dataset(raw_folder), expected_label_values(dataset_json))
+        return raw_dataset_problems(summarise_raw_dataset(raw_folder), expected_label_values(dataset_json),
+                                    background_label_values(dataset_json))
     except Exception:  # noqa: BLE001 - a dataset too broken to read keeps nnU-Net's own report
         return []
 

@@ -30,9 +30,11 @@ def pretrained_weights_argument(argv: list[str] | None = None) -> str | None:
 
     Only :func:`check_pretrained_argument` calls it (see the module doc)."""
     argv = sys.argv if argv is None else argv
-    for index, word in enumerate(argv[:-1]):
-        if word == "-pretrained_weights":
+    for index, word in enumerate(argv):
+        if word == "-pretrained_weights" and index + 1 < len(argv):
             return argv[index + 1]
+        if word.startswith("-pretrained_weights="):  # argparse's other spelling, which nnU-Net accepts too
+            return word.split("=", 1)[1]
     return None
 
 

@@ -85,7 +85,7 @@ from nnunet_progressive.pdl.similarity.registration import (
 REGIONS: tuple[str, ...] = ("body", "image")
 MODE_CHOICES: tuple[str, ...] = ("auto", *ranking.MODES)
 DEFAULT_GRID_SIZE = 64
-CACHE_FORMAT = 2  # 2: registration status, stage kept and discarded stages per pair
+CACHE_FORMAT = 3  # 2: registration status, stage kept, discarded stages; 3: failed stages keep the best start
 OUTPUT_FORMAT = 2  # 2: per-fold rankings, pair records, registration counts, orders per metric
 CACHE_FLUSH_EVERY_PAIRS = 20
 CACHE_FLUSH_EVERY_SECONDS = 30.0
