@@ -258,3 +258,20 @@ def write_real_source_dataset(kind: str, raw_root: Path, dataset_id: int, cache:
         cases = [resampled_case(image, mask, WHOLE, BREAST_SPACING, flip) for flip in (False, True)]
         cases.append(resampled_case(image, mask, (slice(None), slice(10, 110), slice(None)), BREAST_SPACING))
     return write_raw_dataset(raw_root, dataset_id, name, cases, channel, label, description)
+
+
+def assert_summary_counts_the_records(ids, results, pairs: int) -> None:
+    """The ranking summary's registration counts equal its pair records, and every record's outcome is coherent."""
+    import numpy as np
+
+    from nnunet_progressive.pdl.similarity import compare, registration
+
+    summary = compare.summarise(ids, results, "pairwise", None)
+    counts = summary["registration_summary"]
+    assert counts["pairs"] == len(results) == pairs
+    assert counts["by_status"] == {s: sum(r.status == s for r in results.values())
+                                   for s in registration.REGISTRATION_STATUSES}
+    assert counts["not_registered"] == len(summary["failures"])
+    for pair, result in results.items():
+        assert result.registration_ok == registration.registration_ok(result.status), pair
+        assert np.isfinite(list(result.values.values())).all()

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
-from real_scans import CT_SCANS, ct_case, ct_foreground_statistics, mixed_ct_mr_cases, pyradiomics_scan, read
+from real_scans import (
+    CT_SCANS,
+    assert_summary_counts_the_records,
+    ct_case,
+    ct_foreground_statistics,
+    mixed_ct_mr_cases,
+    pyradiomics_scan,
+    read,
+)
 
-from nnunet_progressive.pdl.similarity import compare, registration
+from nnunet_progressive.pdl.similarity import compare
 
 GRID = 40
 
@@ -78,15 +85,8 @@ def test_the_mixed_set_pairs_same_organ_scans(mixed_pairs):
 
 def test_real_pairs_say_how_their_registration_went(mixed_pairs):
     ids, results = mixed_pairs
-    summary = compare.summarise(ids, results, "pairwise", None)
-    counts = summary["registration_summary"]
-    assert counts["pairs"] == len(results) == 21
-    assert counts["by_status"] == {s: sum(r.status == s for r in results.values())
-                                   for s in registration.REGISTRATION_STATUSES}
-    assert counts["not_registered"] == len(summary["failures"])
+    assert_summary_counts_the_records(ids, results, 21)
     for pair, result in results.items():
-        assert result.registration_ok == registration.registration_ok(result.status), pair
-        assert np.isfinite(list(result.values.values())).all()
         if _organ(pair[0]) == _organ(pair[1]):  # the same organ: registered, rigid or affine kept
             assert result.status == "registered" and result.stage_kept in ("rigid", "affine"), (pair, result.message)
     # the off-centre crop is registered to the scan it was cut from
