@@ -19,7 +19,7 @@ def pytest_addoption(parser):
 
 
 OPT_IN = (("slow_install", "--run-install", "installs from the public package index (minutes, several GB)"),
-          ("long", "--run-long", "opt-in: a benchmark spec through real trainings, or an open flake (docs)"))
+          ("long", "--run-long", "a benchmark spec through real trainings (minutes; its parts are tested apart)"))
 E2E_WEIGHT = 60  # an end-to-end test costs about a minute of a worker, a unit test about a second
 
 
