@@ -275,3 +275,16 @@ def assert_summary_counts_the_records(ids, results, pairs: int) -> None:
     for pair, result in results.items():
         assert result.registration_ok == registration.registration_ok(result.status), pair
         assert np.isfinite(list(result.values.values())).all()
+
+
+def compared_pairs(cases: dict, grid: int) -> tuple[list[str], dict]:
+    """(sorted case ids, {(a, b): PairResult}) of every pair of ``cases`` ({id: (array, spacing)}), compared as
+    ``nnprog rank`` compares them: thumbnails on one common grid of at most ``grid`` voxels per axis."""
+    from nnunet_progressive.pdl.similarity import compare
+
+    ids = sorted(cases)
+    grid_shape, grid_spacing = compare.common_grid([cases[c][0].shape for c in ids], [cases[c][1] for c in ids], grid)
+    thumbs = {c: compare.make_thumbnail(cases[c][0][None], cases[c][1], grid_shape, grid_spacing) for c in ids}
+    ranges = compare.channel_data_ranges([thumbs[c].image for c in ids])
+    return ids, {(a, b): compare.compare_pair(thumbs[a], thumbs[b], grid_spacing, ranges)
+                 for i, a in enumerate(ids) for b in ids[i + 1:]}

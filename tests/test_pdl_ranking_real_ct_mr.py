@@ -12,6 +12,7 @@ import pytest
 from real_scans import (
     CT_SCANS,
     assert_summary_counts_the_records,
+    compared_pairs,
     ct_case,
     ct_foreground_statistics,
     mixed_ct_mr_cases,
@@ -19,21 +20,13 @@ from real_scans import (
     read,
 )
 
-from nnunet_progressive.pdl.similarity import compare
-
 GRID = 40
 
 
 @pytest.fixture(scope="module")
 def mixed_pairs(pytestconfig):
     cases = mixed_ct_mr_cases(pytestconfig.cache.mkdir("real_scans"))
-    ids = sorted(cases)
-    grid_shape, grid_spacing = compare.common_grid([cases[c][0].shape for c in ids], [cases[c][1] for c in ids], GRID)
-    thumbs = {c: compare.make_thumbnail(cases[c][0][None], cases[c][1], grid_shape, grid_spacing) for c in ids}
-    ranges = compare.channel_data_ranges([thumbs[c].image for c in ids])
-    results = {(a, b): compare.compare_pair(thumbs[a], thumbs[b], grid_spacing, ranges)
-               for i, a in enumerate(ids) for b in ids[i + 1:]}
-    return ids, results
+    return compared_pairs(cases, GRID)
 
 
 def _symmetric(results, metric: str) -> dict[tuple[str, str], float]:

@@ -9,13 +9,12 @@ from real_scans import (
     NIBABEL_ANATOMICAL,
     NIBABEL_MOVED,
     assert_summary_counts_the_records,
+    compared_pairs,
     mr_case,
     read,
     resampled,
     shipped_file,
 )
-
-from nnunet_progressive.pdl.similarity import compare
 
 GRID = 40
 
@@ -34,13 +33,7 @@ def real_pairs(tmp_path_factory):
         "anat_4mm": mr_case(resampled(anatomical, 4.0)),
         "anat_moved": mr_case(read(shipped_file(*NIBABEL_MOVED, cache))),  # moved, x flipped, 4 mm
     }
-    ids = sorted(cases)
-    grid_shape, grid_spacing = compare.common_grid([cases[c][0].shape for c in ids], [cases[c][1] for c in ids], GRID)
-    thumbs = {c: compare.make_thumbnail(cases[c][0][None], cases[c][1], grid_shape, grid_spacing) for c in ids}
-    ranges = compare.channel_data_ranges([thumbs[c].image for c in ids])
-    results = {(a, b): compare.compare_pair(thumbs[a], thumbs[b], grid_spacing, ranges)
-               for i, a in enumerate(ids) for b in ids[i + 1:]}
-    return ids, results
+    return compared_pairs(cases, GRID)
 
 
 def _patient(case_id: str) -> str:
