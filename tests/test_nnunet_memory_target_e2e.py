@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_command import NNPROG
-from training_logs import interrupt_at_epoch
+from training_logs import interrupt_at_epoch, one_start_error
 
 from nnunet_progressive.core.knobs import settings_from_env
 from nnunet_progressive.nnunet.hooks.memory_target import planned_stage_memory
@@ -123,14 +123,6 @@ def _everything_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def _one_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("nnUNetv2_train: error: ")]
-    assert len(lines) == 1, result.stderr[-3000:]
-    return lines[0]
-
-
 def test_a_target_the_planned_stage_does_not_fit_stops_the_start_and_leaves_nothing(tiny3d):
     memory = _planned_memory(tiny3d)
     small = f"{0.9 * memory.total_bytes / GIB:.9f}"
@@ -142,6 +134,6 @@ def test_a_target_the_planned_stage_does_not_fit_stops_the_start_and_leaves_noth
         run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, TRAINER, tiny3d.plans, knobs={**FAST, **knobs})
         result = subprocess.run(run.command(), env=run_environment(tiny3d.folders, run.knobs, run.device),
                                 capture_output=True, text=True, timeout=600)
-        error = _one_error(result)
+        error = one_start_error(result)
         assert all(fragment in error for fragment in fragments), error
         assert _everything_under(tiny3d.folders.results) == [], "no dataset, trainer or fold folder, no log"

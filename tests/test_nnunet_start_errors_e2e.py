@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_logs import one_start_error
 
 from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, run_environment, train
 
@@ -23,15 +24,6 @@ def _run(run: TrainingRun, ws, extra=()) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def _one_error(result: subprocess.CompletedProcess) -> str:
-    """The single error line of a failed start (no traceback)."""
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("nnUNetv2_train: error: ")]
-    assert len(lines) == 1, result.stderr[-3000:]
-    return lines[0]
-
-
 def _everything_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
@@ -40,7 +32,7 @@ def _everything_under(folder: Path) -> list[str]:
 def test_no_cuda_gpu_without_device_cpu_is_one_message_at_start(tiny3d):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
                       device="cuda", knobs=FAST)
-    error = _one_error(_run(run, tiny3d))
+    error = one_start_error(_run(run, tiny3d))
     assert "no CUDA GPU found" in error and "add -device cpu" in error
     assert _everything_under(tiny3d.folders.results) == [], "no dataset, trainer or fold folder, no log"
 
@@ -57,27 +49,27 @@ def test_unreadable_or_unfitting_pretrained_weights_stop_the_start_and_leave_not
     cases = [(garbage, "cannot be read as a PyTorch checkpoint"), (bare, "without 'network_weights'"),
              (tmp_path / "missing.pth", "no such file"), (unfitting, "does not fit the network of")]
     for weights, fragment in cases:
-        error = _one_error(_run(run, tiny3d, ["-pretrained_weights", str(weights)]))
+        error = one_start_error(_run(run, tiny3d, ["-pretrained_weights", str(weights)]))
         assert f"-pretrained_weights {weights}" in error and fragment in error, error
         assert _everything_under(tiny3d.folders.results) == [], f"{weights.name}: nothing left behind"
     assert "nnprog transfer adapt" in error  # the unfitting file: the command that maps it
-    error = _one_error(_run(run, tiny3d, ["-pretrained_weights", str(unfitting), "--c"]))
+    error = one_start_error(_run(run, tiny3d, ["-pretrained_weights", str(unfitting), "--c"]))
     assert "with --c: pre-trained weights are loaded at the start of a run only" in error
     plain = replace(run, trainer="nnUNetTrainer_ConstantPatch", knobs=FAST)  # any trainer of the package
-    error = _one_error(_run(plain, tiny3d, ["-pretrained_weights", str(garbage)]))
+    error = one_start_error(_run(plain, tiny3d, ["-pretrained_weights", str(garbage)]))
     assert "cannot be read as a PyTorch checkpoint" in error
     assert _everything_under(tiny3d.folders.results) == []
 
 
 def test_val_of_an_unfinished_run_names_the_missing_checkpoint_and_the_fix(tiny3d):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_ConstantPatch", tiny3d.plans, knobs=FAST)
-    error = _one_error(_run(run, tiny3d, ["--val"]))
+    error = one_start_error(_run(run, tiny3d, ["--val"]))
     assert "--val needs" in error and "checkpoint_final.pth" in error and "without --val" in error
     assert _everything_under(tiny3d.folders.results) == []
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
     fold.mkdir(parents=True)
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # what a run killed mid-way has
-    error = _one_error(_run(run, tiny3d, ["--val"]))
+    error = one_start_error(_run(run, tiny3d, ["--val"]))
     assert "it holds checkpoint_latest.pth: the training has not finished" in error and "with --c" in error
     assert _everything_under(fold) == ["checkpoint_latest.pth"], "nothing added"
 
@@ -86,7 +78,7 @@ def test_val_of_an_unfinished_run_names_the_missing_checkpoint_and_the_fix(tiny3
 def test_refused_start_leaves_no_empty_dataset_folder(tiny3d, knob):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
                       knobs={**FAST, knob: "20"})
-    error = _one_error(_run(run, tiny3d))
+    error = one_start_error(_run(run, tiny3d))
     assert f"{knob} is not a knob of nnunet-progressive" in error and "did you mean NNPROG_EPOCHS?" in error
     assert _everything_under(tiny3d.folders.results) == [], "not even an empty dataset folder"
 
@@ -118,6 +110,6 @@ def test_a_fold_of_a_dataset_with_fewer_than_five_cases_is_one_message(tiny3d, t
     (one_case / "dataset.json").write_text(json.dumps({**dataset_json, "numTraining": 1}))
     ws = replace(tiny3d, folders=replace(tiny3d.folders, preprocessed=one_case.parent))
     run = TrainingRun("778", "3d_fullres", 0, "nnUNetTrainer_PDL_Random", tiny3d.plans, knobs=FAST)
-    error = _one_error(_run(run, ws))
+    error = one_start_error(_run(run, ws))
     assert "Dataset778_OneCase has 1 training case(s)" in error and "fold `all`" in error
     assert _everything_under(tiny3d.folders.results) == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders, TrainingRun, train
@@ -46,3 +47,12 @@ def poly_learning_rates(num_epochs: int) -> list[float]:
         scheduler.step(epoch)
         rates.append(optimizer.param_groups[0]["lr"])
     return rates
+
+
+def one_start_error(result: subprocess.CompletedProcess) -> str:
+    """The single error line of a failed start (no traceback)."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nnUNetv2_train: error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
