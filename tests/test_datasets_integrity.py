@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.naming import background_label_values
 from nnunet_progressive.datasets.integrity import (
     CaseSummary,
-    background_label_values,
     expected_label_values,
     raw_dataset_problems,
     summarise_raw_dataset,

@@ -45,8 +45,8 @@ def raw_folder_of(dataset: str) -> Path:
 
 def check_raw_dataset(folder: Path) -> tuple[int, list[str]]:
     """(the number of training cases, the problems found: one line each)."""
+    from nnunet_progressive.core.naming import background_label_values
     from nnunet_progressive.datasets.integrity import (
-        background_label_values,
         expected_label_values,
         raw_dataset_problems,
         summarise_raw_dataset,

@@ -1,4 +1,5 @@
-"""nnU-Net's dataset folder names: ``DatasetXXX_Name`` (three-digit id, then the task name)."""
+"""nnU-Net's dataset folder names (``DatasetXXX_Name``: three-digit id, then the task name) and dataset.json's
+label conventions."""
 from __future__ import annotations
 
 import re
@@ -39,3 +40,9 @@ def parse_dataset_argument(text: str | int) -> int | str:
         return text
     raise ProgressiveConfigError(f"dataset {text!r}: expected an id such as 4 or a folder name such as "
                                  f"Dataset004_Hippocampus")
+
+
+def background_label_values(dataset_json: dict) -> set[int]:
+    """The label values of a raw dataset that are no foreground: background 0 and dataset.json's ignore label."""
+    ignore = dataset_json.get("labels", {}).get("ignore")
+    return {0} | ({int(ignore)} if isinstance(ignore, int | float) else set())

@@ -35,12 +35,6 @@ def _named(case_ids: Sequence[str]) -> str:
     return shown + (f" and {len(case_ids) - SHOWN} more" if len(case_ids) > SHOWN else "")
 
 
-def background_label_values(dataset_json: dict) -> set[int]:
-    """The raw label values that are no foreground: background 0 and the ignore label, if dataset.json has one."""
-    ignore = dataset_json.get("labels", {}).get("ignore")
-    return {0} | ({int(ignore)} if isinstance(ignore, int | float) else set())
-
-
 def raw_dataset_problems(cases: Iterable[CaseSummary], label_values: Iterable[int],
                          background: Iterable[int] = (0,)) -> list[str]:
     """One line per kind of problem (the cases named), empty when the dataset is fine on these counts."""

@@ -80,8 +80,8 @@ def plan_and_preprocess(
 
 def _raw_problems(raw_folder: Path) -> list[str]:
     """What :mod:`nnunet_progressive.datasets.integrity` finds wrong with a raw dataset ([] if it cannot tell)."""
+    from nnunet_progressive.core.naming import background_label_values
     from nnunet_progressive.datasets.integrity import (
-        background_label_values,
         expected_label_values,
         raw_dataset_problems,
         summarise_raw_dataset,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
+from nnunet_progressive.core.naming import background_label_values
 
 SHOWN = 5  # cases named in the message
 OUTSIDE_MASK = -1  # nnU-Net's value for voxels outside the nonzero mask (use_mask_for_norm)
@@ -81,8 +82,7 @@ def no_foreground_problem(values_per_case: Mapping[str, Iterable[int]], backgrou
 
 def background_values(dataset_json: Mapping) -> set[int]:
     """The values that are no foreground: 0, nnU-Net's outside value and the ignore label, if any."""
-    ignore = dataset_json.get("labels", {}).get("ignore")
-    return {0, OUTSIDE_MASK} | ({int(ignore)} if isinstance(ignore, int | float) else set())
+    return background_label_values(dict(dataset_json)) | {OUTSIDE_MASK}
 
 
 def check_label_values(plans: Mapping, configuration: str, dataset_json: Mapping) -> None:
