@@ -2,7 +2,8 @@
 # The test suite: install (scripts/setup.sh), lint, then unit and end-to-end tests (nnUNetv2_train/predict on CPU,
 # tiny data) in the environment setup.sh installed into. Test files run in parallel (pytest-xdist, one file per
 # worker at a time, the longest files first: tests/conftest.py orders them; NNPROG_TEST_WORKERS, default 2). Extra
-# arguments go to pytest: --run-long adds the shipped benchmark specs run through real trainings (tests marked long).
+# arguments go to pytest: --run-long adds the tests marked long (more end-to-end scenarios of trainers the default
+# run covers, and the shipped benchmark specs through real trainings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/python_env.sh

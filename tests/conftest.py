@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+
+# Set before torch or matplotlib is imported here; the nnUNetv2_* processes the tests start inherit them.
+# - Two test workers each run nnUNetv2_train, which gives torch as many threads as the machine has cores; OpenMP's
+#   threads spin while they wait and take the cores from each other (tiny epochs 1.3-2x slower than a fair share,
+#   measured on 2 cores). Waiting threads sleep instead.
+# - nnU-Net draws progress.png (3000x5400 pixels at matplotlib's default 100 dpi) after every epoch: about 1 s of CPU,
+#   more than a tiny test epoch trains. The tests draw it at 20 dpi (tests/matplotlibrc).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("MATPLOTLIBRC", str(Path(__file__).resolve().parent / "matplotlibrc"))
 
 from nnunet_progressive.datasets.prepare import SMALL_PLANS, prepare_generated_dataset
 from nnunet_progressive.nnunet.orchestration.runner import NnunetFolders
@@ -15,17 +25,19 @@ def pytest_addoption(parser):
     parser.addoption("--run-install", action="store_true",
                      help="also run the tests marked slow_install (a fresh install from the public package index)")
     parser.addoption("--run-long", action="store_true",
-                     help="also run the tests marked long (benchmark specs run through real trainings, minutes each)")
+                     help="also run the tests marked long (more end-to-end scenarios, benchmark specs; minutes each)")
 
 
 OPT_IN = (("slow_install", "--run-install", "installs from the public package index (minutes, several GB)"),
-          ("long", "--run-long", "a benchmark spec through real trainings (minutes; its parts are tested apart)"))
+          ("long", "--run-long", "a further end-to-end scenario of a trainer the default run covers, or a benchmark "
+                                 "spec through real trainings (minutes)"))
+
 E2E_WEIGHT = 60  # an end-to-end test costs about a minute of a worker, a unit test about a second
 
 
 def file_cost(items: list[pytest.Item]) -> int:
-    """Estimated seconds of a test file: end-to-end tests weigh E2E_WEIGHT, others 1."""
-    return sum(E2E_WEIGHT if "e2e" in item.keywords else 1 for item in items)
+    """Estimated seconds of a test file: end-to-end tests weigh E2E_WEIGHT, others 1, skipped ones nothing."""
+    return sum(0 if "skip" in item.keywords else E2E_WEIGHT if "e2e" in item.keywords else 1 for item in items)
 
 
 def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
@@ -40,7 +52,6 @@ def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
 
 
 def pytest_collection_modifyitems(config, items):
-    items[:] = longest_files_first(items)
     for marker, option, reason in OPT_IN:
         if config.getoption(option):
             continue
@@ -48,6 +59,7 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if marker in item.keywords:
                 item.add_marker(skip)
+    items[:] = longest_files_first(items)
 
 
 @dataclass(frozen=True)

@@ -20,3 +20,8 @@ def test_end_to_end_files_come_first_and_files_stay_whole():
 
 def test_a_file_costs_its_end_to_end_tests_and_a_second_per_unit_test():
     assert file_cost([_item("f::a", e2e=True), _item("f::b"), _item("f::c")]) == E2E_WEIGHT + 2
+
+
+def test_skipped_tests_cost_nothing():
+    skipped = SimpleNamespace(nodeid="f::s", keywords={"e2e": True, "skip": True})
+    assert file_cost([skipped, _item("f::a")]) == 1

@@ -122,6 +122,7 @@ def _saved_patch(fold: Path, configuration: str) -> list[int]:
 
 
 # --- UNETR ---------------------------------------------------------------------------------------------------
+@pytest.mark.long
 def test_tiny_unetr_efficiency_resumed_in_a_middle_stage_predicts_at_the_planned_patch(tiny3d, tmp_path):
     """Growing patches with the grid-following embeddings, --c in the middle stage, then prediction; the final
     checkpoint is MONAI's own UNETR at the planned patch."""
@@ -167,6 +168,7 @@ def test_tiny_unetr_constant_and_performance(tiny3d, tmp_path):
     _assert_follows_schedule(fold, schedule, token_size=16)
 
 
+@pytest.mark.long
 def test_tiny_unetr_2d(tiny2d, tmp_path):
     trainer = "nnUNetTrainer_TinyUNETR_PGPS_Efficiency"
     stages = len(_expected_schedule(tiny2d, trainer, {"NNPROG_EPOCHS": "100"}).stages)
@@ -188,6 +190,7 @@ def test_tiny_swin_unetr_constant_adjusts_the_planned_patch(tiny3d, tmp_path):
     _predict_two_cases(tiny3d, run, tmp_path)
 
 
+@pytest.mark.long
 def test_tiny_swin_unetr_performance(small64, tmp_path):
     """3D Performance (window padding: small stages cost more than their voxels); Efficiency runs in 2D below."""
     trainer = "nnUNetTrainer_TinySwinUNETR_PGPS_Performance"
@@ -200,6 +203,7 @@ def test_tiny_swin_unetr_performance(small64, tmp_path):
     _predict_two_cases(small64, run, tmp_path)
 
 
+@pytest.mark.long
 def test_tiny_swin_unetr_2d(tiny2d, tmp_path):
     knobs = {"NNPROG_EPOCHS": "2", **VALIDATES}  # the 2D SwinUNETR predicts in nnU-Net's final validation
     schedule = _expected_schedule(tiny2d, "nnUNetTrainer_TinySwinUNETR_PGPS_Efficiency", knobs)
@@ -237,6 +241,7 @@ def test_tiny_primus_constant_performance_and_resume(tiny3d, tmp_path):
     _predict_two_cases(tiny3d, run, tmp_path)
 
 
+@pytest.mark.long
 def test_nnunet_primus_s_performance(tiny3d, tmp_path):
     """nnU-Net's own Primus-S trainer (full size) with growing patches and batches; a short schedule keeps it quick
     (Efficiency's data path is the tiny Primus test's above)."""
@@ -264,7 +269,9 @@ def test_primus_on_2d_is_one_clear_error(tiny2d, tmp_path):
 
 
 # --- nnU-Net's ResEnc presets -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("preset", "mode"), [("M", "Efficiency"), ("L", "Performance"), ("XL", "Efficiency")])
+@pytest.mark.parametrize(("preset", "mode"), [("M", "Efficiency"),
+                                              pytest.param("L", "Performance", marks=pytest.mark.long),
+                                              pytest.param("XL", "Efficiency", marks=pytest.mark.long)])
 def test_resenc_plans_with_pgps(tiny3d, tmp_path, preset, mode):
     """nnU-Net's ResEnc planners (their data is nnU-Net's default preprocessing), narrowed for CPU."""
     plans = f"nnUNetResEncUNet{preset}Plans"

@@ -97,6 +97,7 @@ def test_batches_follow_the_memory_target_in_training_and_in_nnprog_schedule(tin
     assert "Memory target applied through the estimate only: the peak cannot be measured on cpu" in text
 
 
+@pytest.mark.long
 def test_continued_run_keeps_its_memory_target_in_a_plain_shell(tiny3d, tmp_path):
     """--c with no knob in the environment: the run's stored target still sizes the batches."""
     from dataclasses import replace

@@ -122,6 +122,7 @@ def test_planned_augmentation_regime_at_a_flat_first_stage(tiny3d, tmp_path):
                                  "architecture"]["arch_kwargs"]["strides"], 2, 4, min_patch=(8, 32, 32)))
 
 
+@pytest.mark.long
 def test_resume_in_middle_stage_follows_uninterrupted_schedule(tiny3d, tmp_path):
     schedule = _expected_schedule(tiny3d, 9)
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 2, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,
@@ -171,6 +172,7 @@ def test_performance_killed_mid_epoch_resumes_as_the_uninterrupted_run(tiny3d, t
     assert json.loads((fold / "curriculum.json").read_text())["epochs_done"] == 9
 
 
+@pytest.mark.long
 def test_rpss_killed_mid_epoch_resumes_as_the_uninterrupted_run(tiny3d, tmp_path):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 3, "nnUNetTrainer_RPSS", tiny3d.plans,
                       knobs={**FAST, "NNPROG_EPOCHS": "9", "NNPROG_SAVE_EVERY": "1"})

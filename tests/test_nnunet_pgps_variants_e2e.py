@@ -112,6 +112,7 @@ def test_continue_never_picks_a_stage_checkpoint(sqrt_run, tmp_path):
     assert not list(fold.glob("*.tmp*")), "written atomically"
 
 
+@pytest.mark.long
 def test_single_volume_with_poisson_disk_draws_one_case_per_batch(single_run):
     _, schedule, _, (_, fold, text) = single_run
     assert "| patch 16x8x8 | batch 64 | " in text and "| 1 case x 64 crops, 50% foreground-forced | " in text

@@ -283,7 +283,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("trainer", ["nnUNetTrainer_PGPS_Efficiency", "nnUNetTrainer_ConstantPatch"])  # fold 1: free
+@pytest.mark.parametrize("trainer", ["nnUNetTrainer_PGPS_Efficiency",  # fold 1: free
+                                     pytest.param("nnUNetTrainer_ConstantPatch", marks=pytest.mark.long)])
 def test_augmentation_workers_die_with_a_killed_training(tiny3d, tmp_path, trainer):
     """Finding 8: SIGKILL of ONLY the nnUNetv2_train process (not its group) ends its workers too."""
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, trainer, tiny3d.plans,

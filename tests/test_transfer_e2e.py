@@ -261,6 +261,7 @@ def test_finetune_without_pretrained_weights_stops_with_the_fix(ws):
         train(run, ws.folders, ws.root / "no_weights.log")
 
 
+@pytest.mark.long
 def test_resume_takes_the_parameter_roles_of_the_checkpoint_it_falls_back_to(ws):
     """--c with a damaged checkpoint_latest continues from checkpoint_best: the fine-tuning roles come from the
     sidecar of the checkpoint loaded, not of the one nnU-Net asked for (whose roles are made wrong here)."""

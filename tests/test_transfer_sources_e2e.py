@@ -74,6 +74,7 @@ def _ranked(folders, tmp_path, target: int, *candidates: int) -> tuple[list[dict
     return read_record(output, SourceScores).candidates, result.stdout
 
 
+@pytest.mark.long
 def test_ct_aorta_target_recommends_the_ct_multi_organ_source(folders, tmp_path):
     ranked, stdout = _ranked(folders, tmp_path, 626, 624, 628, 625)
     assert ranked[0]["name"] == "Dataset625_NNProgSrcAbdomenCT", [(c["name"], c["combined"]) for c in ranked]
@@ -107,6 +108,7 @@ def test_lung_ct_tumour_target_recommends_a_ct_source_not_the_brain_mr_tumour_so
             assert "note: image: no signal" in stdout and candidate["components"]["image"] is None
 
 
+@pytest.mark.long
 def test_same_modality_and_structures_win(folders, tmp_path):
     output, plot = tmp_path / "scores.json", tmp_path / "scores.png"
     result = _nnprog(folders, "transfer", "sources", "--target", "621", "--candidates", "624", "623", "622",
