@@ -258,6 +258,7 @@ PGPS_KNOBS = _knobs(epochs=9)
 RPSS_KNOBS = _knobs(epochs=9)  # RPSS draws from the 9 PGPS sizes of tiny3d: 9 epochs at least
 PDL_KNOBS = _knobs(epochs=6, set1_epochs=3, check_every=2, dice_method="pseudo_dice")
 STOP_KNOBS = _knobs(epochs=6, check_every=1, dice_method="pseudo_dice")
+STOP_RPSS_KNOBS = _knobs(epochs=9, check_every=1, dice_method="pseudo_dice")  # RPSS: 9 epochs at least (tiny3d)
 TARGET_KNOBS = _knobs(epochs=6, check_every=2, dice_method="pseudo_dice", target_dice=0.001)
 VALIDATING_KNOBS = {**_knobs(epochs=2), "NNPROG_FINAL_VALIDATION": "on"}
 FINETUNE_KNOBS = _knobs(epochs=5, warmup_epochs=2)
@@ -308,6 +309,13 @@ def combinations() -> list[Combination]:
         c("nnUNetTrainer_StopAtDice", STOP_KNOBS, before_first_checkpoint()),
         c("nnUNetTrainer_Finetune_HeadFirst", HEAD_FIRST_KNOBS, checkpoint_write(2), pretrained=True),
         c("nnUNetTrainer_Finetune_FrozenEncoder", FROZEN_KNOBS, mid_epoch(3), pretrained=True),
+        # third run (2026-12-07): Dice checks of StopAtDice other than epoch 2, RPSS with a Dice target, stage
+        # switches of the Performance architecture trainers (RPSS has no stages: its patch is drawn per batch)
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, dice_check(0)),
+        c("nnUNetTrainer_StopAtDice", STOP_KNOBS, dice_check(4)),
+        c("nnUNetTrainer_RPSS_StopAtDice", STOP_RPSS_KNOBS, dice_check(3)),
+        c("nnUNetTrainer_TinyUNETR_PGPS_Performance", ARCHITECTURE_KNOBS, stage_switch(4)),  # stages at 0, 2, 4
+        c("nnUNetTrainer_TinyPrimus_PGPS_Performance", PGPS_KNOBS, stage_switch(5)),  # stride 8: 9 stages
     ]
 
 
