@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 from cli_command import NNPROG
-from training_logs import interrupt_at_epoch, one_start_error
+from training_logs import everything_under, interrupt_at_epoch, one_start_error
 
 from nnunet_progressive.core.knobs import settings_from_env
 from nnunet_progressive.nnunet.hooks.memory_target import planned_stage_memory
@@ -120,9 +119,6 @@ def test_continued_run_keeps_its_memory_target_in_a_plain_shell(tiny3d, tmp_path
     assert [stage["samples_per_batch"] for stage in curriculum["stages"]] == expected
 
 
-def _everything_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
-
 
 def test_a_target_the_planned_stage_does_not_fit_stops_the_start_and_leaves_nothing(tiny3d):
     memory = _planned_memory(tiny3d)
@@ -137,4 +133,4 @@ def test_a_target_the_planned_stage_does_not_fit_stops_the_start_and_leaves_noth
                                 capture_output=True, text=True, timeout=600)
         error = one_start_error(result)
         assert all(fragment in error for fragment in fragments), error
-        assert _everything_under(tiny3d.folders.results) == [], "no dataset, trainer or fold folder, no log"
+        assert everything_under(tiny3d.folders.results) == [], "no dataset, trainer or fold folder, no log"

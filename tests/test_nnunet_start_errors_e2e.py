@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
-from training_logs import one_start_error
+from training_logs import everything_under, one_start_error
 
 from nnunet_progressive.nnunet.orchestration.runner import TrainingRun, run_environment, train
 
@@ -24,9 +23,6 @@ def _run(run: TrainingRun, ws, extra=()) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def _everything_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 def test_no_cuda_gpu_without_device_cpu_is_one_message_at_start(tiny3d):
@@ -34,7 +30,7 @@ def test_no_cuda_gpu_without_device_cpu_is_one_message_at_start(tiny3d):
                       device="cuda", knobs=FAST)
     error = one_start_error(_run(run, tiny3d))
     assert "no CUDA GPU found" in error and "add -device cpu" in error
-    assert _everything_under(tiny3d.folders.results) == [], "no dataset, trainer or fold folder, no log"
+    assert everything_under(tiny3d.folders.results) == [], "no dataset, trainer or fold folder, no log"
 
 
 def test_unreadable_or_unfitting_pretrained_weights_stop_the_start_and_leave_nothing(tiny3d, tmp_path):
@@ -51,27 +47,27 @@ def test_unreadable_or_unfitting_pretrained_weights_stop_the_start_and_leave_not
     for weights, fragment in cases:
         error = one_start_error(_run(run, tiny3d, ["-pretrained_weights", str(weights)]))
         assert f"-pretrained_weights {weights}" in error and fragment in error, error
-        assert _everything_under(tiny3d.folders.results) == [], f"{weights.name}: nothing left behind"
+        assert everything_under(tiny3d.folders.results) == [], f"{weights.name}: nothing left behind"
     assert "nnprog transfer adapt" in error  # the unfitting file: the command that maps it
     error = one_start_error(_run(run, tiny3d, ["-pretrained_weights", str(unfitting), "--c"]))
     assert "with --c: pre-trained weights are loaded at the start of a run only" in error
     plain = replace(run, trainer="nnUNetTrainer_ConstantPatch", knobs=FAST)  # any trainer of the package
     error = one_start_error(_run(plain, tiny3d, ["-pretrained_weights", str(garbage)]))
     assert "cannot be read as a PyTorch checkpoint" in error
-    assert _everything_under(tiny3d.folders.results) == []
+    assert everything_under(tiny3d.folders.results) == []
 
 
 def test_val_of_an_unfinished_run_names_the_missing_checkpoint_and_the_fix(tiny3d):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 1, "nnUNetTrainer_ConstantPatch", tiny3d.plans, knobs=FAST)
     error = one_start_error(_run(run, tiny3d, ["--val"]))
     assert "--val needs" in error and "checkpoint_final.pth" in error and "without --val" in error
-    assert _everything_under(tiny3d.folders.results) == []
+    assert everything_under(tiny3d.folders.results) == []
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
     fold.mkdir(parents=True)
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # what a run killed mid-way has
     error = one_start_error(_run(run, tiny3d, ["--val"]))
     assert "it holds checkpoint_latest.pth: the training has not finished" in error and "with --c" in error
-    assert _everything_under(fold) == ["checkpoint_latest.pth"], "nothing added"
+    assert everything_under(fold) == ["checkpoint_latest.pth"], "nothing added"
 
 
 @pytest.mark.parametrize("knob", ["NNPROG_EPOCH", "nnprog_epochs", "NN_PROG_EPOCHS"])
@@ -80,7 +76,7 @@ def test_refused_start_leaves_no_empty_dataset_folder(tiny3d, knob):
                       knobs={**FAST, knob: "20"})
     error = one_start_error(_run(run, tiny3d))
     assert f"{knob} is not a knob of nnunet-progressive" in error and "did you mean NNPROG_EPOCHS?" in error
-    assert _everything_under(tiny3d.folders.results) == [], "not even an empty dataset folder"
+    assert everything_under(tiny3d.folders.results) == [], "not even an empty dataset folder"
 
 
 def test_stale_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tiny3d, tmp_path):
@@ -112,4 +108,4 @@ def test_a_fold_of_a_dataset_with_fewer_than_five_cases_is_one_message(tiny3d, t
     run = TrainingRun("778", "3d_fullres", 0, "nnUNetTrainer_PDL_Random", tiny3d.plans, knobs=FAST)
     error = one_start_error(_run(run, ws))
     assert "Dataset778_OneCase has 1 training case(s)" in error and "fold `all`" in error
-    assert _everything_under(tiny3d.folders.results) == []
+    assert everything_under(tiny3d.folders.results) == []

@@ -56,3 +56,8 @@ def one_start_error(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.splitlines() if line.startswith("nnUNetv2_train: error: ")]
     assert len(lines) == 1, result.stderr[-3000:]
     return lines[0]
+
+
+def everything_under(folder: Path) -> list[str]:
+    """Every path below ``folder``, relative and sorted ([] if it does not exist): what a refused start left."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []

@@ -3,6 +3,7 @@ label conventions."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 
@@ -42,7 +43,7 @@ def parse_dataset_argument(text: str | int) -> int | str:
                                  f"Dataset004_Hippocampus")
 
 
-def background_label_values(dataset_json: dict) -> set[int]:
+def background_label_values(dataset_json: Mapping) -> set[int]:
     """The label values of a raw dataset that are no foreground: background 0 and dataset.json's ignore label."""
     ignore = dataset_json.get("labels", {}).get("ignore")
     return {0} | ({int(ignore)} if isinstance(ignore, int | float) else set())

@@ -82,7 +82,7 @@ def no_foreground_problem(values_per_case: Mapping[str, Iterable[int]], backgrou
 
 def background_values(dataset_json: Mapping) -> set[int]:
     """The values that are no foreground: 0, nnU-Net's outside value and the ignore label, if any."""
-    return background_label_values(dict(dataset_json)) | {OUTSIDE_MASK}
+    return background_label_values(dataset_json) | {OUTSIDE_MASK}
 
 
 def check_label_values(plans: Mapping, configuration: str, dataset_json: Mapping) -> None:
