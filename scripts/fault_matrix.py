@@ -240,6 +240,7 @@ class Combination:
     knobs: dict[str, str]
     phase: Phase
     pretrained: bool = False  # fine-tuning: starts from a checkpoint of a short ConstantPatch run
+    preset: str = "tiny3d"  # the generated dataset it trains on (a key of DATASETS)
 
     @property
     def name(self) -> str:
@@ -265,6 +266,11 @@ FINETUNE_KNOBS = _knobs(epochs=5, warmup_epochs=2)
 HEAD_FIRST_KNOBS = _knobs(epochs=5, warmup_epochs=1, head_epochs=3)
 FROZEN_KNOBS = _knobs(epochs=5, warmup_epochs=1, frozen_epochs=2)
 ARCHITECTURE_KNOBS = _knobs(epochs=6)
+SWIN_KNOBS = _knobs(epochs=3)  # demo: SwinUNETR's patch multiple of 32 gives 3 stages to 64^3, one epoch each
+
+# generated dataset (datasets/generated.py) -> (dataset id, network features of its small plans): tiny3d (8 cases of
+# 32^3) for every trainer; demo (12 cases of 64^3) where tiny3d leaves a trainer a single PGPS stage (SwinUNETR)
+DATASETS = {"tiny3d": (501, (4, 8, 16, 32, 32, 32, 32, 32)), "demo": (503, (4, 8, 16, 32, 32))}
 
 QUICK = ("PDL_Random: Set 1 -> all (epoch 3)", "PDL_Random: Dice check (epoch 1), before its checkpoint",
          "PDL_Random: checkpoint write (after epoch 4)")
@@ -316,6 +322,8 @@ def combinations() -> list[Combination]:
         c("nnUNetTrainer_RPSS_StopAtDice", STOP_RPSS_KNOBS, dice_check(3)),
         c("nnUNetTrainer_TinyUNETR_PGPS_Performance", ARCHITECTURE_KNOBS, stage_switch(4)),  # stages at 0, 2, 4
         c("nnUNetTrainer_TinyPrimus_PGPS_Performance", PGPS_KNOBS, stage_switch(5)),  # stride 8: 9 stages
+        # fourth run (2026-12-07): a stage switch of SwinUNETR, which needs a plan of 64^3 for more than one stage
+        c("nnUNetTrainer_TinySwinUNETR_PGPS_Performance", SWIN_KNOBS, stage_switch(1), preset="demo"),
     ]
 
 
@@ -554,13 +562,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = args.workspace.resolve()
     folders = NnunetFolders.under(root / "data")
-    name = prepare_generated_dataset("tiny3d", 501, folders, ("3d_fullres",), root / "plan.log",
-                                     features_per_stage=(4, 8, 16, 32, 32, 32, 32, 32))
     chosen = [c for c in combinations() if args.only is None or c.name in args.only]
-    matrix = Matrix(Planned(folders, 501, name), root / "runs")
+    unknown = sorted(set(args.only or ()) - {c.name for c in combinations()})
+    if unknown:
+        parser.error(f"--only: no combination named {', '.join(map(repr, unknown))} (names as the table prints them)")
+    matrices: dict[str, Matrix] = {}
+    for preset in dict.fromkeys(c.preset for c in chosen):  # the datasets the chosen combinations need
+        dataset_id, features = DATASETS[preset]
+        plan_log = root / ("plan.log" if preset == "tiny3d" else f"plan_{preset}.log")
+        name = prepare_generated_dataset(preset, dataset_id, folders, ("3d_fullres",), plan_log,
+                                         features_per_stage=features)
+        # tiny3d keeps runs/ (workspaces of the earlier runs); other datasets get a folder of their own
+        matrices[preset] = Matrix(Planned(folders, dataset_id, name),
+                                  root / ("runs" if preset == "tiny3d" else f"runs_{preset}"))
     outcomes = []
     for index, combination in enumerate(tqdm(chosen, desc="fault matrix", unit="kill")):
-        outcomes.append(matrix.run(combination, index))
+        outcomes.append(matrices[combination.preset].run(combination, index))
         tqdm.write(f"{'pass' if outcomes[-1].passed else 'FAIL'}  {combination.name}  "
                    f"({outcomes[-1].seconds:.0f} s) {outcomes[-1].error or '; '.join(outcomes[-1].differences[:2])}")
     output = args.output or root / "fault_matrix.md"

@@ -87,7 +87,8 @@ def test_every_trainer_family_and_phase_is_in_the_matrix(fault_matrix):
     assert {"nnUNetTrainer_PGPS_Efficiency", "nnUNetTrainer_PGPS_Performance", "nnUNetTrainer_RPSS",
             "nnUNetTrainer_PDL_Random", "nnUNetTrainer_StopAtDice", "nnUNetTrainer_Finetune",
             "nnUNetTrainer_Finetune_HeadFirst", "nnUNetTrainer_Finetune_FrozenEncoder",
-            "nnUNetTrainer_TinyUNETR_PGPS_Efficiency"} <= trainers
+            "nnUNetTrainer_TinyUNETR_PGPS_Efficiency", "nnUNetTrainer_TinySwinUNETR_PGPS_Performance"} <= trainers
+    assert {c.preset for c in combinations} <= set(fault_matrix.DATASETS)
     phases = " ".join(c.phase.name for c in combinations)
     for phase in ("mid-epoch", "checkpoint write", "stage switch", "Set 1 -> all", "Dice check", "final validation",
                   "before the first checkpoint", "target Dice reached"):

@@ -98,7 +98,7 @@ def test_stop_at_dice_stops_before_max_epochs(tiny3d, tmp_path):
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
     time_to_dice = json.loads((fold / "time_to_dice.json").read_text())
     assert time_to_dice["stopped_by"] == "target"
-    assert time_to_dice["reached"]["dice"] >= 0.001  # an untrained network's Dice is small but not 0
+    assert time_to_dice["reached"]["dice"] >= 0.001  # seed 1: 0.0105 at the first check
     last_epoch = time_to_dice["reached"]["epoch"]
     assert last_epoch < 11 and [c["epoch"] for c in time_to_dice["checks"]] == list(range(last_epoch + 1))
     summary = json.loads((fold / "run_summary.json").read_text())
