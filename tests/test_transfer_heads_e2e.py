@@ -3,7 +3,7 @@ target labels whose names match, so the adapted checkpoint, loaded by nnU-Net's 
 segments those labels as well as the source model does on the target's images; a fine-tuning trainer starts from
 those heads (nnU-Net's -pretrained_weights alone skips them).
 
-2D, so that the source learns its organ in a few hundred CPU iterations: one nnUNetv2_train run (the source), one
+2D, so that the source learns its organ in 150 CPU iterations: one nnUNetv2_train run (the source), one
 short fine-tuning run."""
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ SOURCE = SyntheticDatasetSpec(name="NNProgHeadsSource", num_cases=8, shape=(64, 
 TARGET = SyntheticDatasetSpec(name="NNProgHeadsTarget", num_cases=5, shape=(64, 64), spacing=(1.0, 1.0), num_organs=2,
                               num_lesions=0, modality="CT", seed=42)
 TARGET_LABELS = {"background": 0, "organ1": 1, "vessel": 2}  # organ1 matches; "vessel" is new to the source
-PRETRAIN_KNOBS = {"NNPROG_EPOCHS": "6", "NNPROG_ITERATIONS": "50", "NNPROG_VAL_ITERATIONS": "1",
-                  "NNPROG_FINAL_VALIDATION": "off"}
+# seeded, augmentation in the training process (NNPROG_SEED): the same networks in every run of the suite (seed 0:
+# source organ1 Dice 0.947 after 3 x 50 iterations, the fine-tuning run 0.65 at its first validation)
+SEEDED = {"NNPROG_SEED": "0", "nnUNet_n_proc_DA": "0"}
+PRETRAIN_KNOBS = {"NNPROG_EPOCHS": "3", "NNPROG_ITERATIONS": "50", "NNPROG_VAL_ITERATIONS": "1",
+                  "NNPROG_FINAL_VALIDATION": "off", **SEEDED}
 
 
 def _nnprog(folders: NnunetFolders, *args: str) -> str:
@@ -156,7 +159,7 @@ def test_the_adapted_checkpoint_predicts_matching_labels_before_fine_tuning(head
 def test_a_fine_tuning_trainer_starts_from_the_kept_heads(heads):
     run = TrainingRun(str(TARGET_ID), CONFIGURATION, 1, "nnUNetTrainer_Finetune", PLANS,
                       knobs={"NNPROG_EPOCHS": "2", "NNPROG_WARMUP_EPOCHS": "1", "NNPROG_ITERATIONS": "2",
-                             "NNPROG_VAL_ITERATIONS": "2", "NNPROG_FINAL_VALIDATION": "off"})
+                             "NNPROG_VAL_ITERATIONS": "2", "NNPROG_FINAL_VALIDATION": "off", **SEEDED})
     train(run, heads.folders, heads.root / "finetune.log", extra=("-pretrained_weights", str(heads.adapted)))
     fold = run.output_folder(heads.folders, f"Dataset{TARGET_ID:03d}_{TARGET.name}")
     log = next(fold.glob("training_log_*.txt")).read_text()
