@@ -562,8 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = args.workspace.resolve()
     folders = NnunetFolders.under(root / "data")
-    chosen = [c for c in combinations() if args.only is None or c.name in args.only]
-    unknown = sorted(set(args.only or ()) - {c.name for c in combinations()})
+    every = combinations()
+    chosen = [c for c in every if args.only is None or c.name in args.only]
+    unknown = sorted(set(args.only or ()) - {c.name for c in every})
     if unknown:
         parser.error(f"--only: no combination named {', '.join(map(repr, unknown))} (names as the table prints them)")
     matrices: dict[str, Matrix] = {}

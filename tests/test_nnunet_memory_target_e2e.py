@@ -119,7 +119,6 @@ def test_continued_run_keeps_its_memory_target_in_a_plain_shell(tiny3d, tmp_path
     assert [stage["samples_per_batch"] for stage in curriculum["stages"]] == expected
 
 
-
 def test_a_target_the_planned_stage_does_not_fit_stops_the_start_and_leaves_nothing(tiny3d):
     memory = _planned_memory(tiny3d)
     small = f"{0.9 * memory.total_bytes / GIB:.9f}"

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from training_logs import seeded_knobs
 
 from nnunet_progressive.core.errors import ProgressiveConfigError
 from nnunet_progressive.core.knobs import settings_from_env
@@ -49,8 +50,8 @@ def test_two_runs_with_one_seed_train_the_same_network_on_cpu(tiny3d, tmp_path):
     The same up to float rounding: beside another training on the same cores the CPU's threaded reductions can sum
     in another order (a largest difference of 1.5e-08 was seen, bit-identical otherwise); another initialisation
     differs by orders of magnitude more (docs/benchmark.md, seeding)."""
-    knobs = {"NNPROG_SEED": "3", "NNPROG_EPOCHS": "1", "NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1",
-             "NNPROG_FINAL_VALIDATION": "off", "nnUNet_n_proc_DA": "0"}
+    knobs = {"NNPROG_EPOCHS": "1", "NNPROG_ITERATIONS": "2", "NNPROG_VAL_ITERATIONS": "1",
+             "NNPROG_FINAL_VALIDATION": "off", **seeded_knobs(3)}
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
                       knobs=knobs)
     weights = []

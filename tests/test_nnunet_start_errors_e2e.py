@@ -23,7 +23,6 @@ def _run(run: TrainingRun, ws, extra=()) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 def test_no_cuda_gpu_without_device_cpu_is_one_message_at_start(tiny3d):
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_PGPS_Efficiency", tiny3d.plans,

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from training_logs import seeded_knobs
 
 from nnunet_progressive.core.records import TransferRecord, read_record
 from nnunet_progressive.datasets.prepare import plan_and_preprocess, write_small_plans
@@ -34,9 +35,9 @@ SOURCE = SyntheticDatasetSpec(name="NNProgHeadsSource", num_cases=8, shape=(64, 
 TARGET = SyntheticDatasetSpec(name="NNProgHeadsTarget", num_cases=5, shape=(64, 64), spacing=(1.0, 1.0), num_organs=2,
                               num_lesions=0, modality="CT", seed=42)
 TARGET_LABELS = {"background": 0, "organ1": 1, "vessel": 2}  # organ1 matches; "vessel" is new to the source
-# seeded, augmentation in the training process (NNPROG_SEED): the same networks in every run of the suite (seed 0:
-# source organ1 Dice 0.947 after 3 x 50 iterations, the fine-tuning run 0.65 at its first validation)
-SEEDED = {"NNPROG_SEED": "0", "nnUNet_n_proc_DA": "0"}
+# seeded (the same networks in every run of the suite; seed 0: source organ1 Dice 0.947 after 3 x 50 iterations,
+# the fine-tuning run 0.65 at its first validation)
+SEEDED = seeded_knobs(0)
 PRETRAIN_KNOBS = {"NNPROG_EPOCHS": "3", "NNPROG_ITERATIONS": "50", "NNPROG_VAL_ITERATIONS": "1",
                   "NNPROG_FINAL_VALIDATION": "off", **SEEDED}
 

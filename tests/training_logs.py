@@ -61,3 +61,10 @@ def one_start_error(result: subprocess.CompletedProcess) -> str:
 def everything_under(folder: Path) -> list[str]:
     """Every path below ``folder``, relative and sorted ([] if it does not exist): what a refused start left."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def seeded_knobs(seed: int) -> dict[str, str]:
+    """Knobs of a reproducible CPU run: ``NNPROG_SEED`` with sampling and augmentation in the seeded training
+    process (``nnUNet_n_proc_DA=0``; nnU-Net's workers draw their own seeds). For tests whose assertions need the
+    network to learn: an unseeded run can stay at all background for its few iterations."""
+    return {"NNPROG_SEED": str(seed), "nnUNet_n_proc_DA": "0"}
