@@ -162,11 +162,13 @@ class Observation:
 @dataclass(frozen=True)
 class Phase:
     """A moment of a run: ``reached`` says the watcher is there; ``inside`` (checked with the training stopped)
-    says what was hit, or None if the stop came too late."""
+    says what was hit, or None if the stop came too late. ``again``: a moment that recurs (a checkpoint write), so a
+    stop that came too late lets the training go on to the next one instead of ending the combination."""
 
     name: str
     reached: Callable[[Observation], bool]
     inside: Callable[[Observation], str | None]
+    again: bool = False
 
 
 def before_first_checkpoint() -> Phase:
@@ -185,7 +187,8 @@ def mid_epoch(epoch: int) -> Phase:
 def checkpoint_write(after_epoch: int) -> Phase:
     return Phase(f"checkpoint write (after epoch {after_epoch})",
                  lambda o: o.after_epoch_start(after_epoch) is not None and bool(o.temporary_checkpoints()),
-                 lambda o: f"{o.temporary_checkpoints()[0]} being written" if o.temporary_checkpoints() else None)
+                 lambda o: f"{o.temporary_checkpoints()[0]} being written" if o.temporary_checkpoints() else None,
+                 again=True)  # a write lasts milliseconds: a loaded machine can stop the training just after one
 
 
 def line_of_epoch(name: str, epoch: int, pattern: str, before_line: bool = False) -> Phase:
@@ -422,13 +425,15 @@ def kill_at(command: Sequence[str], env: dict[str, str], log: Path, fold: Path, 
                 observation = Observation(handle.read(), fold)
             if phase.reached(observation):
                 os.kill(process.pid, signal.SIGSTOP)
-                break
+                hit = phase.inside(observation)  # looked at with the training stopped
+                if hit is not None or not phase.again:
+                    break
+                os.kill(process.pid, signal.SIGCONT)  # stopped just after the moment: wait for its next time
             if process.poll() is not None:
                 raise RuntimeError(f"the run ended (exit {process.returncode}) before {phase.name}")
             if time.time() > deadline:
                 raise TimeoutError(f"{phase.name} not reached in {timeout} s")
             watch.wait(0.05)
-        hit = phase.inside(observation)
         below = _descendants(process.pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()

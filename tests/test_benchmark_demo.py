@@ -1,8 +1,6 @@
 """`nnprog demo`: a short benchmark on the same runner, with the outputs the README promises."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from nnunet_progressive.benchmark.demo import (
@@ -34,11 +32,10 @@ def test_demo_is_a_benchmark_spec(tmp_path):
 
 def test_too_few_demo_epochs_stop_before_any_data_is_made(tmp_path, capsys):
     """`nnprog demo --epochs 3`: the demo's own words (its minimum), before a dataset is generated or planned."""
-    start = time.perf_counter()
     assert main(["demo", "--workspace", str(tmp_path / "ws"), "--epochs", "3"]) == 2
     error = capsys.readouterr().err
     assert "--epochs 3 is too few" in error and "--epochs 9 or more" in error and "spec" not in error
-    assert time.perf_counter() - start < 10 and not (tmp_path / "ws").exists()
+    assert not (tmp_path / "ws").exists()
 
 
 def test_demo_table_and_summary():
@@ -86,9 +83,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys, monkeypatch):
     assert "nnUNetv2_predict -i" in text and "-p nnUNetPlans_small" in text and "-device cpu" in text
     assert records["nnUNetTrainer_ConstantPatch"].result.curriculum is None
 
-    start = time.perf_counter()
-    assert main(arguments) == 0  # the runs are done: reused
-    assert time.perf_counter() - start < 60
+    assert main(arguments) == 0  # the runs are done: reused (one attempt each, below)
     assert [len(r.attempts) for r in load_records(workspace / "results")] == [1, 1]
 
     # the full benchmark report of the same records

@@ -224,6 +224,7 @@ def test_rank_workers_end_quietly_with_a_killed_rank(tmp_path, signal_name):
     deadline = time.monotonic() + 120
     while not pool_working.search(log.read_text()) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    assert pool_working.search(log.read_text()), log.read_text()
     workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     assert process.poll() is None and workers, log.read_text()
     os.kill(process.pid, getattr(signal, signal_name))

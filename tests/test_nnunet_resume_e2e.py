@@ -142,9 +142,9 @@ def test_resume_before_the_first_checkpoint_starts_the_recorded_run_again(tiny3d
     """Issue #20: kill -9 before the first checkpoint, then --c in a plain shell: nnU-Net finds no checkpoint and
     "starts a new training"; it must be the recorded run (its settings, its run file), not a default one."""
     run = TrainingRun(str(tiny3d.dataset_id), "3d_fullres", 0, "nnUNetTrainer_ConstantPatch", tiny3d.plans,
-                      knobs={**FAST, "NNPROG_EPOCHS": "3", "NNPROG_SAVE_EVERY": "1"})
+                      knobs={**FAST, "NNPROG_EPOCHS": "3", "NNPROG_SAVE_EVERY": "1", "NNPROG_ITERATIONS": "10"})
     log = tmp_path / "train.log"
-    train(run, tiny3d.folders, log, stop_when=_started_epoch(0))
+    train(run, tiny3d.folders, log, stop_when=_started_epoch(0))  # 10 iterations: the kill lands inside epoch 0
     fold = run.output_folder(tiny3d.folders, tiny3d.dataset_name)
     assert not list(fold.glob("checkpoint_*.pth")), "killed before the first checkpoint"
     recorded = (fold / "nnprog_run.json").read_text()
@@ -297,8 +297,12 @@ def test_augmentation_workers_die_with_a_killed_training(tiny3d, tmp_path, train
         deadline = time.time() + 600
         while not _started_epoch(0)(log.read_text()) and process.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(2)
+        # polled, not a fixed wait: Efficiency rebuilds its training loader at every stage switch (each epoch
+        # here), and between the old workers' end and the new ones' start only the validation worker lives
         workers = _children(process.pid)
+        while len(workers) < 2 and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+            workers = _children(process.pid)
         assert len(workers) >= 2, f"expected augmentation workers, found {workers}: {log.read_text()[-2000:]}"
         os.kill(process.pid, signal.SIGKILL)
         process.wait()

@@ -213,7 +213,8 @@ def test_head_first_keeps_everything_but_the_heads_until_its_phase_ends_and_resu
 
 
 def test_frozen_encoder_freezes_only_the_pretrained_encoder_and_resumes_at_the_phase_change(ws):
-    knobs = {"NNPROG_EPOCHS": "5", "NNPROG_WARMUP_EPOCHS": "1", "NNPROG_FROZEN_EPOCHS": "2"}
+    knobs = {"NNPROG_EPOCHS": "5", "NNPROG_WARMUP_EPOCHS": "1", "NNPROG_FROZEN_EPOCHS": "2",
+             "NNPROG_ITERATIONS": "8"}  # epoch 2, the window of the kill below, lasts seconds
     _, fold = _finetune(ws, "nnUNetTrainer_Finetune_FrozenEncoder", 2, knobs, "frozen.log",
                         stop_when=lambda output: "Epoch 2" in output.split("FrozenEncoder")[-1])
     pretrained, latest = _network_weights(ws.adapted), _network_weights(fold / "checkpoint_latest.pth")

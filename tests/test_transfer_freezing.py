@@ -2,9 +2,6 @@
 with AdamW, under torch.compile and under DDP (two CPU processes, gloo), and DDP's reducer never complains."""
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -81,9 +78,9 @@ def test_unfreezing_trains_everything():
     assert all(not torch.equal(before[n], after[n]) for n in before)
 
 
-def _ddp_worker(rank: int, world: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+def _ddp_worker(rank: int, world: int, store: str, results) -> None:
+    # a file store, not a TCP port: a port probed free can be taken before rank 0 binds it (parallel tests)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
         network = _network()
@@ -97,11 +94,8 @@ def _ddp_worker(rank: int, world: int, port: int, results) -> None:
         torch.distributed.destroy_process_group()
 
 
-def test_frozen_encoder_under_ddp_keeps_ranks_in_step():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_frozen_encoder_under_ddp_keeps_ranks_in_step(tmp_path):
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, str(tmp_path / "ddp_store"), results), nprocs=2, join=True)
         assert results[0] == pytest.approx(results[1])
