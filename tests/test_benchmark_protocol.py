@@ -25,6 +25,7 @@ from nnunet_progressive.benchmark.imbalance import (
 )
 from nnunet_progressive.benchmark.protocol import (
     ALL_TASKS,
+    MIN_REFERENCE_SD,
     CaseDice,
     cost_table,
     imbalance_correlation,
@@ -97,6 +98,16 @@ def test_seed_spread_per_fold_then_mean_and_against_the_reference():
     assert spread[EFF].std_vs_reference == pytest.approx(0.01 / ref_std)
     one_seed = seed_spread([_row("A", REF, 0, 0, 0.7)], [REF], REF)
     assert one_seed[0].folds == 0 and one_seed[0].dice_std is None
+
+
+def test_no_ratio_to_a_reference_spread_below_the_floor():
+    """Repeats of the reference that agree to the third decimal give no SD ratio (it would read thousands)."""
+    rows = [_row("A", REF, 0, s, d) for s, d in enumerate((0.4871, 0.4872))] + \
+        [_row("A", EFF, 0, s, d) for s, d in enumerate((0.49, 0.99))]
+    spread = {s.trainer: s for s in seed_spread(rows, [REF, EFF], REF)}
+    assert spread[REF].dice_std < MIN_REFERENCE_SD and spread[EFF].std_vs_reference is None
+    steady = seed_spread([_row("A", REF, 0, s, d) for s, d in enumerate((0.48, 0.49))] + rows[2:], [REF, EFF], REF)
+    assert [s.std_vs_reference for s in steady if s.trainer == EFF] == [pytest.approx(50.0)]  # SDs 0.354, 0.0071
 
 
 def test_foreground_share_is_the_mean_over_cases():
