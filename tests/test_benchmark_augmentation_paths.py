@@ -47,7 +47,10 @@ def test_runs_every_stage_of_the_performance_schedule(bench, tiny3d_dataset, tmp
     assert rows[0].split(" | ")[1:3] == ["16x8x8", "64"] and rows[-1].split(" | ")[1:3] == ["32x32x32", "2"]
     for row in rows:
         old_ms, new_ms, ratio = (float(v) for v in row.split(" | ")[4:7])
-        assert old_ms > 0 and new_ms > 0 and ratio == pytest.approx(new_ms / old_ms, abs=0.011)
+        # the table rounds times to 0.05 ms and the ratio (of the unrounded times) to 0.005: at 9.1 and 16.9 ms,
+        # 1.87 and 1.857 are both right
+        assert old_ms > 0 and new_ms > 0
+        assert (new_ms - 0.05) / (old_ms + 0.05) - 0.005 <= ratio <= (new_ms + 0.05) / (old_ms - 0.05) + 0.005
     assert (out / "augmentation_paths.png").stat().st_size > 0
     assert "sum over stages" in capsys.readouterr().out
 
