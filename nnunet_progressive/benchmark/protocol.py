@@ -111,6 +111,7 @@ def per_case_tests(cases: Sequence[CaseDice], trainers: Sequence[str], reference
 # (offline benchmark, 533: a reference SD of 0.0001 made an SD of 0.35 read 5875x): no ratio is given.
 MIN_REFERENCE_SD = 0.001
 
+
 @dataclass(frozen=True)
 class SeedSpread:
     task: str
